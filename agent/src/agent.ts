@@ -1,0 +1,66 @@
+import { configFromEnv, type AgentConfig } from './config/agent-config.js';
+import { PushQueue } from './cache/push-queue.js';
+import { DevcontainerCliRunner } from './devcontainer/cli-runner.js';
+import type { DevcontainerCli } from './devcontainer/cli.js';
+import { DockerodeEngine } from './docker/dockerode-engine.js';
+import type { DockerEngine } from './docker/engine.js';
+import type { EventSink } from './events/events.js';
+import { GitCli } from './git/git-cli.js';
+import type { GitClient } from './git/git.js';
+import { staticCredentials, type CredentialSource } from './registry/credentials.js';
+import { githubAppCredentials, loadPrivateKey } from './registry/github-app.js';
+import { createRegistryClient, type RegistryClient } from './registry/registry-client.js';
+import { WorkspaceStore } from './state/workspace-store.js';
+import { prepareWorkspace, type PipelineDeps, type PreparedWorkspace } from './workspace/pipeline.js';
+import type { PrepareRequest } from './workspace/request.js';
+
+/** Every dependency is optional: createAgent fills in the real one. */
+export interface AgentOptions {
+  config?: AgentConfig;
+  env?: NodeJS.ProcessEnv;
+  engine?: DockerEngine;
+  devcontainer?: DevcontainerCli;
+  git?: GitClient;
+  registry?: RegistryClient;
+  credentialSources?: CredentialSource[];
+  store?: WorkspaceStore;
+  pushQueue?: PushQueue;
+}
+
+export interface Agent extends PipelineDeps {
+  prepare(req: PrepareRequest, sink: EventSink): Promise<PreparedWorkspace>;
+}
+
+/** The agent's static credential sources, in DESIGN.md's order after the job's own. */
+export async function credentialSourcesFromConfig(config: AgentConfig): Promise<CredentialSource[]> {
+  const sources: CredentialSource[] = [];
+  if (config.githubApp) {
+    sources.push(
+      githubAppCredentials({
+        appId: config.githubApp.appId,
+        installationId: config.githubApp.installationId,
+        privateKey: await loadPrivateKey(config.githubApp.privateKeyFile),
+      }),
+    );
+  }
+  if (config.registryUsername && config.registryPassword) {
+    sources.push(staticCredentials({ username: config.registryUsername, password: config.registryPassword }, 'static'));
+  }
+  return sources;
+}
+
+/** Wires the agent in one place. */
+export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
+  const config = options.config ?? configFromEnv(options.env);
+  const deps: PipelineDeps = {
+    config,
+    engine: options.engine ?? new DockerodeEngine(),
+    devcontainer: options.devcontainer ?? new DevcontainerCliRunner(),
+    git: options.git ?? new GitCli(),
+    registry: options.registry ?? createRegistryClient(),
+    credentialSources: options.credentialSources ?? (await credentialSourcesFromConfig(config)),
+    store: options.store ?? new WorkspaceStore(config.stateDir),
+    pushQueue: options.pushQueue ?? new PushQueue(),
+  };
+  return { ...deps, prepare: (req, sink) => prepareWorkspace(deps, req, sink) };
+}

@@ -1,0 +1,34 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { WarmstartError } from '../errors.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Flags shared by the commands that talk to a cache registry. */
+export const REGISTRY_FLAGS = {
+  'cache-registry': { type: 'string' },
+  'registry-username': { type: 'string' },
+  'registry-password-stdin': { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const satisfies Options;
+
+/** util.parseArgs, with its errors turned into INVALID_ARGUMENT (exit 2). */
+export function parseCommandArgs<O extends Options>(argv: string[], options: O, positionals: number) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new WarmstartError('INVALID_ARGUMENT', (err as Error).message);
+  }
+  if (parsed.positionals.length !== positionals) {
+    throw new WarmstartError('INVALID_ARGUMENT', `expected ${positionals} argument(s), got ${parsed.positionals.length}`);
+  }
+  return parsed;
+}
+
+/** Reads a password from stdin (first line, trailing newline dropped); refuses an empty one. */
+export async function readPassword(readStdin: () => Promise<string>): Promise<string> {
+  const text = await readStdin();
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '') throw new WarmstartError('INVALID_ARGUMENT', '--registry-password-stdin read an empty password');
+  return password;
+}

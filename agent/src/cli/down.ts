@@ -1,0 +1,33 @@
+import { createAgent } from '../agent.js';
+import { configFromEnv } from '../config/agent-config.js';
+import { WarmstartError } from '../errors.js';
+import { removeWorkspaceContainers } from '../workspace/default-container.js';
+import { validateWorkspaceId } from '../workspace/validate.js';
+import { parseCommandArgs } from './args.js';
+import { EXIT, reportError, type CommandResult, type Io } from './output.js';
+
+/** `warmstart down <id> [--purge]`: remove the workspace's containers; with --purge its volume and state too. */
+export async function downCommand(argv: string[], io: Io): Promise<CommandResult> {
+  const json = argv.includes('--json');
+  try {
+    const { values, positionals } = parseCommandArgs(argv, { purge: { type: 'boolean' }, json: { type: 'boolean' } }, 1);
+    const id = validateWorkspaceId(positionals[0]!);
+    const agent = await createAgent({ config: configFromEnv(io.env) });
+    const volume = `warmstart-ws-${id}`;
+    const record = await agent.store.load(id);
+    const hadVolume = await agent.engine.volumeExists(volume);
+    const removed = await removeWorkspaceContainers(agent.engine, id);
+    if (!record && !hadVolume && removed === 0) {
+      throw new WarmstartError('WORKSPACE_NOT_FOUND', `no workspace ${id} on this node`);
+    }
+    if (values.purge) {
+      await agent.engine.removeVolume(volume);
+      await agent.store.remove(id);
+    }
+    const out = { workspaceId: id, containersRemoved: removed, volumeRemoved: values.purge === true && hadVolume };
+    io.stdout(json ? `${JSON.stringify(out)}\n` : `removed ${removed} container(s)${out.volumeRemoved ? ` and volume ${volume}` : ''}\n`);
+    return EXIT.ready;
+  } catch (err) {
+    return reportError(io, err, json);
+  }
+}

@@ -1,0 +1,93 @@
+import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import { createAgent } from '../agent.js';
+import { configFromEnv } from '../config/agent-config.js';
+import { WarmstartError } from '../errors.js';
+import { teeSinks } from '../events/events.js';
+import type { PrepareRequest } from '../workspace/request.js';
+import { parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
+import { EXIT, reportError, type CommandResult, type Io } from './output.js';
+import { progressSink } from './progress.js';
+
+const UP_FLAGS = {
+  ...REGISTRY_FLAGS,
+  'workspace-id': { type: 'string' },
+  'config-name': { type: 'string' },
+  lightweight: { type: 'boolean' },
+  'cache-ref': { type: 'string' },
+  'no-cache': { type: 'boolean' },
+  'push-timeout': { type: 'string' },
+  'no-push': { type: 'boolean' },
+  verbose: { type: 'boolean', short: 'v' },
+} as const;
+
+/** A workspace id for `up` without --workspace-id: the repository's name, made valid. */
+function defaultWorkspaceId(repository: string): string {
+  const last = repository.replace(/\/+$/, '').split(/[/:]/).pop() ?? 'workspace';
+  const id = last.replace(/\.git$/, '').toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return id || 'workspace';
+}
+
+function pushTimeoutMs(value: string | undefined): number | null {
+  if (value === undefined) return null;
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n) || n <= 0) {
+    throw new WarmstartError('INVALID_ARGUMENT', '--push-timeout takes a positive number of seconds');
+  }
+  return Math.round(n * 1000);
+}
+
+/** `warmstart up`: prepare one workspace in the foreground. */
+export async function upCommand(argv: string[], io: Io): Promise<CommandResult> {
+  let json = argv.includes('--json');
+  try {
+    const { values, positionals } = parseCommandArgs(argv, UP_FLAGS, 1);
+    json = values.json === true;
+    const repository = positionals[0]!;
+    const password = values['registry-password-stdin'] ? await readPassword(io.readStdin) : null;
+    if (password !== null && !values['registry-username']) {
+      throw new WarmstartError('INVALID_ARGUMENT', '--registry-password-stdin needs --registry-username');
+    }
+    if (values['registry-username'] && password === null) {
+      throw new WarmstartError('INVALID_ARGUMENT', '--registry-username needs --registry-password-stdin');
+    }
+    const config = configFromEnv(io.env);
+    const request: PrepareRequest = {
+      workspaceId: values['workspace-id'] ?? defaultWorkspaceId(repository),
+      repository,
+      configName: values['config-name'] ?? null,
+      lightweight: values.lightweight === true,
+      cache: {
+        disabled: values['no-cache'] === true,
+        registry: values['cache-registry'] ?? null,
+        ref: values['cache-ref'] ?? null,
+        username: values['registry-username'] ?? null,
+        password,
+      },
+      push: { disabled: values['no-push'] === true, timeoutMs: pushTimeoutMs(values['push-timeout']) },
+      cwd: io.cwd,
+    };
+    const agent = await createAgent({ config });
+    const eventLog = agent.store.eventLog(request.workspaceId);
+    const sink = teeSinks(progressSink(io.stderr, values.verbose === true), eventLog);
+    const prepared = await agent.prepare(request, sink);
+    const push = await prepared.push;
+    await eventLog.flush();
+    const result: WorkspaceResult = { ...prepared.result, push };
+    if (json) io.stdout(`${JSON.stringify(result)}\n`);
+    else io.stdout(summary(result));
+    return result.outcome === 'ready' ? EXIT.ready : result.outcome === 'recovery' ? EXIT.recovery : EXIT.failed;
+  } catch (err) {
+    return reportError(io, err, json);
+  }
+}
+
+function summary(r: WorkspaceResult): string {
+  const secs = (ms: number | null | undefined): string => `${((ms ?? 0) / 1000).toFixed(1)}s`;
+  const lines = [`${r.outcome}: workspace ${r.workspaceId} (${r.profile ?? 'no container'}) in ${secs(r.timings.ready)}`];
+  if (r.containerId) lines.push(`  container ${r.containerId.slice(0, 12)}`);
+  const steps = r.cache.stepsTotal !== null ? `, ${r.cache.stepsCached}/${r.cache.stepsTotal} build steps from cache` : '';
+  lines.push(`  cache ${r.cache.hit}${r.cache.ref ? ` ${r.cache.ref}` : ''}${steps}${r.cache.reason ? ` (${r.cache.reason})` : ''}`);
+  lines.push(`  push ${r.push.status}${r.push.ms !== null ? ` in ${secs(r.push.ms)}` : ''}${r.push.reason ? ` (${r.push.reason})` : ''}`);
+  if (r.error) lines.push(`  error ${r.error.code}: ${r.error.message}`);
+  return `${lines.join('\n')}\n`;
+}

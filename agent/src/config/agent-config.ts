@@ -1,0 +1,59 @@
+import { WarmstartError } from '../errors.js';
+
+/** The agent's settings, from the environment (the CLI's flags win over these). */
+export interface AgentConfig {
+  /** durable state: workspace records, event logs, host clones */
+  stateDir: string;
+  /** image for lightweight workspaces, repos without a config, and the recovery fallback */
+  defaultImage: string;
+  /** HOST[:PORT][/NAMESPACE] of the cache registry; null: cache disabled unless a job names one */
+  cacheRegistry: string | null;
+  /** static registry credentials (third in the credential order) */
+  registryUsername: string | null;
+  registryPassword: string | null;
+  githubApp: { appId: string; privateKeyFile: string; installationId: string } | null;
+  /** git token for https clones when a job brings none */
+  gitToken: string | null;
+  buildTimeoutMs: number;
+  pushTimeoutMs: number;
+}
+
+export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
+
+function seconds(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return fallback * 1000;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new WarmstartError('INVALID_ARGUMENT', `${key} must be a positive number of seconds`);
+  }
+  return Math.round(n * 1000);
+}
+
+const nonEmpty = (v: string | undefined): string | null => (v === undefined || v === '' ? null : v);
+
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const appId = nonEmpty(env.WARMSTART_GITHUB_APP_ID);
+  const keyFile = nonEmpty(env.WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE);
+  const installationId = nonEmpty(env.WARMSTART_GITHUB_INSTALLATION_ID);
+  const appParts = [appId, keyFile, installationId].filter((v) => v !== null).length;
+  if (appParts !== 0 && appParts !== 3) {
+    throw new WarmstartError(
+      'INVALID_ARGUMENT',
+      'GitHub App credentials need all of WARMSTART_GITHUB_APP_ID, WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE and WARMSTART_GITHUB_INSTALLATION_ID',
+    );
+  }
+  const githubApp = appParts === 3 ? { appId: appId!, privateKeyFile: keyFile!, installationId: installationId! } : null;
+  return {
+    stateDir: nonEmpty(env.WARMSTART_STATE_DIR) ?? '/var/lib/warmstart',
+    defaultImage: nonEmpty(env.WARMSTART_DEFAULT_IMAGE) ?? DEFAULT_IMAGE,
+    // ghcr.io is the default registry only when a GitHub App can log in to it.
+    cacheRegistry: nonEmpty(env.WARMSTART_CACHE_REGISTRY) ?? (githubApp ? 'ghcr.io' : null),
+    registryUsername: nonEmpty(env.WARMSTART_REGISTRY_USERNAME),
+    registryPassword: nonEmpty(env.WARMSTART_REGISTRY_PASSWORD),
+    githubApp,
+    gitToken: nonEmpty(env.WARMSTART_GIT_TOKEN),
+    buildTimeoutMs: seconds(env, 'WARMSTART_BUILD_TIMEOUT_SECONDS', 3600),
+    pushTimeoutMs: seconds(env, 'WARMSTART_PUSH_TIMEOUT_SECONDS', 600),
+  };
+}

@@ -1,0 +1,135 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { execa } from 'execa';
+import { WarmstartError } from '../errors.js';
+import type { DevcontainerCli, UpOptions, UpResult } from './cli.js';
+
+/** Path of the pinned CLI's entry script in node_modules (never a global install). */
+export function pinnedCliScript(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve('@devcontainers/cli/package.json')), 'devcontainer.js');
+}
+
+/** Builds the argv of `devcontainer up`; exported so tests can check it exactly. */
+export function upArgs(o: UpOptions, dockerPath: string): string[] {
+  const args = ['up', '--workspace-folder', o.workspaceFolder];
+  if (o.configPath) args.push('--config', o.configPath);
+  args.push('--override-config', o.overrideConfigPath);
+  for (const [k, v] of Object.entries(o.idLabels)) args.push('--id-label', `${k}=${v}`);
+  args.push('--log-format', 'json', '--docker-path', dockerPath);
+  return args;
+}
+
+/** Finds the result: the last stdout line that is a JSON object. */
+export function parseUpResult(stdout: string): Record<string, unknown> | null {
+  const lines = stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{'));
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      const value: unknown = JSON.parse(lines[i]!);
+      if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
+    } catch {
+      // not the result line; keep looking
+    }
+  }
+  return null;
+}
+
+export interface CliRunnerOptions {
+  /** node binary; the agent's own by default */
+  node?: string;
+  script?: string;
+  dockerPath?: string;
+  /** grace between SIGTERM and SIGKILL of the CLI's process group */
+  killGraceMs?: number;
+}
+
+/** DevcontainerCli over the pinned @devcontainers/cli, run with execa. */
+export class DevcontainerCliRunner implements DevcontainerCli {
+  private readonly node: string;
+  private readonly script: string;
+  private readonly dockerPath: string;
+  private readonly killGraceMs: number;
+
+  constructor(options: CliRunnerOptions = {}) {
+    this.node = options.node ?? process.execPath;
+    this.script = options.script ?? pinnedCliScript();
+    this.dockerPath = options.dockerPath ?? 'docker';
+    this.killGraceMs = options.killGraceMs ?? 5_000;
+  }
+
+  async version(): Promise<string> {
+    const { stdout } = await execa(this.node, [this.script, '--version'], { timeout: 30_000 });
+    return stdout.trim();
+  }
+
+  async up(o: UpOptions): Promise<UpResult> {
+    // Detached: the CLI starts docker builds of its own; on timeout the whole
+    // process group must go, not just the node process.
+    const child = execa(this.node, [this.script, ...upArgs(o, this.dockerPath)], {
+      env: { ...o.env },
+      extendEnv: true,
+      detached: true,
+      reject: false,
+      stdin: 'ignore',
+      all: false,
+    });
+    let timedOut = false;
+    let cancelled = false;
+    const killGroup = (): void => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {
+        return;
+      }
+      setTimeout(() => {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }, this.killGraceMs).unref();
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, o.timeoutMs);
+    const onAbort = (): void => {
+      cancelled = true;
+      killGroup();
+    };
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    if (o.signal?.aborted) onAbort();
+
+    if (child.stderr) {
+      const rl = createInterface({ input: child.stderr });
+      rl.on('line', (line) => o.onLog?.(line));
+    }
+    const done = await child;
+    clearTimeout(timer);
+    o.signal?.removeEventListener('abort', onAbort);
+
+    if (timedOut) {
+      throw new WarmstartError('DEVCONTAINER_UP_TIMEOUT', `devcontainer up did not finish within ${Math.round(o.timeoutMs / 1000)} s and was stopped`);
+    }
+    if (cancelled) {
+      throw new WarmstartError('DEVCONTAINER_UP_FAILED', 'devcontainer up was cancelled');
+    }
+    const result = parseUpResult(String(done.stdout ?? ''));
+    if (!result) {
+      throw new WarmstartError('DEVCONTAINER_NO_RESULT', 'devcontainer up printed no result', {
+        detail: `exit code ${done.exitCode ?? 'none'}${done.signal ? `, signal ${done.signal}` : ''}`,
+      });
+    }
+    if (result.outcome !== 'success' || typeof result.containerId !== 'string') {
+      const message = typeof result.message === 'string' ? result.message : 'devcontainer up failed';
+      const description = typeof result.description === 'string' ? result.description : undefined;
+      throw new WarmstartError('DEVCONTAINER_UP_FAILED', message, description ? { detail: description } : {});
+    }
+    const out: UpResult = { containerId: result.containerId };
+    if (typeof result.remoteUser === 'string') out.remoteUser = result.remoteUser;
+    if (typeof result.remoteWorkspaceFolder === 'string') out.remoteWorkspaceFolder = result.remoteWorkspaceFolder;
+    return out;
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * One error type for the whole agent. Callers branch on `code`, never on the
+ * message; `detail` carries the raw cause for operators (it must never hold a
+ * secret), `cause` keeps the original error for logs.
+ */
+export const ERROR_CODES = [
+  // bad input: exit 2 / HTTP 400, nothing created
+  'INVALID_WORKSPACE_ID',
+  'INVALID_CONFIG_NAME',
+  'INVALID_REPOSITORY',
+  'INVALID_REGISTRY',
+  'INVALID_CACHE_REF',
+  'INVALID_ARGUMENT',
+  'WORKSPACE_CONFLICT',
+  // workspace failures
+  'GIT_CLONE_FAILED',
+  'DEVCONTAINER_CONFIG_INVALID',
+  'DEVCONTAINER_UP_FAILED',
+  'DEVCONTAINER_UP_TIMEOUT',
+  'DEVCONTAINER_NO_RESULT',
+  'DOCKER_UNAVAILABLE',
+  'DOCKER_OPERATION_FAILED',
+  'DEFAULT_IMAGE_FAILED',
+  'WORKSPACE_NOT_FOUND',
+  'STATE_WRITE_FAILED',
+  // cache / registry trouble: recorded, never fails a workspace
+  'REGISTRY_UNREACHABLE',
+  'REGISTRY_AUTH_FAILED',
+  'REGISTRY_PUSH_DENIED',
+  'REGISTRY_ERROR',
+  'CACHE_IMAGE_MISSING',
+  'PUSH_TIMEOUT',
+  'GITHUB_APP_AUTH_FAILED',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Codes that mean the caller's input was wrong (exit 2, HTTP 400). */
+export const INPUT_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'INVALID_WORKSPACE_ID',
+  'INVALID_CONFIG_NAME',
+  'INVALID_REPOSITORY',
+  'INVALID_REGISTRY',
+  'INVALID_CACHE_REF',
+  'INVALID_ARGUMENT',
+  'WORKSPACE_CONFLICT',
+]);
+
+export interface ErrorOptions {
+  cause?: unknown;
+  /** Raw cause for operators (no secrets). */
+  detail?: string;
+}
+
+export class WarmstartError extends Error {
+  readonly code: ErrorCode;
+  readonly detail?: string;
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'WarmstartError';
+    this.code = code;
+    if (options.detail !== undefined) this.detail = options.detail;
+  }
+
+  get isInputError(): boolean {
+    return INPUT_ERROR_CODES.has(this.code);
+  }
+}
+
+/** The one error shape of the CLI's JSON output and the HTTP API. */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  detail?: string;
+}
+
+/** Turns anything thrown into the public error shape; unknown errors leak nothing. */
+export function toErrorBody(err: unknown): ErrorBody {
+  if (err instanceof WarmstartError) {
+    return err.detail === undefined
+      ? { code: err.code, message: err.message }
+      : { code: err.code, message: err.message, detail: err.detail };
+  }
+  return { code: 'INTERNAL', message: 'internal error' };
+}
+
+export function isWarmstartError(err: unknown, code?: ErrorCode): err is WarmstartError {
+  return err instanceof WarmstartError && (code === undefined || err.code === code);
+}
+
+/** A short, single-line description of any error, for `reason` fields. */
+export function describeError(err: unknown): string {
+  if (err instanceof WarmstartError) return `${err.code}: ${err.message}`;
+  if (err instanceof Error) return err.message.split('\n')[0] ?? err.name;
+  return String(err);
+}

@@ -1,0 +1,71 @@
+/**
+ * Registry credentials and the order in which the agent looks for them (see
+ * DESIGN.md "Registry credentials"): the job's own, then a GitHub App
+ * installation token for ghcr.io, then static config; none means pull-only.
+ */
+
+/** One username/password pair for one registry, and where it came from. */
+export interface RegistryCredentials {
+  /** host[:port], as used in image references and in docker's `auths` map */
+  registry: string;
+  username: string;
+  /** a secret: never log it, never put it in an error */
+  password: string;
+  /** recorded in results so operators know which path was taken */
+  source: 'job' | 'github-app' | 'static';
+}
+
+/** Something that may hold credentials for a registry host. */
+export interface CredentialSource {
+  /** null when this source has nothing for that registry */
+  get(registryHost: string, signal?: AbortSignal): Promise<RegistryCredentials | null>;
+}
+
+/**
+ * Asks each source in order and returns the first credentials found, or null
+ * (pull public images only, skip pushes). A source that fails throws: the
+ * caller records why (e.g. GITHUB_APP_AUTH_FAILED) instead of us silently
+ * falling through to weaker credentials.
+ */
+export async function resolveCredentials(
+  sources: readonly CredentialSource[],
+  registryHost: string,
+  signal?: AbortSignal,
+): Promise<RegistryCredentials | null> {
+  for (const source of sources) {
+    signal?.throwIfAborted();
+    const found = await source.get(registryHost, signal);
+    if (found) return found;
+  }
+  return null;
+}
+
+/**
+ * A fixed username/password (from the job or the agent's config). It matches
+ * any host when `registry` is unset, else only that host (case-insensitive;
+ * a pasted `https://` prefix or trailing `/` is tolerated). An empty username
+ * or password means "not configured", so the source then has nothing.
+ */
+export function staticCredentials(
+  c: { registry?: string | null; username: string; password: string },
+  source: 'job' | 'static',
+): CredentialSource {
+  const wanted = c.registry ? normalizeRegistryHost(c.registry) : null;
+  return {
+    async get(registryHost) {
+      if (!c.username || !c.password) return null;
+      if (wanted !== null && wanted !== normalizeRegistryHost(registryHost)) return null;
+      // Report the host asked for, so docker's `auths` key matches the image ref.
+      return { registry: registryHost, username: c.username, password: c.password, source };
+    },
+  };
+}
+
+/** Lowercased host[:port] without scheme or trailing slashes, for comparisons. */
+export function normalizeRegistryHost(registry: string): string {
+  return registry
+    .trim()
+    .replace(/^[a-z][a-z0-9+.-]*:\/\//i, '')
+    .replace(/\/+$/, '')
+    .toLowerCase();
+}

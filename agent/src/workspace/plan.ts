@@ -1,0 +1,84 @@
+import type { AgentConfig } from '../config/agent-config.js';
+import { parseCacheRegistry, parseImageRef, resolveCacheRef } from '../cache/ref.js';
+import { WarmstartError } from '../errors.js';
+import type { RegistryCredentials } from '../registry/credentials.js';
+import { parseRepository, type Repository } from './repository.js';
+import type { PrepareRequest } from './request.js';
+import { validateConfigName, validateWorkspaceId } from './validate.js';
+
+/** A request that passed validation, with everything derived from it. */
+export interface JobPlan {
+  workspaceId: string;
+  repo: Repository;
+  configName: string | null;
+  lightweight: boolean;
+  gitToken: string | null;
+  /** the moving cache ref, or null with the reason in cacheOffReason */
+  cacheRef: string | null;
+  cacheOffReason: string | null;
+  registryHost: string | null;
+  jobCredentials: RegistryCredentials | null;
+  pushOffReason: string | null;
+  pushTimeoutMs: number;
+  volume: string;
+  /** where the repository appears inside the container */
+  workspaceFolder: string;
+}
+
+/**
+ * Validates a request completely before anything is created: every input
+ * error surfaces here, as a WarmstartError with an input code.
+ */
+export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
+  const workspaceId = validateWorkspaceId(req.workspaceId);
+  const configName = req.configName ? validateConfigName(req.configName) : null;
+  const repo = parseRepository(req.repository, req.cwd ? { cwd: req.cwd } : {});
+  const lightweight = req.lightweight === true;
+
+  const cacheDisabled = req.cache?.disabled === true;
+  const registrySetting = req.cache?.registry ?? config.cacheRegistry;
+  const registry = registrySetting ? parseCacheRegistry(registrySetting) : null;
+  const explicitRef = req.cache?.ref ?? null;
+  if (explicitRef) parseImageRef(explicitRef); // refuse a malformed ref up front
+
+  let cacheRef: string | null = null;
+  let cacheOffReason: string | null = null;
+  if (lightweight) cacheOffReason = 'lightweight workspace: nothing is built';
+  else if (cacheDisabled) cacheOffReason = 'cache disabled for this job';
+  else {
+    cacheRef = resolveCacheRef({ cacheRef: explicitRef ?? undefined, registry, repo, configName });
+    if (!cacheRef) cacheOffReason = 'no cache registry configured';
+  }
+  const registryHost = cacheRef ? parseImageRef(cacheRef).registryHost : null;
+
+  const username = req.cache?.username ?? null;
+  const password = req.cache?.password ?? null;
+  if ((username === null) !== (password === null)) {
+    throw new WarmstartError('INVALID_ARGUMENT', 'registry username and password go together: give both or neither');
+  }
+  const jobCredentials =
+    username !== null && password !== null && registryHost
+      ? { registry: registryHost, username, password, source: 'job' as const }
+      : null;
+
+  const pushTimeoutMs = req.push?.timeoutMs ?? config.pushTimeoutMs;
+  if (!Number.isFinite(pushTimeoutMs) || pushTimeoutMs <= 0) {
+    throw new WarmstartError('INVALID_ARGUMENT', 'push timeout must be a positive number of seconds');
+  }
+
+  return {
+    workspaceId,
+    repo,
+    configName,
+    lightweight,
+    gitToken: req.gitToken ?? config.gitToken,
+    cacheRef,
+    cacheOffReason,
+    registryHost,
+    jobCredentials,
+    pushOffReason: req.push?.disabled ? 'push disabled for this job' : null,
+    pushTimeoutMs,
+    volume: `warmstart-ws-${workspaceId}`,
+    workspaceFolder: `/workspaces/${repo.name.replace(/[^A-Za-z0-9._-]/g, "-")}`,
+  };
+}

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+
+/**
+ * The result of preparing one workspace: what `warmstart up --json` prints and
+ * what the daemon reports for a workspace. The control plane depends on it.
+ */
+export const CacheHit = z.enum(['exact', 'layers', 'miss', 'disabled']);
+/** `pending` only while the push runs in the background after ready; never in the CLI's output. */
+export const PushStatus = z.enum(['pushed', 'skipped', 'failed', 'timeout', 'pending']);
+export const Outcome = z.enum(['ready', 'recovery', 'failed']);
+export const Profile = z.enum(['devcontainer', 'lightweight', 'recovery']);
+
+export const CacheResult = z.object({
+  ref: z.string().nullable(),
+  hit: CacheHit,
+  reason: z.string().nullable(),
+  stepsCached: z.number().int().nonnegative().nullable(),
+  stepsTotal: z.number().int().nonnegative().nullable(),
+});
+
+export const PushResult = z.object({
+  status: PushStatus,
+  ref: z.string().nullable(),
+  reason: z.string().nullable(),
+  ms: z.number().int().nonnegative().nullable(),
+});
+
+export const ErrorResult = z.object({
+  code: z.string(),
+  message: z.string(),
+  detail: z.string().optional(),
+});
+
+export const WorkspaceResult = z.object({
+  outcome: Outcome,
+  workspaceId: z.string(),
+  containerId: z.string().nullable(),
+  profile: Profile.nullable(),
+  cache: CacheResult,
+  push: PushResult,
+  timings: z.record(z.string(), z.number().int().nonnegative()),
+  error: ErrorResult.nullable(),
+});
+
+export type CacheHit = z.infer<typeof CacheHit>;
+export type PushStatus = z.infer<typeof PushStatus>;
+export type Outcome = z.infer<typeof Outcome>;
+export type Profile = z.infer<typeof Profile>;
+export type CacheResult = z.infer<typeof CacheResult>;
+export type PushResult = z.infer<typeof PushResult>;
+export type WorkspaceResult = z.infer<typeof WorkspaceResult>;

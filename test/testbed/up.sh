@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Brings up the real components the tests and the demo use, idempotently, as root
+# on a fresh Debian 12 machine: the Docker engine, an OCI registry with htpasswd
+# auth (plus a read-only twin that refuses pushes), and a busybox base image.
+# Prints nothing but progress on stderr; writes the facts the tests need to
+# $WARMSTART_TESTBED_DIR/env (shell syntax).
+set -euo pipefail
+
+TB=${WARMSTART_TESTBED_DIR:-/var/lib/warmstart-testbed}
+REG_PORT=${WARMSTART_TESTBED_REGISTRY_PORT:-5000}
+RO_PORT=${WARMSTART_TESTBED_READONLY_PORT:-5001}
+OPEN_PORT=${WARMSTART_TESTBED_OPEN_PORT:-5002}
+BASE_IMAGE=${WARMSTART_TESTBED_BASE_IMAGE:-warmstart-testbed/base:busybox}
+say() { printf 'testbed: %s\n' "$*" >&2; }
+
+need_pkgs=()
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
+[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
+command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
+command -v git >/dev/null || need_pkgs+=(git)
+command -v curl >/dev/null || need_pkgs+=(curl)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  say "installing ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+command -v docker >/dev/null || { say "no docker client after install"; exit 1; }
+
+mkdir -p "$TB"
+chmod 0700 "$TB"
+
+# --- Docker engine -----------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd"
+  setsid nohup dockerd --iptables=false --ip-masq=false >"$TB/dockerd.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { say "dockerd did not answer; see $TB/dockerd.log"; tail -20 "$TB/dockerd.log" >&2; exit 1; }
+fi
+
+# --- Registries --------------------------------------------------------------
+if [ ! -s "$TB/registry-password" ]; then
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TB/registry-password"
+  chmod 0600 "$TB/registry-password"
+fi
+REG_USER=warmstart-test
+REG_PASS=$(cat "$TB/registry-password")
+if [ ! -s "$TB/htpasswd" ] || ! htpasswd -vbB "$TB/htpasswd" "$REG_USER" "$REG_PASS" >/dev/null 2>&1; then
+  htpasswd -Bbn "$REG_USER" "$REG_PASS" >"$TB/htpasswd"
+fi
+mkdir -p "$TB/registry-data" "$TB/open-registry-data"
+
+write_config() { # file port readonly auth datadir
+  {
+    echo "version: 0.1"
+    echo "log: { level: warn, accesslog: { disabled: true } }"
+    echo "storage:"
+    echo "  filesystem: { rootdirectory: $5 }"
+    echo "  delete: { enabled: true }"
+    [ "$3" = yes ] && echo "  maintenance: { readonly: { enabled: true } }"
+    echo "http: { addr: 127.0.0.1:$2 }"
+    [ "$4" = yes ] && echo "auth: { htpasswd: { realm: warmstart-testbed, path: $TB/htpasswd } }"
+    true
+  } >"$1"
+}
+start_registry() { # name port readonly auth datadir
+  local cfg="$TB/$1.yml"
+  write_config "$cfg" "$2" "$3" "$4" "$5"
+  if curl -s -o /dev/null "http://127.0.0.1:$2/v2/"; then return 0; fi
+  say "starting registry $1 on 127.0.0.1:$2"
+  setsid nohup docker-registry serve "$cfg" >"$TB/$1.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do curl -s -o /dev/null "http://127.0.0.1:$2/v2/" && return 0; sleep 0.25; done
+  say "registry $1 did not answer; see $TB/$1.log"; tail -20 "$TB/$1.log" >&2; exit 1
+}
+start_registry registry "$REG_PORT" no yes "$TB/registry-data"
+start_registry registry-readonly "$RO_PORT" yes yes "$TB/registry-data"
+start_registry registry-open "$OPEN_PORT" no no "$TB/open-registry-data"
+
+# --- Base image from busybox-static -----------------------------------------
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  say "building $BASE_IMAGE from busybox-static"
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/tmp" "$root/root" "$root/home" "$root/var/tmp" "$root/usr/bin" "$root/usr/sbin"
+  cp /bin/busybox "$root/bin/busybox"
+  chroot "$root" /bin/busybox --install -s /bin 2>/dev/null || (cd "$root/bin" && for a in $(./busybox --list); do [ -e "$a" ] || ln -s busybox "$a"; done)
+  ln -sf /bin/busybox "$root/sbin/init"
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+  printf 'root:x:0:\n' >"$root/etc/group"
+  printf '::sysinit:/bin/true\n::respawn:/bin/sleep 3600\n' >"$root/etc/inittab"
+  chmod 1777 "$root/tmp" "$root/var/tmp"
+  tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' - "$BASE_IMAGE" >/dev/null
+  rm -rf "$root"
+fi
+
+cat >"$TB/env" <<ENV
+WARMSTART_TESTBED_DIR=$TB
+WARMSTART_TESTBED_REGISTRY=127.0.0.1:$REG_PORT
+WARMSTART_TESTBED_READONLY_REGISTRY=127.0.0.1:$RO_PORT
+WARMSTART_TESTBED_OPEN_REGISTRY=127.0.0.1:$OPEN_PORT
+WARMSTART_TESTBED_REGISTRY_USER=$REG_USER
+WARMSTART_TESTBED_REGISTRY_PASSWORD_FILE=$TB/registry-password
+WARMSTART_TESTBED_BASE_IMAGE=$BASE_IMAGE
+ENV
+chmod 0600 "$TB/env"
+say "ready (engine $(docker version -f '{{.Server.Version}}'), registry 127.0.0.1:$REG_PORT, base $BASE_IMAGE)"
