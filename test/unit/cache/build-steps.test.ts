@@ -40,8 +40,9 @@ describe('countBuildSteps on recorded classic-builder output', () => {
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { type: string; text: string })
-      .filter((r) => r.type === 'raw')
-      .map((r) => r.text)
+      // text/start records are whole lines (they carry the `Run: docker build` lines);
+      // raw records are docker's output chunks.
+      .map((r) => (r.type === 'raw' ? r.text : `${r.text}\n`))
       .join('');
     expect(countBuildSteps(plain)).toEqual({ stepsCached: 12, stepsTotal: 12 });
   });
