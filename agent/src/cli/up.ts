@@ -7,6 +7,7 @@ import type { PrepareRequest } from '../workspace/request.js';
 import { parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
 import { progressSink } from './progress.js';
+import { validateWorkspaceId } from '../workspace/validate.js';
 
 const UP_FLAGS = {
   ...REGISTRY_FLAGS,
@@ -66,6 +67,8 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
       push: { disabled: values['no-push'] === true, timeoutMs: pushTimeoutMs(values['push-timeout']) },
       cwd: io.cwd,
     };
+    // The id names the state directory the event log writes to: check it first.
+    validateWorkspaceId(request.workspaceId);
     const agent = await createAgent({ config });
     const eventLog = agent.store.eventLog(request.workspaceId);
     const sink = teeSinks(progressSink(io.stderr, values.verbose === true), eventLog);

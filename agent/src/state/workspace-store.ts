@@ -50,14 +50,26 @@ export class WorkspaceStore {
 
   /**
    * A sink that appends events to `events.ndjson`. Appends are queued so lines
-   * never interleave; `flush()` waits for them.
+   * never interleave; `flush()` waits for them. The directory is made on the
+   * first event, not here: a request refused as bad input emits none and must
+   * leave nothing behind.
    */
   eventLog(id: string): EventSink & { flush(): Promise<void> } {
-    const path = join(this.dir(id), 'events.ndjson');
-    let chain: Promise<void> = mkdir(this.dir(id), { recursive: true, mode: 0o700 }).then(() => undefined);
+    const dir = this.dir(id);
+    const path = join(dir, 'events.ndjson');
+    let chain: Promise<void> = Promise.resolve();
+    let made = false;
     return {
       emit: (e: WorkspaceEvent) => {
-        chain = chain.then(() => appendFile(path, `${JSON.stringify(e)}\n`, { mode: 0o600 })).catch(() => undefined);
+        chain = chain
+          .then(async () => {
+            if (!made) {
+              await mkdir(dir, { recursive: true, mode: 0o700 });
+              made = true;
+            }
+            await appendFile(path, `${JSON.stringify(e)}\n`, { mode: 0o600 });
+          })
+          .catch(() => undefined);
       },
       flush: () => chain,
     };

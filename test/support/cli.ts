@@ -1,0 +1,58 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import type { WorkspaceResult } from '../../shared/src/workspace-result.js';
+
+/** The built CLI (npm test builds it first). */
+export const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/main.js', import.meta.url));
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  wallMs: number;
+}
+
+/** Runs `warmstart ...` as a user would: a separate process, real env, optional stdin. */
+export async function runCli(args: string[], o: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliRun> {
+  const t0 = performance.now();
+  const r = await execa(process.execPath, [CLI, ...args], {
+    env: { ...o.env },
+    extendEnv: true,
+    reject: false,
+    input: o.input ?? '',
+    ...(o.cwd ? { cwd: o.cwd } : {}),
+  });
+  return {
+    code: r.exitCode ?? -1,
+    stdout: String(r.stdout),
+    stderr: String(r.stderr),
+    wallMs: Math.round(performance.now() - t0),
+  };
+}
+
+/** Parses `up --json` output: stdout must hold exactly one JSON object. */
+export function parseResult(run: CliRun): WorkspaceResult {
+  const lines = run.stdout.trim().split('\n');
+  if (lines.length !== 1) throw new Error(`expected one line on stdout, got ${lines.length}:\n${run.stdout}\n--- stderr:\n${run.stderr}`);
+  return JSON.parse(lines[0]!) as WorkspaceResult;
+}
+
+/** A fresh state dir and the env every test run of the CLI gets. */
+export async function testEnv(baseImage: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'warmstart-state-'));
+  return {
+    WARMSTART_STATE_DIR: stateDir,
+    WARMSTART_DEFAULT_IMAGE: baseImage,
+    WARMSTART_CACHE_REGISTRY: '',
+    WARMSTART_REGISTRY_USERNAME: '',
+    WARMSTART_REGISTRY_PASSWORD: '',
+    WARMSTART_GIT_TOKEN: '',
+    WARMSTART_GITHUB_APP_ID: '',
+    WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE: '',
+    WARMSTART_GITHUB_INSTALLATION_ID: '',
+    ...extra,
+  };
+}

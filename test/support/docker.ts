@@ -1,0 +1,51 @@
+import { execa } from 'execa';
+
+const docker = (args: string[]) => execa('docker', args, { reject: false });
+
+/** Container ids carrying label k=v. */
+export async function containersWithLabel(label: string): Promise<string[]> {
+  const r = await docker(['ps', '-aq', '--filter', `label=${label}`]);
+  return String(r.stdout).split('\n').filter(Boolean);
+}
+
+export async function volumeExists(name: string): Promise<boolean> {
+  return (await docker(['volume', 'inspect', name])).exitCode === 0;
+}
+
+export async function imageExists(ref: string): Promise<boolean> {
+  return (await docker(['image', 'inspect', ref])).exitCode === 0;
+}
+
+/** Reads a file from a named volume through a throwaway container of `image`. */
+export async function readFromVolume(volume: string, path: string, image: string): Promise<string | null> {
+  const r = await docker(['run', '--rm', '--label', 'warmstart.test=read-volume', '-v', `${volume}:/v:ro`, image, 'cat', `/v/${path}`]);
+  return r.exitCode === 0 ? String(r.stdout) : null;
+}
+
+/**
+ * Removes what a test made: containers of its workspaces, their volumes, and
+ * every image carrying its run label (the fixtures LABEL every layer they
+ * build), plus tags the test names. After it, the engine looks like a node
+ * that never saw the repository (the base image stays: every node has it).
+ */
+export async function cleanUp(o: { runId: string; workspaceIds?: string[]; refs?: string[]; keepVolumes?: boolean }): Promise<void> {
+  for (const id of o.workspaceIds ?? []) {
+    const ids = await containersWithLabel(`warmstart.workspace=${id}`);
+    if (ids.length) await docker(['rm', '-f', ...ids]);
+    if (!o.keepVolumes) await docker(['volume', 'rm', '-f', `warmstart-ws-${id}`]);
+  }
+  await wipeImages(o.runId, o.refs ?? []);
+}
+
+/** Removes every image labelled with the run id, and the named refs. */
+export async function wipeImages(runId: string, refs: string[] = []): Promise<void> {
+  for (const ref of refs) await docker(['rmi', '-f', ref]);
+  const r = await docker(['image', 'ls', '-aq', '--filter', `label=warmstart.test-run=${runId}`]);
+  const ids = [...new Set(String(r.stdout).split('\n').filter(Boolean))];
+  // Children first: repeat until nothing labelled is left (or nothing more goes).
+  for (let round = 0; round < 5 && ids.length; round++) {
+    await docker(['rmi', '-f', ...ids]);
+    const left = await docker(['image', 'ls', '-aq', '--filter', `label=warmstart.test-run=${runId}`]);
+    ids.splice(0, ids.length, ...new Set(String(left.stdout).split('\n').filter(Boolean)));
+  }
+}
