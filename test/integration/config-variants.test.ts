@@ -97,6 +97,7 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
     );
     expect(build, 'no event shows the docker build with our --cache-from').toBeDefined();
     const line = build!.text!;
+    console.log("BUILDLINE", line);
     const ours = line.indexOf(`--cache-from ${ref}`);
     const theirs = line.indexOf(`--cache-from ${own}`);
     expect(theirs, line).toBeGreaterThan(-1);
@@ -183,7 +184,7 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
     expect(res.push.reason).toBeTruthy();
     expect(await containerImage(res.containerId!)).toBe(tb.baseImage);
     expect(await catInContainer(res.containerId!, '/workspaces/no-config/README.md')).toBe('No dev container config here.');
-    expect(await containersWithLabel(`warmstart.workspace=${ids.none}`)).toEqual([res.containerId]);
+    expect(await containersWithLabel(`warmstart.workspace=${ids.none}`)).toEqual([res.containerId!.slice(0, 12)]);
   });
 
   it('--lightweight on a repo with a config builds nothing', async () => {

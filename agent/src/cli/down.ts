@@ -1,6 +1,7 @@
 import { createAgent } from '../agent.js';
 import { configFromEnv } from '../config/agent-config.js';
 import { WarmstartError } from '../errors.js';
+import { removeContainerGitCredentials } from '../git/container-credentials.js';
 import { removeWorkspaceContainers } from '../workspace/default-container.js';
 import { validateWorkspaceId } from '../workspace/validate.js';
 import { parseCommandArgs } from './args.js';
@@ -23,6 +24,7 @@ export async function downCommand(argv: string[], io: Io): Promise<CommandResult
     if (values.purge) {
       await agent.engine.removeVolume(volume);
       await agent.store.remove(id);
+      await removeContainerGitCredentials(agent.config.runtimeDir, id);
     }
     const out = { workspaceId: id, containersRemoved: removed, volumeRemoved: values.purge === true && hadVolume };
     io.stdout(json ? `${JSON.stringify(out)}\n` : `removed ${removed} container(s)${out.volumeRemoved ? ` and volume ${volume}` : ''}\n`);

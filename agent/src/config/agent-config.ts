@@ -4,6 +4,8 @@ import { WarmstartError } from '../errors.js';
 export interface AgentConfig {
   /** durable state: workspace records, event logs, host clones */
   stateDir: string;
+  /** runtime secrets (the in-container git credential); a tmpfs under systemd */
+  runtimeDir: string;
   /** image for lightweight workspaces, repos without a config, and the recovery fallback */
   defaultImage: string;
   /** HOST[:PORT][/NAMESPACE] of the cache registry; null: cache disabled unless a job names one */
@@ -46,6 +48,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
   const githubApp = appParts === 3 ? { appId: appId!, privateKeyFile: keyFile!, installationId: installationId! } : null;
   return {
     stateDir: nonEmpty(env.WARMSTART_STATE_DIR) ?? '/var/lib/warmstart',
+    runtimeDir: nonEmpty(env.WARMSTART_RUNTIME_DIR) ?? nonEmpty(env.RUNTIME_DIRECTORY) ?? '/run/warmstart',
     defaultImage: nonEmpty(env.WARMSTART_DEFAULT_IMAGE) ?? DEFAULT_IMAGE,
     // ghcr.io is the default registry only when a GitHub App can log in to it.
     cacheRegistry: nonEmpty(env.WARMSTART_CACHE_REGISTRY) ?? (githubApp ? 'ghcr.io' : null),

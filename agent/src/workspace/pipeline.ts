@@ -14,6 +14,7 @@ import type { DockerEngine } from '../docker/engine.js';
 import { describeError, toErrorBody, WarmstartError } from '../errors.js';
 import { redactingSink, type EventSink } from '../events/events.js';
 import { PhaseRecorder } from '../events/phase-recorder.js';
+import { writeContainerGitCredentials } from '../git/container-credentials.js';
 import type { GitClient } from '../git/git.js';
 import type { CredentialSource, RegistryCredentials } from '../registry/credentials.js';
 import { createDockerConfig, toDockerAuthConfig } from '../registry/docker-config.js';
@@ -146,11 +147,16 @@ class Job {
       const dockerConfig = await createDockerConfig(this.jobDir, prep.credentials);
       this.disposeDockerConfig = dockerConfig.dispose;
 
+      const gitCredentials =
+        plan.gitToken && plan.repo.kind !== 'local'
+          ? await writeContainerGitCredentials(deps.config.runtimeDir, plan.workspaceId, plan.gitToken)
+          : null;
       const override = buildOverride({
         discovered,
         cacheFrom: prep.cacheFrom,
         workspaceMount: `source=${plan.volume},target=${plan.workspaceFolder},type=volume`,
         workspaceFolder: plan.workspaceFolder,
+        ...(gitCredentials ? { mounts: [gitCredentials.mount], containerEnv: gitCredentials.containerEnv } : {}),
       });
       if (discovered.kind !== 'dockerfile' && override.cacheNote) {
         // Nothing is built from this config: a pulled cache image would go unused.
