@@ -97,7 +97,6 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
     );
     expect(build, 'no event shows the docker build with our --cache-from').toBeDefined();
     const line = build!.text!;
-    console.log("BUILDLINE", line);
     const ours = line.indexOf(`--cache-from ${ref}`);
     const theirs = line.indexOf(`--cache-from ${own}`);
     expect(theirs, line).toBeGreaterThan(-1);
