@@ -3,8 +3,8 @@
  * message; `detail` carries the raw cause for operators (it must never hold a
  * secret), `cause` keeps the original error for logs.
  */
-export const ERROR_CODES = [
-  // bad input: exit 2 / HTTP 400, nothing created
+/** Codes that mean the caller's input was wrong (exit 2, HTTP 400): nothing was created. */
+const INPUT_CODES = [
   'INVALID_WORKSPACE_ID',
   'INVALID_CONFIG_NAME',
   'INVALID_REPOSITORY',
@@ -12,6 +12,10 @@ export const ERROR_CODES = [
   'INVALID_CACHE_REF',
   'INVALID_ARGUMENT',
   'WORKSPACE_CONFLICT',
+] as const;
+
+export const ERROR_CODES = [
+  ...INPUT_CODES,
   // workspace failures
   'GIT_CLONE_FAILED',
   'DEVCONTAINER_CONFIG_INVALID',
@@ -36,16 +40,7 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** Codes that mean the caller's input was wrong (exit 2, HTTP 400). */
-export const INPUT_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'INVALID_WORKSPACE_ID',
-  'INVALID_CONFIG_NAME',
-  'INVALID_REPOSITORY',
-  'INVALID_REGISTRY',
-  'INVALID_CACHE_REF',
-  'INVALID_ARGUMENT',
-  'WORKSPACE_CONFLICT',
-]);
+export const INPUT_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(INPUT_CODES);
 
 export interface ErrorOptions {
   cause?: unknown;
