@@ -152,7 +152,7 @@ describe('cache trouble never fails a workspace (real engine, registry, devconta
     // The push really ran into the timeout (it was cut, not finished, not refused).
     expect(r.push.ms).toBeGreaterThanOrEqual(2900);
     expect(r.push.ms).toBeLessThan(10_000);
-    expect(proxy.bytesUp()).toBeGreaterThan(rate); // layer bytes did go through the proxy
+    expect(proxy.bytesUp()).toBeGreaterThan(rate / 2); // layer bytes did go through the proxy
     expect(proxy.bytesUp()).toBeLessThan(12_000_000);
 
     // timings.ready ends before the push starts: ready + push fits in the wall time.

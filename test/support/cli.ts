@@ -43,8 +43,10 @@ export function parseResult(run: CliRun): WorkspaceResult {
 /** A fresh state dir and the env every test run of the CLI gets. */
 export async function testEnv(baseImage: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
   const stateDir = await mkdtemp(join(tmpdir(), 'warmstart-state-'));
+  const runtimeDir = await mkdtemp(join(tmpdir(), 'warmstart-runtime-'));
   return {
     WARMSTART_STATE_DIR: stateDir,
+    WARMSTART_RUNTIME_DIR: runtimeDir,
     WARMSTART_DEFAULT_IMAGE: baseImage,
     WARMSTART_CACHE_REGISTRY: '',
     WARMSTART_REGISTRY_USERNAME: '',

@@ -11,7 +11,7 @@ export function progressSink(write: (text: string) => void, verbose: boolean, no
           write(`${stamp()} ${e.phase} ...\n`);
           break;
         case 'phase-end':
-          write(`${stamp()} ${e.phase} done in ${((e.ms ?? 0) / 1000).toFixed(1)}s\n`);
+          write(`${stamp()} ${e.phase} ${e.status === 'failed' ? 'failed after' : 'done in'} ${((e.ms ?? 0) / 1000).toFixed(1)}s\n`);
           break;
         case 'note':
           write(`${stamp()} ${e.phase ? `${e.phase}: ` : ''}${e.text}\n`);

@@ -76,8 +76,11 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
     const push = await prepared.push;
     await eventLog.flush();
     const result: WorkspaceResult = { ...prepared.result, push };
-    if (json) io.stdout(`${JSON.stringify(result)}\n`);
-    else io.stdout(summary(result));
+    if (json) {
+      io.stdout(`${JSON.stringify(result)}\n`);
+      // People watching stderr still see how it ended, error code included.
+      io.stderr(summary(result));
+    } else io.stdout(summary(result));
     return result.outcome === 'ready' ? EXIT.ready : result.outcome === 'recovery' ? EXIT.recovery : EXIT.failed;
   } catch (err) {
     return reportError(io, err, json);

@@ -35,6 +35,31 @@ export function parseUpResult(stdout: string): Record<string, unknown> | null {
   return null;
 }
 
+/**
+ * What the CLI may inherit from the agent's environment. A repository's
+ * devcontainer.json reads the CLI's environment through `${localEnv:...}` into
+ * build args, containerEnv or mounts, so whatever the CLI inherits, any
+ * repository can copy into its container and into the pushed cache image. The
+ * agent's own settings (git token, registry password) and whatever else an
+ * operator keeps in the service's environment stay out; what the CLI and the
+ * docker CLI need to run stays in.
+ */
+const INHERITED = new Set([
+  'PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR', 'TERM',
+  'DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_CONTEXT',
+  'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy',
+  'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'XDG_RUNTIME_DIR',
+]);
+
+/** The CLI's environment: the inherited allow-list plus the job's own additions. */
+export function cliEnv(base: NodeJS.ProcessEnv, extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(base)) {
+    if (v !== undefined && INHERITED.has(k)) env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
 export interface CliRunnerOptions {
   /** node binary; the agent's own by default */
   node?: string;
@@ -58,6 +83,15 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     this.killGraceMs = options.killGraceMs ?? 5_000;
   }
 
+  private classic: Promise<boolean> | null = null;
+
+  usesClassicBuilder(): Promise<boolean> {
+    this.classic ??= execa(this.dockerPath, ['buildx', 'version'], { reject: false, timeout: 15_000, stdin: 'ignore' }).then(
+      (r) => r.exitCode !== 0,
+    );
+    return this.classic;
+  }
+
   async version(): Promise<string> {
     const { stdout } = await execa(this.node, [this.script, '--version'], { timeout: 30_000 });
     return stdout.trim();
@@ -67,8 +101,8 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     // Detached: the CLI starts docker builds of its own; on timeout the whole
     // process group must go, not just the node process.
     const child = execa(this.node, [this.script, ...upArgs(o, this.dockerPath)], {
-      env: { ...o.env },
-      extendEnv: true,
+      env: cliEnv(process.env, o.env),
+      extendEnv: false,
       detached: true,
       reject: false,
       stdin: 'ignore',

@@ -29,4 +29,9 @@ export interface DevcontainerCli {
   /** Builds (if needed) and starts the dev container; throws DEVCONTAINER_* errors. */
   up(options: UpOptions): Promise<UpResult>;
   version(): Promise<string>;
+  /**
+   * True when builds go to the classic builder (no buildx plugin), which the
+   * CLI decides the same way. Asked once per process.
+   */
+  usesClassicBuilder(): Promise<boolean>;
 }

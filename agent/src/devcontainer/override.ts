@@ -15,6 +15,8 @@ export interface OverrideInput {
   mounts?: string[];
   /** Merged over the repo's `containerEnv`; ours win. */
   containerEnv?: Record<string, string>;
+  /** docker build options appended to the repo's `build.options` (Dockerfile configs only). */
+  buildOptions?: string[];
 }
 
 /** The config to hand to `devcontainer up --override-config`, and what happened to the cache. */
@@ -60,6 +62,13 @@ export function buildOverride(input: OverrideInput): OverrideResult {
   if (input.containerEnv !== undefined && Object.keys(input.containerEnv).length > 0) {
     const repoEnv = isRecord(config.containerEnv) ? config.containerEnv : {};
     config.containerEnv = { ...repoEnv, ...input.containerEnv };
+  }
+
+  if (discovered.kind === 'dockerfile' && input.buildOptions?.length) {
+    const build = isRecord(config.build) ? config.build : {};
+    const own = Array.isArray(build.options) ? build.options.filter((o): o is string => typeof o === 'string') : [];
+    build.options = [...own, ...input.buildOptions.filter((o) => !own.includes(o))];
+    config.build = build;
   }
 
   return { config, ...cache };

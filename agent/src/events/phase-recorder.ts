@@ -20,12 +20,16 @@ export class PhaseRecorder {
   async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const t0 = this.now();
     this.emit('phase-start', { phase: name });
+    let status = 'ok';
     try {
       return await fn();
+    } catch (err) {
+      status = 'failed';
+      throw err;
     } finally {
       const ms = Math.round(this.now() - t0);
       this.timings[name] = (this.timings[name] ?? 0) + ms;
-      this.emit('phase-end', { phase: name, ms });
+      this.emit('phase-end', { phase: name, ms, status });
     }
   }
 

@@ -157,6 +157,9 @@ class Job {
         workspaceMount: `source=${plan.volume},target=${plan.workspaceFolder},type=volume`,
         workspaceFolder: plan.workspaceFolder,
         ...(gitCredentials ? { mounts: [gitCredentials.mount], containerEnv: gitCredentials.containerEnv } : {}),
+        // The classic builder keeps the container of a failed step; on a node
+        // that builds all day those pile up. BuildKit leaves none.
+        ...((await deps.devcontainer.usesClassicBuilder()) ? { buildOptions: ['--force-rm'] } : {}),
       });
       if (discovered.kind !== 'dockerfile' && override.cacheNote) {
         // Nothing is built from this config: a pulled cache image would go unused.

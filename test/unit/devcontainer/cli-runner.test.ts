@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { DevcontainerCliRunner, parseUpResult, pinnedCliScript, upArgs } from '../../../agent/src/devcontainer/cli-runner.js';
+import { cliEnv, DevcontainerCliRunner, parseUpResult, pinnedCliScript, upArgs } from '../../../agent/src/devcontainer/cli-runner.js';
 import { isWarmstartError } from '../../../agent/src/errors.js';
 
 const FAKE = fileURLToPath(new URL('../../fixtures/fake-cli/devcontainer.mjs', import.meta.url));
@@ -12,9 +12,6 @@ async function run(mode: string, extra: { timeoutMs?: number } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'warmstart-fake-cli-'));
   const record = join(dir, 'record.json');
   const pidfile = join(dir, 'grandchild.pid');
-  process.env.FAKE_CLI_MODE = mode;
-  process.env.FAKE_CLI_RECORD = record;
-  process.env.FAKE_CLI_PIDFILE = pidfile;
   const logs: string[] = [];
   const runner = new DevcontainerCliRunner({ script: FAKE, killGraceMs: 300 });
   const outcome = await runner
@@ -23,7 +20,7 @@ async function run(mode: string, extra: { timeoutMs?: number } = {}) {
       configPath: '/src/app/.devcontainer/devcontainer.json',
       overrideConfigPath: '/tmp/job/devcontainer.override.json',
       idLabels: { 'warmstart.workspace': 'ws1' },
-      env: { DOCKER_CONFIG: '/tmp/job/docker' },
+      env: { DOCKER_CONFIG: '/tmp/job/docker', FAKE_CLI_MODE: mode, FAKE_CLI_RECORD: record, FAKE_CLI_PIDFILE: pidfile },
       timeoutMs: extra.timeoutMs ?? 30_000,
       onLog: (l) => logs.push(l),
     })
@@ -92,5 +89,15 @@ describe('parseUpResult', () => {
   it('takes the last JSON object line of stdout', () => {
     expect(parseUpResult('noise\n{"outcome":"error"}\n{"outcome":"success","containerId":"c"}\n')).toEqual({ outcome: 'success', containerId: 'c' });
     expect(parseUpResult('no json\n[1,2]\n')).toBeNull();
+  });
+});
+
+describe('cliEnv', () => {
+  it('keeps what the CLI needs and drops the agent settings and anything else', () => {
+    const env = cliEnv(
+      { PATH: '/usr/bin', HOME: '/root', WARMSTART_GIT_TOKEN: 'ghs_x', WARMSTART_REGISTRY_PASSWORD: 'p', AWS_SECRET_ACCESS_KEY: 'k', DOCKER_HOST: 'unix:///d.sock' },
+      { DOCKER_CONFIG: '/tmp/j' },
+    );
+    expect(env).toEqual({ PATH: '/usr/bin', HOME: '/root', DOCKER_HOST: 'unix:///d.sock', DOCKER_CONFIG: '/tmp/j' });
   });
 });
