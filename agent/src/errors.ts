@@ -26,6 +26,10 @@ export const ERROR_CODES = [
   'DOCKER_OPERATION_FAILED',
   'DEFAULT_IMAGE_FAILED',
   'WORKSPACE_NOT_FOUND',
+  'WORKSPACE_EXISTS',
+  'JOB_CANCELLED',
+  'AGENT_RESTARTED',
+  'SHUTTING_DOWN',
   'STATE_WRITE_FAILED',
   // cache / registry trouble: recorded, never fails a workspace
   'REGISTRY_UNREACHABLE',

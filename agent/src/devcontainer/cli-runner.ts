@@ -108,6 +108,7 @@ export class DevcontainerCliRunner implements DevcontainerCli {
       stdin: 'ignore',
       all: false,
     });
+    if (child.pid !== undefined) o.onStart?.(child.pid);
     let timedOut = false;
     let cancelled = false;
     const killGroup = (): void => {

@@ -15,6 +15,8 @@ export interface UpOptions {
   env?: Record<string, string>;
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Called with the CLI's pid (also its process group) once it runs. */
+  onStart?: (pid: number) => void;
   /** Every line the CLI writes to its log, raw (`--log-format json` records), as it comes. */
   onLog?: (line: string) => void;
 }

@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import type { EventSink, WorkspaceEvent } from '../events/events.js';
@@ -14,6 +14,10 @@ export interface WorkspaceRecord {
   lightweight: boolean;
   status: WorkspaceStatus;
   result: WorkspaceResult | null;
+  /** an error outside a pipeline result (e.g. AGENT_RESTARTED) */
+  error?: { code: string; message: string; detail?: string } | null;
+  /** a ready workspace whose container was found gone at start-up */
+  containerMissing?: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -40,8 +44,59 @@ export class WorkspaceStore {
     }
   }
 
+  /** Every workspace record on disk (unreadable ones are skipped). */
+  async list(): Promise<WorkspaceRecord[]> {
+    let ids: string[];
+    try {
+      ids = await readdir(join(this.stateDir, 'workspaces'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const records = await Promise.all(ids.map((id) => this.load(id).catch(() => null)));
+    return records.filter((r): r is WorkspaceRecord => r !== null);
+  }
+
+  /** The events recorded for a workspace, oldest first. */
+  async readEvents(id: string): Promise<WorkspaceEvent[]> {
+    try {
+      const text = await readFile(join(this.dir(id), 'events.ndjson'), 'utf8');
+      return text
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .flatMap((l) => {
+          try {
+            return [JSON.parse(l) as WorkspaceEvent];
+          } catch {
+            return []; // a torn last line after a crash
+          }
+        });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
   async save(record: WorkspaceRecord): Promise<void> {
     await writeFileAtomic(join(this.dir(record.id), 'workspace.json'), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  /** The running devcontainers CLI of a job, so a restarted agent can stop a leftover one. */
+  async saveCliPid(id: string, pid: number): Promise<void> {
+    await writeFileAtomic(join(this.dir(id), 'cli.pid'), `${pid}\n`);
+  }
+
+  async clearCliPid(id: string): Promise<void> {
+    await rm(join(this.dir(id), 'cli.pid'), { force: true });
+  }
+
+  async loadCliPid(id: string): Promise<number | null> {
+    try {
+      const pid = Number((await readFile(join(this.dir(id), 'cli.pid'), 'utf8')).trim());
+      return Number.isInteger(pid) && pid > 1 ? pid : null;
+    } catch {
+      return null;
+    }
   }
 
   async remove(id: string): Promise<void> {

@@ -52,7 +52,17 @@ const MAX_LOG_CHARS = 8 * 1024 * 1024;
  * throw before anything is created; every later failure is an outcome
  * (`recovery` or `failed`), never an exception.
  */
-export async function prepareWorkspace(deps: PipelineDeps, req: PrepareRequest, sink: EventSink): Promise<PreparedWorkspace> {
+export interface PrepareOptions {
+  /** Aborting stops the job where it is: the outcome is `failed` with JOB_CANCELLED, no fallback. */
+  signal?: AbortSignal;
+}
+
+export async function prepareWorkspace(
+  deps: PipelineDeps,
+  req: PrepareRequest,
+  sink: EventSink,
+  options: PrepareOptions = {},
+): Promise<PreparedWorkspace> {
   const plan = planJob(req, deps.config);
   const existing = await deps.store.load(plan.workspaceId);
   if (existing && existing.repository !== plan.repo.cloneUrl) {
@@ -73,7 +83,7 @@ export async function prepareWorkspace(deps: PipelineDeps, req: PrepareRequest, 
   await deps.store.save({ ...record, status: 'creating', result: null, updatedAt: new Date().toISOString() });
 
   const jobDir = await mkdtemp(join(tmpdir(), 'warmstart-job-'));
-  const job = new Job(deps, plan, rec, jobDir);
+  const job = new Job(deps, plan, rec, jobDir, options.signal ?? new AbortController().signal);
   const result = await job.run();
   const status = result.outcome;
   await deps.store.save({ ...record, status, result, updatedAt: new Date().toISOString() });
@@ -105,6 +115,7 @@ class Job {
     private readonly plan: JobPlan,
     private readonly rec: PhaseRecorder,
     private readonly jobDir: string,
+    private readonly signal: AbortSignal,
   ) {
     this.result = {
       outcome: 'failed',
@@ -119,7 +130,8 @@ class Job {
   }
 
   async run(): Promise<WorkspaceResult> {
-    const { deps, plan, rec } = this;
+    const { deps, plan } = this;
+    const rec = this.cancellable(this.rec);
     try {
       const src = deps.store.sourceDir(plan.workspaceId);
       // Clone before creating the volume, so a repository that cannot be
@@ -178,6 +190,9 @@ class Job {
             idLabels: { [WORKSPACE_LABEL]: plan.workspaceId },
             env: { DOCKER_CONFIG: dockerConfig.dir },
             timeoutMs: deps.config.buildTimeoutMs,
+            signal: this.signal,
+            // If the agent dies, the next start finds and stops this CLI (reconcile).
+            onStart: (pid) => void deps.store.saveCliPid(plan.workspaceId, pid).catch(() => undefined),
             onLog: (line) => {
               steps.push(line);
               const text = logLineText(line);
@@ -187,7 +202,10 @@ class Job {
           }),
         );
         containerId = up.containerId;
+        await deps.store.clearCliPid(plan.workspaceId);
       } catch (err) {
+        await deps.store.clearCliPid(plan.workspaceId);
+        if (this.signal.aborted) throw cancelled();
         return await this.recover(err);
       }
       const counted = steps.result();
@@ -200,6 +218,17 @@ class Job {
     } catch (err) {
       return this.fail(err);
     }
+  }
+
+  /** A view of the recorder whose phases refuse to start once the job is cancelled. */
+  private cancellable(rec: PhaseRecorder): PhaseRecorder {
+    const signal = this.signal;
+    return Object.assign(Object.create(rec) as PhaseRecorder, {
+      phase: <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+        if (signal.aborted) return Promise.reject(cancelled());
+        return rec.phase(name, fn);
+      },
+    });
   }
 
   /** The background push, or its reason for not running; settles after ready. */
@@ -221,6 +250,7 @@ class Job {
     await mkdir(join(src, '..'), { recursive: true, mode: 0o700 });
     await this.deps.git.clone(this.plan.repo.cloneUrl, partial, {
       ...(this.plan.gitToken ? { token: this.plan.gitToken } : {}),
+      signal: this.signal,
     });
     await rename(partial, src);
   }
@@ -331,6 +361,10 @@ class Job {
     this.result.timings.ready = this.rec.elapsed();
     return this.result;
   }
+}
+
+function cancelled(): WarmstartError {
+  return new WarmstartError('JOB_CANCELLED', 'the job was cancelled (workspace deleted or agent stopping)');
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,0 +1,80 @@
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { DockerEngine } from '../docker/engine.js';
+import { describeError } from '../errors.js';
+import type { WorkspaceStore } from '../state/workspace-store.js';
+import { removeWorkspaceContainers, WORKSPACE_LABEL } from '../workspace/default-container.js';
+
+export interface ReconcileReport {
+  /** jobs that were queued or creating when the agent died: now failed */
+  restarted: string[];
+  /** ready workspaces whose container is gone */
+  missing: string[];
+}
+
+/** Stops a devcontainers CLI left running by the agent's previous life (it runs in its own process group). */
+async function stopLeftoverCli(pid: number): Promise<boolean> {
+  let cmdline: string;
+  try {
+    cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0/g, ' ');
+  } catch {
+    return false; // gone already
+  }
+  if (!cmdline.includes('devcontainer')) return false; // the pid was reused by something else
+  try {
+    process.kill(-pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Brings the records in line with Docker at start-up: a job that was running
+ * when the agent died is failed with AGENT_RESTARTED and its half-made
+ * containers go (the volume stays); a ready workspace whose container is gone
+ * is flagged; a push that never settled is recorded as failed.
+ */
+export async function reconcile(store: WorkspaceStore, engine: DockerEngine, logger: Logger): Promise<ReconcileReport> {
+  const report: ReconcileReport = { restarted: [], missing: [] };
+  const now = (): string => new Date().toISOString();
+  for (const record of await store.list()) {
+    const log = logger.child({ workspaceId: record.id });
+    try {
+      if (record.status === 'queued' || record.status === 'creating') {
+        const pid = await store.loadCliPid(record.id);
+        if (pid !== null && (await stopLeftoverCli(pid))) log.warn({ pid }, 'stopped a devcontainers CLI left by the previous agent');
+        await store.clearCliPid(record.id);
+        const removed = await removeWorkspaceContainers(engine, record.id);
+        await store.save({
+          ...record,
+          status: 'failed',
+          error: { code: 'AGENT_RESTARTED', message: 'the agent stopped while this workspace was being prepared' },
+          updatedAt: now(),
+        });
+        report.restarted.push(record.id);
+        log.warn({ containersRemoved: removed }, 'job interrupted by an agent restart marked failed');
+        continue;
+      }
+      if (record.status === 'ready' || record.status === 'recovery') {
+        const containers = await engine.findContainers({ [WORKSPACE_LABEL]: record.id });
+        const id = record.result?.containerId;
+        const alive = containers.some((c) => c.id === id && c.state === 'running');
+        const pushPending = record.result?.push.status === 'pending';
+        if (alive && !pushPending && !record.containerMissing) continue;
+        const result =
+          pushPending && record.result
+            ? { ...record.result, push: { ...record.result.push, status: 'failed' as const, reason: 'the agent restarted before the push finished' } }
+            : record.result;
+        await store.save({ ...record, result, containerMissing: !alive, updatedAt: now() });
+        if (!alive) {
+          report.missing.push(record.id);
+          log.warn({ containerId: id }, 'ready workspace has no running container');
+        }
+      }
+    } catch (err) {
+      log.error({ err: describeError(err) }, 'could not reconcile workspace');
+    }
+  }
+  return report;
+}

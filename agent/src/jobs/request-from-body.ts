@@ -1,0 +1,34 @@
+import type { CreateWorkspaceBody } from '../../../shared/src/api.js';
+import { WarmstartError } from '../errors.js';
+import { parseRepository } from '../workspace/repository.js';
+import type { PrepareRequest } from '../workspace/request.js';
+
+/**
+ * Turns an API body into a pipeline request. Local paths and file:// URLs
+ * are refused unless the operator allowed them: a control plane must not
+ * make the agent read host directories.
+ */
+export function requestFromBody(body: CreateWorkspaceBody, allowLocalRepos: boolean): PrepareRequest {
+  if (!allowLocalRepos && parseRepository(body.repository, { cwd: '/' }).kind === 'local') {
+    throw new WarmstartError(
+      'INVALID_REPOSITORY',
+      'local paths and file:// URLs are refused by this agent (set WARMSTART_ALLOW_LOCAL_REPOS=1 to allow them)',
+    );
+  }
+  return {
+    workspaceId: body.id,
+    repository: body.repository,
+    configName: body.configName ?? null,
+    lightweight: body.lightweight === true,
+    gitToken: body.gitToken ?? null,
+    cache: body.cache
+      ? {
+          registry: body.cache.registry,
+          ref: body.cache.ref ?? null,
+          username: body.cache.username ?? null,
+          password: body.cache.password ?? null,
+        }
+      : {},
+    cwd: '/',
+  };
+}
