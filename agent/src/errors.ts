@@ -12,6 +12,9 @@ const INPUT_CODES = [
   'INVALID_CACHE_REF',
   'INVALID_ARGUMENT',
   'WORKSPACE_CONFLICT',
+  // HTTP API input errors
+  'INVALID_REQUEST',
+  'INVALID_JSON',
 ] as const;
 
 export const ERROR_CODES = [
@@ -30,6 +33,12 @@ export const ERROR_CODES = [
   'JOB_CANCELLED',
   'AGENT_RESTARTED',
   'SHUTTING_DOWN',
+  // HTTP API only
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'PAYLOAD_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
   'STATE_WRITE_FAILED',
   // cache / registry trouble: recorded, never fails a workspace
   'REGISTRY_UNREACHABLE',

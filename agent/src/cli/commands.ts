@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { cacheRefCommand } from './cache-ref.js';
 import { doctorCommand } from './doctor.js';
 import { downCommand } from './down.js';
 import { EXIT, processIo, type Io } from './output.js';
+import { serveCommand } from './serve.js';
 import { upCommand } from './up.js';
+import { packageVersion } from './version.js';
 
 const USAGE = `usage:
   warmstart up <repository> [--workspace-id ID] [--config-name NAME] [--lightweight]
@@ -13,13 +14,9 @@ const USAGE = `usage:
   warmstart down <workspace-id> [--purge] [--json]
   warmstart cache ref <repository> [--config-name NAME] [--cache-registry ...] [--json]
   warmstart doctor [--cache-registry ...] [--registry-username USER] [--registry-password-stdin] [--json]
+  warmstart serve [--listen HOST:PORT] [--state-dir DIR]
   warmstart --version
 `;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 /** Dispatches a command line; returns the exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
@@ -34,9 +31,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       break;
     case 'doctor':
       return doctorCommand(rest, io);
+    case 'serve':
+      return serveCommand(rest, io);
     case '--version':
     case 'version':
-      io.stdout(`${version()}\n`);
+      io.stdout(`${packageVersion()}\n`);
       return EXIT.ready;
     case '--help':
     case 'help':

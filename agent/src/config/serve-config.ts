@@ -1,13 +1,9 @@
 import { WarmstartError } from '../errors.js';
 
-/** Settings of `warmstart serve`, from the environment (flags win). */
+/** Settings of `warmstart serve`, from the environment (flags win). Auth and TLS: server/auth-config.ts, server/tls.ts. */
 export interface ServeConfig {
   host: string;
   port: number;
-  /** bearer token file, or JWT settings; one of them is required */
-  apiTokenFile: string | null;
-  jwt: { jwksUrl: string; audience: string; issuer: string } | null;
-  tls: { certFile: string; keyFile: string } | null;
   maxConcurrentBuilds: number;
   allowLocalRepos: boolean;
   controlPlane: { url: string; tokenFile: string | null; heartbeatMs: number; nodeId: string | null } | null;
@@ -34,28 +30,10 @@ export function parseListen(value: string): { host: string; port: number } {
 
 export function serveConfigFromEnv(env: NodeJS.ProcessEnv, listen?: string): ServeConfig {
   const { host, port } = parseListen(listen ?? get(env, 'WARMSTART_LISTEN') ?? '127.0.0.1:7780');
-  const jwksUrl = get(env, 'WARMSTART_JWKS_URL');
-  const audience = get(env, 'WARMSTART_JWT_AUDIENCE');
-  const issuer = get(env, 'WARMSTART_JWT_ISSUER');
-  if (jwksUrl && (!audience || !issuer)) {
-    throw new WarmstartError('INVALID_ARGUMENT', 'WARMSTART_JWKS_URL needs WARMSTART_JWT_AUDIENCE and WARMSTART_JWT_ISSUER');
-  }
-  const apiTokenFile = get(env, 'WARMSTART_API_TOKEN_FILE');
-  if (!apiTokenFile && !jwksUrl) {
-    throw new WarmstartError('INVALID_ARGUMENT', 'serve needs WARMSTART_API_TOKEN_FILE or WARMSTART_JWKS_URL: the API is never open');
-  }
-  const certFile = get(env, 'WARMSTART_TLS_CERT_FILE');
-  const keyFile = get(env, 'WARMSTART_TLS_KEY_FILE');
-  if ((certFile === null) !== (keyFile === null)) {
-    throw new WarmstartError('INVALID_ARGUMENT', 'TLS needs both WARMSTART_TLS_CERT_FILE and WARMSTART_TLS_KEY_FILE');
-  }
   const cpUrl = get(env, 'WARMSTART_CONTROL_PLANE_URL');
   return {
     host,
     port,
-    apiTokenFile,
-    jwt: jwksUrl ? { jwksUrl, audience: audience!, issuer: issuer! } : null,
-    tls: certFile && keyFile ? { certFile, keyFile } : null,
     maxConcurrentBuilds: positiveInt(env, 'WARMSTART_MAX_CONCURRENT_BUILDS', 2),
     allowLocalRepos: get(env, 'WARMSTART_ALLOW_LOCAL_REPOS') === '1',
     controlPlane: cpUrl

@@ -34,6 +34,8 @@ interface Job {
   controller: AbortController;
   events: JobEvents;
   state: 'queued' | 'running' | 'pushing';
+  /** DELETE arrived: the control plane asked for the end, it needs no callback */
+  deleting: boolean;
   /** settles when the job, push included, is over */
   done: Promise<void>;
   resolveDone: () => void;
@@ -91,6 +93,7 @@ export class LocalJobManager implements JobManager {
       controller: new AbortController(),
       events: new JobEvents(),
       state: 'queued',
+      deleting: false,
       done,
       resolveDone,
     };
@@ -123,6 +126,7 @@ export class LocalJobManager implements JobManager {
     if (record) await store.save({ ...record, status: 'deleting', updatedAt: new Date().toISOString() });
     const job = this.jobs.get(id);
     if (job) {
+      job.deleting = true;
       job.controller.abort();
       const queued = this.queue.indexOf(job);
       if (queued >= 0) {
@@ -238,7 +242,7 @@ export class LocalJobManager implements JobManager {
 
   /** The control plane hears ready (ready or recovery) or provisioning-failed, once. */
   private async notify(job: Job, result: WorkspaceResult): Promise<void> {
-    if (!job.callback || result.error?.code === 'JOB_CANCELLED') return;
+    if (!job.callback || job.deleting) return;
     const view = await this.get(job.id);
     if (!view) return;
     const kind = result.outcome === 'failed' ? 'provisioning-failed' : 'ready';

@@ -1,0 +1,103 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createAgent } from '../agent.js';
+import { FileOutbox } from '../callbacks/file-outbox.js';
+import { defaultNodeId, startHeartbeat } from '../callbacks/heartbeat.js';
+import { configFromEnv } from '../config/agent-config.js';
+import { serveConfigFromEnv } from '../config/serve-config.js';
+import { LocalJobManager } from '../jobs/local-job-manager.js';
+import { reconcile } from '../jobs/reconcile.js';
+import { PromMetrics } from '../metrics/prom-metrics.js';
+import { buildServer } from '../server/app.js';
+import { authOptionsFromEnv } from '../server/auth-config.js';
+import { createLogger } from '../server/logger.js';
+import { tlsOptionsFromEnv } from '../server/tls.js';
+import { parseCommandArgs } from './args.js';
+import { EXIT, reportError, type CommandResult, type Io } from './output.js';
+import { packageVersion } from './version.js';
+
+/** Resolves on the first SIGTERM or SIGINT. */
+function shutdownSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string): void => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(sig);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+}
+
+/**
+ * `warmstart serve`: the agent for the control plane. Start-up reconciles the
+ * records with Docker and resumes undelivered callbacks; SIGTERM stops taking
+ * jobs (503), cancels builds, gives pushes and callbacks the grace period,
+ * and exits 0.
+ */
+export async function serveCommand(argv: string[], io: Io): Promise<CommandResult> {
+  try {
+    const { values } = parseCommandArgs(argv, { listen: { type: 'string' }, 'state-dir': { type: 'string' } }, 0);
+    const env = values['state-dir'] ? { ...io.env, WARMSTART_STATE_DIR: values['state-dir'] } : io.env;
+    const config = configFromEnv(env);
+    const serve = serveConfigFromEnv(env, values.listen);
+    const auth = authOptionsFromEnv(env);
+    const https = tlsOptionsFromEnv(env);
+    const version = packageVersion();
+    const logger = createLogger();
+
+    const agent = await createAgent({ config });
+    logger.info({ docker: await agent.engine.version(), version, stateDir: config.stateDir }, 'starting');
+    const report = await reconcile(agent.store, agent.engine, logger);
+    if (report.restarted.length || report.missing.length) logger.warn(report, 'reconciled with Docker');
+
+    const metrics = new PromMetrics();
+    // Callback files carry the control plane's token: the runtime dir (tmpfs), not the state dir.
+    const outbox = new FileOutbox({ dir: join(config.runtimeDir, 'callbacks'), logger });
+    await outbox.start();
+    const jobs = new LocalJobManager({
+      deps: agent,
+      metrics,
+      outbox,
+      logger,
+      maxConcurrent: serve.maxConcurrentBuilds,
+      allowLocalRepos: serve.allowLocalRepos,
+    });
+    const app = buildServer({ jobs, metrics, auth, version, logger, https });
+    await app.listen({ host: serve.host, port: serve.port });
+
+    const cp = serve.controlPlane;
+    const heartbeat = cp
+      ? startHeartbeat({
+          url: cp.url,
+          nodeId: cp.nodeId ?? defaultNodeId(env),
+          ...(cp.tokenFile ? { token: (await readFile(cp.tokenFile, 'utf8')).trim() } : {}),
+          intervalMs: cp.heartbeatMs,
+          version,
+          stats: () => {
+            const s = jobs.stats();
+            return { activeWorkspaces: s.activeWorkspaces, queued: s.queued };
+          },
+          diskPath: config.stateDir,
+          logger,
+        })
+      : null;
+
+    const signal = await shutdownSignal();
+    const t0 = Date.now();
+    logger.info({ signal, graceMs: serve.shutdownGraceMs }, 'shutting down: no new jobs');
+    jobs.stopAccepting();
+    jobs.cancelBuilds();
+    const drained = await jobs.drain(serve.shutdownGraceMs);
+    if (!drained) logger.warn('grace period over with pushes still running');
+    const left = Math.max(1_000, serve.shutdownGraceMs - (Date.now() - t0));
+    await outbox.flush?.(Math.min(left, 5_000));
+    await outbox.stop();
+    heartbeat?.stop();
+    await app.close();
+    logger.info({ pendingCallbacks: outbox.pending() }, 'stopped');
+    return EXIT.ready;
+  } catch (err) {
+    return reportError(io, err, false);
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * What the agent counts for Prometheus. The job side calls these; the server
+ * exposes them at /metrics. `PromMetrics` is the implementation (prom-client,
+ * its own registry: no global state).
+ */
+export interface Metrics {
+  jobStatus(status: string): void;
+  phase(name: string, ms: number): void;
+  cache(hit: string, reason: string | null): void;
+  push(status: string): void;
+  buildSteps(cached: number, total: number): void;
+  /** current queue depth / running jobs, sampled on scrape */
+  setGauges(values: { running: number; queued: number; pushing: number }): void;
+  /** Prometheus text format */
+  render(): Promise<{ contentType: string; body: string }>;
+}

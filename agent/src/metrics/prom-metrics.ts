@@ -1,0 +1,114 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Metrics } from './metrics.js';
+
+/** Options for {@link PromMetrics}. */
+export interface PromMetricsOptions {
+  /** Also export the process metrics (CPU, memory, event loop, GC). Default true. */
+  processMetrics?: boolean;
+}
+
+/** Phase durations run from milliseconds (validate) to tens of minutes (a cold build). */
+const PHASE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800];
+
+/**
+ * A cache reason is free text ("REGISTRY_AUTH_FAILED: denied", "image-based
+ * config: ..."); as a label it would grow without bound. Keep only the error
+ * code in front of the first ':', `other` for prose, `none` for no reason.
+ */
+export function reasonBucket(reason: string | null): string {
+  if (reason === null || reason.trim() === '') return 'none';
+  const prefix = reason.split(':', 1)[0]?.trim() ?? '';
+  return /^[A-Z][A-Z0-9_]{1,63}$/.test(prefix) ? prefix : 'other';
+}
+
+/** Prometheus metrics on a registry of their own (never prom-client's global one). */
+export class PromMetrics implements Metrics {
+  readonly registry = new Registry();
+
+  private readonly jobs = new Counter({
+    name: 'warmstart_jobs_total',
+    help: 'Workspace jobs by final status',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
+  private readonly phases = new Histogram({
+    name: 'warmstart_phase_duration_seconds',
+    help: 'Duration of each prepare phase',
+    labelNames: ['phase'] as const,
+    buckets: PHASE_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly caches = new Counter({
+    name: 'warmstart_cache_total',
+    help: 'Cache lookups by result (exact, layers, miss, disabled) and reason code',
+    labelNames: ['hit', 'reason'] as const,
+    registers: [this.registry],
+  });
+  private readonly pushes = new Counter({
+    name: 'warmstart_pushes_total',
+    help: 'Cache pushes by outcome',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
+  private readonly stepsCached = new Counter({
+    name: 'warmstart_build_steps_cached_total',
+    help: 'Build steps answered from the layer cache',
+    registers: [this.registry],
+  });
+  private readonly stepsTotal = new Counter({
+    name: 'warmstart_build_steps_total',
+    help: 'Build steps run or taken from cache',
+    registers: [this.registry],
+  });
+  private readonly running = new Gauge({
+    name: 'warmstart_jobs_running',
+    help: 'Jobs preparing a workspace now',
+    registers: [this.registry],
+  });
+  private readonly queued = new Gauge({
+    name: 'warmstart_jobs_queued',
+    help: 'Jobs waiting for a build slot',
+    registers: [this.registry],
+  });
+  private readonly pushing = new Gauge({
+    name: 'warmstart_pushes_running',
+    help: 'Cache pushes running in the background',
+    registers: [this.registry],
+  });
+
+  constructor(options: PromMetricsOptions = {}) {
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  jobStatus(status: string): void {
+    this.jobs.inc({ status });
+  }
+
+  phase(name: string, ms: number): void {
+    if (Number.isFinite(ms) && ms >= 0) this.phases.observe({ phase: name }, ms / 1000);
+  }
+
+  cache(hit: string, reason: string | null): void {
+    this.caches.inc({ hit, reason: reasonBucket(reason) });
+  }
+
+  push(status: string): void {
+    this.pushes.inc({ status });
+  }
+
+  buildSteps(cached: number, total: number): void {
+    // prom-client throws on a negative increment; a bad count is not worth a failed job.
+    if (Number.isFinite(cached) && cached > 0) this.stepsCached.inc(cached);
+    if (Number.isFinite(total) && total > 0) this.stepsTotal.inc(total);
+  }
+
+  setGauges(values: { running: number; queued: number; pushing: number }): void {
+    this.running.set(values.running);
+    this.queued.set(values.queued);
+    this.pushing.set(values.pushing);
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import { fastify, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { JobManager } from '../jobs/job-manager.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { createAuthHook, type AuthOptions } from './auth.js';
+import { handleError, handleNotFound } from './http-error.js';
+import { createLogger } from './logger.js';
+import { registerEventsRoute } from './routes/events-route.js';
+import { registerSystemRoutes } from './routes/system-routes.js';
+import { registerWorkspaceRoutes } from './routes/workspace-routes.js';
+import type { TlsOptions } from './tls.js';
+import { zodValidatorCompiler } from './validation.js';
+
+/** Everything the HTTP API needs; buildServer fills in the rest. */
+export interface ServerOptions {
+  jobs: JobManager;
+  metrics: Metrics;
+  /** Required: there is no default, so the API is never open by omission. */
+  auth: AuthOptions;
+  /** Reported by /health and the OpenAPI document. */
+  version: string;
+  /** ms since the epoch, for uptime; default now. */
+  startedAt?: number;
+  /** A logger from createLogger (redacting), or false for none; default createLogger() to stdout. */
+  logger?: Logger | false;
+  /** Request body limit in bytes; default 64 KiB. */
+  bodyLimit?: number;
+  /** Serve HTTPS with these (see tlsOptionsFromEnv); default plain HTTP. */
+  https?: TlsOptions | null;
+}
+
+export const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+/** The agent's HTTP API as a fastify instance, routes registered, not listening. */
+export function buildServer(options: ServerOptions): FastifyInstance {
+  // Throws before anything is built when no auth is configured.
+  const authenticate = createAuthHook(options.auth);
+  const logger: FastifyBaseLogger | false = options.logger === false ? false : (options.logger ?? createLogger());
+  const common = {
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    genReqId: () => randomUUID(),
+    // Only the documented routes: no implicit HEAD twins (a HEAD on the events
+    // route would start a follower for nothing).
+    exposeHeadRoutes: false,
+    // While closing, answer through our own handlers (the job manager says
+    // SHUTTING_DOWN) rather than fastify's differently shaped 503 body.
+    return503OnClosing: false,
+    ...(logger === false ? { logger: false } : { loggerInstance: logger }),
+  };
+  // The https variant differs only in its server type (https.Server); routes,
+  // hooks and inject are the same, so it is typed as the plain one.
+  const app: FastifyInstance = options.https
+    ? (fastify({ ...common, https: options.https }) as unknown as FastifyInstance)
+    : fastify(common);
+
+  app.setValidatorCompiler(zodValidatorCompiler);
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler(handleNotFound);
+  // JSON only: any other body type is 415 before it is read.
+  app.removeContentTypeParser('text/plain');
+  app.decorateRequest('principal', null);
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  app.addHook('onRequest', authenticate);
+  if (options.auth.mode === 'none') app.log.warn('API authentication is disabled (auth mode none)');
+
+  registerSystemRoutes(app, {
+    jobs: options.jobs,
+    metrics: options.metrics,
+    version: options.version,
+    startedAt: options.startedAt ?? Date.now(),
+  });
+  registerWorkspaceRoutes(app, options.jobs);
+  registerEventsRoute(app, options.jobs);
+  return app;
+}

@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs';
+import { WarmstartError } from '../errors.js';
+import type { AuthOptions } from './auth.js';
+
+type ReadFile = (path: string) => string;
+
+/**
+ * Auth settings from the environment: `WARMSTART_API_TOKEN_FILE`, and/or
+ * `WARMSTART_JWKS_URL` with `WARMSTART_JWT_AUDIENCE` and
+ * `WARMSTART_JWT_ISSUER`. The token is read once, here. With neither set the
+ * result is a `bearer` option with nothing to check, which buildServer
+ * refuses: there is no way to run the daemon open by accident.
+ */
+export function authOptionsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  readFile: ReadFile = (p) => readFileSync(p, 'utf8'),
+): AuthOptions {
+  const options: Extract<AuthOptions, { mode: 'bearer' }> = { mode: 'bearer' };
+  const tokenFile = env['WARMSTART_API_TOKEN_FILE'];
+  if (tokenFile) {
+    let token: string;
+    try {
+      token = readFile(tokenFile).trim();
+    } catch (err) {
+      throw new WarmstartError('INVALID_ARGUMENT', `cannot read WARMSTART_API_TOKEN_FILE ${tokenFile}`, {
+        cause: err,
+        detail: (err as { code?: string }).code ?? String(err),
+      });
+    }
+    if (token.length < 16) {
+      throw new WarmstartError('INVALID_ARGUMENT', `the API token in ${tokenFile} is empty or shorter than 16 characters`);
+    }
+    options.token = token;
+  }
+  const jwksUrl = env['WARMSTART_JWKS_URL'];
+  if (jwksUrl) {
+    const audience = env['WARMSTART_JWT_AUDIENCE'];
+    const issuer = env['WARMSTART_JWT_ISSUER'];
+    if (!audience || !issuer) {
+      throw new WarmstartError('INVALID_ARGUMENT', 'WARMSTART_JWKS_URL needs WARMSTART_JWT_AUDIENCE and WARMSTART_JWT_ISSUER');
+    }
+    if (!URL.canParse(jwksUrl) || !/^https?:$/.test(new URL(jwksUrl).protocol)) {
+      throw new WarmstartError('INVALID_ARGUMENT', `WARMSTART_JWKS_URL is not an http(s) URL: ${jwksUrl}`);
+    }
+    options.jwt = { jwksUrl, audience, issuer };
+  }
+  return options;
+}

@@ -1,0 +1,82 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { ApiError } from '../../../shared/src/api.js';
+import { WarmstartError, type ErrorCode, type ErrorOptions } from '../errors.js';
+import { validationsOf } from './validation.js';
+
+/** A WarmstartError for the API's own refusals. */
+export function apiError(code: ErrorCode, message: string, options?: ErrorOptions): WarmstartError {
+  return new WarmstartError(code, message, options);
+}
+
+const STATUS_BY_CODE: Readonly<Record<string, number>> = {
+  WORKSPACE_CONFLICT: 409,
+  WORKSPACE_EXISTS: 409,
+  WORKSPACE_NOT_FOUND: 404,
+  NOT_FOUND: 404,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  SHUTTING_DOWN: 503,
+};
+
+/** The HTTP status for an error code; by name, so codes added to errors.ts later map too. */
+export function statusForCode(code: string): number {
+  return STATUS_BY_CODE[code] ?? (code.startsWith('INVALID_') ? 400 : 500);
+}
+
+/** fastify's own request errors (parsing, routing) in our shape; its messages hold no input. */
+const FASTIFY_CODES: Readonly<Record<string, { status: number; code: string; message?: string }>> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'INVALID_JSON', message: 'the body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'INVALID_JSON', message: 'the body is empty' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'PAYLOAD_TOO_LARGE', message: 'the body is larger than the limit' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Content-Type must be application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'INVALID_REQUEST', message: 'Content-Length does not match the body' },
+  FST_ERR_BAD_URL: { status: 400, code: 'INVALID_REQUEST', message: 'the URL is malformed' },
+};
+
+export interface HttpErrorResponse {
+  status: number;
+  body: ApiError;
+}
+
+const INTERNAL: HttpErrorResponse = { status: 500, body: { code: 'INTERNAL', message: 'internal error' } };
+
+/** Anything thrown → status and body. Unknown errors become a 500 that says nothing more. */
+export function toHttpError(err: unknown): HttpErrorResponse {
+  if (err instanceof WarmstartError) {
+    const body: ApiError = { code: err.code, message: err.message };
+    if (err.detail !== undefined) body.detail = err.detail;
+    return { status: statusForCode(err.code), body };
+  }
+  // Only fastify's request validation sets validationContext; a ZodError from
+  // anywhere else (state on disk, a response) is our bug, hence a plain 500.
+  const context = (err as { validationContext?: unknown } | null)?.validationContext;
+  if (err instanceof z.ZodError && typeof context === 'string') {
+    return {
+      status: 400,
+      body: { code: 'INVALID_REQUEST', message: `invalid request ${context}`, validations: validationsOf(err, context) },
+    };
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && FASTIFY_CODES[code]) {
+    const known = FASTIFY_CODES[code];
+    return { status: known.status, body: { code: known.code, message: known.message ?? known.code } };
+  }
+  return INTERNAL;
+}
+
+/** The one error handler: every error reply of the API is shaped here. */
+export function handleError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const { status, body } = toHttpError(err);
+  if (status >= 500) request.log.error({ err }, 'request failed'); // request.log carries reqId
+  else request.log.info({ code: body.code, status }, 'request refused');
+  if (status === 401) void reply.header('www-authenticate', 'Bearer');
+  return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+/** Unknown routes answer in the same shape (after auth, so they reveal nothing to strangers). */
+export function handleNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return handleError(apiError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`), request, reply);
+}

@@ -1,0 +1,59 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { CreateWorkspaceBody, type WorkspaceView } from '../../../../shared/src/api.js';
+import { DeleteWorkspaceQuery, WorkspaceParams } from '../../../../shared/src/openapi.js';
+import type { JobManager } from '../../jobs/job-manager.js';
+import { assertWorkspaceScope } from '../auth.js';
+import { apiError } from '../http-error.js';
+
+/** A route-level onRequest hook: runs after auth and before the body is read. */
+async function requireJson(request: FastifyRequest): Promise<void> {
+  const type = (request.headers['content-type'] ?? '').split(';', 1)[0]?.trim().toLowerCase();
+  if (type !== 'application/json') throw apiError('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
+}
+
+export function workspaceNotFound(id: string): Error {
+  return apiError('WORKSPACE_NOT_FOUND', `no workspace ${id}`);
+}
+
+/** Create, list, read and delete workspaces; handlers see only authenticated, validated input. */
+export function registerWorkspaceRoutes(app: FastifyInstance, jobs: JobManager): void {
+  const refuseWhenShuttingDown = async (): Promise<void> => {
+    // The job manager refuses too; this saves reading a body that would be refused.
+    if (!jobs.accepting) throw apiError('SHUTTING_DOWN', 'the agent is shutting down and takes no new jobs');
+  };
+
+  app.post<{ Body: CreateWorkspaceBody }>(
+    '/v1/workspaces',
+    {
+      schema: { body: CreateWorkspaceBody },
+      onRequest: [refuseWhenShuttingDown, requireJson],
+      preHandler: async (request) => assertWorkspaceScope(request.principal, request.body.id),
+    },
+    async (request, reply) => reply.code(202).send(await jobs.submit(request.body)),
+  );
+
+  app.get('/v1/workspaces', async (request): Promise<{ workspaces: WorkspaceView[] }> => {
+    const all = await jobs.list();
+    const p = request.principal;
+    // A token scoped to one workspace sees only that one.
+    const scope = p?.kind === 'jwt' ? p.workspace : undefined;
+    return { workspaces: scope === undefined ? all : all.filter((w) => w.id === scope) };
+  });
+
+  app.get<{ Params: WorkspaceParams }>(
+    '/v1/workspaces/:id',
+    { schema: { params: WorkspaceParams } },
+    async (request): Promise<WorkspaceView> => {
+      const view = await jobs.get(request.params.id);
+      if (view === null) throw workspaceNotFound(request.params.id);
+      return view;
+    },
+  );
+
+  app.delete<{ Params: WorkspaceParams; Querystring: DeleteWorkspaceQuery }>(
+    '/v1/workspaces/:id',
+    { schema: { params: WorkspaceParams, querystring: DeleteWorkspaceQuery } },
+    async (request): Promise<WorkspaceView> =>
+      jobs.remove(request.params.id, { purge: request.query.purge === 'true' }),
+  );
+}

@@ -1,0 +1,126 @@
+import type { CreateWorkspaceBody, WorkspaceStatus, WorkspaceView } from '../../../shared/src/api.js';
+import type { WorkspaceEvent } from '../../../agent/src/events/events.js';
+import type { JobManager } from '../../../agent/src/jobs/job-manager.js';
+import { apiError } from '../../../agent/src/server/http-error.js';
+
+const TERMINAL: ReadonlySet<WorkspaceStatus> = new Set(['ready', 'recovery', 'failed']);
+
+interface Entry {
+  view: WorkspaceView;
+  events: WorkspaceEvent[];
+  wake: Array<() => void>;
+}
+
+/**
+ * An in-memory JobManager for the HTTP tests. It refuses what the real one
+ * refuses (duplicate id, unknown id, not accepting) with the same codes; it
+ * runs no jobs: tests move workspaces along with `emit` and `finish`.
+ */
+export class FakeJobManager implements JobManager {
+  private readonly entries = new Map<string, Entry>();
+  private accept = true;
+  /** Signals handed to `events`, to see that the server aborts them. */
+  readonly signals: AbortSignal[] = [];
+  submitted: CreateWorkspaceBody[] = [];
+  /** Make a method throw, to test the error handler. */
+  failWith: Error | null = null;
+
+  get accepting(): boolean {
+    return this.accept;
+  }
+
+  stopAccepting(): void {
+    this.accept = false;
+  }
+
+  async submit(body: CreateWorkspaceBody): Promise<WorkspaceView> {
+    if (!this.accept) throw apiError('SHUTTING_DOWN', 'the agent is shutting down');
+    if (this.entries.has(body.id)) throw apiError('WORKSPACE_EXISTS', `workspace ${body.id} exists`);
+    this.submitted.push(body);
+    const now = new Date().toISOString();
+    const view: WorkspaceView = {
+      id: body.id,
+      repository: body.repository,
+      configName: body.configName ?? null,
+      status: 'queued',
+      containerId: null,
+      profile: null,
+      cache: null,
+      push: null,
+      timings: {},
+      error: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.entries.set(body.id, { view, events: [], wake: [] });
+    return structuredClone(view);
+  }
+
+  async get(id: string): Promise<WorkspaceView | null> {
+    if (this.failWith) throw this.failWith;
+    const entry = this.entries.get(id);
+    return entry ? structuredClone(entry.view) : null;
+  }
+
+  async list(): Promise<WorkspaceView[]> {
+    if (this.failWith) throw this.failWith;
+    return [...this.entries.values()].map((e) => structuredClone(e.view));
+  }
+
+  async remove(id: string, options: { purge: boolean }): Promise<WorkspaceView> {
+    const entry = this.require(id);
+    const view = structuredClone(entry.view);
+    if (options.purge) this.entries.delete(id);
+    else if (!TERMINAL.has(entry.view.status)) this.finish(id, 'failed');
+    return view;
+  }
+
+  async *events(id: string, signal: AbortSignal): AsyncIterable<WorkspaceEvent> {
+    const entry = this.require(id);
+    this.signals.push(signal);
+    let next = 0;
+    while (!signal.aborted) {
+      while (next < entry.events.length) yield entry.events[next++]!;
+      if (TERMINAL.has(entry.view.status)) return;
+      await new Promise<void>((resolve) => {
+        entry.wake.push(resolve);
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+  }
+
+  stats(): { running: number; queued: number; pushing: number; activeWorkspaces: string[] } {
+    const views = [...this.entries.values()].map((e) => e.view);
+    return {
+      running: views.filter((v) => v.status === 'creating').length,
+      queued: views.filter((v) => v.status === 'queued').length,
+      pushing: 0,
+      activeWorkspaces: views.filter((v) => !TERMINAL.has(v.status)).map((v) => v.id),
+    };
+  }
+
+  /** Test control: append an event and wake followers. */
+  emit(id: string, event: Omit<WorkspaceEvent, 'ts' | 'workspaceId'>): void {
+    const entry = this.require(id);
+    entry.events.push({ ts: new Date().toISOString(), workspaceId: id, ...event });
+    this.wakeAll(entry);
+  }
+
+  /** Test control: move a workspace to a status (terminal ends event streams). */
+  finish(id: string, status: WorkspaceStatus): void {
+    const entry = this.require(id);
+    entry.view = { ...entry.view, status, updatedAt: new Date().toISOString() };
+    this.wakeAll(entry);
+  }
+
+  private wakeAll(entry: Entry): void {
+    const wake = entry.wake.splice(0);
+    wake.forEach((w) => w());
+  }
+
+  private require(id: string): Entry {
+    const entry = this.entries.get(id);
+    if (!entry) throw apiError('WORKSPACE_NOT_FOUND', `no workspace ${id}`);
+    return entry;
+  }
+}

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { buildOpenApiDocument } from '../../../shared/src/openapi.js';
+
+type Json = Record<string, any>;
+
+/** Every `$ref` anywhere in a JSON value. */
+function refs(value: unknown, out: string[] = []): string[] {
+  if (Array.isArray(value)) value.forEach((v) => refs(v, out));
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === '$ref' && typeof v === 'string') out.push(v);
+      else refs(v, out);
+    }
+  }
+  return out;
+}
+
+function resolve(doc: Json, pointer: string): unknown {
+  expect(pointer.startsWith('#/')).toBe(true);
+  return pointer
+    .slice(2)
+    .split('/')
+    .reduce<any>((node, part) => (node === undefined ? undefined : node[part.replace(/~1/g, '/').replace(/~0/g, '~')]), doc);
+}
+
+describe('buildOpenApiDocument', () => {
+  const doc = buildOpenApiDocument('1.2.3') as Json;
+
+  it('is an OpenAPI 3.1 document with the agent version', () => {
+    expect(doc.openapi).toBe('3.1.0');
+    expect(doc.info.version).toBe('1.2.3');
+    expect(doc.components.securitySchemes.bearerAuth).toEqual(expect.objectContaining({ type: 'http', scheme: 'bearer' }));
+    expect(doc.security).toEqual([{ bearerAuth: [] }]);
+  });
+
+  it('has every route, /health without security', () => {
+    const ops = Object.entries(doc.paths as Json).flatMap(([p, item]) => Object.keys(item).map((m) => `${m.toUpperCase()} ${p}`));
+    expect(ops.sort()).toEqual(
+      [
+        'GET /health',
+        'GET /metrics',
+        'GET /v1/openapi.json',
+        'POST /v1/workspaces',
+        'GET /v1/workspaces',
+        'GET /v1/workspaces/{id}',
+        'DELETE /v1/workspaces/{id}',
+        'GET /v1/workspaces/{id}/events',
+      ].sort(),
+    );
+    expect(doc.paths['/health'].get.security).toEqual([]);
+    const ids = Object.values(doc.paths as Json).flatMap((item) => Object.values(item).map((op: any) => op.operationId));
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('resolves every $ref to a component', () => {
+    const all = refs(doc);
+    expect(all.length).toBeGreaterThan(10);
+    for (const r of all) expect(resolve(doc, r), r).toBeTypeOf('object');
+    for (const schema of Object.values(doc.components.schemas as Json)) {
+      expect(schema).not.toHaveProperty('$schema');
+      expect(schema).not.toHaveProperty('$id');
+    }
+  });
+
+  it('describes the request and responses of POST /v1/workspaces from the zod schemas', () => {
+    const post = doc.paths['/v1/workspaces'].post;
+    expect(post.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/CreateWorkspaceBody' });
+    expect(post.responses['202'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/WorkspaceView' });
+    expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '401', '403', '409', '413', '415', '500', '503']);
+    expect(post.responses['409'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/ApiError' });
+
+    const body = doc.components.schemas.CreateWorkspaceBody;
+    expect(body.type).toBe('object');
+    expect(body.required).toEqual(['id', 'repository']);
+    expect(body.additionalProperties).toBe(false);
+    expect(body.properties.cache.additionalProperties).toBe(false);
+    expect(body.properties.callback.additionalProperties).toBe(false);
+    expect(body.properties.id).toEqual({ $ref: '#/components/schemas/WorkspaceId' });
+    expect(doc.components.schemas.WorkspaceId.pattern).toBe('^[a-z0-9][a-z0-9-]{0,62}$');
+  });
+
+  it('documents the id path parameter and the purge query', () => {
+    const del = doc.paths['/v1/workspaces/{id}'].delete;
+    expect(del.parameters.map((p: Json) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:purge']);
+    expect(doc.paths['/v1/workspaces/{id}/events'].get.responses['200'].content).toHaveProperty('application/x-ndjson');
+  });
+
+  it('keeps response objects open to fields added later', () => {
+    expect(doc.components.schemas.WorkspaceView.additionalProperties).toBeUndefined();
+    expect(doc.components.schemas.WorkspaceView.properties.status).toEqual({ $ref: '#/components/schemas/WorkspaceStatus' });
+  });
+});

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { Health } from '../../../shared/src/api.js';
+import { AUTH, testServer } from './harness.js';
+
+describe('system routes', () => {
+  it('GET /health reports status, version and uptime', async () => {
+    const { app } = testServer({ startedAt: Date.now() - 5_500 });
+    const res = await app.inject({ method: 'GET', url: '/health' });
+    expect(res.statusCode).toBe(200);
+    expect(Health.parse(res.json())).toEqual({ status: 'ok', version: '9.9.9-test', uptimeSeconds: 5 });
+  });
+
+  it('GET /metrics samples the job gauges and serves Prometheus text', async () => {
+    const { app, jobs, metrics } = testServer();
+    await jobs.submit({ id: 'a', repository: 'octo/a' });
+    await jobs.submit({ id: 'b', repository: 'octo/b' });
+    jobs.finish('b', 'creating');
+    metrics.jobStatus('ready');
+    metrics.cache('miss', 'CACHE_IMAGE_MISSING: not there');
+    metrics.push('pushed');
+    metrics.phase('up', 2000);
+    metrics.buildSteps(2, 4);
+
+    const res = await app.inject({ method: 'GET', url: '/metrics', headers: AUTH });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    for (const name of [
+      'warmstart_jobs_total',
+      'warmstart_phase_duration_seconds',
+      'warmstart_cache_total',
+      'warmstart_pushes_total',
+      'warmstart_build_steps_cached_total',
+      'warmstart_build_steps_total',
+    ]) {
+      expect(res.body).toContain(`# TYPE ${name}`);
+    }
+    expect(res.body).toContain('warmstart_jobs_queued 1');
+    expect(res.body).toContain('warmstart_jobs_running 1');
+    expect(res.body).toContain('warmstart_pushes_running 0');
+  });
+
+  it('GET /v1/openapi.json serves the generated document', async () => {
+    const { app } = testServer();
+    const res = await app.inject({ method: 'GET', url: '/v1/openapi.json', headers: AUTH });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    const doc = res.json();
+    expect(doc.openapi).toBe('3.1.0');
+    expect(doc.info.version).toBe('9.9.9-test');
+    expect(Object.keys(doc.paths)).toContain('/v1/workspaces/{id}/events');
+  });
+
+  it('gives every response an x-request-id', async () => {
+    const { app } = testServer();
+    const a = await app.inject({ method: 'GET', url: '/health' });
+    const b = await app.inject({ method: 'GET', url: '/v1/workspaces' });
+    expect(a.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(b.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(a.headers['x-request-id']).not.toBe(b.headers['x-request-id']);
+  });
+});
