@@ -20,15 +20,26 @@ export function teeSinks(...sinks: EventSink[]): EventSink {
 }
 
 /**
- * Replaces every known secret's bytes in event text before it reaches any
- * sink; the last line of defence, not the first (secrets are kept out of
+ * The secrets of one job, as they become known (a GitHub App token only
+ * after the credentials phase). Text passed through `scrub` has their bytes
+ * replaced: the last line of defence, not the first (secrets are kept out of
  * logs by construction).
  */
-export function redactingSink(inner: EventSink, secrets: readonly (string | undefined)[]): EventSink {
-  const known = secrets.filter((s): s is string => typeof s === 'string' && s.length >= 4);
-  if (known.length === 0) return inner;
-  const scrub = (t: string): string => known.reduce((acc, s) => acc.split(s).join('***'), t);
-  return {
-    emit: (e) => inner.emit(e.text === undefined ? e : { ...e, text: scrub(e.text) }),
-  };
+export class SecretSet {
+  private readonly known = new Set<string>();
+
+  add(...secrets: (string | null | undefined)[]): void {
+    for (const s of secrets) if (typeof s === 'string' && s.length >= 4) this.known.add(s);
+  }
+
+  scrub(text: string): string {
+    let out = text;
+    for (const s of this.known) out = out.split(s).join('***');
+    return out;
+  }
+}
+
+/** A sink that scrubs every event's text with the job's secrets first. */
+export function redactingSink(inner: EventSink, secrets: SecretSet): EventSink {
+  return { emit: (e) => inner.emit(e.text === undefined ? e : { ...e, text: secrets.scrub(e.text) }) };
 }

@@ -12,7 +12,7 @@ import { logLineText } from '../devcontainer/log-line.js';
 import { buildOverride, writeOverrideFile } from '../devcontainer/override.js';
 import type { DockerEngine } from '../docker/engine.js';
 import { describeError, toErrorBody, WarmstartError } from '../errors.js';
-import { redactingSink, type EventSink } from '../events/events.js';
+import { redactingSink, SecretSet, type EventSink } from '../events/events.js';
 import { PhaseRecorder } from '../events/phase-recorder.js';
 import { writeContainerGitCredentials } from '../git/container-credentials.js';
 import type { GitClient } from '../git/git.js';
@@ -70,7 +70,8 @@ export async function prepareWorkspace(
       detail: `existing: ${existing.repository}`,
     });
   }
-  const secrets = [plan.gitToken ?? undefined, plan.jobCredentials?.password, deps.config.registryPassword ?? undefined];
+  const secrets = new SecretSet();
+  secrets.add(plan.gitToken, plan.jobCredentials?.password, deps.config.registryPassword);
   const rec = new PhaseRecorder(plan.workspaceId, redactingSink(sink, secrets));
   const createdAt = existing?.createdAt ?? new Date().toISOString();
   const record = {
@@ -83,7 +84,7 @@ export async function prepareWorkspace(
   await deps.store.save({ ...record, status: 'creating', result: null, updatedAt: new Date().toISOString() });
 
   const jobDir = await mkdtemp(join(tmpdir(), 'warmstart-job-'));
-  const job = new Job(deps, plan, rec, jobDir, options.signal ?? new AbortController().signal);
+  const job = new Job(deps, plan, rec, jobDir, options.signal ?? new AbortController().signal, secrets);
   const result = await job.run();
   const status = result.outcome;
   await deps.store.save({ ...record, status, result, updatedAt: new Date().toISOString() });
@@ -116,6 +117,7 @@ class Job {
     private readonly rec: PhaseRecorder,
     private readonly jobDir: string,
     private readonly signal: AbortSignal,
+    private readonly secrets: SecretSet,
   ) {
     this.result = {
       outcome: 'failed',
@@ -155,6 +157,7 @@ class Job {
       }
 
       const prep = await prepareCache(deps, plan, rec);
+      this.secrets.add(prep.credentials?.password);
       this.result.cache = prep.cache;
       const dockerConfig = await createDockerConfig(this.jobDir, prep.credentials);
       this.disposeDockerConfig = dockerConfig.dispose;
