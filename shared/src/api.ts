@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CacheResult, ErrorResult, Profile, PushResult } from './workspace-result.js';
+import { CacheResult, ErrorResult, Outcome, Profile, PushResult } from './workspace-result.js';
 
 /**
  * The HTTP API between the control plane and the agent (`warmstart serve`).
@@ -43,6 +43,10 @@ export const WorkspaceStatus = z.enum(['queued', 'creating', 'ready', 'recovery'
 /** A workspace as the API reports it: the CLI's result fields plus its lifecycle. */
 export const WorkspaceView = z.object({
   id: WorkspaceId,
+  /** the same value as id, so a view carries every field of the CLI's result */
+  workspaceId: WorkspaceId,
+  /** the CLI's outcome once the job has one; null while queued or creating */
+  outcome: Outcome.nullable(),
   repository: z.string(),
   configName: z.string().nullable(),
   status: WorkspaceStatus,

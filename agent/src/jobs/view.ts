@@ -6,6 +6,8 @@ export function toView(r: WorkspaceRecord): WorkspaceView {
   const res = r.result;
   const view: WorkspaceView = {
     id: r.id,
+    workspaceId: r.id,
+    outcome: res?.outcome ?? (r.status === 'failed' ? 'failed' : null),
     repository: r.repository,
     configName: r.configName,
     status: r.status,

@@ -40,6 +40,8 @@ export class FakeJobManager implements JobManager {
     const now = new Date().toISOString();
     const view: WorkspaceView = {
       id: body.id,
+      workspaceId: body.id,
+      outcome: null,
       repository: body.repository,
       configName: body.configName ?? null,
       status: 'queued',
