@@ -145,36 +145,41 @@ const userDockerConfig = join(process.env.HOME ?? homedir(), '.docker', 'config.
 
 interface WatchedRun {
   cli: CliRun;
-  /** warmstart-job-* entries (and their children) seen in the CLI's TMPDIR while it ran */
+  /** job-* entries (and their children) seen in the runtime dir's jobs/ while the CLI ran */
   seen: string[];
-  /** warmstart-job-* entries in the CLI's TMPDIR after it exited */
+  /** job-* entries left there after it exited */
   left: string[];
   tmp: string;
 }
 
 /**
- * Runs the CLI with its own TMPDIR (so nothing another test does can mix in)
- * and watches it: the per-job dir (holding DOCKER_CONFIG) must appear while
- * the CLI runs and be gone when it exits.
+ * Runs the CLI with its own TMPDIR and runtime dir (so nothing another test
+ * does can mix in) and watches it: the per-job dir (holding DOCKER_CONFIG)
+ * must appear under `<runtime>/jobs` while the CLI runs and be gone when it exits.
  */
 async function watchedRun(args: string[], o: { env: Record<string, string>; input?: string }, scratch: string): Promise<WatchedRun> {
   const tmp = await mkdtemp(join(scratch, 'cli-tmp-'));
+  const runtime = o.env.WARMSTART_RUNTIME_DIR ?? (await mkdtemp(join(scratch, 'cli-runtime-')));
+  const jobs = join(runtime, 'jobs');
   const seen = new Set<string>();
   let stop = false;
   const poll = (async () => {
     while (!stop) {
-      for (const e of await readdir(tmp).catch(() => [] as string[])) {
-        if (!e.startsWith('warmstart-job-')) continue;
+      for (const e of await readdir(jobs).catch(() => [] as string[])) {
+        if (!e.startsWith('job-')) continue;
         seen.add(e);
-        for (const c of await readdir(join(tmp, e)).catch(() => [] as string[])) seen.add(`${e}/${c}`);
+        for (const c of await readdir(join(jobs, e)).catch(() => [] as string[])) seen.add(`${e}/${c}`);
       }
       await new Promise((r) => setTimeout(r, 25));
     }
   })();
-  const cli = await runCli(args, { env: { ...o.env, TMPDIR: tmp }, ...(o.input !== undefined ? { input: o.input } : {}) });
+  const cli = await runCli(args, {
+    env: { ...o.env, TMPDIR: tmp, WARMSTART_RUNTIME_DIR: runtime },
+    ...(o.input !== undefined ? { input: o.input } : {}),
+  });
   stop = true;
   await poll;
-  const left = (await readdir(tmp)).filter((e) => e.startsWith('warmstart-job-'));
+  const left = (await readdir(jobs).catch(() => [] as string[])).filter((e) => e.startsWith('job-'));
   return { cli, seen: [...seen], left, tmp };
 }
 
@@ -406,7 +411,7 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     expect(seen.some((r) => r.auth === 'ok' && r.status === 200 && r.method === 'POST')).toBe(true);
 
     // DOCKER_CONFIG: a per-job dir existed during the run, none is left; ~/.docker untouched.
-    expect(w.seen.some((e) => /^warmstart-job-[^/]+\/docker-config-/.test(e)), w.seen.join(', ')).toBe(true);
+    expect(w.seen.some((e) => /^job-[^/]+\/docker-config-/.test(e)), w.seen.join(', ')).toBe(true);
     expect(w.left).toEqual([]);
     expect(await sha256OrNull(userDockerConfig)).toEqual(dockerConfigBefore);
 

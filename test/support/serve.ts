@@ -59,7 +59,16 @@ export async function startAgent(base: Record<string, string>, o: StartOptions =
   }
   const url = `http://${env.WARMSTART_LISTEN}`;
   let out = '';
-  const proc = execa(process.execPath, [CLI, 'serve'], { env, extendEnv: true, reject: false, stdin: 'ignore', buffer: false });
+  // forceKillAfterDelay off: term() must see how the agent ends by itself (a
+  // drain may rightly take longer than execa's default 5 s before SIGKILL).
+  const proc = execa(process.execPath, [CLI, 'serve'], {
+    env,
+    extendEnv: true,
+    reject: false,
+    stdin: 'ignore',
+    buffer: false,
+    forceKillAfterDelay: false,
+  });
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 20_000;

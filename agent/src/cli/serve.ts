@@ -8,6 +8,7 @@ import { serveConfigFromEnv } from '../config/serve-config.js';
 import { LocalJobManager } from '../jobs/local-job-manager.js';
 import { reconcile } from '../jobs/reconcile.js';
 import { PromMetrics } from '../metrics/prom-metrics.js';
+import { sweepJobDirs } from '../state/runtime-dir.js';
 import { buildServer } from '../server/app.js';
 import { authOptionsFromEnv } from '../server/auth-config.js';
 import { createLogger } from '../server/logger.js';
@@ -48,6 +49,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
 
     const agent = await createAgent({ config });
     logger.info({ docker: await agent.engine.version(), version, stateDir: config.stateDir }, 'starting');
+    await sweepJobDirs(config.runtimeDir);
     const report = await reconcile(agent.store, agent.engine, logger);
     if (report.restarted.length || report.missing.length) logger.warn(report, 'reconciled with Docker');
 
@@ -96,6 +98,15 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     heartbeat?.stop();
     await app.close();
     logger.info({ pendingCallbacks: outbox.pending() }, 'stopped');
+    if (!drained) {
+      // A push still under way holds the event loop open (its progress stream
+      // from Docker) and would keep the process alive past the grace period,
+      // until systemd kills it. Leave now: its record stays `pending` and the
+      // next start's reconcile marks it failed; Docker drops the push when
+      // the connection closes.
+      await new Promise<void>((resolve) => logger.flush(() => resolve()));
+      process.exit(EXIT.ready);
+    }
     return EXIT.ready;
   } catch (err) {
     return reportError(io, err, false);

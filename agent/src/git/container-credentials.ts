@@ -1,5 +1,6 @@
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensureRuntimeDir } from '../state/runtime-dir.js';
 
 /** Where the helper directory appears inside the dev container. */
 export const CONTAINER_GIT_DIR = '/run/warmstart-git';
@@ -26,8 +27,7 @@ printf 'username=%s\\npassword=%s\\n' x-access-token "$(cat ${CONTAINER_GIT_DIR}
  * runtime dir is meant to be a tmpfs (systemd's RuntimeDirectory).
  */
 export async function writeContainerGitCredentials(runtimeDir: string, workspaceId: string, token: string): Promise<ContainerGitCredentials> {
-  await mkdir(runtimeDir, { recursive: true, mode: 0o700 });
-  await chmod(runtimeDir, 0o700); // other host users never reach the token
+  await ensureRuntimeDir(runtimeDir); // 0700: other host users never reach the token
   const dir = join(runtimeDir, 'workspaces', workspaceId, 'git');
   await mkdir(dir, { recursive: true, mode: 0o755 });
   // Readable inside the container for a non-root remoteUser.

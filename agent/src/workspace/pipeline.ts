@@ -1,5 +1,4 @@
-import { chmod, mkdtemp, rename, rm, stat, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import { BuildStepCounter } from '../cache/build-steps.js';
@@ -19,6 +18,7 @@ import type { GitClient } from '../git/git.js';
 import type { CredentialSource, RegistryCredentials } from '../registry/credentials.js';
 import { createDockerConfig, toDockerAuthConfig } from '../registry/docker-config.js';
 import type { RegistryClient } from '../registry/registry-client.js';
+import { makeJobDir } from '../state/runtime-dir.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
 import { prepareCache } from './cache-phase.js';
 import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
@@ -83,7 +83,7 @@ export async function prepareWorkspace(
   };
   await deps.store.save({ ...record, status: 'creating', result: null, updatedAt: new Date().toISOString() });
 
-  const jobDir = await mkdtemp(join(tmpdir(), 'warmstart-job-'));
+  const jobDir = await makeJobDir(deps.config.runtimeDir);
   const job = new Job(deps, plan, rec, jobDir, options.signal ?? new AbortController().signal, secrets);
   const result = await job.run();
   const status = result.outcome;
