@@ -463,6 +463,12 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     const imageId = info.Image as string;
     const imageInspect = await docker(['image', 'inspect', imageId]);
     places.push({ name: 'docker inspect image', bytes: Buffer.from(String(imageInspect.stdout)) });
+    // The image's devcontainer.metadata label travels with the cache image to other nodes:
+    // this workspace's host paths (the credential mount) must not be in it.
+    const metadata = String((JSON.parse(String(imageInspect.stdout)) as Record<string, any>[])[0]!.Config.Labels['devcontainer.metadata'] ?? '');
+    expect(metadata.length).toBeGreaterThan(0);
+    expect(metadata).not.toContain('warmstart-git');
+    expect(metadata).not.toContain(runtimeDir);
     if (o.probe) {
       // The repo's ${localEnv:...} really was substituted (HOME came through), so the
       // absence of the secrets below is meaningful, not a broken probe.

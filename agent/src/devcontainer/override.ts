@@ -11,10 +11,13 @@ export interface OverrideInput {
   workspaceMount: string;
   /** Where the workspace is inside the container, e.g. `/workspaces/app`. */
   workspaceFolder: string;
-  /** Mounts appended after the repo's own (e.g. the credential helper), CLI mount syntax. */
-  mounts?: string[];
-  /** Merged over the repo's `containerEnv`; ours win. */
-  containerEnv?: Record<string, string>;
+  /**
+   * `docker run` arguments appended after the repo's own `runArgs` (e.g. the
+   * credential helper's mount and env). Not `mounts`/`containerEnv`: the CLI
+   * copies those into the image's `devcontainer.metadata` label, and a
+   * workspace's host paths must not travel with a cache image to other nodes.
+   */
+  runArgs?: string[];
   /** docker build options appended to the repo's `build.options` (Dockerfile configs only). */
   buildOptions?: string[];
 }
@@ -56,12 +59,8 @@ export function buildOverride(input: OverrideInput): OverrideResult {
   config.workspaceMount = input.workspaceMount;
   config.workspaceFolder = input.workspaceFolder;
 
-  if (input.mounts !== undefined && input.mounts.length > 0) {
-    config.mounts = [...asList(config.mounts), ...input.mounts];
-  }
-  if (input.containerEnv !== undefined && Object.keys(input.containerEnv).length > 0) {
-    const repoEnv = isRecord(config.containerEnv) ? config.containerEnv : {};
-    config.containerEnv = { ...repoEnv, ...input.containerEnv };
+  if (input.runArgs !== undefined && input.runArgs.length > 0) {
+    config.runArgs = [...asStrings(config.runArgs), ...input.runArgs];
   }
 
   if (discovered.kind === 'dockerfile' && input.buildOptions?.length) {
@@ -116,12 +115,6 @@ function asStrings(v: unknown): string[] {
   if (typeof v === 'string') return [v];
   if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string');
   return [];
-}
-
-/** Repo mounts may be strings or objects; both are kept as they are. */
-function asList(v: unknown): unknown[] {
-  if (v === undefined || v === null) return [];
-  return Array.isArray(v) ? v : [v];
 }
 
 /** Keeps the first occurrence, so our refs stay ahead of the repo's; drops empty refs. */

@@ -7,10 +7,8 @@ export const CONTAINER_GIT_DIR = '/run/warmstart-git';
 
 /** What the override needs to give the container a git credential helper. */
 export interface ContainerGitCredentials {
-  /** a CLI mount string: the helper directory, read-only */
-  mount: string;
-  /** git's environment configuration pointing at the helper (no secret in it) */
-  containerEnv: Record<string, string>;
+  /** `docker run` arguments: the helper directory mounted read-only, and git's env pointing at it (no secret in them) */
+  runArgs: string[];
 }
 
 const HELPER = `#!/bin/sh
@@ -34,12 +32,12 @@ export async function writeContainerGitCredentials(runtimeDir: string, workspace
   await writeFile(join(dir, 'token'), token, { mode: 0o644 });
   await writeFile(join(dir, 'git-credential-warmstart'), HELPER, { mode: 0o755 });
   return {
-    mount: `type=bind,source=${dir},target=${CONTAINER_GIT_DIR},readonly`,
-    containerEnv: {
-      GIT_CONFIG_COUNT: '1',
-      GIT_CONFIG_KEY_0: 'credential.helper',
-      GIT_CONFIG_VALUE_0: `${CONTAINER_GIT_DIR}/git-credential-warmstart`,
-    },
+    runArgs: [
+      '--mount', `type=bind,source=${dir},target=${CONTAINER_GIT_DIR},readonly`,
+      '-e', 'GIT_CONFIG_COUNT=1',
+      '-e', 'GIT_CONFIG_KEY_0=credential.helper',
+      '-e', `GIT_CONFIG_VALUE_0=${CONTAINER_GIT_DIR}/git-credential-warmstart`,
+    ],
   };
 }
 

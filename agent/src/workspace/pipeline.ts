@@ -171,7 +171,7 @@ class Job {
         cacheFrom: prep.cacheFrom,
         workspaceMount: `source=${plan.volume},target=${plan.workspaceFolder},type=volume`,
         workspaceFolder: plan.workspaceFolder,
-        ...(gitCredentials ? { mounts: [gitCredentials.mount], containerEnv: gitCredentials.containerEnv } : {}),
+        ...(gitCredentials ? { runArgs: gitCredentials.runArgs } : {}),
         // The classic builder keeps the container of a failed step; on a node
         // that builds all day those pile up. BuildKit leaves none.
         ...((await deps.devcontainer.usesClassicBuilder()) ? { buildOptions: ['--force-rm'] } : {}),

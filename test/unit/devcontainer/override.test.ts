@@ -84,18 +84,13 @@ describe('buildOverride', () => {
     expect(r.config.workspaceFolder).toBe(FOLDER);
   });
 
-  it('appends our mounts after the repo mounts, strings and objects kept', () => {
-    const repoMounts = ['source=cache,target=/cache,type=volume', { source: 'x', target: '/x', type: 'volume' }];
-    const d = discovered({ image: 'x', mounts: repoMounts }, 'image');
-    const ours = 'source=/run/helper,target=/run/helper,type=bind';
-    const r = buildOverride(input(d, { mounts: [ours] }));
-    expect(r.config.mounts).toEqual([...repoMounts, ours]);
-  });
-
-  it('merges containerEnv with ours winning, and keeps variables verbatim', () => {
-    const d = discovered({ image: 'x', containerEnv: { A: '${localEnv:HOME}', B: 'repo' } }, 'image');
-    const r = buildOverride(input(d, { containerEnv: { B: 'ours', C: 'c' } }));
-    expect(r.config.containerEnv).toEqual({ A: '${localEnv:HOME}', B: 'ours', C: 'c' });
+  it('appends our runArgs after the repo ones and leaves mounts and containerEnv alone', () => {
+    const repo = { image: 'x', runArgs: ['--cap-add=SYS_PTRACE'], mounts: ['source=cache,target=/cache,type=volume'], containerEnv: { A: '${localEnv:HOME}' } };
+    const ours = ['--mount', 'type=bind,source=/run/helper,target=/run/helper,readonly', '-e', 'GIT_CONFIG_COUNT=1'];
+    const r = buildOverride(input(discovered(repo, 'image'), { runArgs: ours }));
+    expect(r.config.runArgs).toEqual(['--cap-add=SYS_PTRACE', ...ours]);
+    expect(r.config.mounts).toEqual(repo.mounts);
+    expect(r.config.containerEnv).toEqual(repo.containerEnv);
   });
 
   it('keeps relative paths and everything else as the repo wrote them', () => {
@@ -117,7 +112,7 @@ describe('buildOverride', () => {
     };
     const d = discovered(config, 'dockerfile');
     const before = structuredClone(d);
-    const r = buildOverride(input(d, { cacheFrom: ['c'], mounts: ['source=b,target=/b,type=volume'], containerEnv: { B: '2' } }));
+    const r = buildOverride(input(d, { cacheFrom: ['c'], runArgs: ['-e', 'B=2'] }));
     expect(d).toEqual(before);
     expect(r.config.build).not.toBe(config.build);
   });
