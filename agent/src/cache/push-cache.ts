@@ -6,29 +6,36 @@ export interface PushCacheOptions {
   engine: DockerEngine;
   /** the image the dev container runs */
   imageId: string;
-  ref: string;
+  /** the moving ref first; then any other tag of the same image (the exact ref) */
+  refs: string[];
   auth: RegistryAuth | undefined;
+  /** for all refs together */
   timeoutMs: number;
   now?: () => number;
 }
 
 /**
- * Tags the dev container's image with the cache ref and pushes it under a
- * timeout. Never throws: the outcome is the result.
+ * Tags the dev container's image with the cache refs and pushes them, one
+ * after the other, under one timeout (the second push only uploads a
+ * manifest: the layers are there). Never throws: the outcome is the result,
+ * reported for the first (moving) ref.
  */
 export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
   const now = o.now ?? (() => performance.now());
   const t0 = now();
   const signal = AbortSignal.timeout(o.timeoutMs);
   const ms = (): number => Math.round(now() - t0);
+  const ref = o.refs[0] ?? null;
   try {
-    await o.engine.tagImage(o.imageId, o.ref);
-    await o.engine.pushImage(o.ref, o.auth, signal);
-    return { status: 'pushed', ref: o.ref, reason: null, ms: ms() };
+    for (const r of o.refs) {
+      await o.engine.tagImage(o.imageId, r);
+      await o.engine.pushImage(r, o.auth, signal);
+    }
+    return { status: 'pushed', ref, reason: null, ms: ms() };
   } catch (err) {
     if (signal.aborted) {
-      return { status: 'timeout', ref: o.ref, reason: `push did not finish within ${Math.round(o.timeoutMs / 1000)} s`, ms: ms() };
+      return { status: 'timeout', ref, reason: `push did not finish within ${Math.round(o.timeoutMs / 1000)} s`, ms: ms() };
     }
-    return { status: 'failed', ref: o.ref, reason: describeError(err), ms: ms() };
+    return { status: 'failed', ref, reason: describeError(err), ms: ms() };
   }
 }

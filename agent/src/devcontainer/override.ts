@@ -20,6 +20,8 @@ export interface OverrideInput {
   runArgs?: string[];
   /** docker build options appended to the repo's `build.options` (Dockerfile configs only). */
   buildOptions?: string[];
+  /** top-level properties set over the repo's (e.g. `updateRemoteUserUID`) */
+  settings?: Record<string, unknown>;
 }
 
 /** The config to hand to `devcontainer up --override-config`, and what happened to the cache. */
@@ -63,6 +65,7 @@ export function buildOverride(input: OverrideInput): OverrideResult {
     config.runArgs = [...asStrings(config.runArgs), ...input.runArgs];
   }
 
+  Object.assign(config, input.settings);
   if (discovered.kind === 'dockerfile' && input.buildOptions?.length) {
     const build = isRecord(config.build) ? config.build : {};
     const own = Array.isArray(build.options) ? build.options.filter((o): o is string => typeof o === 'string') : [];
@@ -74,9 +77,9 @@ export function buildOverride(input: OverrideInput): OverrideResult {
 }
 
 /** Writes the override as `devcontainer.override.json` (mode 0600) in `dir`; returns its path. */
-export async function writeOverrideFile(dir: string, result: OverrideResult): Promise<string> {
+export async function writeOverrideFile(dir: string, config: Record<string, unknown>): Promise<string> {
   const file = path.join(dir, OVERRIDE_FILE_NAME);
-  await writeFile(file, `${JSON.stringify(result.config, null, 2)}\n`, { mode: 0o600 });
+  await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   // `mode` only applies when the file is created; a rewrite must not keep looser bits.
   await chmod(file, 0o600);
   return file;

@@ -70,6 +70,22 @@ export class DockerodeEngine implements DockerEngine {
     }
   }
 
+  async imageRepoDigests(ref: string): Promise<string[]> {
+    try {
+      const info = await this.docker.getImage(ref).inspect();
+      return info.RepoDigests ?? [];
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw this.failure(`inspect image ${ref}`, err);
+    }
+  }
+
+  async platform(): Promise<string> {
+    const v = await this.call('engine version', () => this.docker.version());
+    const arch = v.Arch === 'x86_64' ? 'amd64' : v.Arch === 'aarch64' ? 'arm64' : v.Arch;
+    return `${v.Os}/${arch}`;
+  }
+
   async pullImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<void> {
     const opts: Record<string, unknown> = {};
     if (auth) opts.authconfig = auth;

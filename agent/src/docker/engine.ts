@@ -35,6 +35,10 @@ export interface DockerEngine {
   removeVolume(name: string): Promise<void>;
   /** Local image id (sha256:...) or null when the image is not on this engine. */
   imageId(ref: string): Promise<string | null>;
+  /** Registry digests (`repo@sha256:...`) the local image is known by; empty when it is not local. */
+  imageRepoDigests(ref: string): Promise<string[]>;
+  /** The engine's platform, e.g. `linux/amd64`: images built here run on it. */
+  platform(): Promise<string>;
   /** Pulls ref; registry errors come back as REGISTRY_* WarmstartErrors. */
   pullImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<void>;
   tagImage(source: string, ref: string): Promise<void>;

@@ -124,7 +124,7 @@ describe('writeOverrideFile', () => {
     try {
       await writeFile(path.join(dir, OVERRIDE_FILE_NAME), 'old', { mode: 0o644 });
       const r = buildOverride(input(discovered({ image: 'x' }, 'image')));
-      const file = await writeOverrideFile(dir, r);
+      const file = await writeOverrideFile(dir, r.config);
       expect(file).toBe(path.join(dir, 'devcontainer.override.json'));
       expect((await stat(file)).mode & 0o777).toBe(0o600);
       expect(JSON.parse(await readFile(file, 'utf8'))).toEqual(r.config);

@@ -1,0 +1,314 @@
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import { BuildStepCounter } from '../cache/build-steps.js';
+import { pushCache } from '../cache/push-cache.js';
+import { discoverConfig, type DiscoveredConfig } from '../devcontainer/discover.js';
+import { buildExactOverride } from '../devcontainer/exact-override.js';
+import { logLineText } from '../devcontainer/log-line.js';
+import { buildOverride, writeOverrideFile } from '../devcontainer/override.js';
+import { describeError, toErrorBody, WarmstartError } from '../errors.js';
+import type { SecretSet } from '../events/events.js';
+import type { PhaseRecorder } from '../events/phase-recorder.js';
+import { writeContainerGitCredentials } from '../git/container-credentials.js';
+import type { RegistryCredentials } from '../registry/credentials.js';
+import { createDockerConfig, toDockerAuthConfig } from '../registry/docker-config.js';
+import { BuildLog } from './build-log.js';
+import { CacheSession } from './cache-phase.js';
+import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
+import { findExact, type ExactLookup } from './exact.js';
+import type { PipelineDeps } from './pipeline.js';
+import type { JobPlan } from './plan.js';
+
+/** One run of the pipeline; holds what the phases hand each other. */
+export class Job {
+  private readonly result: WorkspaceResult;
+  private readonly buildLog = new BuildLog();
+  private pushTask: (() => Promise<PushResult>) | null = null;
+  private disposeDockerConfig: (() => Promise<void>) | null = null;
+  private readonly rec: PhaseRecorder;
+
+  constructor(
+    private readonly deps: PipelineDeps,
+    private readonly plan: JobPlan,
+    recorder: PhaseRecorder,
+    private readonly jobDir: string,
+    private readonly signal: AbortSignal,
+    private readonly secrets: SecretSet,
+  ) {
+    this.rec = cancellable(recorder, signal);
+    this.result = {
+      outcome: 'failed',
+      workspaceId: plan.workspaceId,
+      containerId: null,
+      profile: null,
+      cache: { ref: plan.cacheRef, hit: 'disabled', reason: plan.cacheOffReason, stepsCached: null, stepsTotal: null },
+      push: { status: 'skipped', ref: null, reason: 'nothing was built', ms: null },
+      timings: recorder.timings,
+      error: null,
+    };
+  }
+
+  async run(): Promise<WorkspaceResult> {
+    const { deps, plan, rec } = this;
+    try {
+      // Logging in, the push probe and the moving-ref pull need none of the
+      // repository's files: they start now and overlap the clone.
+      const cache = plan.lightweight ? null : CacheSession.start(deps, plan, rec);
+      const src = deps.store.sourceDir(plan.workspaceId);
+      // Clone before creating the volume, so a repository that cannot be
+      // cloned leaves no volume behind.
+      await rec.phase('clone', () => this.clone(src));
+      await rec.phase('volume', () => this.populateVolume(src));
+      await rec.phase('remove-old', () => removeWorkspaceContainers(deps.engine, plan.workspaceId));
+
+      let discovered: DiscoveredConfig | null;
+      try {
+        discovered = await rec.phase('config', () => discoverConfig(src, plan.configName));
+      } catch (err) {
+        return await this.recover(err);
+      }
+      if (plan.lightweight || discovered === null) return await this.lightweight(discovered === null);
+
+      const credentials = cache ? await cache.credentials : null;
+      this.secrets.add(credentials?.password);
+      const dockerConfig = await createDockerConfig(this.jobDir, credentials);
+      this.disposeDockerConfig = dockerConfig.dispose;
+      const exact = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec) : null;
+      const overridePath = await rec.phase('override', async () =>
+        writeOverrideFile(this.jobDir, await this.override(discovered, cache, exact)),
+      );
+
+      const steps = new BuildStepCounter();
+      let containerId: string;
+      try {
+        containerId = await this.up(src, discovered, overridePath, dockerConfig.dir, steps);
+      } catch (err) {
+        if (this.signal.aborted) throw cancelled();
+        return await this.recover(err);
+      }
+      const counted = steps.result();
+      if (counted && discovered.kind === 'dockerfile' && this.result.cache.hit !== 'exact') {
+        this.result.cache.stepsCached = counted.stepsCached;
+        this.result.cache.stepsTotal = counted.stepsTotal;
+      }
+      this.planPush(containerId, discovered.kind, cache ? await cache.pushBlocked : null, credentials, exact);
+      return this.ready(containerId, 'devcontainer');
+    } catch (err) {
+      return this.fail(err);
+    }
+  }
+
+  /** The background push, or its reason for not running; settles after ready. */
+  async push(): Promise<PushResult> {
+    try {
+      return this.pushTask ? await this.pushTask() : this.result.push;
+    } finally {
+      await this.disposeDockerConfig?.().catch(() => undefined);
+    }
+  }
+
+  /** The config `up` gets: the finished image on an exact hit, else the repo's with our changes. */
+  private async override(discovered: DiscoveredConfig, cache: CacheSession | null, exact: ExactLookup | null): Promise<Record<string, unknown>> {
+    const { deps, plan } = this;
+    const workspaceMount = `source=${plan.volume},target=${plan.workspaceFolder},type=volume`;
+    const gitCredentials =
+      plan.gitToken && plan.repo.kind !== 'local' ? await writeContainerGitCredentials(deps.config.runtimeDir, plan.workspaceId, plan.gitToken) : null;
+    const runArgs = gitCredentials?.runArgs ?? [];
+    // The CLI gives remoteUser the host user's UID with an extra image build
+    // on every start. The agent runs as root, and UID 0 always exists in the
+    // image, so that build changes nothing (the CLI's script says "User with
+    // UID exists"): skip it.
+    const settings = process.getuid?.() === 0 ? { updateRemoteUserUID: false } : {};
+    if (exact?.hit) {
+      this.result.cache = { ref: exact.ref, hit: 'exact', reason: null, stepsCached: null, stepsTotal: null };
+      return buildExactOverride({ discovered, image: exact.ref, workspaceMount, workspaceFolder: plan.workspaceFolder, runArgs, settings });
+    }
+    const moving = cache && discovered.kind === 'dockerfile' ? await cache.moving : null;
+    const override = buildOverride({
+      discovered,
+      cacheFrom: moving?.available && plan.cacheRef ? [plan.cacheRef] : [],
+      workspaceMount,
+      workspaceFolder: plan.workspaceFolder,
+      runArgs,
+      settings,
+      // The classic builder keeps the container of a failed step; on a node
+      // that builds all day those pile up. BuildKit leaves none.
+      ...((await deps.devcontainer.usesClassicBuilder()) ? { buildOptions: ['--force-rm'] } : {}),
+    });
+    if (discovered.kind !== 'dockerfile') {
+      // Nothing is built from this config: a cache image would go unused.
+      this.result.cache = { ...this.result.cache, hit: 'disabled', reason: override.cacheNote };
+    } else if (moving) {
+      this.result.cache = { ...this.result.cache, hit: moving.available ? 'layers' : 'miss', reason: moving.reason };
+    }
+    return override.config;
+  }
+
+  private async up(src: string, discovered: DiscoveredConfig, overridePath: string, dockerConfigDir: string, steps: BuildStepCounter): Promise<string> {
+    const { deps, plan, rec } = this;
+    try {
+      const up = await rec.phase('up', () =>
+        deps.devcontainer.up({
+          workspaceFolder: src,
+          configPath: discovered.path,
+          overrideConfigPath: overridePath,
+          idLabels: { [WORKSPACE_LABEL]: plan.workspaceId },
+          env: { DOCKER_CONFIG: dockerConfigDir },
+          timeoutMs: deps.config.buildTimeoutMs,
+          signal: this.signal,
+          // If the agent dies, the next start finds and stops this CLI (reconcile).
+          onStart: (pid) => void deps.store.saveCliPid(plan.workspaceId, pid).catch(() => undefined),
+          onLog: (line) => {
+            steps.push(line);
+            const text = logLineText(line);
+            this.buildLog.add(text);
+            rec.log(text, 'up');
+          },
+        }),
+      );
+      return up.containerId;
+    } finally {
+      await deps.store.clearCliPid(plan.workspaceId);
+    }
+  }
+
+  private async clone(src: string): Promise<void> {
+    if (await exists(src)) {
+      this.rec.note('host clone exists: reusing it', 'clone');
+      return;
+    }
+    const partial = `${src}.partial`;
+    await rm(partial, { recursive: true, force: true });
+    await mkdir(join(src, '..'), { recursive: true, mode: 0o700 });
+    await this.deps.git.clone(this.plan.repo.cloneUrl, partial, {
+      ...(this.plan.gitToken ? { token: this.plan.gitToken } : {}),
+      signal: this.signal,
+    });
+    await rename(partial, src);
+  }
+
+  /** A new volume gets the clone; an existing one is the user's work and is left as it is. */
+  private async populateVolume(src: string): Promise<void> {
+    const { engine, config } = this.deps;
+    if (await engine.volumeExists(this.plan.volume)) {
+      this.rec.note(`volume ${this.plan.volume} exists: keeping its contents`, 'volume');
+      return;
+    }
+    await ensureImage(engine, config.defaultImage);
+    await engine.createVolume(this.plan.volume, { [WORKSPACE_LABEL]: this.plan.workspaceId, 'warmstart.managed': 'true' });
+    await engine.copyIntoVolume(this.plan.volume, src, config.defaultImage);
+  }
+
+  private async lightweight(noConfig: boolean): Promise<WorkspaceResult> {
+    const reason = noConfig ? 'no devcontainer config in the repository' : 'lightweight workspace: nothing is built';
+    this.result.cache = { ...this.result.cache, ref: null, hit: 'disabled', reason };
+    this.result.push.reason = reason;
+    const id = await this.rec.phase('start-default', () => this.startDefault('lightweight'));
+    return this.ready(id, 'lightweight');
+  }
+
+  private startDefault(profile: 'lightweight' | 'recovery'): Promise<string> {
+    return startDefaultContainer(this.deps.engine, {
+      image: this.deps.config.defaultImage,
+      workspaceId: this.plan.workspaceId,
+      volume: this.plan.volume,
+      workspaceFolder: this.plan.workspaceFolder,
+      profile,
+    });
+  }
+
+  /** The repo's config failed: keep its log in the workspace, start the default image. */
+  private async recover(cause: unknown): Promise<WorkspaceResult> {
+    const error = toErrorBody(cause instanceof WarmstartError ? cause : new WarmstartError('DEVCONTAINER_UP_FAILED', describeError(cause)));
+    this.result.error = error;
+    this.result.push = { status: 'skipped', ref: null, reason: 'the repository config did not build (recovery)', ms: null };
+    try {
+      const id = await this.rec.phase('fallback', async () => {
+        await removeWorkspaceContainers(this.deps.engine, this.plan.workspaceId);
+        await this.buildLog.saveInto(this.deps.engine, {
+          volume: this.plan.volume,
+          helperImage: this.deps.config.defaultImage,
+          scratchDir: this.jobDir,
+          error,
+        });
+        return this.startDefault('recovery');
+      });
+      return this.ready(id, 'recovery');
+    } catch (err) {
+      return this.fail(err, error);
+    }
+  }
+
+  private planPush(
+    containerId: string,
+    kind: string,
+    blocked: string | null,
+    credentials: RegistryCredentials | null,
+    exact: ExactLookup | null,
+  ): void {
+    const { plan, result, deps } = this;
+    const skip = (reason: string): void => {
+      result.push = { status: 'skipped', ref: plan.cacheRef, reason, ms: null };
+    };
+    if (!plan.cacheRef) return skip(plan.cacheOffReason ?? 'no cache ref');
+    if (kind !== 'dockerfile') return skip(`${kind}-based config: no built image to cache`);
+    if (exact?.hit) return skip('exact hit: the image is in the registry already');
+    if (plan.pushOffReason) return skip(plan.pushOffReason);
+    if (!credentials) return skip('no registry credentials: pull only');
+    if (blocked) {
+      result.push = { status: 'failed', ref: plan.cacheRef, reason: blocked, ms: null };
+      return;
+    }
+    const ref = plan.cacheRef;
+    const refs = exact ? [ref, exact.ref] : [ref];
+    result.push = { status: 'pending', ref, reason: null, ms: null };
+    this.pushTask = () =>
+      deps.pushQueue.enqueue(ref, async () =>
+        pushCache({
+          engine: deps.engine,
+          imageId: await deps.engine.containerImageId(containerId),
+          refs,
+          auth: toDockerAuthConfig(credentials),
+          timeoutMs: plan.pushTimeoutMs,
+        }),
+      );
+  }
+
+  private ready(containerId: string, profile: 'devcontainer' | 'lightweight' | 'recovery'): WorkspaceResult {
+    this.result.containerId = containerId;
+    this.result.profile = profile;
+    this.result.outcome = profile === 'recovery' ? 'recovery' : 'ready';
+    this.result.timings.ready = this.rec.elapsed();
+    return this.result;
+  }
+
+  private fail(err: unknown, original?: { code: string; message: string }): WorkspaceResult {
+    const body = err instanceof WarmstartError ? toErrorBody(err) : { ...toErrorBody(err), detail: describeError(err) };
+    this.result.outcome = 'failed';
+    this.result.error = original ? { ...body, detail: `${original.code}: ${original.message}; then ${body.detail ?? body.message}` } : body;
+    this.result.push = { status: 'skipped', ref: null, reason: 'workspace failed', ms: null };
+    this.result.timings.ready = this.rec.elapsed();
+    return this.result;
+  }
+}
+
+/** A view of the recorder whose phases refuse to start once the job is cancelled. */
+function cancellable(rec: PhaseRecorder, signal: AbortSignal): PhaseRecorder {
+  return Object.assign(Object.create(rec) as PhaseRecorder, {
+    phase: <T>(name: string, fn: () => Promise<T>): Promise<T> => (signal.aborted ? Promise.reject(cancelled()) : rec.phase(name, fn)),
+  });
+}
+
+function cancelled(): WarmstartError {
+  return new WarmstartError('JOB_CANCELLED', 'the job was cancelled (workspace deleted or agent stopping)');
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

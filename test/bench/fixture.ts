@@ -1,0 +1,92 @@
+import { cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sh } from './proc.js';
+
+/** The bench's workspace fixture (a Dockerfile with ~30 s of build steps, a >100 MB layer, a local feature). */
+export const BENCH_FIXTURE = fileURLToPath(new URL('../../../test/fixtures/repos/bench/', import.meta.url));
+
+export interface Testbed {
+  registry: string;
+  registryUser: string;
+  registryPassword: string;
+  baseImage: string;
+}
+
+/** Reads the facts test/testbed/up.sh wrote (the same file test/support/testbed.ts reads). */
+export async function loadTestbed(): Promise<Testbed> {
+  const dir = process.env.WARMSTART_TESTBED_DIR ?? '/var/lib/warmstart-testbed';
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'env'), 'utf8');
+  } catch {
+    throw new Error(`no testbed at ${dir}: run 'bash test/testbed/up.sh' first (npm run bench does)`);
+  }
+  const env = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) env.set(line.slice(0, i), line.slice(i + 1));
+  }
+  const get = (k: string): string => {
+    const v = env.get(k);
+    if (!v) throw new Error(`testbed env lacks ${k}`);
+    return v;
+  };
+  return {
+    registry: get('WARMSTART_TESTBED_REGISTRY'),
+    registryUser: get('WARMSTART_TESTBED_REGISTRY_USER'),
+    registryPassword: (await readFile(get('WARMSTART_TESTBED_REGISTRY_PASSWORD_FILE'), 'utf8')).trim(),
+    baseImage: get('WARMSTART_TESTBED_BASE_IMAGE'),
+  };
+}
+
+/**
+ * Quick mode (smoke tests of the harness only): the sleeps shrink to 1 s and
+ * the big layer to 5 MB. Its numbers say nothing about warmstart.
+ */
+function quicken(text: string): string {
+  return text.replace(/\bsleep \d+/g, 'sleep 1').replace(/head -c \d+/g, 'head -c 5000000');
+}
+
+async function substitute(dir: string, vars: Record<string, string>, quick: boolean): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await substitute(path, vars, quick);
+    else if (entry.isFile()) {
+      const text = await readFile(path, 'utf8');
+      let out = Object.entries(vars).reduce((t, [k, v]) => t.split(`@@${k}@@`).join(v), text);
+      if (quick) out = quicken(out);
+      if (out !== text) await writeFile(path, out, { mode: (await stat(path)).mode });
+    }
+  }
+}
+
+async function gitCommit(dir: string): Promise<void> {
+  const git = async (args: string[]): Promise<void> => {
+    const r = await sh('git', ['-c', 'user.email=bench@warmstart.invalid', '-c', 'user.name=warmstart bench', ...args], { cwd: dir });
+    if (r.code !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
+  };
+  await git(['init', '-q', '-b', 'main']);
+  await git(['add', '-A']);
+  await git(['commit', '-q', '-m', 'bench fixture']);
+}
+
+/** Copies the fixture to `dest`, substitutes `@@RUN_ID@@` and `@@BASE_IMAGE@@`, and commits it as a git repository. */
+export async function makeBenchRepo(dest: string, o: { runId: string; baseImage: string; quick: boolean }): Promise<string> {
+  await mkdir(dirname(dest), { recursive: true });
+  await cp(BENCH_FIXTURE, dest, { recursive: true });
+  await substitute(dest, { RUN_ID: o.runId, BASE_IMAGE: o.baseImage }, o.quick);
+  await gitCommit(dest);
+  return dest;
+}
+
+/** A repository from a file map (the serve phase's small workspaces), committed. */
+export async function makeRepoFromFiles(dest: string, files: Record<string, string>): Promise<string> {
+  for (const [path, content] of Object.entries(files)) {
+    const full = join(dest, path);
+    await mkdir(dirname(full), { recursive: true });
+    await writeFile(full, content, { mode: path.endsWith('.sh') ? 0o755 : 0o644 });
+  }
+  await gitCommit(dest);
+  return dest;
+}

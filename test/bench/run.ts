@@ -1,0 +1,455 @@
+/**
+ * `npm run bench`: warmstart against the physical floor, side by side, on the
+ * real engine, registry and devcontainers CLI (test/testbed/up.sh).
+ *
+ * Every case starts from a "fresh node" (every image of this bench run
+ * removed: they all carry LABEL warmstart.bench-run=<id>) and runs N times
+ * (default 5). Runs are interleaved, i = 1..N:
+ *
+ *   plain-cold_i, overhead_i, warm-cold_i, floor_i, warm-exact_i, warm-layers_i (= push-on_i), push-off_i
+ *
+ * so that the two runs of every pair behind a ratio ran next to each other;
+ * a ratio is the median of the per-pair ratios (run i of A / run i of B).
+ * Then `warmstart serve`: RSS idle and with 3 jobs, /health p99 while 2 build.
+ *
+ * Usage: node dist/test/bench/run.js [--runs N] [--quick] [--out FILE]
+ *   --runs N   runs per case (default 5, or BENCH_RUNS)
+ *   --quick    shrink the fixture's sleeps and layer: a smoke test of the harness, NOT the real fixture
+ *   --out FILE where to write the results (default bench/results.json)
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { BENCH_CONTAINER_LABEL, engineVersion, removeContainers, removeWorkspace, runImages, wipeRunImages } from './docker.js';
+import { loadTestbed, makeBenchRepo } from './fixture.js';
+import { sh } from './proc.js';
+import { Registry } from './registry.js';
+import { measureServe, type ServeMeasurement } from './serve.js';
+import { median, pairRatio, round, type PairRatio } from './stats.js';
+import { devcontainerUp, pullAndRun, warmstartUp, type RunRecord, type Tools } from './warmstart.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const BUDGET_MS = 15 * 60_000;
+
+const CASES = ['plain-cold', 'overhead', 'warm-cold', 'floor', 'warm-exact', 'warm-layers', 'push-on', 'push-off'] as const;
+type CaseName = (typeof CASES)[number];
+
+const MEASURE: Record<CaseName, string> = {
+  'plain-cold': 'wall time of `devcontainer up` (pinned CLI, no warmstart), spawn to exit',
+  overhead: 'warmstart up --no-cache: spawn to its "ready" line',
+  'warm-cold': 'warmstart up, empty registry namespace: spawn to its "ready" line (the push runs after ready)',
+  floor: 'docker pull of the finished image + the CLI\'s `up` of {"image": ref} (wall times summed; `docker run -d` timed separately, see details)',
+  'warm-exact': 'warmstart up, exact tag in the registry: spawn to its "ready" line',
+  'warm-layers': 'warmstart up, moving tag only (exact tags deleted): spawn to its "ready" line',
+  'push-on': 'timings.ready of the warm-layers runs (push on)',
+  'push-off': 'timings.ready of warmstart up --no-push, moving tag only',
+};
+
+interface Goal {
+  name: string;
+  value: number | null;
+  goal: number;
+  unit: string;
+  met: boolean | null;
+  /** value - goal when missed */
+  missedBy: number | null;
+  missedByPct: number | null;
+  note?: string;
+}
+
+function goal(name: string, value: number | null, target: number, unit: string, note?: string): Goal {
+  const met = value === null ? null : value <= target;
+  return {
+    name,
+    value,
+    goal: target,
+    unit,
+    met,
+    missedBy: met === false && value !== null ? round(value - target, 3) : null,
+    missedByPct: met === false && value !== null ? round((100 * (value - target)) / target, 1) : null,
+    ...(note ? { note } : {}),
+  };
+}
+
+const secs = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '—' : `${(ms / 1000).toFixed(2)}s`);
+const clock = (ms: number): string => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}`;
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string' },
+      quick: { type: 'boolean' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write('usage: node dist/test/bench/run.js [--runs N] [--quick] [--out FILE]\n');
+    return 0;
+  }
+  const runsText = values.runs ?? process.env.BENCH_RUNS ?? '5';
+  const N = Number(runsText);
+  if (!Number.isInteger(N) || N < 1 || N > 50) throw new Error(`--runs takes a whole number 1..50, got ${runsText}`);
+  const quick = values.quick === true;
+  const outFile = resolve(values.out ?? join(ROOT, 'bench', 'results.json'));
+  const log = (text: string): void => {
+    process.stdout.write(`[${clock(performance.now() - started)}] ${text}\n`);
+  };
+  if (quick) log('QUICK MODE: the fixture sleeps 1 s per step and its layer is 5 MB. NOT the real fixture; the numbers mean nothing.');
+
+  const tools: Tools = {
+    node: process.execPath,
+    cli: join(ROOT, 'dist/agent/src/cli/main.js'),
+    devcontainer: join(ROOT, 'node_modules/@devcontainers/cli/devcontainer.js'),
+  };
+  const tb = await loadTestbed();
+  const registry = new Registry(tb.registry, tb.registryUser, tb.registryPassword);
+  if (!(await registry.ping())) throw new Error(`registry ${tb.registry} does not answer (run test/testbed/up.sh)`);
+  const engine = await engineVersion();
+  if (!engine) throw new Error('no Docker engine answers (run test/testbed/up.sh)');
+  const cliVersion = (await sh(tools.node, [tools.devcontainer, '--version'])).stdout.trim();
+
+  // Lowercase, short: it goes into workspace ids, registry namespaces and labels.
+  const runId = `b${Date.now().toString(36).slice(-6)}${Math.random().toString(36).slice(2, 5)}`;
+  const workDir = await mkdtemp('/tmp/warmstart-bench-');
+  const workspaceIds = new Set<string>();
+  const namespaces = new Set<string>();
+  const warnings: string[] = [];
+  const warn = (text: string): void => {
+    warnings.push(text);
+    log(`WARNING: ${text}`);
+  };
+  log(`bench run ${runId}: ${N} run(s) per case, engine ${engine}, devcontainers CLI ${cliVersion}, work dir ${workDir}`);
+
+  // A private docker config with the registry's credentials (for `docker pull` in the floor case); ~/.docker is never touched.
+  const dockerConfigDir = join(workDir, 'docker-config');
+  await mkdir(dockerConfigDir, { recursive: true, mode: 0o700 });
+  await writeFile(
+    join(dockerConfigDir, 'config.json'),
+    JSON.stringify({ auths: { [tb.registry]: { auth: Buffer.from(`${tb.registryUser}:${tb.registryPassword}`).toString('base64') } } }),
+    { mode: 0o600 },
+  );
+  const dockerEnv = { ...process.env, DOCKER_CONFIG: dockerConfigDir };
+
+  const repo = await makeBenchRepo(join(workDir, 'repos', 'bench', 'app'), { runId, baseImage: tb.baseImage, quick });
+  const stateDir = join(workDir, 'state');
+  const runtimeDir = join(workDir, 'runtime');
+  await mkdir(runtimeDir, { recursive: true, mode: 0o700 });
+  const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WARMSTART_')));
+  const warmEnv = (namespace: string | null): NodeJS.ProcessEnv => ({
+    ...cleanEnv,
+    WARMSTART_STATE_DIR: stateDir,
+    WARMSTART_RUNTIME_DIR: runtimeDir,
+    WARMSTART_DEFAULT_IMAGE: tb.baseImage,
+    WARMSTART_CACHE_REGISTRY: namespace ? `${tb.registry}/${namespace}` : '',
+    WARMSTART_REGISTRY_USERNAME: tb.registryUser,
+    WARMSTART_REGISTRY_PASSWORD: tb.registryPassword,
+  });
+
+  // The cache ref as warmstart derives it (so the bench never guesses its naming).
+  const refOut = await sh(tools.node, [tools.cli, 'cache', 'ref', repo, '--cache-registry', `${tb.registry}/${runId}-probe`, '--json'], { env: warmEnv(null) });
+  const probeRef = (JSON.parse(refOut.stdout) as { ref: string }).ref;
+  const refPath = probeRef.slice(`${tb.registry}/${runId}-probe/`.length); // owner/name:tag
+  const movingTag = refPath.slice(refPath.lastIndexOf(':') + 1);
+  const repoPathIn = (ns: string): string => `${ns}/${refPath.slice(0, refPath.lastIndexOf(':'))}`;
+  const movingRefIn = (ns: string): string => `${tb.registry}/${ns}/${refPath}`;
+
+  const cases = Object.fromEntries(CASES.map((c) => [c, [] as RunRecord[]])) as Record<CaseName, RunRecord[]>;
+  const coldTimeout = quick ? 180_000 : 420_000;
+  const warmTimeout = 240_000;
+  let serve: ServeMeasurement | null = null;
+
+  const report = (c: CaseName, r: RunRecord): void => {
+    cases[c].push(r);
+    const bits = [`${c} #${r.i}: ${r.ok ? secs(r.ms) : 'FAILED'}`];
+    if (r.hit) bits.push(`hit ${r.hit}${r.hitMismatch ? ` (EXPECTED ${r.expectedHit})` : ''}`);
+    if (r.readyMs !== undefined && c !== 'push-on') bits.push(`ready ${secs(r.readyMs)}`);
+    if (r.push) bits.push(`push ${r.push.status}${r.push.ms !== null ? ` ${secs(r.push.ms)}` : ''}`);
+    if (r.pullMs !== undefined) bits.push(`pull ${secs(r.pullMs)} run ${secs(r.runMs)} up ${secs(r.upMs)}`);
+    if (r.peakRssMb !== undefined && r.peakRssMb !== null) bits.push(`rss ${r.peakRssMb} MB`);
+    if (r.postCreate === false) bits.push('NO postCreate marker');
+    if (r.error) bits.push(`error: ${r.error.slice(0, 600)}`);
+    log(bits.join(', '));
+    if (r.hitMismatch) warn(`${c} #${r.i}: warmstart reported cache.hit "${r.hit}", the case expects "${r.expectedHit}"`);
+    if (r.postCreate === false) warn(`${c} #${r.i}: the postCreateCommand marker is missing in the container`);
+    if (r.leftoverImages) warn(`${c} #${r.i}: ${r.leftoverImages} image(s) of this run were still on the engine at its start (not a fresh node)`);
+  };
+
+  /** A fresh node: no containers of the bench, no image of this run. Returns how many images could not be removed. */
+  const freshNode = async (): Promise<number> => {
+    await removeContainers(`${BENCH_CONTAINER_LABEL}=${runId}`);
+    const { left } = await wipeRunImages(runId);
+    return left;
+  };
+
+  let exitCode = 0;
+  try {
+    for (let i = 1; i <= N; i++) {
+      const iterStart = performance.now();
+      const ns = `${runId}-c${i}`;
+      namespaces.add(ns);
+      const ws = (c: string): string => {
+        const id = `${runId}-${c}-${i}`;
+        workspaceIds.add(id);
+        return id;
+      };
+
+      // plain-cold: what a user does today.
+      let left = await freshNode();
+      report('plain-cold', {
+        ...(await devcontainerUp(i, { tools, workspaceFolder: repo, runId, caseLabel: `${runId}-plain-${i}`, timeoutMs: coldTimeout })),
+        leftoverImages: left,
+      });
+
+      // overhead: warmstart with the cache disabled, right after plain-cold.
+      left = await freshNode();
+      report('overhead', {
+        ...(await warmstartUp(i, { tools, repo, workspaceId: ws('ovh'), env: warmEnv(ns), noCache: true, expectedHit: 'disabled', timeoutMs: coldTimeout })),
+        leftoverImages: left,
+      });
+
+      // warm-cold: an empty namespace; its push seeds the cases below.
+      left = await freshNode();
+      const cold = await warmstartUp(i, { tools, repo, workspaceId: ws('cold'), env: warmEnv(ns), expectedHit: 'miss', timeoutMs: coldTimeout });
+      report('warm-cold', { ...cold, leftoverImages: left });
+      const seeded = (await registry.digest(repoPathIn(ns), movingTag)) !== null;
+      if (!seeded) {
+        warn(`warm-cold #${i} left no moving tag in ${repoPathIn(ns)} (push ${cold.push?.status ?? '?'}: ${cold.push?.reason ?? ''}): floor, warm-* and push-* of run ${i} are skipped`);
+        for (const c of ['floor', 'warm-exact', 'warm-layers', 'push-on', 'push-off'] as const) {
+          cases[c].push({ i, ok: false, ms: null, error: 'no cache image in the registry (warm-cold did not push)' });
+        }
+        continue;
+      }
+      const exactTags = async (): Promise<boolean> => (await registry.tags(repoPathIn(ns))).some((t) => t.startsWith('exact-'));
+
+      // floor: pull the finished image, start it without and with the CLI.
+      left = await freshNode();
+      {
+        const rec: RunRecord = { i, ok: false, ms: null, leftoverImages: left };
+        try {
+          const ref = movingRefIn(ns);
+          const { pullMs, runMs } = await pullAndRun(ref, runId, dockerEnv);
+          const dir = join(workDir, 'floor', String(i));
+          await mkdir(join(dir, '.devcontainer'), { recursive: true });
+          await writeFile(join(dir, '.devcontainer', 'devcontainer.json'), `${JSON.stringify({ image: ref })}\n`);
+          const up = await devcontainerUp(i, { tools, workspaceFolder: dir, runId, caseLabel: `${runId}-floor-${i}`, env: dockerEnv, timeoutMs: warmTimeout });
+          Object.assign(rec, { pullMs, runMs, upMs: up.ms ?? undefined, postCreate: up.postCreate, wallMs: pullMs + runMs + (up.ms ?? 0) });
+          if (!up.ok) throw new Error(up.error ?? 'devcontainer up failed');
+          rec.ms = pullMs + (up.ms ?? 0);
+          rec.ok = true;
+        } catch (err) {
+          rec.error = (err as Error).message;
+        }
+        report('floor', rec);
+      }
+
+      // warm-exact: the exact tag warm-cold pushed.
+      const hadExact = await exactTags();
+      if (!hadExact) warn(`warm-exact #${i}: the registry holds no exact-* tag after warm-cold's push (warmstart did not push one)`);
+      left = await freshNode();
+      report('warm-exact', {
+        ...(await warmstartUp(i, { tools, repo, workspaceId: ws('exact'), env: warmEnv(ns), expectedHit: 'exact', timeoutMs: warmTimeout })),
+        exactTagInRegistry: hadExact,
+        leftoverImages: left,
+      });
+
+      // warm-layers (= push-on): the moving tag only.
+      await registry.dropExactTags(repoPathIn(ns), movingTag);
+      left = await freshNode();
+      const layers = await warmstartUp(i, { tools, repo, workspaceId: ws('layers'), env: warmEnv(ns), expectedHit: 'layers', timeoutMs: warmTimeout });
+      report('warm-layers', { ...layers, exactTagInRegistry: false, leftoverImages: left });
+      cases['push-on'].push({ ...layers, ms: layers.ok ? (layers.readyMs ?? null) : null });
+
+      // push-off: the same situation, --no-push.
+      await registry.dropExactTags(repoPathIn(ns), movingTag);
+      left = await freshNode();
+      const off = await warmstartUp(i, { tools, repo, workspaceId: ws('nopush'), env: warmEnv(ns), noPush: true, expectedHit: 'layers', timeoutMs: warmTimeout });
+      report('push-off', { ...off, ms: off.ok ? (off.readyMs ?? null) : null, exactTagInRegistry: false, leftoverImages: left });
+
+      const elapsed = performance.now() - started;
+      const perIter = performance.now() - iterStart;
+      const projected = elapsed + perIter * (N - i) + 60_000;
+      log(`run ${i}/${N} took ${secs(perIter)}; projected total ${clock(projected)} (budget ${clock(BUDGET_MS)} incl. build)`);
+      if (i === 1 && N > 1 && projected > BUDGET_MS - 60_000) warn(`projected total ${clock(projected)} is close to or over the 15-minute budget`);
+    }
+
+    // warmstart serve: memory and /health under load.
+    await freshNode();
+    log('warmstart serve: idle 5 s, then 3 small jobs (2 build at once)');
+    const serveNs = `${runId}-serve`;
+    namespaces.add(serveNs);
+    serve = await measureServe({
+      cli: tools.cli,
+      workDir,
+      runId,
+      baseImage: tb.baseImage,
+      env: { ...warmEnv(null) },
+      registry: tb.registry,
+      registryUser: tb.registryUser,
+      registryPassword: tb.registryPassword,
+      namespace: serveNs,
+      quick,
+      workspaceIds,
+      timeoutMs: 240_000,
+    });
+    log(
+      `serve: idle ${serve.idleRssMb} MB, peak with 3 jobs ${serve.jobsPeakRssMb} MB (VmHWM ${serve.hwmMb} MB); ` +
+        `/health p99 ${serve.health.p99Ms} ms over ${serve.health.count} GETs with 2 builds; jobs ${serve.jobs.map((j) => `${j.status}/${j.cacheHit}/${j.push}`).join(' ')}`,
+    );
+    for (const e of serve.errors) warn(`serve: ${e}`);
+    for (const j of serve.jobs) if (j.status !== 'ready') warn(`serve job ${j.id} ended ${j.status}`);
+  } catch (err) {
+    exitCode = 1;
+    warn(`bench aborted: ${(err as Error).stack ?? String(err)}`);
+  } finally {
+    log('cleaning up: containers, workspaces, images of this run, registry namespaces, work dir');
+    await removeContainers(`${BENCH_CONTAINER_LABEL}=${runId}`);
+    for (const id of workspaceIds) await removeWorkspace(id);
+    const { left } = await wipeRunImages(runId);
+    if (left > 0) warn(`${left} image(s) labelled ${runId} could not be removed`);
+    for (const ns of namespaces) {
+      for (const repoPath of [repoPathIn(ns), `${ns}/bench/small-1`, `${ns}/bench/small-2`, `${ns}/bench/small-3`]) {
+        await registry.purgeRepository(repoPath).catch(() => undefined);
+      }
+    }
+    await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    if ((await runImages(runId)).length > 0) warn('images of this run are still on the engine');
+  }
+
+  // --- results -------------------------------------------------------------
+  const totalWallMs = Math.round(performance.now() - started);
+  const values_ = (c: CaseName): (number | null)[] => {
+    const byI = new Map(cases[c].map((r) => [r.i, r.ok ? r.ms : null]));
+    return Array.from({ length: N }, (_, k) => byI.get(k + 1) ?? null);
+  };
+  const ratioDefs: [string, CaseName, CaseName, number][] = [
+    ['warm-layers/plain-cold', 'warm-layers', 'plain-cold', 0.15],
+    ['warm-layers/floor', 'warm-layers', 'floor', 1.3],
+    ['warm-exact/floor', 'warm-exact', 'floor', 1.25],
+    ['push-on/push-off', 'push-on', 'push-off', 1.05],
+    ['overhead/plain-cold', 'overhead', 'plain-cold', 1.1],
+  ];
+  const ratios: Record<string, PairRatio & { goal: number }> = {};
+  for (const [name, a, b, g] of ratioDefs) {
+    const r = pairRatio(values_(a), values_(b));
+    ratios[name] = { median: round(r.median, 3), pairs: r.pairs.map((p) => round(p, 3)), n: r.n, goal: g };
+  }
+
+  const upRss = CASES.filter((c) => c !== 'push-on' && c !== 'plain-cold' && c !== 'floor')
+    .flatMap((c) => cases[c])
+    .map((r) => r.peakRssMb)
+    .filter((v): v is number => typeof v === 'number');
+  const upRssMax = upRss.length ? Math.max(...upRss) : null;
+
+  const goals: Goal[] = [
+    ...ratioDefs.map(([name, , , g]) => goal(name, ratios[name]!.median, g, 'ratio (median of per-pair ratios)')),
+    goal('peak RSS of warmstart up', upRssMax, 150, 'MB', 'the largest VmHWM of the warmstart process over every warmstart up run of the bench'),
+    goal('warmstart serve RSS idle', serve?.idleRssMb ?? null, 80, 'MB'),
+    goal('warmstart serve RSS with 3 jobs', serve?.jobsPeakRssMb ?? null, 150, 'MB'),
+    goal('/health p99 during 2 builds', serve?.health.p99Ms ?? null, 20, 'ms'),
+  ];
+
+  const phaseMedians = (c: CaseName): Record<string, number | null> => {
+    const ok = cases[c].filter((r) => r.ok && r.timings);
+    const keys = [...new Set(ok.flatMap((r) => Object.keys(r.timings!)))];
+    return Object.fromEntries(keys.map((k) => [k, round(median(ok.map((r) => r.timings![k]).filter((v): v is number => typeof v === 'number')), 0)]));
+  };
+  const phases = {
+    'warm-layers': phaseMedians('warm-layers'),
+    'warm-exact': phaseMedians('warm-exact'),
+    'warm-cold': phaseMedians('warm-cold'),
+    'push-off': phaseMedians('push-off'),
+    overhead: phaseMedians('overhead'),
+  };
+
+  const caseResults = Object.fromEntries(
+    CASES.map((c) => {
+      const ok = cases[c].filter((r) => r.ok && r.ms !== null).map((r) => r.ms!);
+      const hits = cases[c].map((r) => r.hit).filter((h): h is string => !!h);
+      return [
+        c,
+        {
+          medianMs: round(median(ok), 0),
+          runs: values_(c),
+          measure: MEASURE[c],
+          failed: cases[c].filter((r) => !r.ok).length,
+          ...(hits.length ? { hits, hitMismatches: cases[c].filter((r) => r.hitMismatch).length } : {}),
+          ...(c === 'push-on' ? { sameRunsAs: 'warm-layers' } : {}),
+          details: cases[c],
+        },
+      ];
+    }),
+  );
+
+  const results = {
+    ...caseResults,
+    memory: {
+      warmstartUpPeakRssMb: { max: upRssMax, medianOfRuns: round(median(upRss), 1), runs: upRss },
+      serveIdleRssMb: serve?.idleRssMb ?? null,
+      serveWith3JobsPeakRssMb: serve?.jobsPeakRssMb ?? null,
+      serveVmHWMMb: serve?.hwmMb ?? null,
+      serveJobs: serve?.jobs ?? [],
+      serveJobsWallMs: serve?.jobsWallMs ?? null,
+    },
+    health: serve?.health ?? null,
+    ratios,
+    goals,
+    phases,
+    meta: {
+      runId,
+      runsPerCase: N,
+      quick,
+      fixture: quick ? 'QUICK: sleeps 1 s, 5 MB layer (not the real fixture)' : 'test/fixtures/repos/bench (sleep 22 + 110 MB layer, sleep 5, feature sleep 4)',
+      order: 'per i: plain-cold, overhead, warm-cold, floor, warm-exact, warm-layers (= push-on), push-off; then warmstart serve',
+      ratios: 'pair by pair: run i of A / run i of B (adjacent in time), then the median of those ratios',
+      startedAt,
+      totalWallMs,
+      machine: { cpus: cpus().length, memoryGb: round(totalmem() / 2 ** 30, 1) },
+      engine,
+      devcontainersCli: cliVersion,
+      registry: tb.registry,
+      serveLogTail: serve && serve.errors.length ? serve.log : undefined,
+    },
+    warnings,
+  };
+  await mkdir(dirname(outFile), { recursive: true });
+  await writeFile(outFile, `${JSON.stringify(results, null, 2)}\n`);
+
+  // --- table ---------------------------------------------------------------
+  const out: string[] = [''];
+  if (quick) out.push('*** QUICK MODE: not the real fixture; these numbers say nothing about warmstart ***', '');
+  out.push(`${'case'.padEnd(12)} ${'median'.padStart(8)}  runs`);
+  for (const c of CASES) {
+    const r = caseResults[c]!;
+    const runs = r.runs.map((v) => (v === null ? 'FAIL' : (v / 1000).toFixed(2))).join(' ');
+    const hits = r.hits ? `  hits: ${r.hits.join(',')}` : '';
+    out.push(`${c.padEnd(12)} ${secs(r.medianMs).padStart(8)}  ${runs}${hits}`);
+  }
+  out.push('', 'ratios (median of per-pair ratios, run i of A / run i of B):');
+  for (const g of goals) {
+    const v = g.value === null ? '—' : g.unit === 'MB' || g.unit === 'ms' ? `${g.value} ${g.unit}` : g.value.toFixed(3);
+    const verdict = g.met === null ? 'no data' : g.met ? 'goal met' : `MISSED by ${g.missedBy}${g.unit === 'MB' || g.unit === 'ms' ? ` ${g.unit}` : ''} (${g.missedByPct}%)`;
+    out.push(`  ${g.name.padEnd(34)} ${v.padStart(10)}  goal ≤ ${g.goal}${g.unit === 'MB' || g.unit === 'ms' ? ` ${g.unit}` : ''}: ${verdict}`);
+  }
+  out.push('', 'phase medians (ms, from timings):');
+  for (const [c, p] of Object.entries(phases)) out.push(`  ${c.padEnd(12)} ${Object.entries(p).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  if (warnings.length) out.push('', `${warnings.length} warning(s):`, ...warnings.map((w) => `  - ${w}`));
+  out.push('', `total wall time of the bench (harness only; npm run bench adds the build and testbed check): ${clock(totalWallMs)} (${secs(totalWallMs)})`);
+  out.push(`results: ${outFile}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  const failed = CASES.some((c) => cases[c].length < N || cases[c].some((r) => !r.ok));
+  return exitCode || (failed ? 1 : 0);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,169 @@
+import { BENCH_CONTAINER_LABEL, docker, fileInContainer, removeContainers, removeWorkspace } from './docker.js';
+import { runTimed, type TimedRun } from './proc.js';
+import { round } from './stats.js';
+
+/** Where the bench's postCreateCommand writes its marker (fixture devcontainer.json). */
+export const POSTCREATE_MARKER = '/root/.bench-postcreate';
+
+/** One run of one case. `ms` is the case's measure; everything else is detail. */
+export interface RunRecord {
+  i: number;
+  ok: boolean;
+  ms: number | null;
+  error?: string;
+  /** cache.hit warmstart reported, and what this case expects */
+  hit?: string;
+  expectedHit?: string;
+  hitMismatch?: boolean;
+  outcome?: string;
+  /** timings.ready from warmstart's JSON */
+  readyMs?: number;
+  /** spawn to the "ready after" line on stderr */
+  wallToReadyMs?: number | null;
+  /** spawn to exit (includes the push for warmstart with push on) */
+  wallMs?: number;
+  push?: { status: string; ms: number | null; reason: string | null };
+  timings?: Record<string, number>;
+  peakRssMb?: number | null;
+  treePeakRssMb?: number | null;
+  stepsCached?: number | null;
+  stepsTotal?: number | null;
+  /** the postCreateCommand's marker is in the container */
+  postCreate?: boolean;
+  /** floor parts */
+  pullMs?: number;
+  runMs?: number;
+  upMs?: number;
+  /** the registry held an exact-* tag right before this run */
+  exactTagInRegistry?: boolean;
+  /** images of this bench run left on the engine when the run started (0 = a fresh node) */
+  leftoverImages?: number;
+}
+
+export interface Tools {
+  node: string;
+  /** dist/agent/src/cli/main.js */
+  cli: string;
+  /** node_modules/@devcontainers/cli/devcontainer.js */
+  devcontainer: string;
+}
+
+const READY_LINE = /\] (ready|recovery|failed) after /;
+
+export interface WarmstartUpOptions {
+  tools: Tools;
+  repo: string;
+  workspaceId: string;
+  env: NodeJS.ProcessEnv;
+  noCache?: boolean;
+  noPush?: boolean;
+  expectedHit: string;
+  timeoutMs: number;
+}
+
+const mb = (kb: number | null): number | null => (kb === null ? null : round(kb / 1024, 1));
+
+function tail(text: string, n = 1500): string {
+  return text.length > n ? `…${text.slice(-n)}` : text;
+}
+
+/** `warmstart up --json` as a user runs it; measures spawn→ready and samples its RSS. Removes the workspace after. */
+export async function warmstartUp(i: number, o: WarmstartUpOptions): Promise<RunRecord> {
+  const args = [o.tools.cli, 'up', o.repo, '--workspace-id', o.workspaceId, '--json'];
+  if (o.noCache) args.push('--no-cache');
+  if (o.noPush) args.push('--no-push');
+  let run: TimedRun | null = null;
+  const rec: RunRecord = { i, ok: false, ms: null, expectedHit: o.expectedHit };
+  try {
+    run = await runTimed(o.tools.node, args, { env: o.env, pollRss: true, readyPattern: READY_LINE, timeoutMs: o.timeoutMs });
+    rec.wallMs = run.wallMs;
+    rec.wallToReadyMs = run.readyWallMs;
+    rec.peakRssMb = mb(run.peakRssKb);
+    rec.treePeakRssMb = mb(run.treePeakRssKb);
+    const line = run.stdout.trim().split('\n').pop() ?? '';
+    let result: {
+      outcome: string;
+      containerId: string | null;
+      cache: { hit: string; reason: string | null; stepsCached: number | null; stepsTotal: number | null };
+      push: { status: string; ms: number | null; reason: string | null };
+      timings: Record<string, number>;
+      error: { code: string; message: string } | null;
+    };
+    try {
+      result = JSON.parse(line) as typeof result;
+    } catch {
+      throw new Error(`no JSON result (exit ${run.code}${run.timedOut ? ', timed out' : ''}): ${tail(run.stderr)}`);
+    }
+    rec.outcome = result.outcome;
+    rec.hit = result.cache.hit;
+    rec.hitMismatch = result.cache.hit !== o.expectedHit;
+    rec.stepsCached = result.cache.stepsCached;
+    rec.stepsTotal = result.cache.stepsTotal;
+    rec.push = { status: result.push.status, ms: result.push.ms, reason: result.push.reason };
+    rec.timings = result.timings;
+    rec.readyMs = result.timings.ready;
+    if (result.outcome !== 'ready') {
+      throw new Error(`outcome ${result.outcome}: ${result.error?.code ?? ''} ${result.error?.message ?? ''} (cache: ${result.cache.reason ?? ''})`);
+    }
+    if (result.containerId) rec.postCreate = await fileInContainer(result.containerId, POSTCREATE_MARKER);
+    // spawn→ready as the user waits for it; if the progress line was not seen, ready as warmstart counts it.
+    rec.ms = run.readyWallMs ?? result.timings.ready ?? null;
+    rec.ok = rec.ms !== null;
+  } catch (err) {
+    rec.error = (err as Error).message;
+  } finally {
+    await removeWorkspace(o.workspaceId);
+  }
+  return rec;
+}
+
+/** The pinned devcontainers CLI's `up`, alone (no warmstart): spawn→exit. Removes its container after. */
+export async function devcontainerUp(
+  i: number,
+  o: { tools: Tools; workspaceFolder: string; runId: string; caseLabel: string; env?: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<RunRecord & { containerId?: string }> {
+  const label = `${BENCH_CONTAINER_LABEL}.case=${o.caseLabel}`;
+  const rec: RunRecord & { containerId?: string } = { i, ok: false, ms: null };
+  try {
+    const run = await runTimed(
+      o.tools.node,
+      [o.tools.devcontainer, 'up', '--workspace-folder', o.workspaceFolder, '--id-label', `${BENCH_CONTAINER_LABEL}=${o.runId}`, '--id-label', label],
+      { env: o.env ?? process.env, timeoutMs: o.timeoutMs },
+    );
+    rec.wallMs = run.wallMs;
+    const line = run.stdout.trim().split('\n').pop() ?? '';
+    let result: { outcome?: string; containerId?: string; message?: string } = {};
+    try {
+      result = JSON.parse(line) as typeof result;
+    } catch {
+      // handled below
+    }
+    rec.outcome = result.outcome ?? `exit ${run.code}`;
+    if (result.outcome !== 'success' || !result.containerId) {
+      throw new Error(`devcontainer up: ${result.message ?? ''} (exit ${run.code}${run.timedOut ? ', timed out' : ''}) ${tail(run.stderr)}`);
+    }
+    rec.containerId = result.containerId;
+    rec.postCreate = await fileInContainer(result.containerId, POSTCREATE_MARKER);
+    rec.ms = run.wallMs;
+    rec.ok = true;
+  } catch (err) {
+    rec.error = (err as Error).message;
+  } finally {
+    await removeContainers(label);
+  }
+  return rec;
+}
+
+/** `docker pull` then `docker run -d` (create + start; removed after), each timed. */
+export async function pullAndRun(ref: string, runId: string, env: NodeJS.ProcessEnv): Promise<{ pullMs: number; runMs: number }> {
+  const pull = await runTimed('docker', ['pull', '-q', ref], { env, timeoutMs: 300_000 });
+  if (pull.code !== 0) throw new Error(`docker pull ${ref}: ${pull.stderr.trim()}`);
+  const label = `${BENCH_CONTAINER_LABEL}=${runId}`;
+  const run = await runTimed('docker', ['run', '-d', '--label', label, '--label', `${BENCH_CONTAINER_LABEL}.case=floor-run`, ref, 'sleep', '3600'], {
+    env,
+    timeoutMs: 120_000,
+  });
+  if (run.code !== 0) throw new Error(`docker run ${ref}: ${run.stderr.trim()}`);
+  await docker(['rm', '-f', run.stdout.trim()]);
+  return { pullMs: pull.wallMs, runMs: run.wallMs };
+}
