@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { BENCH_CONTAINER_LABEL, docker, fileInContainer, removeContainers, removeWorkspace } from './docker.js';
 import { runTimed, type TimedRun } from './proc.js';
 import { round } from './stats.js';
@@ -38,7 +40,20 @@ export interface RunRecord {
   exactTagInRegistry?: boolean;
   /** images of this bench run left on the engine when the run started (0 = a fresh node) */
   leftoverImages?: number;
+  /**
+   * The build failed because another build on the engine retagged the CLI's
+   * shared `dev_container_feature_content_temp` image meanwhile (README, known
+   * limits): not this run's fault, so the bench retries it.
+   */
+  featureContentCollision?: boolean;
+  /** earlier attempts of this run that hit such a collision */
+  retries?: number;
+  /** other workloads (not the bench's) seen on the machine during the run */
+  contention?: string[];
 }
+
+/** The classic builder's message when the feature-content image no longer holds this build's features. */
+export const FEATURE_COLLISION = /COPY failed: stat \/?tmp\/build-features\/[^:]+: file does not exist/;
 
 export interface Tools {
   node: string;
@@ -59,6 +74,8 @@ export interface WarmstartUpOptions {
   noPush?: boolean;
   expectedHit: string;
   timeoutMs: number;
+  /** WARMSTART_STATE_DIR of the run: its event log tells a build collision apart */
+  stateDir: string;
 }
 
 const mb = (kb: number | null): number | null => (kb === null ? null : round(kb / 1024, 1));
@@ -111,6 +128,8 @@ export async function warmstartUp(i: number, o: WarmstartUpOptions): Promise<Run
     rec.ok = rec.ms !== null;
   } catch (err) {
     rec.error = (err as Error).message;
+    const events = await readFile(join(o.stateDir, 'workspaces', o.workspaceId, 'events.ndjson'), 'utf8').catch(() => '');
+    if (FEATURE_COLLISION.test(events) || FEATURE_COLLISION.test(run?.stdout ?? '')) rec.featureContentCollision = true;
   } finally {
     await removeWorkspace(o.workspaceId);
   }
@@ -139,6 +158,7 @@ export async function devcontainerUp(
       // handled below
     }
     rec.outcome = result.outcome ?? `exit ${run.code}`;
+    if (FEATURE_COLLISION.test(run.stdout) || FEATURE_COLLISION.test(run.stderr)) rec.featureContentCollision = true;
     if (result.outcome !== 'success' || !result.containerId) {
       throw new Error(`devcontainer up: ${result.message ?? ''} (exit ${run.code}${run.timedOut ? ', timed out' : ''}) ${tail(run.stderr)}`);
     }

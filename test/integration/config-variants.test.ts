@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResult, runCli, testEnv } from '../support/cli.js';
 import { cleanUp, containersWithLabel, readFromVolume } from '../support/docker.js';
+import { missExactTag } from '../support/config-edit.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
 
@@ -81,6 +82,8 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
     expect(first.push).toMatchObject({ status: 'pushed', ref });
     expect(await catInContainer(first.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
 
+    // Another exact key, same layers: the layer path (an exact hit would build nothing).
+    await missExactTag(repo);
     const warm = await runCli(args(ids.jsonc2), { env, input: `${tb.registryPassword}\n` });
     const second = parseResult(warm);
     expect(warm.code, warm.stderr).toBe(0);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResult, runCli, testEnv } from '../support/cli.js';
 import { cleanUp, imageExists, wipeImages } from '../support/docker.js';
+import { missExactTag } from '../support/config-edit.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
 
@@ -39,6 +40,9 @@ describe('cross-node cache hit (real engine, registry, devcontainers CLI)', () =
     expect(first.cache.stepsCached).toBeLessThan(first.cache.stepsTotal!);
     expect(first.push).toMatchObject({ status: 'pushed', ref });
 
+    // The layer cache on its own: a config change no build step reads gives
+    // another exact key (an exact hit, tested in exact-hit.test.ts, would skip the build).
+    await missExactTag(repo);
     // A node that never saw the repository: every image the fixture built is gone.
     await cleanUp({ runId: run, workspaceIds: [ids[0]!], refs: [ref] });
     await wipeImages(run, [ref]);

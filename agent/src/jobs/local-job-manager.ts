@@ -210,6 +210,8 @@ export class LocalJobManager implements JobManager {
         emit: (e) => {
           if (e.type === 'phase-end' && e.phase && e.ms !== undefined) metrics.phase(e.phase, e.ms);
           if (e.type === 'phase-end' && e.status === 'failed') log.warn({ phase: e.phase }, 'phase failed');
+          // Counted when it is recorded, so /metrics agrees with the record as soon as it is saved.
+          if (e.type === 'push' && e.status) metrics.push(e.status);
         },
       });
       const prepared = await prepareWorkspace(deps, job.request, sink, { signal: job.controller.signal });
@@ -221,7 +223,6 @@ export class LocalJobManager implements JobManager {
       job.state = 'pushing';
       await this.notify(job, result);
       const push = await prepared.push;
-      metrics.push(push.status);
       log.info({ pushStatus: push.status, pushMs: push.ms, reason: push.reason }, 'push settled');
     } catch (err) {
       // Input errors were caught in submit; anything here is unexpected.

@@ -78,6 +78,7 @@ export class WorkspaceStore {
   }
 
   async save(record: WorkspaceRecord): Promise<void> {
+    await this.pending.get(record.id); // events emitted so far land first
     await writeFileAtomic(join(this.dir(record.id), 'workspace.json'), `${JSON.stringify(record, null, 2)}\n`);
   }
 
@@ -104,29 +105,37 @@ export class WorkspaceStore {
   }
 
   /**
-   * A sink that appends events to `events.ndjson`. Appends are queued so lines
-   * never interleave; `flush()` waits for them. The directory is made on the
-   * first event, not here: a request refused as bad input emits none and must
-   * leave nothing behind.
+   * A sink that appends events to `events.ndjson`. Appends are queued per
+   * workspace, and `save` waits for that queue, so an event emitted before a
+   * record is saved is on disk before the record: a reader who sees a settled
+   * record finds its events. The directory is made on the first event, not
+   * here: a request refused as bad input emits none and must leave nothing.
    */
   eventLog(id: string): EventSink & { flush(): Promise<void> } {
     const dir = this.dir(id);
     const path = join(dir, 'events.ndjson');
-    let chain: Promise<void> = Promise.resolve();
     let made = false;
     return {
       emit: (e: WorkspaceEvent) => {
-        chain = chain
-          .then(async () => {
-            if (!made) {
-              await mkdir(dir, { recursive: true, mode: 0o700 });
-              made = true;
-            }
-            await appendFile(path, `${JSON.stringify(e)}\n`, { mode: 0o600 });
-          })
-          .catch(() => undefined);
+        this.enqueue(id, async () => {
+          if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
+          made = true;
+          await appendFile(path, `${JSON.stringify(e)}\n`, { mode: 0o600 });
+        });
       },
-      flush: () => chain,
+      flush: () => this.pending.get(id) ?? Promise.resolve(),
     };
+  }
+
+  private readonly pending = new Map<string, Promise<void>>();
+
+  /** Runs writes of one workspace in order; a failed append does not stop later ones. */
+  private enqueue(id: string, write: () => Promise<void>): Promise<void> {
+    const next = (this.pending.get(id) ?? Promise.resolve()).then(write).catch(() => undefined);
+    this.pending.set(id, next);
+    void next.then(() => {
+      if (this.pending.get(id) === next) this.pending.delete(id);
+    });
+    return next;
   }
 }

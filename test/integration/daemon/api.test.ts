@@ -25,6 +25,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'j
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResult, runCli, testEnv } from '../../support/cli.js';
 import { cleanUp, containersWithLabel, volumeExists, wipeImages } from '../../support/docker.js';
+import { missExactTag } from '../../support/config-edit.js';
 import { makeRepo, runId } from '../../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../../support/serve.js';
 import { loadTestbed } from '../../support/testbed.js';
@@ -309,8 +310,10 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
   });
 
   it('after a wipe, the daemon and the CLI give the same cache result; the events stream holds every phase', async () => {
-    // A node that never saw the repository: only the registry has it.
+    // A node that never saw the repository: only the registry has it, and
+    // a config whose exact key was never pushed (the layer path; exact hits have their own test).
     await wipeImages(run, [cacheRef]);
+    await missExactTag(repo);
 
     // The CLI, in the same situation.
     const cliEnv = await testEnv(tb.baseImage);
@@ -323,6 +326,7 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     expect(cli.outcome).toBe('ready');
     expect(cli.cache).toMatchObject({ ref: cacheRef, hit: 'layers', reason: null });
     await cleanUp({ runId: run, workspaceIds: [ids.cli], refs: [cacheRef] });
+    await missExactTag(repo); // the CLI pushed an exact tag for the config as it was
 
     // The daemon, again from a wiped engine; its events followed from the 202 on.
     const created = await agent.request(
