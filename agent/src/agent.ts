@@ -8,10 +8,10 @@ import type { EventSink } from './events/events.js';
 import { GitCli } from './git/git-cli.js';
 import type { GitClient } from './git/git.js';
 import { staticCredentials, type CredentialSource } from './registry/credentials.js';
-import { githubAppCredentials, loadPrivateKey } from './registry/github-app.js';
 import { createRegistryClient, type RegistryClient } from './registry/registry-client.js';
 import { WorkspaceStore } from './state/workspace-store.js';
 import { prepareWorkspace, type PipelineDeps, type PreparedWorkspace } from './workspace/pipeline.js';
+import { Mutex } from './workspace/mutex.js';
 import type { PrepareRequest } from './workspace/request.js';
 
 /** Every dependency is optional: createAgent fills in the real one. */
@@ -35,6 +35,8 @@ export interface Agent extends PipelineDeps {
 export async function credentialSourcesFromConfig(config: AgentConfig): Promise<CredentialSource[]> {
   const sources: CredentialSource[] = [];
   if (config.githubApp) {
+    // Octokit is loaded only where a GitHub App is configured.
+    const { githubAppCredentials, loadPrivateKey } = await import('./registry/github-app.js');
     sources.push(
       githubAppCredentials({
         appId: config.githubApp.appId,
@@ -61,6 +63,7 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
     credentialSources: options.credentialSources ?? (await credentialSourcesFromConfig(config)),
     store: options.store ?? new WorkspaceStore(config.stateDir),
     pushQueue: options.pushQueue ?? new PushQueue(),
+    featureBuilds: new Mutex(),
   };
   return { ...deps, prepare: (req, sink) => prepareWorkspace(deps, req, sink) };
 }

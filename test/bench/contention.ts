@@ -45,8 +45,16 @@ export class ContentionWatch {
   }
 }
 
-const PATTERNS = [/devcontainer\.js/, /vitest/, /cli\/main\.js/, /^docker (build|pull|push)\b/];
+/** What counts as another workload, by kind. */
+const KINDS: [string, RegExp][] = [
+  ['vitest', /vitest/],
+  ['tsc', /\btsc\b/],
+  ['devcontainers CLI', /devcontainer\.js/],
+  ['warmstart', /cli\/main\.js (up|serve|down|doctor)/],
+  ['docker build/pull/push', /(^|\/)docker (build|pull|push)\b/],
+];
 
+/** Kinds of foreign workloads running now, each with how many processes. */
 async function foreignWorkloads(): Promise<string[]> {
   const self = process.pid;
   const parent = new Map<number, number>();
@@ -68,11 +76,11 @@ async function foreignWorkloads(): Promise<string[]> {
     for (let p = pid, n = 0; p > 1 && n < 64; p = parent.get(p) ?? 0, n++) if (p === self) return true;
     return false;
   };
-  const out: string[] = [];
+  const counts = new Map<string, number>();
   for (const [pid, c] of cmd) {
     if (pid === self || ours(pid)) continue;
-    const short = c.replace(/^\S*\/(node|docker)\b/, '$1').replace(/^node /, '');
-    if (PATTERNS.some((re) => re.test(c) || re.test(short))) out.push(short.slice(0, 120));
+    const kind = KINDS.find(([, re]) => re.test(c))?.[0];
+    if (kind) counts.set(kind, (counts.get(kind) ?? 0) + 1);
   }
-  return out;
+  return [...counts.keys()];
 }

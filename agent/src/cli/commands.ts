@@ -1,10 +1,8 @@
-import { cacheRefCommand } from './cache-ref.js';
-import { doctorCommand } from './doctor.js';
-import { downCommand } from './down.js';
 import { EXIT, processIo, type Io } from './output.js';
-import { serveCommand } from './serve.js';
-import { upCommand } from './up.js';
 import { packageVersion } from './version.js';
+
+// Each command is loaded when it is called: `up` must not pay for the
+// daemon's HTTP server, and every start counts.
 
 const USAGE = `usage:
   warmstart up <repository> [--workspace-id ID] [--config-name NAME] [--lightweight]
@@ -23,16 +21,16 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const [command, ...rest] = argv;
   switch (command) {
     case 'up':
-      return upCommand(rest, io);
+      return (await import('./up.js')).upCommand(rest, io);
     case 'down':
-      return downCommand(rest, io);
+      return (await import('./down.js')).downCommand(rest, io);
     case 'cache':
-      if (rest[0] === 'ref') return cacheRefCommand(rest.slice(1), io);
+      if (rest[0] === 'ref') return (await import('./cache-ref.js')).cacheRefCommand(rest.slice(1), io);
       break;
     case 'doctor':
-      return doctorCommand(rest, io);
+      return (await import('./doctor.js')).doctorCommand(rest, io);
     case 'serve':
-      return serveCommand(rest, io);
+      return (await import('./serve.js')).serveCommand(rest, io);
     case '--version':
     case 'version':
       io.stdout(`${packageVersion()}\n`);

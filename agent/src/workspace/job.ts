@@ -81,8 +81,10 @@ export class Job {
 
       const steps = new BuildStepCounter();
       let containerId: string;
+      const buildsFeatures = exact?.hit !== true && hasFeatures(discovered.config);
       try {
-        containerId = await this.up(src, discovered, overridePath, dockerConfig.dir, steps);
+        const up = () => this.up(src, discovered, overridePath, dockerConfig.dir, steps);
+        containerId = buildsFeatures ? await deps.featureBuilds.run(up) : await up();
       } catch (err) {
         if (this.signal.aborted) throw cancelled();
         return await this.recover(err);
@@ -298,6 +300,11 @@ function cancellable(rec: PhaseRecorder, signal: AbortSignal): PhaseRecorder {
   return Object.assign(Object.create(rec) as PhaseRecorder, {
     phase: <T>(name: string, fn: () => Promise<T>): Promise<T> => (signal.aborted ? Promise.reject(cancelled()) : rec.phase(name, fn)),
   });
+}
+
+function hasFeatures(config: Record<string, unknown>): boolean {
+  const f = config.features;
+  return typeof f === 'object' && f !== null && Object.keys(f).length > 0;
 }
 
 function cancelled(): WarmstartError {

@@ -13,6 +13,7 @@ import type { RegistryClient } from '../registry/registry-client.js';
 import { makeJobDir } from '../state/runtime-dir.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
 import { Job } from './job.js';
+import type { Mutex } from './mutex.js';
 import { planJob } from './plan.js';
 import type { PrepareRequest } from './request.js';
 
@@ -26,6 +27,13 @@ export interface PipelineDeps {
   credentialSources: CredentialSource[];
   store: WorkspaceStore;
   pushQueue: PushQueue;
+  /**
+   * Builds with features take turns on this node: the devcontainers CLI tags
+   * every feature build's content image `dev_container_feature_content_temp`
+   * and reads it back by that name minutes later, so two at once can build
+   * each other's features.
+   */
+  featureBuilds: Mutex;
 }
 
 export interface PreparedWorkspace {
