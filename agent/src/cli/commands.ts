@@ -11,6 +11,10 @@ const USAGE = `usage:
       [--push-timeout SECONDS] [--no-push] [--json] [--verbose]
   warmstart down <workspace-id> [--purge] [--json]
   warmstart cache ref <repository> [--config-name NAME] [--cache-registry ...] [--json]
+  warmstart image create --workspace ID --name NAME [--tag TAG] [--capability C ...] [--owner USER]
+      [--push [--cache-registry HOST[:PORT][/NAMESPACE]] [--registry-username USER --registry-password-stdin]] [--json]
+  warmstart image list [--json]
+  warmstart image rm NAME[:TAG] [--json]
   warmstart doctor [--cache-registry ...] [--registry-username USER] [--registry-password-stdin] [--json]
   warmstart serve [--listen HOST:PORT] [--state-dir DIR]
   warmstart --version
@@ -27,6 +31,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     case 'cache':
       if (rest[0] === 'ref') return (await import('./cache-ref.js')).cacheRefCommand(rest.slice(1), io);
       break;
+    case 'image':
+      return (await import('./image.js')).imageCommand(rest, io);
     case 'doctor':
       return (await import('./doctor.js')).doctorCommand(rest, io);
     case 'serve':

@@ -1,7 +1,19 @@
+import { PassThrough } from 'node:stream';
 import Docker from 'dockerode';
 import { execa } from 'execa';
 import { WarmstartError, describeError } from '../errors.js';
-import type { ContainerSummary, DockerEngine, RegistryAuth, RunSpec } from './engine.js';
+import type {
+  CommitSpec,
+  ContainerChange,
+  ContainerDetails,
+  ContainerSummary,
+  DockerEngine,
+  ExecOutput,
+  ImageDetails,
+  ImageSummary,
+  RegistryAuth,
+  RunSpec,
+} from './engine.js';
 import { classifyRegistryMessage } from './registry-errors.js';
 
 interface ProgressEvent {
@@ -18,9 +30,22 @@ function splitTag(ref: string): { name: string; tag: string } {
   return { name: ref, tag: 'latest' };
 }
 
-function isNotFound(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 404;
+function statusOf(err: unknown): number | undefined {
+  return typeof err === 'object' && err !== null ? (err as { statusCode?: number }).statusCode : undefined;
 }
+
+function isNotFound(err: unknown): boolean {
+  return statusOf(err) === 404;
+}
+
+/** Engine timestamps (RFC 3339 text or unix seconds) as ISO text; null when absent. */
+function isoTime(value: string | number | undefined): string | null {
+  if (value === undefined || value === '' || value === 0) return null;
+  const d = typeof value === 'number' ? new Date(value * 1000) : new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+const CHANGE_KINDS = ['modified', 'added', 'deleted'] as const;
 
 /** DockerEngine over the Docker Engine API (dockerode). */
 export class DockerodeEngine implements DockerEngine {
@@ -142,6 +167,8 @@ export class DockerodeEngine implements DockerEngine {
     const container = await this.call(`create container from ${spec.image}`, () =>
       this.docker.createContainer({
         Image: spec.image,
+        ...(spec.name ? { name: spec.name } : {}),
+        ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
         ...(spec.cmd ? { Cmd: spec.cmd } : {}),
         Labels: spec.labels,
         ...(spec.workingDir ? { WorkingDir: spec.workingDir } : {}),
@@ -180,6 +207,147 @@ export class DockerodeEngine implements DockerEngine {
     } finally {
       await this.removeContainer(helper.id).catch(() => undefined);
     }
+  }
+
+  async inspectContainer(idOrName: string): Promise<ContainerDetails | null> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(idOrName).inspect();
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.failure(`inspect container ${idOrName}`, err);
+    }
+    return {
+      id: info.Id,
+      name: info.Name.replace(/^\//, ''),
+      state: info.State.Status,
+      running: info.State.Running === true,
+      imageId: info.Image,
+      labels: info.Config.Labels ?? {},
+      env: info.Config.Env ?? [],
+      mounts: (info.Mounts ?? []).map((m) => ({ type: m.Type, source: m.Source, destination: m.Destination, rw: m.RW })),
+      entrypoint: asArgv(info.Config.Entrypoint),
+      cmd: asArgv(info.Config.Cmd),
+    };
+  }
+
+  async findContainersWithLabel(key: string): Promise<ContainerSummary[]> {
+    const list = await this.call('list containers', () =>
+      this.docker.listContainers({ all: true, filters: { label: [key] } }),
+    );
+    return list.map((c) => ({ id: c.Id, image: c.Image, state: c.State, labels: c.Labels ?? {} }));
+  }
+
+  async containerChanges(id: string): Promise<ContainerChange[]> {
+    let raw: unknown;
+    try {
+      raw = await this.docker.getContainer(id).changes();
+    } catch (err) {
+      throw this.containerFailure(`list changes of container ${id}`, id, err);
+    }
+    // The engine answers `null` (no changes), which dockerode hands over unparsed.
+    const parsed: unknown = Buffer.isBuffer(raw) || typeof raw === 'string' ? JSON.parse(raw.toString()) : raw;
+    if (!Array.isArray(parsed)) return [];
+    return (parsed as { Path: string; Kind: number }[]).map((c) => ({ path: c.Path, kind: CHANGE_KINDS[c.Kind] ?? 'modified' }));
+  }
+
+  async execInContainer(id: string, argv: string[], options: { input?: string } = {}): Promise<ExecOutput> {
+    const container = this.docker.getContainer(id);
+    const withInput = options.input !== undefined;
+    let exec: Docker.Exec;
+    try {
+      exec = await container.exec({ Cmd: argv, AttachStdout: true, AttachStderr: true, AttachStdin: withInput, Tty: false });
+    } catch (err) {
+      throw this.containerFailure(`exec in container ${id}`, id, err);
+    }
+    const stream = await this.call(`start exec in container ${id}`, () => exec.start({ hijack: true, stdin: withInput }));
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    const out = new PassThrough();
+    const err = new PassThrough();
+    out.on('data', (b: Buffer) => stdout.push(b));
+    err.on('data', (b: Buffer) => stderr.push(b));
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', reject);
+    });
+    this.docker.modem.demuxStream(stream, out, err);
+    // Half-closes the connection: the engine closes the process's stdin.
+    if (options.input !== undefined) (stream as NodeJS.WritableStream).end(options.input);
+    await this.call(`exec in container ${id}`, () => done);
+    // The stream can end a moment before the engine records the exit code.
+    for (let i = 0; ; i++) {
+      const info = await this.call(`inspect exec in container ${id}`, () => exec.inspect());
+      if (!info.Running || i >= 200) {
+        return {
+          exitCode: info.ExitCode ?? -1,
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+        };
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  async commitContainer(id: string, spec: CommitSpec): Promise<string> {
+    const { name, tag } = splitTag(spec.ref);
+    const body: Record<string, unknown> = { Labels: spec.labels };
+    if (spec.env) body.Env = spec.env;
+    if (spec.entrypoint !== undefined && spec.entrypoint !== null) body.Entrypoint = spec.entrypoint;
+    if (spec.cmd !== undefined && spec.cmd !== null) body.Cmd = spec.cmd;
+    try {
+      const res = (await this.docker
+        .getContainer(id)
+        .commit({ _query: { container: id, repo: name, tag, pause: true }, _body: body })) as { Id?: string; id?: string };
+      const imageId = res.Id ?? res.id;
+      if (!imageId) throw new Error('the engine returned no image id');
+      return imageId;
+    } catch (err) {
+      throw this.containerFailure(`commit container ${id}`, id, err);
+    }
+  }
+
+  async inspectImage(ref: string): Promise<ImageDetails | null> {
+    let info: Docker.ImageInspectInfo;
+    try {
+      info = await this.docker.getImage(ref).inspect();
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.failure(`inspect image ${ref}`, err);
+    }
+    return {
+      id: info.Id,
+      repoTags: info.RepoTags ?? [],
+      labels: info.Config?.Labels ?? {},
+      os: info.Os,
+      env: info.Config?.Env ?? [],
+      entrypoint: asArgv(info.Config?.Entrypoint),
+      cmd: asArgv(info.Config?.Cmd),
+      createdAt: isoTime(info.Created),
+    };
+  }
+
+  async listImagesWithLabels(labels: Record<string, string>): Promise<ImageSummary[]> {
+    const label = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+    const list = await this.call('list images', () => this.docker.listImages({ filters: { label } }));
+    return list.map((i) => ({
+      id: i.Id,
+      repoTags: (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>'),
+      labels: i.Labels ?? {},
+      createdAt: isoTime(i.Created),
+    }));
+  }
+
+  /** A failure of a call on one container: 404 → MACHINE_NOT_FOUND, 409 → BACKEND_PRECONDITION (not running). */
+  private containerFailure(what: string, id: string, err: unknown): WarmstartError {
+    if (statusOf(err) === 404) {
+      return new WarmstartError('MACHINE_NOT_FOUND', `no container ${id} on this engine`, { cause: err, detail: describeError(err) });
+    }
+    if (statusOf(err) === 409) {
+      return new WarmstartError('BACKEND_PRECONDITION', `container ${id} is not running`, { cause: err, detail: describeError(err) });
+    }
+    return this.failure(what, err);
   }
 
   /** Runs a pull/push and waits for its progress stream, turning stream errors into codes. */
@@ -236,4 +404,10 @@ export class DockerodeEngine implements DockerEngine {
       detail: describeError(err),
     });
   }
+}
+
+/** Entrypoint/Cmd as the engine reports them (null, a string or an array) as argv or null. */
+function asArgv(value: string | string[] | null | undefined): string[] | null {
+  if (value === null || value === undefined) return null;
+  return Array.isArray(value) ? value : [value];
 }

@@ -25,6 +25,83 @@ export interface RunSpec {
   volumes?: Record<string, string>;
   workingDir?: string;
   env?: Record<string, string>;
+  /** container name; the engine picks one when absent */
+  name?: string;
+  /** replaces the image's entrypoint (with `cmd` as its arguments) */
+  entrypoint?: string[];
+}
+
+/** One mount of a container, as the engine reports it. */
+export interface ContainerMount {
+  type: string;
+  source: string;
+  destination: string;
+  rw: boolean;
+}
+
+/** What golden images and the docker backend need to know about one container. */
+export interface ContainerDetails {
+  id: string;
+  /** without the leading `/` */
+  name: string;
+  /** created, running, paused, restarting, removing, exited, dead */
+  state: string;
+  running: boolean;
+  /** image id (sha256:...) the container was created from */
+  imageId: string;
+  labels: Record<string, string>;
+  /** `KEY=value` entries */
+  env: string[];
+  mounts: ContainerMount[];
+  entrypoint: string[] | null;
+  cmd: string[] | null;
+}
+
+/** One path of a container's own (writable) layer, as `docker diff` lists it. */
+export interface ContainerChange {
+  path: string;
+  kind: 'modified' | 'added' | 'deleted';
+}
+
+export interface ImageDetails {
+  id: string;
+  repoTags: string[];
+  labels: Record<string, string>;
+  /** e.g. `linux` */
+  os: string;
+  env: string[];
+  entrypoint: string[] | null;
+  cmd: string[] | null;
+  createdAt: string | null;
+}
+
+export interface ImageSummary {
+  id: string;
+  repoTags: string[];
+  labels: Record<string, string>;
+  createdAt: string | null;
+}
+
+/**
+ * A commit of a container. Docker merges the container's own config into
+ * what is given here: a label or env key given here wins, keys not given
+ * are kept from the container (so a key is dropped by giving it a neutral value).
+ */
+export interface CommitSpec {
+  /** `repo[:tag]` the new image is tagged with */
+  ref: string;
+  labels: Record<string, string>;
+  /** `KEY=value` entries that replace the container's for the same keys */
+  env?: string[];
+  /** the image's entrypoint; `[]` means none (null: keep the container's) */
+  entrypoint?: string[] | null;
+  cmd?: string[] | null;
+}
+
+export interface ExecOutput {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
 }
 
 export interface DockerEngine {
@@ -56,4 +133,26 @@ export interface DockerEngine {
    * container of `helperImage` that is created but never started.
    */
   copyIntoVolume(volume: string, hostDir: string, helperImage: string): Promise<void>;
+
+  // ---- machines and golden images (docker backend, agent/src/images)
+  /** The container's details, or null when there is no such container. */
+  inspectContainer(idOrName: string): Promise<ContainerDetails | null>;
+  /** Containers carrying label `key` with any value. */
+  findContainersWithLabel(key: string): Promise<ContainerSummary[]>;
+  /** Paths of the container's writable layer (what a commit would hold); MACHINE_NOT_FOUND when there is no such container. */
+  containerChanges(id: string): Promise<ContainerChange[]>;
+  /**
+   * Runs argv in a running container (Engine API exec), stdout and stderr
+   * demultiplexed; `input` is written to its stdin, then stdin is closed.
+   * MACHINE_NOT_FOUND when there is no such container, BACKEND_PRECONDITION
+   * when it is not running.
+   */
+  execInContainer(id: string, argv: string[], options?: { input?: string }): Promise<ExecOutput>;
+  /** Commits the container as a new image (paused during the commit); returns the image id. MACHINE_NOT_FOUND when there is no such container. */
+  commitContainer(id: string, spec: CommitSpec): Promise<string>;
+  /** The image's details, or null when it is not on this engine. */
+  inspectImage(ref: string): Promise<ImageDetails | null>;
+  /** Local images carrying every `key=value` label given. */
+  listImagesWithLabels(labels: Record<string, string>): Promise<ImageSummary[]>;
 }
+

@@ -1,0 +1,313 @@
+/**
+ * Golden images: a running workspace container committed as a Docker image
+ * other workspaces start from (DESIGN.md "Snapshot backends"), optionally
+ * pushed to the cache registry so any node can run it.
+ *
+ * Owner rule. Workspace records have no owner field yet; a workspace's
+ * owner is its container's `warmstart.owner` label when set, else the
+ * record's `owner` field when a record has one, else the workspace has no
+ * owner. `owner` (the CLI's `--owner`) must then equal the workspace's owner
+ * exactly, or the capture is refused with OWNER_MISMATCH; a workspace with
+ * no owner can be captured by anyone on the node, and the given owner (if
+ * any) is recorded. The image's `dev.warmstart.owner` label is the
+ * workspace's owner, else the given one, else empty (no owner).
+ *
+ * Names. Local images are `warmstart-golden/<name>:<tag>`; pushed ones
+ * `<registry host>[/<namespace>]/golden/<name>:<tag>` in the cache registry
+ * (`--cache-registry` or WARMSTART_CACHE_REGISTRY), with the registry
+ * credentials the pipeline uses: the ones given for this command first, then
+ * the agent's (GitHub App, static).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { PushResult } from '../../../shared/src/workspace-result.js';
+import { sourceDefaults } from '../backends/docker.js';
+import { pushCache } from '../cache/push-cache.js';
+import { parseCacheRegistry, parseImageRef, type CacheRegistry } from '../cache/ref.js';
+import type { AgentConfig } from '../config/agent-config.js';
+import type { ContainerDetails, DockerEngine, ImageSummary } from '../docker/engine.js';
+import { describeError, WarmstartError } from '../errors.js';
+import { CONTAINER_GIT_DIR } from '../git/container-credentials.js';
+import { resolveCredentials, staticCredentials, type CredentialSource } from '../registry/credentials.js';
+import { toDockerAuthConfig } from '../registry/docker-config.js';
+import type { WorkspaceStore } from '../state/workspace-store.js';
+import { WORKSPACE_LABEL } from '../workspace/default-container.js';
+import { validateWorkspaceId } from '../workspace/validate.js';
+import { assertNoCredentials, neutralGitEnv } from './credential-audit.js';
+import {
+  LABELS,
+  LOCAL_REPOSITORY_PREFIX,
+  localRef,
+  mergeCapabilities,
+  parseCapabilitiesLabel,
+  PUSH_PATH,
+  pushRef,
+  SOURCE_WORKSPACE_COMMIT,
+  validateCapabilities,
+  validateImageName,
+  validateImageTag,
+  validateOwner,
+} from './rules.js';
+
+/** The container label that names a workspace's owner (set by whoever starts it on someone's behalf). */
+export const OWNER_LABEL = 'warmstart.owner';
+/**
+ * Labels of the workspace container that must not travel with the image:
+ * a container run from it would otherwise be taken for the workspace (or
+ * machine) by warmstart and the devcontainers CLI.
+ */
+const HOST_LABELS = /^(warmstart\.|devcontainer\.(local_folder|config_file)$)/;
+
+export interface GoldenDeps {
+  engine: DockerEngine;
+  store: WorkspaceStore;
+  config: AgentConfig;
+  credentialSources: CredentialSource[];
+}
+
+export interface CreateGoldenOptions {
+  workspaceId: string;
+  name: string;
+  /** `latest` when absent or empty */
+  tag?: string | null;
+  /** custom capabilities, stored as `custom:<c>` */
+  capabilities?: string[];
+  owner?: string | null;
+  push?: boolean;
+  /** HOST[:PORT][/NAMESPACE]; the agent's cache registry when absent */
+  registry?: string | null;
+  /** registry credentials for this command (tried before the agent's) */
+  username?: string | null;
+  password?: string | null;
+}
+
+export interface GoldenImage {
+  name: string;
+  tag: string;
+  /** local ref: `warmstart-golden/<name>:<tag>` */
+  ref: string;
+  id: string;
+  owner: string | null;
+  os: string;
+  capabilities: string[];
+  createdAt: string | null;
+  /** other local tags of the image in a registry's `golden/<name>:<tag>` (where it was pushed) */
+  pushedRefs: string[];
+  labels: Record<string, string>;
+}
+
+export interface CreateGoldenResult {
+  image: GoldenImage;
+  workspaceId: string;
+  containerId: string;
+  push: PushResult;
+}
+
+/** Everything a create needs, checked before any engine call. */
+interface CreatePlan {
+  workspaceId: string;
+  name: string;
+  tag: string;
+  custom: string[];
+  owner: string | null;
+  registry: CacheRegistry | null;
+  pushRef: string | null;
+}
+
+function planCreate(o: CreateGoldenOptions, config: AgentConfig): CreatePlan {
+  const workspaceId = validateWorkspaceId(o.workspaceId);
+  const name = validateImageName(o.name);
+  const tag = validateImageTag(o.tag);
+  const custom = validateCapabilities(o.capabilities);
+  const owner = o.owner === undefined || o.owner === null ? null : validateOwner(o.owner);
+  if ((o.username ?? null) === null !== ((o.password ?? null) === null)) {
+    throw new WarmstartError('INVALID_ARGUMENT', 'registry username and password go together: give both or neither');
+  }
+  let registry: CacheRegistry | null = null;
+  let ref: string | null = null;
+  if (o.push) {
+    const setting = o.registry ?? config.cacheRegistry;
+    if (!setting) throw new WarmstartError('INVALID_REGISTRY', 'no cache registry to push to: pass --cache-registry or set WARMSTART_CACHE_REGISTRY');
+    registry = parseCacheRegistry(setting);
+    ref = pushRef(registry, name, tag);
+    parseImageRef(ref); // too long for a registry: INVALID_CACHE_REF, before anything is made
+  }
+  return { workspaceId, name, tag, custom, owner, registry, pushRef: ref };
+}
+
+/** The workspace's owner (see the rule at the top), or null. */
+async function workspaceOwner(store: WorkspaceStore, id: string, container: ContainerDetails): Promise<string | null> {
+  const label = container.labels[OWNER_LABEL];
+  if (label) return label;
+  const record = (await store.load(id)) as { owner?: unknown } | null;
+  return typeof record?.owner === 'string' && record.owner !== '' ? record.owner : null;
+}
+
+/** `ID` of /etc/os-release (e.g. `debian`), else the image's OS (e.g. `linux`). */
+async function detectOs(engine: DockerEngine, containerId: string, imageOs: string): Promise<string> {
+  for (const file of ['/etc/os-release', '/usr/lib/os-release']) {
+    try {
+      const r = await engine.execInContainer(containerId, ['cat', file]);
+      if (r.exitCode !== 0) continue;
+      const id = /^ID=(.*)$/m.exec(r.stdout)?.[1]?.trim().replace(/^["']|["']$/g, '');
+      if (id) return id;
+    } catch {
+      // no `cat` in the image, or exec refused: fall back to the image's OS
+    }
+  }
+  return imageOs || 'unknown';
+}
+
+/**
+ * Secrets this node knows of for the workspace: its in-container git token
+ * (from the mount's source, and from this agent's runtime dir), the agent's
+ * and this command's registry passwords.
+ */
+async function knownSecrets(deps: GoldenDeps, container: ContainerDetails, workspaceId: string, password: string | null | undefined): Promise<string[]> {
+  const dirs = new Set([join(deps.config.runtimeDir, 'workspaces', workspaceId, 'git')]);
+  for (const m of container.mounts) if (m.destination === CONTAINER_GIT_DIR && m.type === 'bind') dirs.add(m.source);
+  const tokens = await Promise.all([...dirs].map((d) => readFile(join(d, 'token'), 'utf8').catch(() => null)));
+  return [...tokens, deps.config.gitToken, deps.config.registryPassword, password].filter((s): s is string => !!s);
+}
+
+/** Finds the workspace's running container; WORKSPACE_NOT_FOUND / WORKSPACE_NOT_RUNNING otherwise. */
+async function runningContainer(engine: DockerEngine, workspaceId: string): Promise<ContainerDetails> {
+  const containers = await engine.findContainers({ [WORKSPACE_LABEL]: workspaceId });
+  if (containers.length === 0) {
+    throw new WarmstartError('WORKSPACE_NOT_FOUND', `no container of workspace ${workspaceId} on this node`);
+  }
+  const running = containers.find((c) => c.state === 'running');
+  if (!running) {
+    throw new WarmstartError('WORKSPACE_NOT_RUNNING', `workspace ${workspaceId} is not running (container ${containers[0]!.state}): start it first`);
+  }
+  const details = await engine.inspectContainer(running.id);
+  if (!details?.running) throw new WarmstartError('WORKSPACE_NOT_RUNNING', `workspace ${workspaceId} stopped while being captured`);
+  return details;
+}
+
+/**
+ * Commits the workspace's running container as `warmstart-golden/<name>:<tag>`
+ * with the `dev.warmstart.*` labels, after checking that nothing the commit
+ * keeps holds a credential; with `push`, tags and pushes it to the cache
+ * registry. Input errors throw before any engine call. A failed push keeps
+ * the local image and is reported in `push`, not thrown.
+ */
+export async function createGoldenImage(deps: GoldenDeps, options: CreateGoldenOptions): Promise<CreateGoldenResult> {
+  const plan = planCreate(options, deps.config);
+  const { engine } = deps;
+  const container = await runningContainer(engine, plan.workspaceId);
+
+  const ownerOfWorkspace = await workspaceOwner(deps.store, plan.workspaceId, container);
+  if (ownerOfWorkspace !== null && plan.owner !== null && plan.owner !== ownerOfWorkspace) {
+    throw new WarmstartError('OWNER_MISMATCH', `workspace ${plan.workspaceId} belongs to another owner than ${plan.owner}`);
+  }
+  const owner = ownerOfWorkspace ?? plan.owner;
+
+  const changes = await engine.containerChanges(container.id);
+  assertNoCredentials({ container, changes, knownSecrets: await knownSecrets(deps, container, plan.workspaceId, options.password) });
+
+  const source = await engine.inspectImage(container.imageId);
+  const inherited = parseCapabilitiesLabel(source?.labels[LABELS.capabilities]);
+  const capabilities = mergeCapabilities(inherited, plan.custom);
+  const os = await detectOs(engine, container.id, source?.os ?? '');
+
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(container.labels)) {
+    if (HOST_LABELS.test(k) && source?.labels[k] !== v) labels[k] = '';
+  }
+  Object.assign(labels, {
+    [LABELS.managed]: 'true',
+    [LABELS.os]: os,
+    [LABELS.owner]: owner ?? '',
+    [LABELS.source]: SOURCE_WORKSPACE_COMMIT,
+    [LABELS.capabilities]: capabilities.join(','),
+  });
+  const ref = localRef(plan.name, plan.tag);
+  const env = neutralGitEnv(container.env, source?.env ?? []);
+  const imageId = await engine.commitContainer(container.id, {
+    ref,
+    labels,
+    ...(env.length ? { env } : {}),
+    ...sourceDefaults(source),
+  });
+
+  let push: PushResult = { status: 'skipped', ref: null, reason: 'not asked to push', ms: null };
+  if (plan.pushRef && plan.registry) push = await pushGolden(deps, imageId, plan.pushRef, plan.registry.host, options);
+
+  const image = await describeImage(engine, ref);
+  if (!image) throw new WarmstartError('BACKEND_ERROR', `the commit left no image ${ref}`);
+  return { image, workspaceId: plan.workspaceId, containerId: container.id, push };
+}
+
+async function pushGolden(deps: GoldenDeps, imageId: string, ref: string, host: string, o: CreateGoldenOptions): Promise<PushResult> {
+  const sources: CredentialSource[] = [...deps.credentialSources];
+  if (o.username && o.password) sources.unshift(staticCredentials({ registry: host, username: o.username, password: o.password }, 'job'));
+  let creds;
+  try {
+    creds = await resolveCredentials(sources, host);
+  } catch (err) {
+    return { status: 'failed', ref, reason: `credentials unavailable: ${describeError(err)}`, ms: null };
+  }
+  // No credentials: try anyway (an open registry takes anonymous pushes); a refusal is reported.
+  return pushCache({ engine: deps.engine, imageId, refs: [ref], auth: toDockerAuthConfig(creds), timeoutMs: deps.config.pushTimeoutMs });
+}
+
+function fromSummary(i: ImageSummary, name: string, tag: string): GoldenImage {
+  const suffix = `/${PUSH_PATH}/${name}:${tag}`;
+  return {
+    name,
+    tag,
+    ref: localRef(name, tag),
+    id: i.id,
+    owner: i.labels[LABELS.owner] || null,
+    os: i.labels[LABELS.os] ?? 'unknown',
+    capabilities: parseCapabilitiesLabel(i.labels[LABELS.capabilities]),
+    createdAt: i.createdAt,
+    pushedRefs: i.repoTags.filter((t) => t.endsWith(suffix)),
+    labels: i.labels,
+  };
+}
+
+/** `name` and `tag` of a local golden ref, or null. */
+function parseLocalRef(repoTag: string): { name: string; tag: string } | null {
+  if (!repoTag.startsWith(LOCAL_REPOSITORY_PREFIX)) return null;
+  const rest = repoTag.slice(LOCAL_REPOSITORY_PREFIX.length);
+  const colon = rest.lastIndexOf(':');
+  if (colon <= 0 || rest.includes('/')) return null;
+  return { name: rest.slice(0, colon), tag: rest.slice(colon + 1) };
+}
+
+async function describeImage(engine: DockerEngine, ref: string): Promise<GoldenImage | null> {
+  const i = await engine.inspectImage(ref);
+  const parsed = parseLocalRef(ref);
+  if (!i || !parsed || i.labels[LABELS.managed] !== 'true' || i.labels[LABELS.source] !== SOURCE_WORKSPACE_COMMIT) return null;
+  return fromSummary({ id: i.id, repoTags: i.repoTags, labels: i.labels, createdAt: i.createdAt }, parsed.name, parsed.tag);
+}
+
+/** Golden images on this node, sorted by name and tag. */
+export async function listGoldenImages(deps: Pick<GoldenDeps, 'engine'>): Promise<GoldenImage[]> {
+  const images = await deps.engine.listImagesWithLabels({ [LABELS.managed]: 'true', [LABELS.source]: SOURCE_WORKSPACE_COMMIT });
+  const out: GoldenImage[] = [];
+  for (const i of images) {
+    for (const t of i.repoTags) {
+      const parsed = parseLocalRef(t);
+      if (parsed) out.push(fromSummary(i, parsed.name, parsed.tag));
+    }
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name) || a.tag.localeCompare(b.tag));
+}
+
+/**
+ * Removes a local golden image: its `warmstart-golden/<name>:<tag>` tag and
+ * the local tags it was pushed under (the registry's copy stays). The image
+ * itself goes when no other tag or container holds it. IMAGE_NOT_FOUND when
+ * there is no such golden image.
+ */
+export async function removeGoldenImage(deps: Pick<GoldenDeps, 'engine'>, name: string, tag?: string | null): Promise<GoldenImage> {
+  const n = validateImageName(name);
+  const t = validateImageTag(tag);
+  const image = await describeImage(deps.engine, localRef(n, t));
+  if (!image) throw new WarmstartError('IMAGE_NOT_FOUND', `no golden image ${n}:${t} on this node`);
+  for (const ref of [image.ref, ...image.pushedRefs]) await deps.engine.removeImage(ref);
+  return image;
+}
