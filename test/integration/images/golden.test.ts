@@ -20,6 +20,7 @@ import { parseResult, runCli, testEnv, type CliRun } from '../../support/cli.js'
 import { cleanUp, imageExists } from '../../support/docker.js';
 import { addBareRepo, GIT_HTTP_USER, startGitHttpsServer, type GitHttpsServer } from '../../support/git-https-server.js';
 import { makeRepo, runId } from '../../support/repos.js';
+import { b64, fakeToken, needlesFor, placesFromBlob, scan, type Needle, type Place } from '../../support/secret-scan.js';
 import { loadTestbed } from '../../support/testbed.js';
 
 const tb = loadTestbed();
@@ -28,80 +29,15 @@ const OWNER = 'Acme';
 const REPO = 'Golden-Src';
 const NAME = `g-${run}`;
 
-/** `ghs_` + 36 alphanumerics, like a GitHub installation token. */
-function fakeToken(): string {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-  return `ghs_${[...randomBytes(36)].map((b) => alphabet[b % alphabet.length]).join('')}`;
-}
 const token = fakeToken();
 
-// ------------------------------------------------- the scanner (as in secrets.test.ts)
-
-interface Needle {
-  name: string;
-  bytes: Buffer;
-}
-interface Place {
-  name: string;
-  bytes: Buffer;
-}
-
-const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64');
-const b64url = (s: string): string => b64(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-
-/** The part of base64(<k bytes> + secret + ...) fixed by the secret alone, for each alignment k. */
-function base64Cores(secret: string): string[] {
-  const s = Buffer.from(secret);
-  return [0, 1, 2].map((k) => {
-    const text = Buffer.concat([Buffer.alloc(k, 0), s]).toString('base64');
-    const start = k === 0 ? 0 : 4;
-    const end = (k + s.length) % 3 === 0 ? text.length : text.length - 4;
-    return text.slice(start, end);
-  });
-}
-
-function needlesFor(label: string, secret: string, user: string): Needle[] {
-  const n = (name: string, v: string): Needle => ({ name: `${label} ${name}`, bytes: Buffer.from(v) });
-  const out = [n('raw', secret), n('base64', b64(secret)), n('base64url', b64url(secret))];
-  base64Cores(secret).forEach((core, k) => out.push(n(`base64 core@${k}`, core)));
-  out.push(n(`raw ${user}:…`, `${user}:${secret}`), n(`base64(${user}:…)`, b64(`${user}:${secret}`)));
-  for (const x of out) if (x.bytes.length < 16) throw new Error(`needle ${x.name} is too short to mean anything`);
-  return out;
-}
 const secretNeedles = (): Needle[] => [
   ...needlesFor('git token', token, GIT_HTTP_USER),
   ...needlesFor('registry password', tb.registryPassword, tb.registryUser),
 ];
 
-function scan(places: Place[], needles: Needle[]): string[] {
-  const hits: string[] = [];
-  for (const p of places) for (const n of needles) if (p.bytes.includes(n.bytes)) hits.push(`${n.name} in ${p.name}`);
-  return hits;
-}
-
-const isGzip = (b: Buffer): boolean => b.length > 2 && b[0] === 0x1f && b[1] === 0x8b;
-const isTar = (b: Buffer): boolean => b.length >= 512 && b.subarray(257, 262).toString('latin1') === 'ustar';
-
-/** The blob, gunzipped when gzip, and when a tar every regular file in it, recursively (`docker save` → layer tars → files). */
-async function placesFromBlob(name: string, raw: Buffer, scratch: string, depth = 0): Promise<Place[]> {
-  const bytes = isGzip(raw) ? gunzipSync(raw) : raw;
-  const places: Place[] = [{ name, bytes }];
-  if (isGzip(raw)) places.push({ name: `${name} (gzip bytes)`, bytes: raw });
-  if (isTar(bytes) && depth < 4) {
-    const dir = await mkdtemp(join(scratch, 'x-'));
-    const r = await execa('tar', ['-x', '-f', '-', '-C', dir, '--no-same-owner', '--no-same-permissions'], { input: bytes, reject: false });
-    if (r.exitCode !== 0 && !String(r.stderr).includes('Cannot mknod')) throw new Error(`tar -x of ${name}: ${r.stderr}`);
-    const walk = async (d: string): Promise<void> => {
-      for (const e of await readdir(d, { withFileTypes: true })) {
-        const full = join(d, e.name);
-        if (e.isDirectory()) await walk(full);
-        else if (e.isFile()) places.push(...(await placesFromBlob(`${name}!${relative(dir, full)}`, await readFile(full), scratch, depth + 1)));
-      }
-    };
-    await walk(dir);
-  }
-  return places;
-}
+/** Hits as `<needle> in <place>`. */
+const findings = (places: Place[], needles: Needle[]): string[] => scan(places, needles).map((h) => `${h.needle} in ${h.place}`);
 
 /** `docker save` of ref and `docker image inspect`, opened down to every file of every layer. */
 async function imagePlaces(ref: string, scratch: string): Promise<Place[]> {
@@ -292,8 +228,8 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     expect(places.find((p) => p.name.endsWith('!which-config'))?.bytes.toString()).toBe('golden-src\n');
     expect(places.some((p) => p.bytes.includes('"dev.warmstart.source":"workspace-commit"'))).toBe(true);
     // The scanner finds the token where it is (the runtime dir's file), so zero hits below means something.
-    expect(scan([{ name: 'runtime token file', bytes: await readFile(join(gitMount!.Source, 'token')) }], secretNeedles())).toContain('git token raw in runtime token file');
-    const hits = scan(places, secretNeedles());
+    expect(findings([{ name: 'runtime token file', bytes: await readFile(join(gitMount!.Source, 'token')) }], secretNeedles())).toContain('git token raw in runtime token file');
+    const hits = findings(places, secretNeedles());
     const bytes = places.reduce((n, p) => n + p.bytes.length, 0);
     console.log(`[golden] ${places.length} places (${(bytes / 1e6).toFixed(1)} MB) searched for ${secretNeedles().length} needles: ${hits.length} hits`);
     expect(hits).toEqual([]);
@@ -392,7 +328,7 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     expect((await inspectImage(pushed)).Config.Labels['dev.warmstart.capabilities']).toBe('shell,custom:gpu,custom:fresh-node');
 
     // As pulled from the registry, it holds neither secret either.
-    const hits = scan(await imagePlaces(pushed, scratch), secretNeedles());
+    const hits = findings(await imagePlaces(pushed, scratch), secretNeedles());
     expect(hits).toEqual([]);
   });
 });
