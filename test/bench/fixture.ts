@@ -11,6 +11,8 @@ export interface Testbed {
   registryUser: string;
   registryPassword: string;
   baseImage: string;
+  /** LXD's socket and base alias, when the testbed could start LXD */
+  lxd: { socket: string; image: string } | null;
 }
 
 /** Reads the facts test/testbed/up.sh wrote (the same file test/support/testbed.ts reads). */
@@ -37,6 +39,9 @@ export async function loadTestbed(): Promise<Testbed> {
     registryUser: get('WARMSTART_TESTBED_REGISTRY_USER'),
     registryPassword: (await readFile(get('WARMSTART_TESTBED_REGISTRY_PASSWORD_FILE'), 'utf8')).trim(),
     baseImage: get('WARMSTART_TESTBED_BASE_IMAGE'),
+    lxd: env.get('WARMSTART_TESTBED_LXD_SOCKET') && env.get('WARMSTART_TESTBED_LXD_IMAGE')
+      ? { socket: env.get('WARMSTART_TESTBED_LXD_SOCKET')!, image: env.get('WARMSTART_TESTBED_LXD_IMAGE')! }
+      : null,
   };
 }
 

@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { ContentionWatch } from './contention.js';
 import { BENCH_CONTAINER_LABEL, engineVersion, removeContainers, removeWorkspace, runImages, wipeRunImages } from './docker.js';
 import { loadTestbed, makeBenchRepo } from './fixture.js';
+import { benchMachineUpHit, type MachineUpBenchResult } from './lxd.js';
 import { sh } from './proc.js';
 import { Registry } from './registry.js';
 import { measureServe, type ServeMeasurement } from './serve.js';
@@ -167,6 +168,7 @@ async function main(): Promise<number> {
   const coldTimeout = quick ? 180_000 : 420_000;
   const warmTimeout = 240_000;
   let serve: ServeMeasurement | null = null;
+  let lxd: MachineUpBenchResult | null = null;
 
   const report = (c: CaseName, r: RunRecord): void => {
     cases[c].push(r);
@@ -355,6 +357,13 @@ async function main(): Promise<number> {
     const serveOthers = watch.seenBetween(serveT0, performance.now());
     if (serveOthers.length) warn(`serve: other workloads ran on this machine meanwhile: ${serveOthers.slice(0, 3).join(' | ')}`);
     for (const j of serve.jobs) if (j.status !== 'ready') warn(`serve job ${j.id} ended ${j.status}`);
+
+    // machine up on a cache hit vs the raw launch of the same image, on real LXD.
+    if (tb.lxd) {
+      log('machine up (incus backend on LXD): cache hit vs raw lxc launch');
+      lxd = await benchMachineUpHit({ socket: tb.lxd.socket, baseImage: tb.lxd.image, prefix: `b${runId.replace(/[^a-z0-9]/g, '')}`, runs: N });
+      log(`machine up hit median ${lxd.medianHitMs} ms vs raw lxc launch ${lxd.medianRawLaunchMs} ms: ratio ${round(lxd.ratio, 2)}`);
+    } else warn('no LXD in the testbed: machine up vs lxc launch not measured');
   } catch (err) {
     exitCode = 1;
     warn(`bench aborted: ${(err as Error).stack ?? String(err)}`);
@@ -450,6 +459,7 @@ async function main(): Promise<number> {
       serveJobsWallMs: serve?.jobsWallMs ?? null,
     },
     health: serve?.health ?? null,
+    lxdMachineUp: lxd,
     ratios,
     goals,
     phases,

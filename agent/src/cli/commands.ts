@@ -16,6 +16,10 @@ const USAGE = `usage:
   warmstart image list [--json]
   warmstart image rm NAME[:TAG] [--json]
   warmstart doctor [--cache-registry ...] [--registry-username USER] [--registry-password-stdin] [--json]
+  warmstart machine up --backend docker|incus|lima|cloud-hypervisor --name N --base IMAGE
+      [--provision SCRIPT] [--file HOST_PATH[:MACHINE_PATH] ...] [--json]
+  warmstart machine cache list|prune --backend B [--keep N] [--json]
+  warmstart snapshot create|restore|list|delete --backend B --machine M [--name S]
   warmstart serve [--listen HOST:PORT] [--state-dir DIR]
   warmstart --version
 `;
@@ -35,6 +39,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       return (await import('./image.js')).imageCommand(rest, io);
     case 'doctor':
       return (await import('./doctor.js')).doctorCommand(rest, io);
+    case 'machine':
+      return (await import('./machine.js')).machineCommand(rest, io);
+    case 'snapshot':
+      return (await import('./snapshot.js')).snapshotCommand(rest, io);
     case 'serve':
       return (await import('./serve.js')).serveCommand(rest, io);
     case '--version':

@@ -1,0 +1,106 @@
+/**
+ * `machine up`: a provisioned machine, from the cache when the same inputs
+ * were provisioned before. Miss: launch the base, copy the files in, run the
+ * provision script, capture the result as the cache image (the machine keeps
+ * running). Hit: launch from the cache image. Both then run the post-launch
+ * hook, which re-applies what differs per machine and per host and so must
+ * never be baked into the cache image.
+ */
+import type { SnapshotBackend } from '../backends/backend.js';
+import { isWarmstartError } from '../errors.js';
+import { CACHE_PROPERTIES, cacheImageName } from './cache.js';
+import { machineKey, normalizeFiles, type MachineFile } from './machine-key.js';
+import { copyFileIn, runProvisionScript } from './provision.js';
+
+/** What the post-launch hook is told about the machine it runs for. */
+export interface PostLaunchContext {
+  backend: SnapshotBackend;
+  instance: string;
+  key: string;
+  cache: 'hit' | 'miss';
+  base: string;
+}
+
+/** Runs after every launch, hit or miss (see `hostSpecificsHook` for the default). */
+export type PostLaunchHook = (ctx: PostLaunchContext) => Promise<void>;
+
+/** Options of {@link machineUp}. */
+export interface MachineUpOptions {
+  /** the machine to create; it must not exist yet */
+  name: string;
+  /** the image provisioning starts from */
+  base: string;
+  /** the provision script (`path` only names it in messages; its content is what counts) */
+  provision?: { path: string; content: Buffer };
+  /** files copied in before the script runs, at absolute paths in the machine */
+  files?: MachineFile[];
+  postLaunch?: PostLaunchHook;
+  /** a monotonic clock in ms; default performance.now */
+  now?: () => number;
+}
+
+/** The JSON result of `machine up`. */
+export interface MachineUpResult {
+  instance: string;
+  cache: 'hit' | 'miss';
+  /** the full cache key (sha256); the image is `warmstart-cache-<first 16>` */
+  key: string;
+  /** wall time of the whole call */
+  ms: number;
+}
+
+export async function machineUp(backend: SnapshotBackend, opts: MachineUpOptions): Promise<MachineUpResult> {
+  const now = opts.now ?? (() => performance.now());
+  const started = now();
+  const files = normalizeFiles(opts.files ?? []);
+  const key = machineKey({ backend: backend.name, base: opts.base, provisionScript: opts.provision?.content, files });
+  const image = cacheImageName(key);
+  const cache = (await backend.imageExists(image)) ? 'hit' : 'miss';
+
+  // launch throws before creating anything (missing image, name taken): the
+  // name may be someone else's machine, so cleanup starts only after it.
+  await backend.launch(cache === 'hit' ? image : opts.base, opts.name);
+  await removingOnFailure(backend, opts.name, async () => {
+    if (cache === 'miss') {
+      for (const f of files) await copyFileIn(backend, opts.name, f);
+      if (opts.provision) await runProvisionScript(backend, opts.name, opts.provision.content, opts.provision.path);
+      await capture(backend, opts.name, image, { key, base: opts.base });
+    }
+    await opts.postLaunch?.({ backend, instance: opts.name, key, cache, base: opts.base });
+  });
+  return { instance: opts.name, cache, key, ms: Math.round(now() - started) };
+}
+
+/**
+ * Captures the cache image. Two misses on the same key at once both
+ * provision; the second capture then finds the image made by the first,
+ * which is just as good.
+ */
+async function capture(
+  backend: SnapshotBackend,
+  machine: string,
+  image: string,
+  facts: { key: string; base: string },
+): Promise<void> {
+  const properties = {
+    [CACHE_PROPERTIES.key]: facts.key,
+    [CACHE_PROPERTIES.base]: facts.base,
+    [CACHE_PROPERTIES.backend]: backend.name,
+  };
+  try {
+    await backend.captureImage(machine, image, properties);
+  } catch (err) {
+    if (isWarmstartError(err, 'BACKEND_PRECONDITION') && (await backend.imageExists(image))) return;
+    throw err;
+  }
+}
+
+/** A failed `machine up` leaves no half-made machine behind (the cache image, once captured, stays: it is sound). */
+async function removingOnFailure(backend: SnapshotBackend, machine: string, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (err) {
+    await backend.removeMachine(machine).catch(() => undefined); // the original error is the one to report
+    throw err;
+  }
+}

@@ -1,0 +1,159 @@
+import { describe, expect, it } from 'vitest';
+import { isWarmstartError } from '../../../agent/src/errors.js';
+import { CACHE_PROPERTIES, cacheImageName, cacheList, cachePrune } from '../../../agent/src/machines/cache.js';
+import { machineUp, type PostLaunchContext } from '../../../agent/src/machines/machine-up.js';
+import { hostSpecificsHook, MACHINE_STATE_FILE } from '../../../agent/src/machines/post-launch.js';
+import { hostGitIdentity } from '../../../agent/src/machines/host-git-identity.js';
+import { FakeBackend } from './fake-backend.js';
+
+const script = { path: 'provision.sh', content: Buffer.from('echo hi > /provisioned\n') };
+const files = [{ path: '/etc/app.conf', content: Buffer.from([1, 2, 3]) }];
+
+async function failure(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+}
+
+describe('machineUp control flow (fake backend)', () => {
+  it('miss: launches the base, copies files, runs the script, captures, then runs the hook; hit: launches the cache image only', async () => {
+    const b = new FakeBackend(['base']);
+    const seen: PostLaunchContext[] = [];
+    const postLaunch = async (ctx: PostLaunchContext): Promise<void> => {
+      seen.push(ctx);
+      // the hook runs after the capture: its per-machine writes never reach the cache image
+      if (ctx.cache === 'miss') expect(b.calls.at(-1)?.op).toBe('capture');
+    };
+    const first = await machineUp(b, { name: 'm1', base: 'base', provision: script, files, postLaunch });
+    expect(first).toMatchObject({ instance: 'm1', cache: 'miss' });
+    expect(Object.keys(first).sort()).toEqual(['cache', 'instance', 'key', 'ms']);
+    const image = cacheImageName(first.key);
+    expect(image).toBe(`warmstart-cache-${first.key.slice(0, 16)}`);
+    expect(b.calls.map((c) => c.op)).toEqual(['launch', 'exec', 'exec', 'capture']);
+    expect(b.calls[0]).toMatchObject({ image: 'base', machine: 'm1' });
+    const [copy, run] = [b.calls[1], b.calls[2]];
+    expect(copy?.op === 'exec' && copy.argv.at(-1)).toBe('/etc/app.conf');
+    expect(copy?.op === 'exec' && Buffer.from(copy.input ?? '', 'base64')).toEqual(Buffer.from([1, 2, 3]));
+    expect(run?.op === 'exec' && Buffer.from(run.input ?? '', 'base64').toString()).toBe('echo hi > /provisioned\n');
+    expect(b.calls[3]).toMatchObject({
+      image,
+      properties: { [CACHE_PROPERTIES.key]: first.key, [CACHE_PROPERTIES.base]: 'base', [CACHE_PROPERTIES.backend]: 'incus' },
+    });
+    expect(b.machines.get('m1')?.state).toBe('running'); // the miss keeps its machine
+
+    b.calls.length = 0;
+    const second = await machineUp(b, { name: 'm2', base: 'base', provision: script, files, postLaunch });
+    expect(second).toMatchObject({ instance: 'm2', cache: 'hit', key: first.key });
+    expect(b.calls).toEqual([{ op: 'launch', image, machine: 'm2' }]);
+    expect(seen.map((s) => [s.instance, s.cache, s.key])).toEqual([
+      ['m1', 'miss', first.key],
+      ['m2', 'hit', first.key],
+    ]);
+  });
+
+  it('a failing provision script is a typed error, removes the machine and caches nothing', async () => {
+    const b = new FakeBackend(['base']);
+    b.onExec = (_m, argv) =>
+      argv.join(' ').includes('mktemp') ? { exitCode: 3, stdout: '', stderr: 'E: no such package\n' } : { exitCode: 0, stdout: '', stderr: '' };
+    const err = await failure(machineUp(b, { name: 'm1', base: 'base', provision: script }));
+    expect(isWarmstartError(err, 'BACKEND_ERROR')).toBe(true);
+    expect((err as Error).message).toContain('exited with 3');
+    expect(isWarmstartError(err) && err.detail).toContain('no such package');
+    expect(b.machines.has('m1')).toBe(false);
+    expect(await cacheList(b)).toEqual([]);
+  });
+
+  it('a failing post-launch hook removes the machine but keeps a sound cache image', async () => {
+    const b = new FakeBackend(['base']);
+    const err = await failure(
+      machineUp(b, { name: 'm1', base: 'base', provision: script, postLaunch: () => Promise.reject(new Error('hook')) }),
+    );
+    expect((err as Error).message).toBe('hook');
+    expect(b.machines.has('m1')).toBe(false);
+    expect((await cacheList(b)).length).toBe(1);
+  });
+
+  it('never removes a machine it did not create (name taken, base missing)', async () => {
+    const b = new FakeBackend(['base']);
+    await b.launch('base', 'taken');
+    expect(isWarmstartError(await failure(machineUp(b, { name: 'taken', base: 'base' })), 'BACKEND_PRECONDITION')).toBe(true);
+    expect(b.machines.has('taken')).toBe(true);
+    expect(isWarmstartError(await failure(machineUp(b, { name: 'x', base: 'nope' })), 'IMAGE_NOT_FOUND')).toBe(true);
+    expect(b.calls.filter((c) => c.op === 'remove')).toEqual([]);
+  });
+
+  it('a concurrent miss that captured the same key first is as good as our own capture', async () => {
+    const b = new FakeBackend(['base']);
+    const key = (await machineUp(b, { name: 'm1', base: 'base', provision: script })).key;
+    // simulate the race: the image appears between our cache check and our capture
+    const image = cacheImageName(key);
+    b.images.delete(image);
+    b.onExec = (_m, argv) => {
+      if (argv.join(' ').includes('mktemp')) b.images.set(image, { name: image, properties: {}, createdAt: null });
+      return { exitCode: 0, stdout: '', stderr: '' };
+    };
+    expect(await machineUp(b, { name: 'm2', base: 'base', provision: script })).toMatchObject({ cache: 'miss', key });
+    expect(b.machines.get('m2')?.state).toBe('running');
+  });
+
+  it('reports ms from the injected clock', async () => {
+    const b = new FakeBackend(['base']);
+    let t = 1000;
+    const now = (): number => (t += 21.4);
+    expect((await machineUp(b, { name: 'm1', base: 'base', now })).ms).toBe(21);
+  });
+});
+
+describe('hostSpecificsHook', () => {
+  it('sets the git identity only where git exists and writes the state file', async () => {
+    const b = new FakeBackend(['base']);
+    const hook = hostSpecificsHook({ git: { name: 'Ada L', email: 'ada@example.org' }, now: () => new Date('2026-01-02T03:04:05Z') });
+    const r = await machineUp(b, { name: 'm1', base: 'base', postLaunch: hook });
+    const execs = b.calls.filter((c) => c.op === 'exec');
+    expect(execs.length).toBe(1); // one round trip for all of it
+    const e = execs[0]!;
+    expect(e.op === 'exec' && e.argv.slice(4)).toEqual([MACHINE_STATE_FILE, 'Ada L', 'ada@example.org']);
+    expect(e.op === 'exec' && e.argv[2]).toContain('command -v git >/dev/null 2>&1 || exit 0');
+    expect(JSON.parse((e.op === 'exec' && e.input) || '')).toEqual({
+      instance: 'm1',
+      key: r.key,
+      cache: 'miss',
+      backend: 'incus',
+      base: 'base',
+      launchedAt: '2026-01-02T03:04:05.000Z',
+    });
+  });
+
+  it('fails typed when the machine refuses the setup', async () => {
+    const b = new FakeBackend(['base']);
+    b.onExec = () => ({ exitCode: 1, stdout: '', stderr: 'read-only file system' });
+    const err = await failure(machineUp(b, { name: 'm1', base: 'base', postLaunch: hostSpecificsHook() }));
+    expect(isWarmstartError(err, 'BACKEND_ERROR')).toBe(true);
+    expect(isWarmstartError(err) && err.detail).toBe('read-only file system');
+    expect(b.machines.has('m1')).toBe(false);
+  });
+
+  it('reads the host identity only when both parts are set', async () => {
+    expect(await hostGitIdentity(async (k) => (k === 'user.name' ? 'Ada' : 'ada@x'))).toEqual({ name: 'Ada', email: 'ada@x' });
+    expect(await hostGitIdentity(async (k) => (k === 'user.name' ? 'Ada' : null))).toBeNull();
+  });
+});
+
+describe('cache list and prune', () => {
+  it('lists only cache images, newest first, and prunes beyond keep', async () => {
+    const b = new FakeBackend(['base']);
+    for (const n of ['a', 'b', 'c']) {
+      await machineUp(b, { name: `m-${n}`, base: 'base', provision: { path: 's', content: Buffer.from(n) } });
+    }
+    const listed = await cacheList(b);
+    expect(listed.map((i) => i.name).every((n) => n.startsWith('warmstart-cache-'))).toBe(true);
+    expect(listed.length).toBe(3);
+    const r = await cachePrune(b, { keep: 1 });
+    expect(r.kept).toEqual([listed[0]?.name]);
+    expect(r.removed).toEqual(listed.slice(1).map((i) => i.name));
+    expect(b.images.has('base')).toBe(true);
+    expect((await cachePrune(b)).removed).toEqual([listed[0]?.name]);
+    expect(isWarmstartError(await failure(cachePrune(b, { keep: -1 })), 'INVALID_ARGUMENT')).toBe(true);
+  });
+});
