@@ -101,7 +101,7 @@ describe('incus backend on real LXD: what the contract does not cover', () => {
     expect((await backend.listImages(m('running'))).map((i) => i.properties)).toEqual([{ 'dev.warmstart.test': 'yes' }]);
   });
 
-  it('captures a stopped machine; identical content twice shares one image, and removing one name keeps the other', async () => {
+  it('captures a stopped machine twice under two names; removing one name keeps the other', async () => {
     await backend.launch(lxd.baseImage, m('s'));
     await backend.exec(m('s'), ['sh', '-c', 'echo stopped > /marker']);
     await execa('lxc', ['stop', '--force', m('s')], { stdin: 'ignore' });
@@ -110,14 +110,17 @@ describe('incus backend on real LXD: what the contract does not cover', () => {
     expect(await codeOf(backend.exec(m('s'), ['cat'], { input: 'x' }))).toBe('BACKEND_PRECONDITION');
     await backend.captureImage(m('s'), m('s1'));
     await backend.captureImage(m('s'), m('s2'));
-    // the fingerprint is a hash of the content: the second publish failed as
-    // "already exists" in LXD and the backend aliased the existing image
+    // The fingerprint is a hash of the image tarball, whose metadata carries
+    // the publish time: two publishes in the same second give the same
+    // fingerprint ("already exists" in LXD, and the backend aliases the
+    // existing image), in different seconds two images. Either way each name
+    // resolves, and removing one must not take the other's image.
     const target = async (alias: string): Promise<string> => {
       const res = await unixRequest(lxd.socket, { method: 'GET', path: `/1.0/images/aliases/${alias}`, timeoutMs: 5000 });
       return (JSON.parse(res.body.toString()) as { metadata: { target: string } }).metadata.target;
     };
     expect(await target(m('s1'))).toMatch(/^[0-9a-f]{64}$/);
-    expect(await target(m('s1'))).toBe(await target(m('s2')));
+    expect(await target(m('s2'))).toMatch(/^[0-9a-f]{64}$/);
     await backend.removeImage(m('s1'));
     expect(await backend.imageExists(m('s1'))).toBe(false);
     expect(await backend.imageExists(m('s2'))).toBe(true);
