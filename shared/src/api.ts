@@ -108,6 +108,106 @@ export const HeartbeatBody = z.object({
   ts: z.string(),
 });
 
+// ---- machines, snapshots and golden images (issue 5) ----
+
+export const BackendName = z.enum(['docker', 'incus', 'lima', 'cloud-hypervisor']);
+
+/** Machine and snapshot names: conservative, so every backend takes them as they are. */
+export const MachineName = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,62}$/, 'a lowercase letter, then lowercase letters, digits and -, 1 to 63 characters');
+export const SnapshotName = MachineName;
+
+/** A file copied into the machine before provisioning; it is part of the cache key. */
+export const MachineFileBody = z
+  .object({
+    /** absolute path inside the machine */
+    path: z.string().min(2).max(4096).startsWith('/', 'must be an absolute path in the machine'),
+    /** the file's bytes, base64 */
+    content: z.base64(),
+  })
+  .strict();
+
+/** `POST /v1/machines`: the same inputs as `warmstart machine up`. */
+export const CreateMachineBody = z
+  .object({
+    backend: BackendName,
+    name: MachineName,
+    /** the image provisioning starts from */
+    base: z.string().min(1).max(512),
+    /** the provision script's text (run with sh inside the machine) */
+    provision: z.string().max(512 * 1024).optional(),
+    files: z.array(MachineFileBody).max(100).optional(),
+  })
+  .strict();
+
+export const MachineUpResult = z.object({
+  instance: z.string(),
+  cache: z.enum(['hit', 'miss']),
+  /** sha256 of the inputs; the cached image is `warmstart-cache-<first 16>` */
+  key: z.string(),
+  ms: z.number().int().nonnegative(),
+});
+
+export const MachineView = z.object({ name: z.string(), state: z.enum(['running', 'stopped', 'paused', 'unknown']) });
+export const MachineList = z.object({ machines: z.array(MachineView) });
+export const MachineRemoved = z.object({ machine: z.string(), deleted: z.literal(true) });
+
+export const MachineImageView = z.object({
+  name: z.string(),
+  properties: z.record(z.string(), z.string()),
+  createdAt: z.string().nullable(),
+});
+export const MachineCacheList = z.object({ images: z.array(MachineImageView) });
+
+/** `POST /v1/snapshots` and `POST /v1/snapshots/restore`. */
+export const SnapshotBody = z.object({ backend: BackendName, machine: MachineName, name: SnapshotName }).strict();
+
+export const SnapshotView = z.object({ machine: z.string(), name: z.string(), createdAt: z.string().nullable() });
+export const SnapshotList = z.object({ snapshots: z.array(SnapshotView) });
+export const SnapshotRestored = z.object({ machine: z.string(), name: z.string(), restored: z.literal(true) });
+export const SnapshotDeleted = z.object({ machine: z.string(), name: z.string(), deleted: z.literal(true) });
+
+/**
+ * `POST /v1/images`: a golden image from a running workspace, as `warmstart
+ * image create`. Name, tag, capability and owner rules are the agent's
+ * (DESIGN.md); a value outside them is a 400 with its own INVALID_* code.
+ * A push uses the agent's cache registry and credentials.
+ */
+export const CreateImageBody = z
+  .object({
+    workspaceId: WorkspaceId,
+    name: z.string().min(1).max(128),
+    tag: z.string().min(1).max(128).optional(),
+    capabilities: z.array(z.string().min(1).max(128)).max(32).optional(),
+    owner: z.string().min(1).max(256).optional(),
+    push: z.boolean().optional(),
+  })
+  .strict();
+
+export const GoldenImageView = z.object({
+  name: z.string(),
+  tag: z.string(),
+  /** `warmstart-golden/<name>:<tag>` */
+  ref: z.string(),
+  id: z.string(),
+  owner: z.string().nullable(),
+  os: z.string(),
+  capabilities: z.array(z.string()),
+  createdAt: z.string().nullable(),
+  pushedRefs: z.array(z.string()),
+  labels: z.record(z.string(), z.string()),
+});
+export const GoldenImageList = z.object({ images: z.array(GoldenImageView) });
+
+/** A failed push keeps the local image: still 201, with `push.status` failed or timeout. */
+export const CreateImageResult = z.object({
+  image: GoldenImageView,
+  workspaceId: z.string(),
+  containerId: z.string(),
+  push: PushResult,
+});
+
 export type CreateWorkspaceBody = z.infer<typeof CreateWorkspaceBody>;
 export type WorkspaceStatus = z.infer<typeof WorkspaceStatus>;
 export type WorkspaceView = z.infer<typeof WorkspaceView>;
@@ -115,3 +215,8 @@ export type Health = z.infer<typeof Health>;
 export type ApiError = z.infer<typeof ApiError>;
 export type CallbackBody = z.infer<typeof CallbackBody>;
 export type HeartbeatBody = z.infer<typeof HeartbeatBody>;
+export type BackendName = z.infer<typeof BackendName>;
+export type CreateMachineBody = z.infer<typeof CreateMachineBody>;
+export type MachineUpResult = z.infer<typeof MachineUpResult>;
+export type SnapshotBody = z.infer<typeof SnapshotBody>;
+export type CreateImageBody = z.infer<typeof CreateImageBody>;

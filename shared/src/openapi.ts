@@ -1,8 +1,27 @@
 import { z } from 'zod';
 import {
   ApiError,
+  BackendName,
+  CreateImageBody,
+  CreateImageResult,
+  CreateMachineBody,
   CreateWorkspaceBody,
+  GoldenImageList,
+  GoldenImageView,
   Health,
+  MachineCacheList,
+  MachineFileBody,
+  MachineImageView,
+  MachineList,
+  MachineName,
+  MachineRemoved,
+  MachineUpResult,
+  MachineView,
+  SnapshotBody,
+  SnapshotDeleted,
+  SnapshotList,
+  SnapshotRestored,
+  SnapshotView,
   WorkspaceEventSchema,
   WorkspaceId,
   WorkspaceList,
@@ -17,8 +36,26 @@ export const WorkspaceParams = z.object({ id: WorkspaceId });
 /** Query of `DELETE /v1/workspaces/:id`: `purge=true` also removes the volume and the record. */
 export const DeleteWorkspaceQuery = z.object({ purge: z.enum(['true', 'false']).optional() });
 
+/** Query of the machine routes: which backend. */
+export const BackendQuery = z.object({ backend: BackendName });
+/** Path parameters of `/v1/machines/:name`. */
+export const MachineParams = z.object({ name: MachineName });
+/** Query of `GET /v1/snapshots`. */
+export const SnapshotListQuery = z.object({ backend: BackendName, machine: MachineName });
+/** Query of `DELETE /v1/snapshots`. */
+export const SnapshotDeleteQuery = z.object({ backend: BackendName, machine: MachineName, name: MachineName });
+/** Path parameters and query of `DELETE /v1/images/:name` (the name rules are checked by the agent). */
+export const ImageParams = z.object({ name: z.string().min(1).max(128) });
+export const ImageDeleteQuery = z.object({ tag: z.string().min(1).max(128).optional() });
+
 export type WorkspaceParams = z.infer<typeof WorkspaceParams>;
 export type DeleteWorkspaceQuery = z.infer<typeof DeleteWorkspaceQuery>;
+export type BackendQuery = z.infer<typeof BackendQuery>;
+export type MachineParams = z.infer<typeof MachineParams>;
+export type SnapshotListQuery = z.infer<typeof SnapshotListQuery>;
+export type SnapshotDeleteQuery = z.infer<typeof SnapshotDeleteQuery>;
+export type ImageParams = z.infer<typeof ImageParams>;
+export type ImageDeleteQuery = z.infer<typeof ImageDeleteQuery>;
 
 /** Every named schema of the document; nested ones become `$ref`s to each other. */
 const COMPONENTS: Record<string, z.ZodType> = {
@@ -34,6 +71,25 @@ const COMPONENTS: Record<string, z.ZodType> = {
   PushResult,
   ErrorResult,
   Profile,
+  BackendName,
+  MachineName,
+  MachineFileBody,
+  CreateMachineBody,
+  MachineUpResult,
+  MachineView,
+  MachineList,
+  MachineRemoved,
+  MachineImageView,
+  MachineCacheList,
+  SnapshotBody,
+  SnapshotView,
+  SnapshotList,
+  SnapshotRestored,
+  SnapshotDeleted,
+  CreateImageBody,
+  CreateImageResult,
+  GoldenImageView,
+  GoldenImageList,
 };
 
 type JsonObject = Record<string, unknown>;
@@ -68,10 +124,126 @@ const ERROR_TEXT: Record<number, string> = {
   503: 'the agent is shutting down and takes no new jobs',
 };
 
-function errors(...statuses: number[]): JsonObject {
+/** The same statuses on the machine, snapshot and image routes, where they mean other things. */
+const BACKEND_ERROR_TEXT: Record<number, string> = {
+  ...ERROR_TEXT,
+  403: 'the token is scoped to a workspace (or the workspace has another owner)',
+  404: 'MACHINE_NOT_FOUND, IMAGE_NOT_FOUND, SNAPSHOT_NOT_FOUND or WORKSPACE_NOT_FOUND',
+  409: 'BACKEND_PRECONDITION (name taken, wrong state) or WORKSPACE_NOT_RUNNING',
+  501: 'BACKEND_UNSUPPORTED: the backend has no such operation',
+  503: 'BACKEND_UNAVAILABLE, or the agent is shutting down',
+};
+
+function errorsWith(texts: Record<number, string>, statuses: number[]): JsonObject {
   return Object.fromEntries(
-    [...statuses, 500].map((s) => [String(s), { description: ERROR_TEXT[s] ?? 'internal error', content: json('ApiError') }]),
+    [...statuses, 500].map((s) => [String(s), { description: texts[s] ?? 'internal error', content: json('ApiError') }]),
   );
+}
+
+function errors(...statuses: number[]): JsonObject {
+  return errorsWith(ERROR_TEXT, statuses);
+}
+
+function backendErrors(...statuses: number[]): JsonObject {
+  return errorsWith(BACKEND_ERROR_TEXT, statuses);
+}
+
+const query = (name: string, schema: JsonObject, required = true): JsonObject => ({ name, in: 'query', required, schema });
+
+/** `/v1/machines`, `/v1/snapshots`, `/v1/images`. */
+function machinePaths(): JsonObject {
+  const backend = query('backend', ref('BackendName'));
+  const machine = query('machine', ref('MachineName'));
+  const ok = (description: string, schema: string): JsonObject => ({ '200': { description, content: json(schema) } });
+  return {
+    '/v1/machines': {
+      post: {
+        operationId: 'machineUp',
+        summary: 'A provisioned machine, from the cache when the same inputs were provisioned before (waits until it is up)',
+        requestBody: { required: true, content: json('CreateMachineBody') },
+        responses: {
+          '201': { description: 'the machine is up', content: json('MachineUpResult') },
+          ...backendErrors(400, 401, 403, 404, 409, 413, 415, 501, 503),
+        },
+      },
+      get: {
+        operationId: 'listMachines',
+        parameters: [backend],
+        responses: { ...ok('the machines of the backend', 'MachineList'), ...backendErrors(400, 401, 403, 501, 503) },
+      },
+    },
+    '/v1/machines/cache': {
+      get: {
+        operationId: 'listMachineCache',
+        summary: 'The cached provisioned images of the backend, newest first',
+        parameters: [backend],
+        responses: { ...ok('the cached images', 'MachineCacheList'), ...backendErrors(400, 401, 403, 501, 503) },
+      },
+    },
+    '/v1/machines/{name}': {
+      delete: {
+        operationId: 'deleteMachine',
+        parameters: [{ name: 'name', in: 'path', required: true, schema: ref('MachineName') }, backend],
+        responses: { ...ok('the machine is gone', 'MachineRemoved'), ...backendErrors(400, 401, 403, 404, 409, 501, 503) },
+      },
+    },
+    '/v1/snapshots': {
+      post: {
+        operationId: 'createSnapshot',
+        requestBody: { required: true, content: json('SnapshotBody') },
+        responses: {
+          '201': { description: 'the snapshot', content: json('SnapshotView') },
+          ...backendErrors(400, 401, 403, 404, 409, 413, 415, 501, 503),
+        },
+      },
+      get: {
+        operationId: 'listSnapshots',
+        parameters: [backend, machine],
+        responses: { ...ok("the machine's snapshots", 'SnapshotList'), ...backendErrors(400, 401, 403, 404, 501, 503) },
+      },
+      delete: {
+        operationId: 'deleteSnapshot',
+        parameters: [backend, machine, query('name', ref('MachineName'))],
+        responses: { ...ok('the snapshot is gone', 'SnapshotDeleted'), ...backendErrors(400, 401, 403, 404, 409, 501, 503) },
+      },
+    },
+    '/v1/snapshots/restore': {
+      post: {
+        operationId: 'restoreSnapshot',
+        requestBody: { required: true, content: json('SnapshotBody') },
+        responses: {
+          ...ok('the machine runs from the snapshot', 'SnapshotRestored'),
+          ...backendErrors(400, 401, 403, 404, 409, 413, 415, 501, 503),
+        },
+      },
+    },
+    '/v1/images': {
+      post: {
+        operationId: 'createGoldenImage',
+        summary: 'Commit a running workspace as a golden image (pushed to the cache registry with push: true)',
+        requestBody: { required: true, content: json('CreateImageBody') },
+        responses: {
+          '201': { description: 'the image; a failed push is reported in push, the local image is kept', content: json('CreateImageResult') },
+          ...backendErrors(400, 401, 403, 404, 409, 413, 415, 503),
+        },
+      },
+      get: {
+        operationId: 'listGoldenImages',
+        responses: { ...ok('the golden images on this node', 'GoldenImageList'), ...backendErrors(401, 403) },
+      },
+    },
+    '/v1/images/{name}': {
+      delete: {
+        operationId: 'deleteGoldenImage',
+        summary: 'Remove the local image and the local tags it was pushed under (the registry copy stays)',
+        parameters: [
+          { name: 'name', in: 'path', required: true, schema: { type: 'string' } },
+          query('tag', { type: 'string', default: 'latest' }, false),
+        ],
+        responses: { ...ok('the removed image', 'GoldenImageView'), ...backendErrors(400, 401, 403, 404) },
+      },
+    },
+  };
 }
 
 function paths(): JsonObject {
@@ -148,6 +320,7 @@ function paths(): JsonObject {
         },
       },
     },
+    ...machinePaths(),
   };
 }
 

@@ -1,11 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAgent } from '../agent.js';
+import type { BackendName, SnapshotBackend } from '../backends/backend.js';
+import { createBackend } from '../backends/factory.js';
 import { FileOutbox } from '../callbacks/file-outbox.js';
 import { defaultNodeId, startHeartbeat } from '../callbacks/heartbeat.js';
 import { configFromEnv } from '../config/agent-config.js';
 import { serveConfigFromEnv } from '../config/serve-config.js';
 import { LocalJobManager } from '../jobs/local-job-manager.js';
+import { hostGitIdentity } from '../machines/host-git-identity.js';
+import { hostSpecificsHook } from '../machines/post-launch.js';
 import { reconcile } from '../jobs/reconcile.js';
 import { PromMetrics } from '../metrics/prom-metrics.js';
 import { sweepJobDirs } from '../state/runtime-dir.js';
@@ -28,6 +32,25 @@ function shutdownSignal(): Promise<string> {
     process.on('SIGTERM', on);
     process.on('SIGINT', on);
   });
+}
+
+/**
+ * The machine backends of the API, configured from the agent's environment
+ * as the CLI's are, each made on first use and then kept: one backend object
+ * per name for the life of the process (cloud-hypervisor keeps its VMMs).
+ * A failed construction is not kept, so the next request tries again.
+ */
+function backendsFor(env: NodeJS.ProcessEnv, stateDir: string): (name: BackendName) => Promise<SnapshotBackend> {
+  const made = new Map<BackendName, Promise<SnapshotBackend>>();
+  return (name) => {
+    let backend = made.get(name);
+    if (!backend) {
+      backend = createBackend(name, env, stateDir);
+      made.set(name, backend);
+      backend.catch(() => made.delete(name));
+    }
+    return backend;
+  };
 }
 
 /**
@@ -65,7 +88,11 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
       maxConcurrent: serve.maxConcurrentBuilds,
       allowLocalRepos: serve.allowLocalRepos,
     });
-    const app = buildServer({ jobs, metrics, auth, version, logger, https });
+    const machines = {
+      backends: backendsFor(env, config.stateDir),
+      postLaunch: hostSpecificsHook({ git: (await hostGitIdentity()) ?? undefined }),
+    };
+    const app = buildServer({ jobs, metrics, auth, version, logger, https, machines, images: agent });
     await app.listen({ host: serve.host, port: serve.port });
 
     const cp = serve.controlPlane;

@@ -1,12 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { fastify, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { GoldenDeps } from '../images/golden.js';
 import type { JobManager } from '../jobs/job-manager.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createAuthHook, type AuthOptions } from './auth.js';
 import { handleError, handleNotFound } from './http-error.js';
 import { createLogger } from './logger.js';
 import { registerEventsRoute } from './routes/events-route.js';
+import { registerImageRoutes } from './routes/images.js';
+import { registerMachineRoutes, type MachineRouteDeps } from './routes/machines.js';
+import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { registerSystemRoutes } from './routes/system-routes.js';
 import { registerWorkspaceRoutes } from './routes/workspace-routes.js';
 import type { TlsOptions } from './tls.js';
@@ -28,6 +32,10 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Serve HTTPS with these (see tlsOptionsFromEnv); default plain HTTP. */
   https?: TlsOptions | null;
+  /** The machine backends: `/v1/machines` and `/v1/snapshots` exist only when given. */
+  machines?: MachineRouteDeps;
+  /** The agent's Docker engine, store and config: `/v1/images` exists only when given. */
+  images?: GoldenDeps;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -75,5 +83,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   registerWorkspaceRoutes(app, options.jobs);
   registerEventsRoute(app, options.jobs);
+  const accepting = (): boolean => options.jobs.accepting;
+  if (options.machines) {
+    registerMachineRoutes(app, options.machines, accepting);
+    registerSnapshotRoutes(app, options.machines);
+  }
+  if (options.images) registerImageRoutes(app, options.images, accepting);
   return app;
 }

@@ -19,6 +19,15 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   SHUTTING_DOWN: 503,
+  // machine backends, golden images
+  MACHINE_NOT_FOUND: 404,
+  IMAGE_NOT_FOUND: 404,
+  SNAPSHOT_NOT_FOUND: 404,
+  BACKEND_PRECONDITION: 409,
+  WORKSPACE_NOT_RUNNING: 409,
+  OWNER_MISMATCH: 403,
+  BACKEND_UNSUPPORTED: 501,
+  BACKEND_UNAVAILABLE: 503,
 };
 
 /** The HTTP status for an error code; by name, so codes added to errors.ts later map too. */

@@ -45,6 +45,17 @@ describe('buildOpenApiDocument', () => {
         'GET /v1/workspaces/{id}',
         'DELETE /v1/workspaces/{id}',
         'GET /v1/workspaces/{id}/events',
+        'POST /v1/machines',
+        'GET /v1/machines',
+        'GET /v1/machines/cache',
+        'DELETE /v1/machines/{name}',
+        'POST /v1/snapshots',
+        'GET /v1/snapshots',
+        'DELETE /v1/snapshots',
+        'POST /v1/snapshots/restore',
+        'POST /v1/images',
+        'GET /v1/images',
+        'DELETE /v1/images/{name}',
       ].sort(),
     );
     expect(doc.paths['/health'].get.security).toEqual([]);

@@ -6,7 +6,7 @@ import { assertWorkspaceScope } from '../auth.js';
 import { apiError } from '../http-error.js';
 
 /** A route-level onRequest hook: runs after auth and before the body is read. */
-async function requireJson(request: FastifyRequest): Promise<void> {
+export async function requireJson(request: FastifyRequest): Promise<void> {
   const type = (request.headers['content-type'] ?? '').split(';', 1)[0]?.trim().toLowerCase();
   if (type !== 'application/json') throw apiError('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
 }
