@@ -140,7 +140,8 @@ describe('FileOutbox', () => {
 
   it('keeps a pending callback across a crash and delivers it after a restart, with its attempt count', async () => {
     const cp = await plane((_r, i) => (i < 2 ? { status: 503 } : { status: 200 }));
-    const first = outbox({ baseDelayMs: 50 });
+    // A retry far off: nothing can be sent again before the stop below, however slow the machine.
+    const first = outbox({ baseDelayMs: 60_000 });
     await first.start();
     await first.enqueue(callback(cp));
     await cp.waitFor(1);
