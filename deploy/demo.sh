@@ -20,7 +20,7 @@ say "building the agent"
 npm run --silent build >&2
 
 say "bringing up the Docker engine, a local registry and a base image"
-bash test/testbed/up.sh
+WARMSTART_TESTBED_SKIP_LXD=1 bash test/testbed/up.sh
 # shellcheck disable=SC1091
 . /var/lib/warmstart-testbed/env
 PASSWORD=$(cat "$WARMSTART_TESTBED_REGISTRY_PASSWORD_FILE")

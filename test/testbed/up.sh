@@ -103,5 +103,8 @@ WARMSTART_TESTBED_REGISTRY_PASSWORD_FILE=$TB/registry-password
 WARMSTART_TESTBED_BASE_IMAGE=$BASE_IMAGE
 ENV
 chmod 0600 "$TB/env"
-WARMSTART_TESTBED_DIR="$TB" bash "$(dirname "${BASH_SOURCE[0]}")/lxd.sh"   # LXD for the incus backend; warns, never fails
+# LXD for the incus backend; warns, never fails. The demo needs none of it.
+if [ "${WARMSTART_TESTBED_SKIP_LXD:-}" != 1 ]; then
+  WARMSTART_TESTBED_DIR="$TB" bash "$(dirname "${BASH_SOURCE[0]}")/lxd.sh"
+fi
 say "ready (engine $(docker version -f '{{.Server.Version}}'), registry 127.0.0.1:$REG_PORT, base $BASE_IMAGE)"
