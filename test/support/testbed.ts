@@ -14,7 +14,8 @@ export interface Testbed {
   baseImage: string;
 }
 
-export function loadTestbed(): Testbed {
+/** The testbed's dir and the KEY=value facts test/testbed/up.sh (and lxd.sh) wrote. */
+export function readTestbedEnv(): { dir: string; env: Record<string, string> } {
   const dir = process.env.WARMSTART_TESTBED_DIR ?? '/var/lib/warmstart-testbed';
   let text: string;
   try {
@@ -28,6 +29,11 @@ export function loadTestbed(): Testbed {
       .filter((l) => l.includes('='))
       .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
   );
+  return { dir, env };
+}
+
+export function loadTestbed(): Testbed {
+  const { dir, env } = readTestbedEnv();
   const get = (k: string): string => {
     const v = env[k];
     if (!v) throw new Error(`testbed env lacks ${k}`);

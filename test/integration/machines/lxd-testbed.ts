@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { existsSync } from 'node:fs';
+import { readTestbedEnv } from '../../support/testbed.js';
 
 /** The real LXD that test/testbed/lxd.sh brought up. */
 export interface LxdTestbed {
@@ -15,19 +15,8 @@ export interface LxdTestbed {
  * that reason (they never skip silently).
  */
 export function loadLxdTestbed(): LxdTestbed {
-  const dir = process.env.WARMSTART_TESTBED_DIR ?? '/var/lib/warmstart-testbed';
-  let text: string;
-  try {
-    text = readFileSync(`${dir}/env`, 'utf8');
-  } catch {
-    throw new Error(`no testbed at ${dir}: run 'bash test/testbed/up.sh' first (npm test does)`);
-  }
-  const env = new Map(
-    text
-      .split('\n')
-      .filter((l) => l.includes('='))
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const),
-  );
+  const { dir, env: facts } = readTestbedEnv();
+  const env = new Map(Object.entries(facts));
   const socket = env.get('WARMSTART_TESTBED_LXD_SOCKET');
   if (socket === undefined) throw new Error(`testbed env lacks WARMSTART_TESTBED_LXD_SOCKET: run 'bash test/testbed/up.sh'`);
   if (socket === '') {
