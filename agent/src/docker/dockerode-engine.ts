@@ -86,23 +86,11 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async imageId(ref: string): Promise<string | null> {
-    try {
-      const info = await this.docker.getImage(ref).inspect();
-      return info.Id;
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw this.failure(`inspect image ${ref}`, err);
-    }
+    return (await this.inspectImage(ref))?.id ?? null;
   }
 
   async imageRepoDigests(ref: string): Promise<string[]> {
-    try {
-      const info = await this.docker.getImage(ref).inspect();
-      return info.RepoDigests ?? [];
-    } catch (err) {
-      if (isNotFound(err)) return [];
-      throw this.failure(`inspect image ${ref}`, err);
-    }
+    return (await this.inspectImage(ref))?.repoDigests ?? [];
   }
 
   async platform(): Promise<string> {
@@ -319,6 +307,7 @@ export class DockerodeEngine implements DockerEngine {
     return {
       id: info.Id,
       repoTags: info.RepoTags ?? [],
+      repoDigests: info.RepoDigests ?? [],
       labels: info.Config?.Labels ?? {},
       os: info.Os,
       env: info.Config?.Env ?? [],

@@ -66,6 +66,8 @@ export interface ContainerChange {
 export interface ImageDetails {
   id: string;
   repoTags: string[];
+  /** registry digests (`repo@sha256:...`) the image is known by */
+  repoDigests: string[];
   labels: Record<string, string>;
   /** e.g. `linux` */
   os: string;
