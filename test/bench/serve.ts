@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { removeWorkspace } from './docker.js';
 import { makeRepoFromFiles } from './fixture.js';
 import { procStatusKb } from './proc.js';
 import { median, percentile, round } from './stats.js';
+import { freePort } from '../support/ports.js';
 
 export interface ServeMeasurement {
   idleRssMb: number | null;
@@ -28,17 +28,6 @@ export interface ServeMeasurement {
   };
   log: string;
   errors: string[];
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

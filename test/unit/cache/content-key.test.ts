@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { canonicalJson, computeContentKey, type ContentKey } from '../../../agent/src/cache/content-key.js';
 import { discoverConfig } from '../../../agent/src/devcontainer/discover.js';
-import { isWarmstartError, WarmstartError } from '../../../agent/src/errors.js';
+import { rejection } from '../../support/rejection.js';
 
 const CONFIG = `{
   // The fixture's dev container.
@@ -67,15 +67,6 @@ async function contentKey(platform = 'linux/amd64'): Promise<ContentKey> {
 
 async function keyOf(): Promise<string> {
   return (await contentKey()).key;
-}
-
-async function failure(p: Promise<unknown>): Promise<WarmstartError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isWarmstartError(err)) throw new Error(`expected a WarmstartError, got ${String(err)}`);
-  return err;
 }
 
 describe('computeContentKey on the fixture', () => {
@@ -210,18 +201,18 @@ describe('computeContentKey: COPY sources', () => {
   it('refuses a source that escapes the build context, reading nothing outside', async () => {
     await put('../outside.txt', 'secret');
     await withDockerfile('FROM debian\nCOPY ../../etc/passwd /x\n');
-    const err = await failure(contentKey());
+    const err = await rejection(contentKey());
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toContain('../../etc/passwd');
     await withDockerfile('FROM debian\nCOPY ../outside.txt /x\n');
-    expect((await failure(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
+    expect((await rejection(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
   });
 
   it('refuses a Dockerfile or a context outside the repository', async () => {
     await withDockerfile('FROM debian\n', '{"build": {"dockerfile": "../../Dockerfile"}}');
-    expect((await failure(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
+    expect((await rejection(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
     await withDockerfile('FROM debian\n', '{"build": {"dockerfile": "Dockerfile", "context": "../.."}}');
-    expect((await failure(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
+    expect((await rejection(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
   });
 
   it('refuses a copied path whose directory is a symlink out of the repo', async () => {
@@ -229,7 +220,7 @@ describe('computeContentKey: COPY sources', () => {
     await put('../elsewhere/secret.txt', 'secret');
     await symlink(path.join(base, 'elsewhere'), path.join(repo, 'linked'));
     await withDockerfile('FROM debian\nCOPY linked/secret.txt /x\n');
-    expect((await failure(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
+    expect((await rejection(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
   });
 
   it('hashes a symlink by its target string and never follows it out of the repo', async () => {
@@ -312,16 +303,16 @@ describe('computeContentKey: COPY sources', () => {
 describe('computeContentKey: refusals', () => {
   it('refuses configs that are not Dockerfile-based', async () => {
     await put('.devcontainer/devcontainer.json', '{"image": "debian"}');
-    expect((await failure(contentKey())).code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(contentKey())).code).toBe('INVALID_ARGUMENT');
   });
 
   it('refuses an empty platform', async () => {
-    expect((await failure(contentKey(''))).code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(contentKey(''))).code).toBe('INVALID_ARGUMENT');
   });
 
   it('refuses a local feature outside the repository', async () => {
     await put('.devcontainer/devcontainer.json', CONFIG.replace('./tools-feature', '../../../feature'));
-    expect((await failure(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
+    expect((await rejection(contentKey())).code).toBe('DEVCONTAINER_CONFIG_INVALID');
   });
 });
 

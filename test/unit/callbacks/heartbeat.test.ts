@@ -1,8 +1,8 @@
-import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultNodeId, startHeartbeat, type Heartbeat } from '../../../agent/src/callbacks/heartbeat.js';
 import { HeartbeatBody } from '../../../shared/src/api.js';
+import { freePort } from '../../support/ports.js';
 import { captureLogger, sleep, startControlPlane } from './control-plane.js';
 
 const TOKEN = 'heartbeat-token-4b2d8e';
@@ -11,14 +11,6 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-/** A port nothing listens on (for now). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 function beat(url: string, log = captureLogger(), intervalMs = 100): Heartbeat {
   const hb = startHeartbeat({

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { discoverConfig, MAX_CONFIG_BYTES } from '../../../agent/src/devcontainer/discover.js';
-import { isWarmstartError, WarmstartError } from '../../../agent/src/errors.js';
+import { rejection } from '../../support/rejection.js';
 
 let base: string;
 let repo: string;
@@ -23,15 +23,6 @@ async function put(rel: string, text: string): Promise<string> {
   await mkdir(path.dirname(file), { recursive: true });
   await writeFile(file, text);
   return file;
-}
-
-async function failure(p: Promise<unknown>): Promise<WarmstartError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isWarmstartError(err)) throw new Error(`expected a WarmstartError, got ${String(err)}`);
-  return err;
 }
 
 describe('discoverConfig', () => {
@@ -69,13 +60,13 @@ describe('discoverConfig', () => {
 
   it('refuses a named config that is missing instead of falling back', async () => {
     await put('.devcontainer/devcontainer.json', '{"image": "default"}');
-    const err = await failure(discoverConfig(repo, 'go'));
+    const err = await rejection(discoverConfig(repo, 'go'));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toContain('.devcontainer/go/devcontainer.json');
   });
 
   it('refuses a config name that is not one path segment', async () => {
-    const err = await failure(discoverConfig(repo, '../x'));
+    const err = await rejection(discoverConfig(repo, '../x'));
     expect(err.code).toBe('INVALID_CONFIG_NAME');
   });
 
@@ -84,7 +75,7 @@ describe('discoverConfig', () => {
     await writeFile(outside, '{"image": "evil"}');
     await mkdir(path.join(repo, '.devcontainer'));
     await symlink(outside, path.join(repo, '.devcontainer', 'devcontainer.json'));
-    const err = await failure(discoverConfig(repo));
+    const err = await rejection(discoverConfig(repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toContain('outside the repository');
   });
@@ -93,7 +84,7 @@ describe('discoverConfig', () => {
     await mkdir(path.join(base, 'elsewhere'));
     await writeFile(path.join(base, 'elsewhere', 'devcontainer.json'), '{"image": "evil"}');
     await symlink(path.join(base, 'elsewhere'), path.join(repo, '.devcontainer'));
-    const err = await failure(discoverConfig(repo));
+    const err = await rejection(discoverConfig(repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
   });
 
@@ -111,13 +102,13 @@ describe('discoverConfig', () => {
   it('refuses a dangling symlink rather than skipping it', async () => {
     await mkdir(path.join(repo, '.devcontainer'));
     await symlink('nowhere.json', path.join(repo, '.devcontainer', 'devcontainer.json'));
-    const err = await failure(discoverConfig(repo));
+    const err = await rejection(discoverConfig(repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
   });
 
   it('refuses a file over 1 MiB', async () => {
     await put('.devcontainer.json', `{"image": "x", "pad": "${'a'.repeat(MAX_CONFIG_BYTES)}"}`);
-    const err = await failure(discoverConfig(repo));
+    const err = await rejection(discoverConfig(repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toContain('too large');
   });
@@ -146,14 +137,14 @@ describe('discoverConfig', () => {
 
   it('refuses invalid JSON and says where', async () => {
     await put('.devcontainer/devcontainer.json', '{\n  "image": "x"\n  "name": "y"\n}');
-    const err = await failure(discoverConfig(repo));
+    const err = await rejection(discoverConfig(repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.detail).toMatch(/devcontainer\.json:3:3: CommaExpected \(offset \d+\)/);
   });
 
   it('refuses a root that is not an object', async () => {
     await put('.devcontainer.json', '["image"]');
-    const err = await failure(discoverConfig(repo));
+    const err = await rejection(discoverConfig(repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.detail).toContain('array');
   });
@@ -172,14 +163,14 @@ describe('discoverConfig', () => {
 
   it('refuses a config that names nothing to run', async () => {
     await put('.devcontainer.json', '{"name": "nothing"}');
-    const err = await failure(discoverConfig(repo));
+    const err = await rejection(discoverConfig(repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toContain('needs image, build.dockerfile or dockerComposeFile');
   });
 
   it('refuses a top-level lowercase dockerfile, which the CLI does not read', async () => {
     await put('.devcontainer.json', '{"dockerfile": "Dockerfile"}');
-    const err = await failure(discoverConfig(repo));
+    const err = await rejection(discoverConfig(repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toContain('"build": {"dockerfile"');
   });
