@@ -1,8 +1,7 @@
 import { createAgent } from '../agent.js';
 import { configFromEnv } from '../config/agent-config.js';
 import { WarmstartError } from '../errors.js';
-import { removeContainerGitCredentials } from '../git/container-credentials.js';
-import { removeWorkspaceContainers } from '../workspace/default-container.js';
+import { removeWorkspace, workspaceVolume } from '../workspace/remove.js';
 import { validateWorkspaceId } from '../workspace/validate.js';
 import { parseCommandArgs } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
@@ -14,17 +13,12 @@ export async function downCommand(argv: string[], io: Io): Promise<CommandResult
     const { values, positionals } = parseCommandArgs(argv, { purge: { type: 'boolean' }, json: { type: 'boolean' } }, 1);
     const id = validateWorkspaceId(positionals[0]!);
     const agent = await createAgent({ config: configFromEnv(io.env) });
-    const volume = `warmstart-ws-${id}`;
+    const volume = workspaceVolume(id);
     const record = await agent.store.load(id);
     const hadVolume = await agent.engine.volumeExists(volume);
-    const removed = await removeWorkspaceContainers(agent.engine, id);
+    const removed = await removeWorkspace(agent, id, values.purge === true);
     if (!record && !hadVolume && removed === 0) {
       throw new WarmstartError('WORKSPACE_NOT_FOUND', `no workspace ${id} on this node`);
-    }
-    if (values.purge) {
-      await agent.engine.removeVolume(volume);
-      await agent.store.remove(id);
-      await removeContainerGitCredentials(agent.config.runtimeDir, id);
     }
     const out = { workspaceId: id, containersRemoved: removed, volumeRemoved: values.purge === true && hadVolume };
     io.stdout(json ? `${JSON.stringify(out)}\n` : `removed ${removed} container(s)${out.volumeRemoved ? ` and volume ${volume}` : ''}\n`);

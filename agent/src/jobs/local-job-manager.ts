@@ -4,12 +4,11 @@ import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import type { CallbackOutbox } from '../callbacks/outbox.js';
 import { describeError, WarmstartError } from '../errors.js';
 import { teeSinks, type WorkspaceEvent } from '../events/events.js';
-import { removeContainerGitCredentials } from '../git/container-credentials.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { WorkspaceRecord, WorkspaceStatus } from '../state/workspace-store.js';
-import { removeWorkspaceContainers } from '../workspace/default-container.js';
 import { planJob } from '../workspace/plan.js';
 import { prepareWorkspace, type PipelineDeps } from '../workspace/pipeline.js';
+import { removeWorkspace, workspaceVolume } from '../workspace/remove.js';
 import type { PrepareRequest } from '../workspace/request.js';
 import { JobEvents } from './event-hub.js';
 import type { JobManager } from './job-manager.js';
@@ -116,10 +115,9 @@ export class LocalJobManager implements JobManager {
   }
 
   async remove(id: string, options: { purge: boolean }): Promise<WorkspaceView> {
-    const { store, engine, config } = this.o.deps;
+    const { store, engine } = this.o.deps;
     const record = await store.load(id);
-    const volume = `warmstart-ws-${id}`;
-    if (!record && !this.jobs.has(id) && !(await engine.volumeExists(volume))) {
+    if (!record && !this.jobs.has(id) && !(await engine.volumeExists(workspaceVolume(id)))) {
       throw new WarmstartError('WORKSPACE_NOT_FOUND', `no workspace ${id} on this node`);
     }
     const log = this.o.logger.child({ workspaceId: id });
@@ -136,15 +134,9 @@ export class LocalJobManager implements JobManager {
         await job.done; // the pipeline stops at its next phase; the CLI is killed
       }
     }
-    await removeWorkspaceContainers(engine, id);
+    await removeWorkspace(this.o.deps, id, options.purge);
     const last: WorkspaceRecord = { ...(record ?? blankRecord(id)), status: 'deleting', updatedAt: new Date().toISOString() };
-    if (options.purge) {
-      await engine.removeVolume(volume);
-      await store.remove(id);
-      await removeContainerGitCredentials(config.runtimeDir, id);
-    } else {
-      await store.save(last);
-    }
+    if (!options.purge) await store.save(last);
     log.info({ purge: options.purge }, 'workspace deleted');
     return toView(last);
   }

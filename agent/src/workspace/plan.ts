@@ -2,6 +2,7 @@ import type { AgentConfig } from '../config/agent-config.js';
 import { parseCacheRegistry, parseImageRef, resolveCacheRef } from '../cache/ref.js';
 import { WarmstartError } from '../errors.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
+import { workspaceVolume } from './remove.js';
 import { parseRepository, type Repository } from './repository.js';
 import type { PrepareRequest } from './request.js';
 import { validateConfigName, validateWorkspaceId } from './validate.js';
@@ -78,7 +79,7 @@ export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
     jobCredentials,
     pushOffReason: req.push?.disabled ? 'push disabled for this job' : null,
     pushTimeoutMs,
-    volume: `warmstart-ws-${workspaceId}`,
+    volume: workspaceVolume(workspaceId),
     workspaceFolder: `/workspaces/${repo.name.replace(/[^A-Za-z0-9._-]/g, "-")}`,
   };
 }
