@@ -1,10 +1,15 @@
 import { defineConfig } from 'vitest/config';
+import { AuditLastSequencer } from './faults/sequencer.js';
 
 // Unit tests run alone and fast (`npm run test:unit`); integration tests use the
 // real Docker engine, registry and devcontainers CLI brought up by
 // test/testbed/up.sh, so they run one file at a time on this 2-core machine.
+// The fault suite (`npm run test:faults`) runs after both, one file at a time:
+// it restarts the engine, fills disks and kills agents, which nothing else may
+// see; its secret audit runs last, over everything the suite left behind.
 export default defineConfig({
   test: {
+    sequence: { sequencer: AuditLastSequencer },
     projects: [
       {
         test: {
@@ -19,6 +24,17 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 300_000,
           hookTimeout: 300_000,
+        },
+      },
+      {
+        test: {
+          name: 'faults',
+          include: ['test/faults/**/*.test.ts'],
+          globalSetup: ['test/faults/global-setup.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

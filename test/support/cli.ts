@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,12 +25,23 @@ export async function runCli(args: string[], o: { env?: Record<string, string>; 
     input: o.input ?? '',
     ...(o.cwd ? { cwd: o.cwd } : {}),
   });
-  return {
+  const run = {
     code: r.exitCode ?? -1,
     stdout: String(r.stdout),
     stderr: String(r.stderr),
     wallMs: Math.round(performance.now() - t0),
   };
+  await keepOutput(args, run);
+  return run;
+}
+
+/** In the fault suite, every CLI output is kept for its secret audit. */
+async function keepOutput(args: string[], run: CliRun): Promise<void> {
+  const dir = process.env.WARMSTART_FAULTS_DIR;
+  if (!dir) return;
+  await mkdir(join(dir, 'cli-output'), { recursive: true });
+  const text = `$ warmstart ${args.join(' ')}\nexit ${run.code}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}\n`;
+  await appendFile(join(dir, 'cli-output', `${process.pid}.txt`), text);
 }
 
 /** Parses `up --json` output: stdout must hold exactly one JSON object. */

@@ -1,6 +1,7 @@
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { CLI } from './cli.js';
 import { freePort } from './ports.js';
@@ -57,8 +58,16 @@ export async function startAgent(base: Record<string, string>, o: StartOptions =
     buffer: false,
     forceKillAfterDelay: false,
   });
-  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  // Also on disk beside the token file, appended across restarts, so that the
+  // fault suite's secret audit can search every line an agent logged.
+  const log = createWriteStream(join(dirname(env.WARMSTART_API_TOKEN_FILE!), 'serve.log'), { flags: 'a' });
+  const onData = (d: Buffer): void => {
+    out += d.toString();
+    log.write(d);
+  };
+  proc.stdout?.on('data', onData);
+  proc.stderr?.on('data', onData);
+  void proc.finally(() => log.end());
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
