@@ -1,3 +1,6 @@
+import { statSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { pinnedCliScript } from '../devcontainer/cli-runner.js';
 import { WarmstartError } from '../errors.js';
 
 /** The agent's settings, from the environment (the CLI's flags win over these). */
@@ -18,6 +21,8 @@ export interface AgentConfig {
   gitToken: string | null;
   buildTimeoutMs: number;
   pushTimeoutMs: number;
+  /** entry script of the devcontainers CLI, run with the agent's node; the pinned one from node_modules by default */
+  devcontainerCli: string;
 }
 
 export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
@@ -33,6 +38,26 @@ function seconds(env: NodeJS.ProcessEnv, key: string, fallback: number): number 
 }
 
 const nonEmpty = (v: string | undefined): string | null => (v === undefined || v === '' ? null : v);
+
+/** WARMSTART_DEVCONTAINER_CLI must name an existing file by its absolute path: checked here, at start-up, not at the first build. */
+function devcontainerCli(env: NodeJS.ProcessEnv): string {
+  const path = nonEmpty(env.WARMSTART_DEVCONTAINER_CLI);
+  if (path === null) return pinnedCliScript();
+  let isFile = false;
+  try {
+    isFile = isAbsolute(path) && statSync(path).isFile();
+  } catch {
+    // missing: refused below
+  }
+  if (!isFile) {
+    throw new WarmstartError(
+      'INVALID_ARGUMENT',
+      'WARMSTART_DEVCONTAINER_CLI must be the absolute path of the devcontainers CLI entry script (devcontainer.js)',
+      { detail: `not an existing file: ${path}` },
+    );
+  }
+  return path;
+}
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const appId = nonEmpty(env.WARMSTART_GITHUB_APP_ID);
@@ -58,5 +83,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     gitToken: nonEmpty(env.WARMSTART_GIT_TOKEN),
     buildTimeoutMs: seconds(env, 'WARMSTART_BUILD_TIMEOUT_SECONDS', 3600),
     pushTimeoutMs: seconds(env, 'WARMSTART_PUSH_TIMEOUT_SECONDS', 600),
+    devcontainerCli: devcontainerCli(env),
   };
 }

@@ -23,5 +23,9 @@ export function classifyRegistryMessage(message: string, during: 'pull' | 'push'
   if (during === 'pull' && /denied|forbidden/.test(m)) {
     return new WarmstartError('REGISTRY_AUTH_FAILED', 'registry denied the pull', { detail });
   }
-  return new WarmstartError('REGISTRY_ERROR', `registry error during ${during}`, { detail });
+  // The catch-all: the engine's own words are the only clue (an HTTP status,
+  // a TLS problem), so they go into the message, which becomes cache.reason
+  // and push.reason.
+  const cause = message.split('\n')[0]!.trim().slice(0, 200);
+  return new WarmstartError('REGISTRY_ERROR', cause ? `registry error during ${during}: ${cause}` : `registry error during ${during}`, { detail });
 }
