@@ -118,10 +118,11 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'missing or invalid bearer token',
   403: 'the token is not valid for this workspace',
   404: 'no such workspace',
-  409: 'a workspace with this id exists',
+  409: 'a workspace with this id exists (a failed one is prepared again instead)',
   413: 'body larger than the limit (64 KiB)',
   415: 'Content-Type is not application/json',
   503: 'the agent is shutting down and takes no new jobs',
+  507: 'STATE_WRITE_FAILED: the agent could not write its state (its disk is full); nothing was changed',
 };
 
 /** The same statuses on the machine, snapshot and image routes, where they mean other things. */
@@ -281,7 +282,7 @@ function paths(): JsonObject {
         requestBody: { required: true, content: json('CreateWorkspaceBody') },
         responses: {
           '202': { description: 'accepted and queued', content: json('WorkspaceView') },
-          ...errors(400, 401, 403, 409, 413, 415, 503),
+          ...errors(400, 401, 403, 409, 413, 415, 503, 507),
         },
       },
       get: {
@@ -303,7 +304,7 @@ function paths(): JsonObject {
           id,
           { name: 'purge', in: 'query', required: false, schema: { type: 'string', enum: ['true', 'false'], default: 'false' } },
         ],
-        responses: { '200': { description: 'the last view of the workspace', content: json('WorkspaceView') }, ...errors(400, 401, 403, 404) },
+        responses: { '200': { description: 'the last view of the workspace', content: json('WorkspaceView') }, ...errors(400, 401, 403, 404, 507) },
       },
     },
     '/v1/workspaces/{id}/events': {

@@ -1,6 +1,32 @@
 import type { EventSink } from './events.js';
 
 /**
+ * Test seam: `WARMSTART_FAILPOINTS=pause:clone=5000,pause:volume=2000` makes
+ * a phase wait that many ms right after its `phase-start` event, before its
+ * work begins, so a test can act at a phase that would otherwise be over in a
+ * few ms (kill the agent, fill its disk, delete the workspace). A testing aid
+ * only: unset (the normal case) it does nothing at all.
+ */
+export type Failpoints = ReadonlyMap<string, number>;
+
+const NO_FAILPOINTS: Failpoints = new Map();
+
+/** Parses WARMSTART_FAILPOINTS; an entry it does not understand is an error, not a silent no-op. */
+export function parseFailpoints(raw: string | undefined): Failpoints {
+  if (raw === undefined || raw.trim() === '') return NO_FAILPOINTS;
+  const points = new Map<string, number>();
+  for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const m = /^pause:([a-z][a-z0-9-]*)=(\d{1,7})$/.exec(entry);
+    if (!m) throw new Error(`WARMSTART_FAILPOINTS: cannot read '${entry}' (expected pause:<phase>=<ms>, comma-separated)`);
+    points.set(m[1]!, Number(m[2]));
+  }
+  return points;
+}
+
+/** The process's failpoints: read once, when the agent loads (a bad value stops it there). */
+const FROM_ENV: Failpoints = parseFailpoints(process.env.WARMSTART_FAILPOINTS);
+
+/**
  * Names, times and records every phase of one workspace job; the timings it
  * collects are the result's `timings`.
  */
@@ -12,6 +38,7 @@ export class PhaseRecorder {
     private readonly workspaceId: string,
     private readonly sink: EventSink,
     private readonly now: () => number = () => performance.now(),
+    private readonly failpoints: Failpoints = FROM_ENV,
   ) {
     this.startedAt = now();
   }
@@ -22,6 +49,8 @@ export class PhaseRecorder {
     this.emit('phase-start', { phase: name });
     let status = 'ok';
     try {
+      const pause = this.failpoints.get(name);
+      if (pause !== undefined) await new Promise((r) => setTimeout(r, pause));
       return await fn();
     } catch (err) {
       status = 'failed';

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { CreateWorkspaceBody, WorkspaceView } from '../../../shared/src/api.js';
-import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import type { CallbackOutbox } from '../callbacks/outbox.js';
 import { describeError, WarmstartError } from '../errors.js';
 import { teeSinks, type WorkspaceEvent } from '../events/events.js';
@@ -8,6 +8,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { WorkspaceRecord, WorkspaceStatus } from '../state/workspace-store.js';
 import { planJob } from '../workspace/plan.js';
 import { prepareWorkspace, type PipelineDeps } from '../workspace/pipeline.js';
+import { removeWorkspaceContainers } from '../workspace/default-container.js';
 import { removeWorkspace, workspaceVolume } from '../workspace/remove.js';
 import type { PrepareRequest } from '../workspace/request.js';
 import { JobEvents } from './event-hub.js';
@@ -40,7 +41,8 @@ interface Job {
   resolveDone: () => void;
 }
 
-const TERMINAL: ReadonlySet<WorkspaceStatus> = new Set(['ready', 'recovery', 'failed']);
+/** How often records that could not be written (a full disk) are tried again. */
+const FLUSH_EVERY_MS = 5_000;
 
 /**
  * Runs workspace jobs on this node: a FIFO queue with a concurrency limit, at
@@ -53,6 +55,11 @@ export class LocalJobManager implements JobManager {
   private readonly queue: Job[] = [];
   private running = 0;
   private acceptingJobs = true;
+  /** ids a POST is working on right now (between its first await and its end) */
+  private readonly submitting = new Set<string>();
+  /** ids a DELETE is working on right now, with how many DELETEs */
+  private readonly removing = new Map<string, number>();
+  private flushTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: LocalJobManagerOptions) {}
 
@@ -64,44 +71,71 @@ export class LocalJobManager implements JobManager {
     this.acceptingJobs = false;
   }
 
+  /**
+   * Records the workspace as `queued` and schedules its job. An id that
+   * exists is refused (409), except a `failed` one with no job: that is
+   * prepared again, keeping its volume. A record that cannot be written
+   * refuses the request with STATE_WRITE_FAILED and leaves nothing behind.
+   */
   async submit(body: CreateWorkspaceBody): Promise<WorkspaceView> {
     if (!this.acceptingJobs) throw new WarmstartError('SHUTTING_DOWN', 'the agent is shutting down and takes no new jobs');
     const request = requestFromBody(body, this.o.allowLocalRepos);
     const plan = planJob(request, this.o.deps.config); // every input error, before anything is created
-    if (this.jobs.has(plan.workspaceId) || (await this.o.deps.store.load(plan.workspaceId))) {
-      throw new WarmstartError('WORKSPACE_EXISTS', `workspace ${plan.workspaceId} already exists on this node`);
+    const id = plan.workspaceId;
+    const exists = (): WarmstartError => new WarmstartError('WORKSPACE_EXISTS', `workspace ${id} already exists on this node`);
+    // Claimed before the first await: two POSTs of one id at once make one job.
+    if (this.jobs.has(id) || this.submitting.has(id) || this.removing.has(id)) throw exists();
+    this.submitting.add(id);
+    try {
+      await this.flushUnsaved();
+      const existing = await this.o.deps.store.load(id);
+      if (existing && existing.status !== 'failed') throw exists();
+      if (existing && existing.repository !== plan.repo.cloneUrl) {
+        throw new WarmstartError('WORKSPACE_CONFLICT', `workspace ${id} failed earlier with another repository: delete it first`, {
+          detail: `existing: ${existing.repository}`,
+        });
+      }
+      const now = new Date().toISOString();
+      const record: WorkspaceRecord = {
+        id,
+        repository: plan.repo.cloneUrl,
+        configName: plan.configName,
+        lightweight: plan.lightweight,
+        status: 'queued',
+        result: null,
+        createdAt: existing?.createdAt ?? now,
+        updatedAt: now,
+      };
+      try {
+        await this.o.deps.store.save(record);
+      } catch (err) {
+        // Refused: a new workspace leaves no directory; a failed one keeps its record as it was.
+        if (!existing) await this.o.deps.store.remove(id).catch(() => undefined);
+        this.o.logger.error({ workspaceId: id, err: describeError(err) }, 'could not record a new job; refused');
+        throw err;
+      }
+      let resolveDone!: () => void;
+      const done = new Promise<void>((r) => (resolveDone = r));
+      const job: Job = {
+        id,
+        request,
+        callback: body.callback,
+        controller: new AbortController(),
+        events: new JobEvents(),
+        state: 'queued',
+        deleting: false,
+        done,
+        resolveDone,
+      };
+      this.jobs.set(job.id, job);
+      this.queue.push(job);
+      this.o.metrics.jobStatus('queued');
+      this.o.logger.info({ workspaceId: job.id, repository: record.repository, retry: existing !== null }, 'job queued');
+      this.pump();
+      return toView(record);
+    } finally {
+      this.submitting.delete(id);
     }
-    const now = new Date().toISOString();
-    const record: WorkspaceRecord = {
-      id: plan.workspaceId,
-      repository: plan.repo.cloneUrl,
-      configName: plan.configName,
-      lightweight: plan.lightweight,
-      status: 'queued',
-      result: null,
-      createdAt: now,
-      updatedAt: now,
-    };
-    await this.o.deps.store.save(record);
-    let resolveDone!: () => void;
-    const done = new Promise<void>((r) => (resolveDone = r));
-    const job: Job = {
-      id: plan.workspaceId,
-      request,
-      callback: body.callback,
-      controller: new AbortController(),
-      events: new JobEvents(),
-      state: 'queued',
-      deleting: false,
-      done,
-      resolveDone,
-    };
-    this.jobs.set(job.id, job);
-    this.queue.push(job);
-    this.o.metrics.jobStatus('queued');
-    this.o.logger.info({ workspaceId: job.id, repository: record.repository }, 'job queued');
-    this.pump();
-    return toView(record);
   }
 
   async get(id: string): Promise<WorkspaceView | null> {
@@ -116,29 +150,44 @@ export class LocalJobManager implements JobManager {
 
   async remove(id: string, options: { purge: boolean }): Promise<WorkspaceView> {
     const { store, engine } = this.o.deps;
-    const record = await store.load(id);
-    if (!record && !this.jobs.has(id) && !(await engine.volumeExists(workspaceVolume(id)))) {
-      throw new WarmstartError('WORKSPACE_NOT_FOUND', `no workspace ${id} on this node`);
-    }
-    const log = this.o.logger.child({ workspaceId: id });
-    if (record) await store.save({ ...record, status: 'deleting', updatedAt: new Date().toISOString() });
-    const job = this.jobs.get(id);
-    if (job) {
-      job.deleting = true;
-      job.controller.abort();
-      const queued = this.queue.indexOf(job);
-      if (queued >= 0) {
-        this.queue.splice(queued, 1);
-        this.finish(job);
-      } else if (job.state === 'running') {
-        await job.done; // the pipeline stops at its next phase; the CLI is killed
+    this.removing.set(id, (this.removing.get(id) ?? 0) + 1);
+    try {
+      const record = await store.load(id);
+      if (!record && !this.jobs.has(id) && !(await engine.volumeExists(workspaceVolume(id)))) {
+        throw new WarmstartError('WORKSPACE_NOT_FOUND', `no workspace ${id} on this node`);
       }
+      const log = this.o.logger.child({ workspaceId: id });
+      if (record) {
+        try {
+          await store.save({ ...record, status: 'deleting', updatedAt: new Date().toISOString() });
+        } catch (err) {
+          // A purge removes the record anyway; without it the delete could not be recorded: refuse, change nothing.
+          if (!options.purge) throw err;
+          log.warn({ err: describeError(err) }, 'could not record the deletion; purging anyway');
+        }
+      }
+      const job = this.jobs.get(id);
+      if (job) {
+        job.deleting = true;
+        job.controller.abort();
+        const queued = this.queue.indexOf(job);
+        if (queued >= 0) {
+          this.queue.splice(queued, 1);
+          this.finish(job);
+        } else if (job.state === 'running') {
+          await job.done; // the pipeline stops at its next phase; the CLI is killed
+        }
+      }
+      await removeWorkspace(this.o.deps, id, options.purge);
+      const last: WorkspaceRecord = { ...(record ?? blankRecord(id)), status: 'deleting', updatedAt: new Date().toISOString() };
+      if (!options.purge) await store.save(last);
+      log.info({ purge: options.purge }, 'workspace deleted');
+      return toView(last);
+    } finally {
+      const left = (this.removing.get(id) ?? 1) - 1;
+      if (left > 0) this.removing.set(id, left);
+      else this.removing.delete(id);
     }
-    await removeWorkspace(this.o.deps, id, options.purge);
-    const last: WorkspaceRecord = { ...(record ?? blankRecord(id)), status: 'deleting', updatedAt: new Date().toISOString() };
-    if (!options.purge) await store.save(last);
-    log.info({ purge: options.purge }, 'workspace deleted');
-    return toView(last);
   }
 
   async *events(id: string, signal: AbortSignal): AsyncGenerator<WorkspaceEvent> {
@@ -195,6 +244,7 @@ export class LocalJobManager implements JobManager {
       this.running -= 1;
       this.pump();
     };
+    let result: WorkspaceResult | null = null;
     try {
       log.info('job started');
       metrics.jobStatus('creating');
@@ -207,23 +257,52 @@ export class LocalJobManager implements JobManager {
         },
       });
       const prepared = await prepareWorkspace(deps, job.request, sink, { signal: job.controller.signal });
-      const result = prepared.result;
+      result = prepared.result;
       this.recordResult(result);
       log.info({ outcome: result.outcome, cacheHit: result.cache.hit, readyMs: result.timings.ready }, 'job finished');
       job.events.close();
       freeSlot(); // the push does not hold a build slot
       job.state = 'pushing';
-      await this.notify(job, result);
+      await this.notify(job, result.outcome === 'failed' ? 'provisioning-failed' : 'ready');
       const push = await prepared.push;
       log.info({ pushStatus: push.status, pushMs: push.ms, reason: push.reason }, 'push settled');
+      await this.keepPushResult(job.id, result.outcome, push);
     } catch (err) {
-      // Input errors were caught in submit; anything here is unexpected.
-      log.error({ err: describeError(err) }, 'job failed unexpectedly');
-      await this.markFailed(job.id, err);
+      if (result) {
+        // The workspace is settled and recorded; only what came after (the callback) failed.
+        log.error({ err: describeError(err) }, 'after the job: could not queue its callback');
+      } else {
+        await this.failJob(job, err);
+      }
     } finally {
       freeSlot();
       this.finish(job);
     }
+  }
+
+  /**
+   * The pipeline stopped with an error instead of an outcome: its record could
+   * not be written (STATE_WRITE_FAILED, a full disk) or something unexpected.
+   * The workspace is failed, kept in memory when the disk refuses it, with no
+   * container (a container without a durable record would be lost to the next
+   * restart); its volume stays. The control plane hears provisioning-failed.
+   */
+  private async failJob(job: Job, err: unknown): Promise<void> {
+    const log = this.o.logger.child({ workspaceId: job.id });
+    const stateLost = err instanceof WarmstartError && err.code === 'STATE_WRITE_FAILED';
+    log.error({ err: describeError(err) }, stateLost ? 'could not write the workspace state; job failed' : 'job failed unexpectedly');
+    this.o.metrics.jobStatus('failed');
+    if (job.deleting) return; // the DELETE takes it from here
+    const removed = await removeWorkspaceContainers(this.o.deps.engine, job.id).catch((e: unknown) => {
+      log.error({ err: describeError(e) }, 'could not remove the containers of a failed job');
+      return 0;
+    });
+    if (removed > 0) log.warn({ containersRemoved: removed }, 'removed the containers of a job that could not be recorded');
+    const error = stateLost
+      ? { code: 'STATE_WRITE_FAILED', message: 'the agent could not write the workspace state (is the state directory full?)', detail: (err as WarmstartError).detail ?? describeError(err) }
+      : { code: 'INTERNAL', message: 'the job failed unexpectedly', detail: describeError(err) };
+    const failed = await this.markFailed(job.id, error);
+    if (failed) await this.notify(job, 'provisioning-failed').catch((e: unknown) => log.error({ err: describeError(e) }, 'could not queue the callback'));
   }
 
   private recordResult(result: WorkspaceResult): void {
@@ -234,11 +313,10 @@ export class LocalJobManager implements JobManager {
   }
 
   /** The control plane hears ready (ready or recovery) or provisioning-failed, once. */
-  private async notify(job: Job, result: WorkspaceResult): Promise<void> {
+  private async notify(job: Job, kind: 'ready' | 'provisioning-failed'): Promise<void> {
     if (!job.callback || job.deleting) return;
     const view = await this.get(job.id);
     if (!view) return;
-    const kind = result.outcome === 'failed' ? 'provisioning-failed' : 'ready';
     const base = job.callback.url.replace(/\/+$/, '');
     await this.o.outbox.enqueue({
       url: `${base}/workspaces/${encodeURIComponent(job.id)}/${kind}`,
@@ -249,17 +327,53 @@ export class LocalJobManager implements JobManager {
     });
   }
 
-  private async markFailed(id: string, err: unknown): Promise<void> {
+  /**
+   * The pipeline records the push's outcome but shrugs off a failed write; a
+   * record still saying `pending` after the push settled gets it here, kept in
+   * memory if the disk still refuses.
+   */
+  private async keepPushResult(id: string, outcome: WorkspaceStatus, push: PushResult): Promise<void> {
+    const latest = await this.o.deps.store.load(id).catch(() => null);
+    if (!latest?.result || latest.status !== outcome || latest.result.push.status !== 'pending') return;
+    await this.saveOrKeep({ ...latest, result: { ...latest.result, push }, updatedAt: new Date().toISOString() });
+  }
+
+  /** Marks a workspace failed unless it is being deleted; resolves with the record (null if none). */
+  private async markFailed(id: string, error: NonNullable<WorkspaceRecord['error']>): Promise<WorkspaceRecord | null> {
     const record = await this.o.deps.store.load(id).catch(() => null);
-    if (!record || TERMINAL.has(record.status) || record.status === 'deleting') return;
-    await this.o.deps.store
-      .save({
-        ...record,
-        status: 'failed',
-        error: { code: 'INTERNAL', message: 'the job failed unexpectedly', detail: describeError(err) },
-        updatedAt: new Date().toISOString(),
-      })
-      .catch(() => undefined);
+    if (!record || record.status === 'deleting') return null;
+    const failed: WorkspaceRecord = { ...record, status: 'failed', error, updatedAt: new Date().toISOString() };
+    await this.saveOrKeep(failed);
+    return failed;
+  }
+
+  /** Saves a record of what happened; if the disk refuses, keeps it in memory and tries again later. */
+  private async saveOrKeep(record: WorkspaceRecord): Promise<void> {
+    try {
+      await this.o.deps.store.save(record, { keepIfUnwritten: true });
+    } catch (err) {
+      this.o.logger.error({ workspaceId: record.id, status: record.status, err: describeError(err) }, 'could not write the workspace record; kept in memory, will retry');
+      this.scheduleFlush();
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer) return;
+    this.flushTimer = setInterval(() => void this.flushUnsaved(), FLUSH_EVERY_MS);
+    this.flushTimer.unref();
+  }
+
+  /** Writes records kept in memory, if any; stops retrying once none is left. */
+  private async flushUnsaved(): Promise<void> {
+    const { store } = this.o.deps;
+    const before = store.unsavedCount();
+    if (before === 0) return;
+    const left = await store.flushUnsaved();
+    if (left < before) this.o.logger.info({ written: before - left, left }, 'workspace records written again');
+    if (left === 0 && this.flushTimer) {
+      clearInterval(this.flushTimer);
+      this.flushTimer = null;
+    }
   }
 
   private finish(job: Job): void {

@@ -33,11 +33,15 @@ async function stopLeftoverCli(pid: number): Promise<boolean> {
  * Brings the records in line with Docker at start-up: a job that was running
  * when the agent died is failed with AGENT_RESTARTED and its half-made
  * containers go (the volume stays); a ready workspace whose container is gone
- * is flagged; a push that never settled is recorded as failed.
+ * is flagged; a push that never settled is recorded as failed; temporary
+ * files of record writes cut off by the crash are removed.
  */
 export async function reconcile(store: WorkspaceStore, engine: DockerEngine, logger: Logger): Promise<ReconcileReport> {
   const report: ReconcileReport = { restarted: [], missing: [] };
   const now = (): string => new Date().toISOString();
+  // A record write cut off by the kill leaves its temporary beside the record (never in its place).
+  const swept = await store.sweepTemporaries().catch(() => 0);
+  if (swept > 0) logger.warn({ files: swept }, 'removed temporary files of record writes cut off by the previous agent');
   for (const record of await store.list()) {
     const log = logger.child({ workspaceId: record.id });
     try {

@@ -19,6 +19,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   SHUTTING_DOWN: 503,
+  // the state dir refused a write (full): nothing was recorded, try again later or on another node
+  STATE_WRITE_FAILED: 507,
   // machine backends, golden images
   MACHINE_NOT_FOUND: 404,
   IMAGE_NOT_FOUND: 404,

@@ -22,8 +22,23 @@ export interface WorkspaceRecord {
   updatedAt: string;
 }
 
+export interface SaveOptions {
+  /**
+   * When the write fails (a full disk), keep the record in memory: load and
+   * list serve it from there, and flushUnsaved writes it once it can. For
+   * what has happened to a workspace (a job failed); not for a request that
+   * is refused when it cannot be recorded.
+   */
+  keepIfUnwritten?: boolean;
+}
+
 /** Workspace records and event logs under `<stateDir>/workspaces/<id>/`. */
 export class WorkspaceStore {
+  /** Records whose last write failed; newer than what the disk holds. */
+  private readonly unsaved = new Map<string, WorkspaceRecord>();
+  /** Record writes and removals of one workspace run one at a time, so the last one wins on disk. */
+  private readonly writes = new Map<string, Promise<unknown>>();
+
   constructor(readonly stateDir: string) {}
 
   dir(id: string): string {
@@ -36,6 +51,8 @@ export class WorkspaceStore {
   }
 
   async load(id: string): Promise<WorkspaceRecord | null> {
+    const kept = this.unsaved.get(id);
+    if (kept) return kept;
     try {
       return JSON.parse(await readFile(join(this.dir(id), 'workspace.json'), 'utf8')) as WorkspaceRecord;
     } catch (err) {
@@ -44,15 +61,16 @@ export class WorkspaceStore {
     }
   }
 
-  /** Every workspace record on disk (unreadable ones are skipped). */
+  /** Every workspace record on disk or kept in memory (unreadable ones are skipped). */
   async list(): Promise<WorkspaceRecord[]> {
     let ids: string[];
     try {
       ids = await readdir(join(this.stateDir, 'workspaces'));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      ids = [];
     }
+    for (const id of this.unsaved.keys()) if (!ids.includes(id)) ids.push(id);
     const records = await Promise.all(ids.map((id) => this.load(id).catch(() => null)));
     return records.filter((r): r is WorkspaceRecord => r !== null);
   }
@@ -77,9 +95,80 @@ export class WorkspaceStore {
     }
   }
 
-  async save(record: WorkspaceRecord): Promise<void> {
+  /** Writes the record (atomically: a failed write leaves the old one); throws STATE_WRITE_FAILED. */
+  async save(record: WorkspaceRecord, options: SaveOptions = {}): Promise<void> {
     await this.pending.get(record.id); // events emitted so far land first
-    await writeFileAtomic(join(this.dir(record.id), 'workspace.json'), `${JSON.stringify(record, null, 2)}\n`);
+    await this.serially(record.id, async () => {
+      try {
+        await this.write(record);
+        this.unsaved.delete(record.id); // the disk holds the newest now
+      } catch (err) {
+        if (options.keepIfUnwritten) this.unsaved.set(record.id, record);
+        throw err;
+      }
+    });
+  }
+
+  /** How many records live only in memory (their write failed). */
+  unsavedCount(): number {
+    return this.unsaved.size;
+  }
+
+  /** Tries again to write the records kept in memory; resolves with how many are still unwritten. */
+  async flushUnsaved(): Promise<number> {
+    await Promise.all(
+      [...this.unsaved.keys()].map((id) =>
+        this.serially(id, async () => {
+          const record = this.unsaved.get(id);
+          if (!record) return; // removed, or written by a newer save meanwhile
+          await this.write(record);
+          if (this.unsaved.get(id) === record) this.unsaved.delete(id);
+        }).catch(() => undefined),
+      ),
+    );
+    return this.unsaved.size;
+  }
+
+  private write(record: WorkspaceRecord): Promise<void> {
+    return writeFileAtomic(join(this.dir(record.id), 'workspace.json'), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  private serially<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const next = (this.writes.get(id) ?? Promise.resolve()).then(fn);
+    const tail = next.catch(() => undefined);
+    this.writes.set(id, tail);
+    void tail.then(() => {
+      if (this.writes.get(id) === tail) this.writes.delete(id);
+    });
+    return next;
+  }
+
+  /**
+   * Removes temporary files a write left when the process died between
+   * creating and renaming them (kill -9). Only at start-up, when no write of
+   * this process can be under way. Resolves with how many went.
+   */
+  async sweepTemporaries(): Promise<number> {
+    let removed = 0;
+    let ids: string[];
+    try {
+      ids = await readdir(join(this.stateDir, 'workspaces'));
+    } catch {
+      return 0;
+    }
+    for (const id of ids) {
+      let names: string[];
+      try {
+        names = await readdir(this.dir(id));
+      } catch {
+        continue;
+      }
+      for (const name of names.filter((n) => n.endsWith('.tmp'))) {
+        await rm(join(this.dir(id), name), { force: true });
+        removed += 1;
+      }
+    }
+    return removed;
   }
 
   /** The running devcontainers CLI of a job, so a restarted agent can stop a leftover one. */
@@ -101,7 +190,10 @@ export class WorkspaceStore {
   }
 
   async remove(id: string): Promise<void> {
-    await rm(this.dir(id), { recursive: true, force: true });
+    await this.serially(id, async () => {
+      this.unsaved.delete(id);
+      await rm(this.dir(id), { recursive: true, force: true });
+    });
   }
 
   /**

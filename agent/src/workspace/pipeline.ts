@@ -83,7 +83,11 @@ export async function prepareWorkspace(
   const job = new Job(deps, plan, rec, jobDir, options.signal ?? new AbortController().signal, secrets);
   const result = await job.run();
   const status = result.outcome;
-  await deps.store.save({ ...record, status, result, updatedAt: new Date().toISOString() });
+  await deps.store.save({ ...record, status, result, updatedAt: new Date().toISOString() }).catch(async (err: unknown) => {
+    // Unrecorded, the workspace is not kept (the caller fails it): nothing is pushed, and the job dir, which holds registry credentials, goes now.
+    await rm(jobDir, { recursive: true, force: true }).catch(() => undefined);
+    throw err;
+  });
   rec.emit('outcome', { status, ms: result.timings.ready ?? rec.elapsed() });
 
   const push = job.push().then(async (pushResult) => {

@@ -18,6 +18,7 @@ describe('statusForCode', () => {
           'FORBIDDEN',
           'PAYLOAD_TOO_LARGE',
           'SHUTTING_DOWN',
+          'STATE_WRITE_FAILED',
           'DOCKER_UNAVAILABLE',
           'INTERNAL',
         ].map((c) => [c, statusForCode(c)]),
@@ -33,6 +34,7 @@ describe('statusForCode', () => {
       FORBIDDEN: 403,
       PAYLOAD_TOO_LARGE: 413,
       SHUTTING_DOWN: 503,
+      STATE_WRITE_FAILED: 507,
       DOCKER_UNAVAILABLE: 500,
       INTERNAL: 500,
     });

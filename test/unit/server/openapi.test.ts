@@ -77,7 +77,7 @@ describe('buildOpenApiDocument', () => {
     const post = doc.paths['/v1/workspaces'].post;
     expect(post.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/CreateWorkspaceBody' });
     expect(post.responses['202'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/WorkspaceView' });
-    expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '401', '403', '409', '413', '415', '500', '503']);
+    expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '401', '403', '409', '413', '415', '500', '503', '507']);
     expect(post.responses['409'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/ApiError' });
 
     const body = doc.components.schemas.CreateWorkspaceBody;
