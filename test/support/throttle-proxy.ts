@@ -2,10 +2,11 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 
 /**
  * A loopback TCP proxy in front of a real registry, for tests that need a slow
- * or a vanished registry. Bytes from the client (Docker pushing) to the
- * upstream go through one token bucket shared by every connection, so the
- * whole push is held to `bytesPerSecond` however many layers Docker uploads in
- * parallel; bytes back to the client are not throttled.
+ * or a vanished registry. Bytes of one direction (by default client →
+ * upstream: Docker pushing; or upstream → client: Docker pulling) go through
+ * one token bucket shared by every connection, so the whole transfer is held
+ * to `bytesPerSecond` however many layers Docker moves in parallel; the other
+ * direction is not throttled.
  *
  * It listens on 127.0.0.1 (Docker treats 127.0.0.0/8 as an insecure registry,
  * so plain http works) and stops on its own after `maxLifetimeMs`, so a test
@@ -26,8 +27,10 @@ export interface ThrottleProxy {
 export interface ThrottleProxyOptions {
   /** upstream `host:port` (the real registry) */
   upstream: string;
-  /** client → upstream rate; Infinity: no throttle */
+  /** rate of the throttled direction; Infinity: no throttle */
   bytesPerSecond: number;
+  /** which way is throttled: 'up' (client → upstream, a push; the default) or 'down' (a pull) */
+  direction?: 'up' | 'down';
   /** closes itself after this long; default 10 min */
   maxLifetimeMs?: number;
   /** refuses connections beyond this many at once; default 64 */
@@ -42,6 +45,7 @@ export async function startThrottleProxy(o: ThrottleProxyOptions): Promise<Throt
   const upPort = Number(o.upstream.slice(sep + 1));
   if (!upHost || !Number.isInteger(upPort) || upPort <= 0) throw new Error(`upstream must be host:port, got ${o.upstream}`);
   if (!(o.bytesPerSecond > 0)) throw new Error('bytesPerSecond must be > 0');
+  const direction = o.direction ?? 'up';
 
   const sockets = new Set<Socket>();
   let closed = false;
@@ -97,28 +101,30 @@ export async function startThrottleProxy(o: ThrottleProxyOptions): Promise<Throt
     client.on('close', bothDown);
     upstream.on('close', bothDown);
 
-    // upstream → client: as fast as it comes (ends the client when upstream ends).
-    upstream.pipe(client);
+    // One direction goes through the bucket, the other as fast as it comes.
+    const [slowFrom, slowTo] = direction === 'up' ? [client, upstream] : [upstream, client];
+    const [fastFrom, fastTo] = direction === 'up' ? [upstream, client] : [client, upstream];
+    fastFrom.pipe(fastTo);
 
-    // client → upstream: one chunk at a time, in slices the bucket allows.
+    // The slow way: one chunk at a time, in slices the bucket allows.
     let pumping = Promise.resolve();
-    client.on('data', (chunk: Buffer) => {
-      client.pause();
+    slowFrom.on('data', (chunk: Buffer) => {
+      slowFrom.pause();
       pumping = pumping.then(async () => {
         let off = 0;
-        while (off < chunk.length && !closed && !upstream.destroyed) {
+        while (off < chunk.length && !closed && !slowTo.destroyed) {
           const n = await take(chunk.length - off);
           if (n === 0) return;
-          const ok = upstream.write(chunk.subarray(off, off + n));
-          up += n;
+          const ok = slowTo.write(chunk.subarray(off, off + n));
+          if (direction === 'up') up += n;
           off += n;
-          if (!ok && !upstream.destroyed) await new Promise<void>((r) => upstream.once('drain', r).once('close', r));
+          if (!ok && !slowTo.destroyed) await new Promise<void>((r) => slowTo.once('drain', r).once('close', r));
         }
-        if (!closed && !client.destroyed) client.resume();
+        if (!closed && !slowFrom.destroyed) slowFrom.resume();
       });
     });
-    client.on('end', () => {
-      void pumping.then(() => upstream.end());
+    slowFrom.on('end', () => {
+      void pumping.then(() => slowTo.end());
     });
     upstream.once('connect', () => client.resume());
   });
