@@ -1,0 +1,210 @@
+/**
+ * The Docker engine restarts under a running job: once while the job pulls
+ * the cache image, once while `devcontainer up` builds. The job must end in a
+ * defined state with a stable code (never hang, never an internal error), the
+ * node must hold nothing of it the records do not name, and the agent must go
+ * on serving: a job submitted after the engine is back ends ready.
+ *
+ * The engine is the testbed's own dockerd; it is stopped with SIGTERM and
+ * started again with the same command line.
+ */
+import { openSync, closeSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, describe, expect, it } from 'vitest';
+import { testEnv } from '../support/cli.js';
+import { cleanUp, containersWithLabel, wipeImages } from '../support/docker.js';
+import { faultRow, githubAppEnv, suiteSecrets } from '../support/faults.js';
+import { agentInvariants } from '../support/invariants.js';
+import { makeRepo, runId } from '../support/repos.js';
+import { startAgent, waitForStatus, type Agent } from '../support/serve.js';
+import { loadTestbed } from '../support/testbed.js';
+import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
+
+const tb = loadTestbed();
+const agents: Agent[] = [];
+const proxies: ThrottleProxy[] = [];
+const cleanups: { run: string; ids: string[] }[] = [];
+const SETTLED = ['ready', 'recovery', 'failed'];
+
+afterAll(async () => {
+  await dockerUp(); // whatever happened, leave the engine running
+  for (const a of agents) if (a.process.exitCode === null) await a.term().catch(() => undefined);
+  for (const p of proxies) await p.close();
+  for (const c of cleanups) await cleanUp({ runId: c.run, workspaceIds: c.ids });
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+async function dockerAnswers(): Promise<boolean> {
+  return (await execa('docker', ['info', '--format', '{{.ID}}'], { reject: false, timeout: 10_000 })).exitCode === 0;
+}
+
+let dockerdArgv: string[] | null = null;
+
+/** Starts dockerd again with the command line it had (the testbed's). */
+async function dockerUp(): Promise<void> {
+  if (await dockerAnswers()) return;
+  if (!dockerdArgv) throw new Error('dockerd is down and its command line is unknown');
+  const log = openSync(join(tb.dir, 'dockerd.log'), 'a');
+  const child = spawn(dockerdArgv[0]!, dockerdArgv.slice(1), { detached: true, stdio: ['ignore', log, log] });
+  child.unref();
+  closeSync(log);
+  await until('dockerd to answer again', dockerAnswers, 60_000);
+}
+
+/** SIGTERM to dockerd, wait for it to go, start it again; returns how long the engine was away. */
+async function restartDockerd(): Promise<number> {
+  const pid = Number(String((await execa('pidof', ['-s', 'dockerd'])).stdout).trim());
+  dockerdArgv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+  const t0 = Date.now();
+  process.kill(pid, 'SIGTERM');
+  await until(
+    'dockerd to exit',
+    async () => !(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null)),
+    60_000,
+  );
+  await dockerUp();
+  return Date.now() - t0;
+}
+
+interface Ev {
+  type: string;
+  phase?: string;
+  text?: string;
+}
+async function events(agent: Agent, id: string): Promise<Ev[]> {
+  const text = await readFile(join(agent.env.WARMSTART_STATE_DIR!, 'workspaces', id, 'events.ndjson'), 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Ev);
+}
+
+function post(agent: Agent, body: unknown): Promise<Response> {
+  return agent.request('/v1/workspaces', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+interface View {
+  status: string;
+  profile: string | null;
+  error: { code: string; message: string } | null;
+  cache: { hit: string; reason: string | null } | null;
+  push: { status: string; reason: string | null } | null;
+}
+
+/** A settled view whose failure, if any, carries one of the agent's stable codes. */
+function describeOutcome(v: View): string {
+  expect(SETTLED).toContain(v.status);
+  if (v.status === 'failed' || v.status === 'recovery') {
+    expect(v.error?.code).toMatch(/^[A-Z][A-Z_]+$/);
+    expect(v.error?.code).not.toBe('INTERNAL');
+  }
+  const parts = [`${v.status}${v.error ? ` ${v.error.code}` : ''}`];
+  if (v.cache) parts.push(`cache ${v.cache.hit}${v.cache.reason ? ` (${v.cache.reason.split(':')[0]})` : ''}`);
+  if (v.push) parts.push(`push ${v.push.status}`);
+  return parts.join(', ');
+}
+
+/** After the engine is back: a new workspace of the same repository ends ready. */
+async function nextJobReady(agent: Agent, id: string, repo: string): Promise<string> {
+  const res = await post(agent, { id, repository: repo });
+  expect(res.status).toBe(202);
+  const v = (await waitForStatus(agent, id, SETTLED, 240_000)) as unknown as View;
+  expect(v.status).toBe('ready');
+  return `next job ${v.status}`;
+}
+
+describe('the Docker engine restarts under a job', () => {
+  it('while the job pulls the cache image', async () => {
+    await faultRow(
+      { fault: 'Docker engine restarted while pulling', expected: 'settled (ready without cache, recovery or failed with a stable code); next job ready' },
+      async () => {
+        const run = runId('dkpull');
+        const ids = [`${run}-seed`, `${run}-ws`, `${run}-next`];
+        cleanups.push({ run, ids });
+        const repo = await makeRepo('small', { runId: run, baseImage: tb.baseImage, owner: 'acme', name: `dkpull-${run}` });
+        const agent = await startAgent(await testEnv(tb.baseImage, githubAppEnv()), { token: suiteSecrets().apiToken });
+        agents.push(agent);
+        const namespace = `warmstart-test/${run}`;
+        const creds = { username: tb.registryUser, password: tb.registryPassword };
+
+        // Seed the cache, then make the node cold again.
+        expect((await post(agent, { id: ids[0], repository: repo, cache: { registry: `${tb.registry}/${namespace}`, ...creds } })).status).toBe(202);
+        await waitForStatus(agent, ids[0]!, ['ready'], 240_000);
+        await until(
+          'the seed push',
+          async () => ((await (await agent.request(`/v1/workspaces/${ids[0]}`)).json()) as View).push?.status === 'pushed',
+          120_000,
+        );
+        expect((await agent.request(`/v1/workspaces/${ids[0]}`, { method: 'DELETE' })).ok).toBe(true);
+        await wipeImages(run);
+
+        // The pull goes through a proxy that holds it to 200 kB/s: the 12 MB layer takes a minute.
+        const proxy = await startThrottleProxy({ upstream: tb.registry, bytesPerSecond: 200_000, direction: 'down', maxLifetimeMs: 280_000 });
+        proxies.push(proxy);
+        expect((await post(agent, { id: ids[1], repository: repo, cache: { registry: `${proxy.host}/${namespace}`, ...creds } })).status).toBe(202);
+        await until('the pull to start', async () => (await events(agent, ids[1]!)).some((e) => e.type === 'phase-start' && /^pull/.test(e.phase ?? '')), 120_000);
+        await sleep(2_000); // bytes are flowing
+        const pulling = (await events(agent, ids[1]!)).filter((e) => e.type === 'phase-start' && /^pull/.test(e.phase ?? '')).map((e) => e.phase);
+        const away = await restartDockerd();
+
+        const v = (await waitForStatus(agent, ids[1]!, SETTLED, 240_000)) as unknown as View;
+        const outcome = describeOutcome(v);
+        const inv = await agentInvariants(agent, [ids[1]!], v.status === 'failed' ? [] : [`warmstart-ws-${ids[1]}`]);
+        const next = await nextJobReady(agent, ids[2]!, repo);
+        return `restart during ${pulling.join('+')} (engine away ${(away / 1000).toFixed(1)} s): ${outcome}; ${next}; ${inv}`;
+      },
+    );
+  });
+
+  it('while devcontainer up builds', async () => {
+    await faultRow(
+      { fault: 'Docker engine restarted while building', expected: 'settled (recovery or failed with a stable code), no build container left; next job ready' },
+      async () => {
+        const run = runId('dkbuild');
+        const ids = [`${run}-ws`, `${run}-next`];
+        cleanups.push({ run, ids });
+        const repo = await makeRepo(
+          {
+            '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" }, "remoteUser": "root" }\n',
+            '.devcontainer/Dockerfile': 'FROM @@BASE_IMAGE@@\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo slow-step-begins && sleep 20 && echo built > /built\n',
+          },
+          { runId: run, baseImage: tb.baseImage, owner: 'acme', name: `dkbuild-${run}` },
+        );
+        const agent = await startAgent(await testEnv(tb.baseImage, githubAppEnv()), { token: suiteSecrets().apiToken });
+        agents.push(agent);
+
+        expect((await post(agent, { id: ids[0], repository: repo })).status).toBe(202);
+        await until('the build to reach its slow step', async () => (await events(agent, ids[0]!)).some((e) => e.type === 'log' && /slow-step-begins/.test(e.text ?? '')), 120_000);
+        const away = await restartDockerd();
+
+        const v = (await waitForStatus(agent, ids[0]!, SETTLED, 240_000)) as unknown as View;
+        const outcome = describeOutcome(v);
+        expect(v.status).not.toBe('ready'); // the build it needed was cut off
+        // The classic builder's container for the cut-off RUN step must not outlive the job.
+        const buildContainers = await containersWithLabel(`warmstart.test-run=${run}`);
+        expect(buildContainers, 'containers of the cut-off build').toEqual([]);
+        const inv = await agentInvariants(agent, [ids[0]!], v.status === 'failed' ? [] : [`warmstart-ws-${ids[0]}`]);
+        const next = await nextJobReady(agent, ids[1]!, repo);
+        return `engine away ${(away / 1000).toFixed(1)} s: ${outcome}; 0 build containers left; ${next}; ${inv}`;
+      },
+    );
+  });
+});
