@@ -148,13 +148,25 @@ const INPUT_NOTE: Record<string, string> = { '!': ' (missing)', l: ' (symlink)',
  * rather than rebuilt as objects, so no key (not even `__proto__`) is special.
  */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  return canonical(value, 0);
+}
+
+/**
+ * Discovery refuses configs nested deeper than 64 levels; the description
+ * wraps the config in two more. This bound keeps the recursion safe for any
+ * caller, with a clear error instead of a stack overflow.
+ */
+const MAX_CANONICAL_DEPTH = 100;
+
+function canonical(value: unknown, depth: number): string {
+  if (depth > MAX_CANONICAL_DEPTH) throw invalid(`the config nests deeper than ${MAX_CANONICAL_DEPTH} levels`);
+  if (Array.isArray(value)) return `[${value.map((v) => canonical(v, depth + 1)).join(',')}]`;
   if (typeof value === 'object' && value !== null) {
     const record = value as Record<string, unknown>;
     const keys = Object.keys(record)
       .filter((k) => record[k] !== undefined)
       .sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(record[k])}`).join(',')}}`;
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(record[k], depth + 1)}`).join(',')}}`;
   }
   if (typeof value === 'number' && !Number.isFinite(value)) return 'null';
   return JSON.stringify(value) ?? 'null';

@@ -25,13 +25,21 @@ export interface DiscoveredConfig {
 
 /** devcontainer.json files larger than this are refused: no real config comes close. */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
+/**
+ * Deeper nesting is refused before parsing: the JSONC parser, structuredClone
+ * and every walk over the config recurse, and a few kilobytes of `[[[[` would
+ * overflow the stack. Real configs stay under ten levels.
+ */
+export const MAX_CONFIG_DEPTH = 64;
 
 /**
  * Finds the repo's dev container config: `.devcontainer/<name>/devcontainer.json`
  * when a name is given (missing is an error: a named config never falls back),
  * else `.devcontainer/devcontainer.json`, else `.devcontainer.json`. Returns null
  * when there is none. Throws DEVCONTAINER_CONFIG_INVALID for a file that escapes
- * the repo through a symlink, is too large, is not JSONC, or cannot be built.
+ * the repo through a symlink, is too large or too deeply nested, is not JSONC,
+ * cannot be built, or names a path (Dockerfile, context, compose file, local
+ * feature) outside the repository.
  */
 export async function discoverConfig(
   repoDir: string,
@@ -88,7 +96,9 @@ async function readCandidate(root: string, rel: string): Promise<DiscoveredConfi
 
   const text = await readBounded(real, rel);
   const config = parseConfig(text, rel);
-  return { path: abs, relativePath: rel, text, config, kind: kindOf(config, rel) };
+  const kind = kindOf(config, rel);
+  await checkPaths(config, { root, realRoot, configDir: path.dirname(abs), rel });
+  return { path: abs, relativePath: rel, text, config, kind };
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -116,10 +126,11 @@ async function readBounded(file: string, rel: string): Promise<string> {
     if (!st.isFile()) {
       throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${rel} is not a regular file`);
     }
+    // Checked before reading: a huge file is never loaded into memory.
     if (st.size > MAX_CONFIG_BYTES) {
       throw new WarmstartError(
         'DEVCONTAINER_CONFIG_INVALID',
-        `${rel} is too large (${st.size} bytes; the limit is ${MAX_CONFIG_BYTES})`,
+        `${rel} is too large: ${st.size} bytes, the limit is 1 MiB (${MAX_CONFIG_BYTES} bytes)`,
       );
     }
     return await handle.readFile({ encoding: 'utf8' });
@@ -129,6 +140,14 @@ async function readBounded(file: string, rel: string): Promise<string> {
 }
 
 function parseConfig(text: string, rel: string): Record<string, unknown> {
+  const deep = tooDeepAt(text, MAX_CONFIG_DEPTH);
+  if (deep >= 0) {
+    throw new WarmstartError(
+      'DEVCONTAINER_CONFIG_INVALID',
+      `${rel} nests objects or arrays deeper than ${MAX_CONFIG_DEPTH} levels`,
+      { detail: `${rel}:${lineCol(text, deep)}: level ${MAX_CONFIG_DEPTH + 1} opens here` },
+    );
+  }
   const errors: ParseError[] = [];
   const value: unknown = parse(text, errors, { allowTrailingComma: true, disallowComments: false });
   if (errors.length > 0) {
@@ -146,6 +165,120 @@ function parseConfig(text: string, rel: string): Record<string, unknown> {
     });
   }
   return value;
+}
+
+/**
+ * The offset of the first `{` or `[` that opens level `limit + 1`, or -1. A
+ * flat scan that skips strings and comments as jsonc-parser's scanner does
+ * (a string also ends at a line break), so the parser never goes deeper.
+ */
+export function tooDeepAt(text: string, limit: number): number {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22 /* " */) {
+      for (i++; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (c === 0x5c /* \ */) i++;
+        else if (c === 0x22 || c === 0x0a || c === 0x0d) break;
+      }
+    } else if (ch === 0x2f /* / */ && text.charCodeAt(i + 1) === 0x2f) {
+      while (i < text.length && text.charCodeAt(i) !== 0x0a && text.charCodeAt(i) !== 0x0d) i++;
+    } else if (ch === 0x2f && text.charCodeAt(i + 1) === 0x2a /* * */) {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? text.length : end + 1;
+    } else if (ch === 0x7b /* { */ || ch === 0x5b /* [ */) {
+      if (++depth > limit) return i;
+    } else if (ch === 0x7d /* } */ || ch === 0x5d /* ] */) {
+      if (depth > 0) depth--;
+    }
+  }
+  return -1;
+}
+
+interface PathContext {
+  /** the clone, as given and symlink-resolved */
+  root: string;
+  realRoot: string;
+  /** the config file's directory, not symlink-resolved: the CLI resolves relative paths against it */
+  configDir: string;
+  rel: string;
+}
+
+/**
+ * The config's paths that the devcontainers CLI and docker read on the host
+ * must stay in the repository, as written and after symlinks: a build
+ * context outside it would send the host's files to the build, a Dockerfile
+ * outside it would echo them in the build log. A path that does not exist
+ * is left to the CLI to report (nothing can be read through it).
+ */
+async function checkPaths(config: Record<string, unknown>, ctx: PathContext): Promise<void> {
+  const build = isRecord(config.build) ? config.build : {};
+  const fields: Array<[string, unknown]> = [
+    ['build.dockerfile', build.dockerfile],
+    ['build.context', build.context],
+    ['dockerFile', config.dockerFile],
+    ['context', config.context],
+  ];
+  const compose = config.dockerComposeFile;
+  if (Array.isArray(compose)) compose.forEach((f, i) => fields.push([`dockerComposeFile[${i}]`, f]));
+  else fields.push(['dockerComposeFile', compose]);
+  if (isRecord(config.features)) {
+    for (const id of Object.keys(config.features)) {
+      if (id.startsWith('./') || id.startsWith('../')) fields.push([`features["${id}"]`, id]);
+    }
+  }
+  for (const [field, value] of fields) {
+    if (typeof value === 'string' && value !== '') await checkPath(field, value, ctx);
+  }
+}
+
+async function checkPath(field: string, value: string, ctx: PathContext): Promise<void> {
+  const refuse = (why: string): never => {
+    throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${ctx.rel}: ${field} ${JSON.stringify(value)} ${why}`);
+  };
+  // The CLI substitutes variables before it resolves a path; only the
+  // workspace's own are known here, and any other (an env var of the agent's
+  // host) could point anywhere.
+  const substituted = value
+    .replaceAll('${localWorkspaceFolder}', ctx.root)
+    .replaceAll('${localWorkspaceFolderBasename}', path.basename(ctx.root));
+  if (substituted.includes('${')) refuse('uses a variable other than ${localWorkspaceFolder}: a path must stay in the repository');
+  const abs = path.resolve(ctx.configDir, substituted);
+  if (!isInsideOrRoot(ctx.root, abs)) refuse('points outside the repository');
+  // The nearest part of the path that exists, symlinks resolved, must be inside too.
+  let probe = abs;
+  for (;;) {
+    let linkOrFile = true;
+    try {
+      await lstat(probe);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      linkOrFile = false;
+    }
+    if (linkOrFile) {
+      let real: string;
+      try {
+        real = await realpath(probe);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        return refuse('is a symlink that leads nowhere');
+      }
+      if (!isInsideOrRoot(ctx.realRoot, real)) refuse('leads outside the repository through a symlink');
+      return;
+    }
+    if (probe === ctx.root) return;
+    probe = path.dirname(probe);
+  }
+}
+
+function isInsideOrRoot(root: string, p: string): boolean {
+  return p === root || isInside(root, p);
+}
+
+function isNotFound(err: unknown): boolean {
+  const code = errnoOf(err);
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /**

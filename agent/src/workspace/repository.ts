@@ -28,6 +28,8 @@ const ACCEPTED_FORMS =
   'use https://host/owner/repo, ssh://[user@]host/owner/repo, user@host:owner/repo, ' +
   'a GitHub owner/repo, a local path (/abs, ./rel, ../rel) or a file:// URL';
 
+/** As the HTTP API's schema; longer is no real URL or path, and would only reach git to fail. */
+const MAX_REPOSITORY_LENGTH = 2048;
 const BLANK_OR_CONTROL = /[\s\u0000-\u001f\u007f-\u009f]/;
 const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
 // git's `<transport>::<address>` syntax runs arbitrary remote helpers.
@@ -108,6 +110,9 @@ function isDnsNameOrIPv4(name: string): boolean {
  */
 export function parseRepository(input: string, opts: ParseRepositoryOptions = {}): Repository {
   if (typeof input !== 'string' || input.length === 0) refuse('Repository must not be empty.');
+  if (input.length > MAX_REPOSITORY_LENGTH) {
+    refuse(`Invalid repository ${shown(input)}: it must be at most ${MAX_REPOSITORY_LENGTH} characters.`);
+  }
   if (BLANK_OR_CONTROL.test(input)) {
     refuse(`Invalid repository ${shown(input)}: it must not contain whitespace or control characters.`);
   }

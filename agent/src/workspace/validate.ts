@@ -45,6 +45,9 @@ function configNameProblem(name: unknown): string | null {
   if (name.includes('..')) return "it must not contain '..'";
   if (CONTROL_CHARS.test(name)) return 'it must not contain NUL or other control characters';
   if (name.startsWith('.')) return "it must not start with '.'";
+  // Names are used as written, never decoded; an escape is a way to sneak in
+  // a '/' or '..' past a layer that does decode (a proxy, a shell script).
+  if (/%[0-9A-Fa-f]{2}/.test(name)) return 'it must not contain %-escapes';
   // Surrounding blanks are almost always a copy-paste slip, and would make
   // discovery miss the directory the caller meant.
   if (name.trim() !== name) return 'it must not start or end with whitespace';

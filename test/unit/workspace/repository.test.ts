@@ -188,6 +188,16 @@ describe('parseRepository: refused forms', () => {
     expect(err.detail ?? '').not.toContain('tok123');
   });
 
+  it('refuses input longer than 2048 characters, as the API does, and keeps the message short', () => {
+    const long = `/${'r/'.repeat(1024)}x`;
+    const err = refusal(long);
+    expect(err.code).toBe('INVALID_REPOSITORY');
+    expect(err.message).toMatch(/at most 2048 characters/);
+    expect(err.message.length).toBeLessThan(300);
+    const fits = `/${'r'.repeat(2047)}`;
+    expect(parseRepository(fits).cloneUrl).toBe(fits);
+  });
+
   it('tells the caller to pass the token separately', () => {
     expect(refusal('https://user:tok123@github.com/o/r').message).toMatch(/token separately/);
   });

@@ -61,7 +61,19 @@ describe('validateConfigName', () => {
     ['101 chars', 'a'.repeat(101)],
     ['leading space', ' python'],
     ['trailing space', 'python '],
+    ['encoded ../', '%2e%2e%2fetc'],
+    ['encoded .. in capitals', '%2E%2E'],
+    ['encoded slash', 'a%2fb'],
+    ['encoded NUL', 'a%00b'],
   ])('refuses %s', (_label, name) => {
     expect(codeOf(() => validateConfigName(name))).toBe('INVALID_CONFIG_NAME');
+  });
+
+  it.each(['100%', 'a%zz', '50% off'])('accepts a %% that is no escape: %j', (name) => {
+    expect(validateConfigName(name)).toBe(name);
+  });
+
+  it('says why an escaped name is refused', () => {
+    expect(() => validateConfigName('%2e%2e')).toThrow(/must not contain %-escapes/);
   });
 });
