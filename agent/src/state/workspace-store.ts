@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import type { EventSink, WorkspaceEvent } from '../events/events.js';
@@ -207,12 +207,24 @@ export class WorkspaceStore {
     const dir = this.dir(id);
     const path = join(dir, 'events.ndjson');
     let made = false;
+    /** the log's length after the last whole line, once known */
+    let size: number | null = null;
     return {
       emit: (e: WorkspaceEvent) => {
         this.enqueue(id, async () => {
           if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
           made = true;
-          await appendFile(path, `${JSON.stringify(e)}\n`, { mode: 0o600 });
+          size ??= (await stat(path).catch(() => null))?.size ?? 0;
+          const line = Buffer.from(`${JSON.stringify(e)}\n`);
+          try {
+            await appendFile(path, line, { mode: 0o600 });
+            size += line.length;
+          } catch (err) {
+            // A full disk can take part of a line: cut it off, so the log holds whole lines only
+            // (the event is lost; the ones after it, once there is room, are not).
+            await truncate(path, size).catch(() => undefined);
+            throw err;
+          }
         });
       },
       flush: () => this.pending.get(id) ?? Promise.resolve(),

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 /**
- * A disk that fills up: while `full` is set, a file opened for writing takes
- * half of what it is given and then fails with ENOSPC, as a write on a full
- * tmpfs does. Everything else is the real file system.
+ * A disk that fills up: while `full` is set, a file opened for writing (or
+ * appended to) takes half of what it is given and then fails with ENOSPC, as a
+ * write on a full tmpfs does. Everything else is the real file system.
  */
 const disk = vi.hoisted(() => ({ full: false }));
 vi.mock('node:fs/promises', async (importOriginal) => {
@@ -23,7 +23,13 @@ vi.mock('node:fs/promises', async (importOriginal) => {
       sync: () => fh.sync(),
     });
   };
-  return { ...real, open, default: { ...real, open } };
+  const appendFile: typeof real.appendFile = async (path, data, options) => {
+    if (!disk.full) return real.appendFile(path, data, options);
+    const bytes = Buffer.from(data as string | Uint8Array);
+    await real.appendFile(path, bytes.subarray(0, Math.floor(bytes.length / 2)), options);
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+  };
+  return { ...real, open, appendFile, default: { ...real, open, appendFile } };
 });
 
 const { writeFileAtomic } = await import('../../../agent/src/state/atomic-file.js');
@@ -141,5 +147,27 @@ describe('WorkspaceStore when a record cannot be written', () => {
     expect(await store.sweepTemporaries()).toBe(1);
     expect((await readdir(wsDir)).sort()).toEqual(['events.ndjson', 'workspace.json']);
     expect(await new WorkspaceStore(join(dir, 'nothing-here')).sweepTemporaries()).toBe(0);
+  });
+
+  it('the event log keeps whole lines only: a line the full disk cut short is removed, later ones land', async () => {
+    const store = new WorkspaceStore(dir);
+    const log = store.eventLog('ws');
+    const ev = (text: string) => ({ ts: '2024-01-01T00:00:00.000Z', workspaceId: 'ws', type: 'log' as const, text });
+    log.emit(ev('one'));
+    await log.flush();
+    disk.full = true;
+    log.emit(ev(`two ${'x'.repeat(200)}`));
+    await log.flush();
+    disk.full = false;
+    log.emit(ev('three'));
+    await log.flush();
+    const raw = await readFile(join(dir, 'workspaces', 'ws', 'events.ndjson'), 'utf8');
+    expect(raw.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { text: string }).text)).toEqual(['one', 'three']);
+    expect((await store.readEvents('ws')).map((e) => e.text)).toEqual(['one', 'three']);
+    // A second log of the same workspace (the next job) appends after what is there.
+    const next = store.eventLog('ws');
+    next.emit(ev('four'));
+    await next.flush();
+    expect((await store.readEvents('ws')).map((e) => e.text)).toEqual(['one', 'three', 'four']);
   });
 });
