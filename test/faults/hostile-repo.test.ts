@@ -120,10 +120,16 @@ async function sentinelUntouched(sb: Sandbox): Promise<string> {
 /** Every path below `dir` (not following symlinks) with type, mtime and size; reads no file. */
 async function snapshot(dir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
+  // A running agent replaces files as it goes (write, rename): what vanishes meanwhile is skipped.
+  const gone = (err: unknown): null => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  };
   const walk = async (rel: string): Promise<void> => {
-    for (const d of await readdir(join(dir, rel), { withFileTypes: true })) {
+    for (const d of (await readdir(join(dir, rel), { withFileTypes: true }).catch(gone)) ?? []) {
       const child = rel ? `${rel}/${d.name}` : d.name;
-      const st = await lstat(join(dir, child));
+      const st = await lstat(join(dir, child)).catch(gone);
+      if (st === null) continue;
       out.set(child, `${st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'f'} ${st.mtimeMs} ${st.size}`);
       if (d.isDirectory()) await walk(child);
     }
@@ -249,7 +255,11 @@ async function expectRefusedConfig(sb: Sandbox, id: string, repo: string, messag
 }
 
 afterAll(async () => {
-  for (const a of agents) await a.term().catch(() => undefined);
+  // An agent whose event loop is stuck cannot handle SIGTERM: kill it after a while.
+  for (const a of agents) {
+    await Promise.race([a.term(), new Promise((r) => setTimeout(r, 15_000))]).catch(() => undefined);
+    if (a.process.exitCode === null) await a.kill9().catch(() => undefined);
+  }
   for (const r of runs) {
     await cleanUp({ runId: r.run, workspaceIds: r.ids });
     // A failed build step's container, if any, carries the fixture's label.
@@ -365,6 +375,48 @@ describe('hostile repository content, through the daemon', () => {
         expect(changedOutside(before, await snapshot(sb.node), [`state/workspaces/${id}`, 'runtime'])).toEqual([]);
         const inv = await agentInvariants(agent, [id, `${sb.run}-control`], [`warmstart-ws-${id}`]);
         return `${view.status} ${error.code}: "${error.message}"; agent peak RSS ${mib(peakStart)} -> ${mib(peakBefore)} (control) -> ${mib(peakAfter)}; ${inv}`;
+      },
+    );
+  });
+
+  it('a .dockerignore and a COPY wildcard built to make pattern matching backtrack', async () => {
+    await faultRow(
+      {
+        fault: '.dockerignore line of 24 "**/" and "COPY *a*a...(30)X" over near-miss paths, with a cache registry (content key computed)',
+        expected: 'the key is computed (no stall of the agent), the build runs; agent serves throughout',
+      },
+      async () => {
+        const id = `${sb.run}-globs`;
+        sb.ids.push(id);
+        const deep = `${'a/'.repeat(30)}b`;
+        const repo = await makeRepo(
+          {
+            '.devcontainer/devcontainer.json': JSON.stringify({ build: { dockerfile: 'Dockerfile', context: '..' } }),
+            '.devcontainer/Dockerfile': `FROM ${tb.baseImage}\nLABEL warmstart.test-run=${sb.run}\nCOPY ${'*a'.repeat(30)}X /x/\nCOPY . /ctx/\n`,
+            '.dockerignore': `${'**/'.repeat(24)}nomatch\n`,
+            [`${'a'.repeat(60)}X`]: 'the one the wildcard copies\n',
+            ['a'.repeat(60)]: 'a near miss for the wildcard\n',
+            [deep]: 'a near miss for the .dockerignore line\n',
+          },
+          { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: 'globs' },
+        );
+        const before = await snapshot(sb.node);
+        const created = await post({ id, repository: repo });
+        expect(created.status, JSON.stringify(created.body)).toBe(202);
+        const view = await waitForStatus(agent, id, ['ready', 'recovery', 'failed'], 120_000);
+        const events = (await readFile(join(sb.stateDir, 'workspaces', id, 'events.ndjson'), 'utf8'))
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { type: string; phase?: string; status?: string; ms?: number; text?: string });
+        const key = events.find((e) => e.type === 'phase-end' && e.phase === 'key');
+        expect(key?.status).toBe('ok');
+        expect(events.some((e) => e.type === 'note' && e.text?.includes('no content key'))).toBe(false);
+        expect(events.some((e) => e.type === 'phase-start' && e.phase === 'up')).toBe(true);
+        expect(view.status, JSON.stringify(view.error)).toBe('ready');
+        expect(changedOutside(before, await snapshot(sb.node), [`state/workspaces/${id}`, 'runtime'])).toEqual([]);
+        const inv = await agentInvariants(agent, [id], [`warmstart-ws-${id}`]);
+        const cache = view.cache as { hit: string } | null;
+        return `${view.status}; key phase ok in ${key?.ms} ms; cache ${cache?.hit}; ${inv}`;
       },
     );
   });

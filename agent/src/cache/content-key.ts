@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { DiscoveredConfig } from '../devcontainer/discover.js';
 import { WarmstartError } from '../errors.js';
 import { dockerfileSources } from './dockerfile-sources.js';
-import { cleanPath, DockerIgnore, globToRegExp, hasWildcard } from './dockerignore.js';
+import { cleanPath, compileGlob, DockerIgnore, hasWildcard } from './dockerignore.js';
 
 /** What the exact-hit content key is computed from. */
 export interface ContentKeyInput {
@@ -352,7 +352,7 @@ class ContextFiles {
     const segments = rel.split('/');
     const first = segments.findIndex(hasWildcard);
     const base = segments.slice(0, first).join('/');
-    const re = globToRegExp(segments.slice(first).join('/'));
+    const re = compileGlob(segments.slice(first).join('/'));
     if (re === null) return this.missing(rel); // Go refuses the pattern: the build copies nothing
     if (base !== '') await this.checkParent(`${base}/x`);
     const walk = async (dir: string, depth: number): Promise<void> => {

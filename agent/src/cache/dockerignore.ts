@@ -14,24 +14,100 @@ import path from 'node:path';
  * wrongly left out could cost a wrong exact hit.
  */
 
-// Characters with a meaning in a JS RegExp (with the `u` flag, escaping anything
-// else is a syntax error, so escape exactly these).
-const REGEXP_SYNTAX = /[\\^$.*+?()[\]{}|/]/;
+/**
+ * One step of a compiled pattern. Matching runs these as an NFA, one pass
+ * over the path with a set of positions, so its time is bounded by path
+ * length × pattern length whatever the pattern: a RegExp with several `*` or
+ * `**` backtracks exponentially on a path that almost matches, and a repo's
+ * `.dockerignore` or COPY line must not be able to stall the agent.
+ */
+type Token =
+  | { t: 'lit'; c: string } // one code point
+  | { t: 'one' } // `?`: one code point, not `/`
+  | { t: 'class'; re: RegExp } // `[...]`: one code point
+  | { t: 'star' } // `*`: any run without `/`
+  | { t: 'rest' } // `**` at the end: anything
+  | { t: 'segs' }; // `**` elsewhere: nothing, or anything ending with `/`
 
-function literal(ch: string): string {
-  return REGEXP_SYNTAX.test(ch) ? `\\${ch}` : ch;
+/** A compiled pattern matched against a whole `/`-separated path. */
+export class Glob {
+  constructor(private readonly tokens: readonly Token[]) {}
+
+  test(path: string): boolean {
+    const m = this.tokens.length;
+    // State k <= m: the next token to match is k (m: done). State m + 1 + k:
+    // inside the `segs` token k, which ends after a `/`.
+    let cur = this.closure([0]);
+    for (const ch of path) {
+      const next: number[] = [];
+      for (let s = 0; s < cur.length; s++) {
+        if (!cur[s]) continue;
+        if (s > m) {
+          next.push(s);
+          if (ch === '/') next.push(s - m);
+          continue;
+        }
+        if (s === m) continue;
+        const tok = this.tokens[s]!;
+        switch (tok.t) {
+          case 'lit':
+            if (ch === tok.c) next.push(s + 1);
+            break;
+          case 'one':
+            if (ch !== '/') next.push(s + 1);
+            break;
+          case 'class':
+            if (tok.re.test(ch)) next.push(s + 1);
+            break;
+          case 'star':
+            if (ch !== '/') next.push(s);
+            break;
+          case 'rest':
+            next.push(s);
+            break;
+          case 'segs':
+            next.push(m + 1 + s);
+            if (ch === '/') next.push(s + 1);
+            break;
+        }
+      }
+      if (next.length === 0) return false;
+      cur = this.closure(next);
+    }
+    return cur[m] === true;
+  }
+
+  /** The states reachable from `from` without reading: `*` and `**` may match nothing. */
+  private closure(from: number[]): boolean[] {
+    const m = this.tokens.length;
+    const on = new Array<boolean>(2 * m + 1).fill(false);
+    const work = [...from];
+    while (work.length > 0) {
+      const s = work.pop()!;
+      if (on[s]) continue;
+      on[s] = true;
+      const t = s < m ? this.tokens[s]!.t : null;
+      if (t === 'star' || t === 'rest' || t === 'segs') work.push(s + 1);
+    }
+    return on;
+  }
 }
 
 /**
  * Compiles one Go `filepath.Match` pattern (`*` and `?` never match `/`,
- * `[...]` / `[^...]` classes with ranges, `\` escapes the next character)
- * into the body of a RegExp. With `doubleStar`, `**` matches any number of
- * path segments as in `.dockerignore`. Returns null for a pattern Go refuses
- * (ErrBadPattern): an unclosed class, an empty one, a trailing `\`.
+ * `[...]` / `[^...]` classes with ranges, `\` escapes the next character).
+ * With `doubleStar`, `**` matches any number of path segments as in
+ * `.dockerignore`. Returns null for a pattern Go refuses (ErrBadPattern): an
+ * unclosed class, an empty one, a trailing `\`.
  */
-function compileBody(pattern: string, doubleStar: boolean): string | null {
+function compile(pattern: string, doubleStar: boolean): Glob | null {
   const chars = Array.from(pattern); // code points, as Go matches runes
-  let out = '';
+  const tokens: Token[] = [];
+  // `**/**/` means what `**/` means and `**` what `*` means without
+  // doubleStar: a repeat adds nothing but states.
+  const push = (tok: Token): void => {
+    if (tok.t !== tokens[tokens.length - 1]?.t) tokens.push(tok);
+  };
   for (let i = 0; i < chars.length; i++) {
     const ch = chars[i]!;
     if (ch === '*') {
@@ -39,29 +115,29 @@ function compileBody(pattern: string, doubleStar: boolean): string | null {
         i++;
         if (chars[i + 1] === '/') i++; // `**/` is read as `**`
         // `**` at the end takes everything; elsewhere any number of whole segments.
-        out += i + 1 >= chars.length ? '.*' : '(?:.*/)?';
+        push(i + 1 >= chars.length ? { t: 'rest' } : { t: 'segs' });
       } else {
-        out += '[^/]*';
+        push({ t: 'star' });
       }
     } else if (ch === '?') {
-      out += '[^/]';
+      tokens.push({ t: 'one' });
     } else if (ch === '\\') {
       const next = chars[++i];
       if (next === undefined) return null;
-      out += literal(next);
+      tokens.push({ t: 'lit', c: next });
     } else if (ch === '[') {
       const cls = compileClass(chars, i + 1);
       if (cls === null) return null;
-      out += cls.source;
+      tokens.push({ t: 'class', re: new RegExp(`^${cls.source}$`, 'u') });
       i = cls.end;
     } else {
-      out += literal(ch);
+      tokens.push({ t: 'lit', c: ch });
     }
   }
-  return out;
+  return new Glob(tokens);
 }
 
-/** A Go character class starting after its `[`; `end` is the index of its `]`. */
+/** A Go character class starting after its `[`, as a one-code-point RegExp class; `end` is the index of its `]`. */
 function compileClass(chars: string[], start: number): { source: string; end: number } | null {
   let i = start;
   let negated = false;
@@ -106,12 +182,12 @@ function compileClass(chars: string[], start: number): { source: string; end: nu
 }
 
 /**
- * Go's `filepath.Match(pattern, name)` as a RegExp over a whole `/`-separated
- * path, or null when Go would report ErrBadPattern (BuildKit then copies nothing).
+ * Go's `filepath.Match(pattern, name)` over a whole `/`-separated path, or
+ * null when Go would report ErrBadPattern (BuildKit then copies nothing).
+ * With `doubleStar`, one `.dockerignore` pattern as moby reads it.
  */
-export function globToRegExp(pattern: string): RegExp | null {
-  const body = compileBody(pattern, false);
-  return body === null ? null : new RegExp(`^${body}$`, 'u');
+export function compileGlob(pattern: string, doubleStar = false): Glob | null {
+  return compile(pattern, doubleStar);
 }
 
 /** True when a path segment holds a `filepath.Match` metacharacter. */
@@ -130,7 +206,7 @@ interface Rule {
   /** A `!` exception: a match re-includes the path. */
   negated: boolean;
   /** null when the pattern is invalid: it never matches (the build itself fails on it). */
-  re: RegExp | null;
+  re: Glob | null;
 }
 
 /** The rules of one `.dockerignore` file. */
@@ -180,8 +256,7 @@ function parseRules(text: string): Rule[] {
     pattern = cleanPath(pattern);
     // Absolute patterns are relative to the context root.
     if (pattern.length > 1 && pattern.startsWith('/')) pattern = pattern.slice(1);
-    const body = compileBody(pattern, true);
-    rules.push({ negated, re: body === null ? null : new RegExp(`^${body}$`, 'u') });
+    rules.push({ negated, re: compile(pattern, true) });
   }
   return rules;
 }

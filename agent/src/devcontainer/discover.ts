@@ -234,9 +234,12 @@ async function checkPaths(config: Record<string, unknown>, ctx: PathContext): Pr
 }
 
 async function checkPath(field: string, value: string, ctx: PathContext): Promise<void> {
+  const shown = JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value);
   const refuse = (why: string): never => {
-    throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${ctx.rel}: ${field} ${JSON.stringify(value)} ${why}`);
+    throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${ctx.rel}: ${field} ${shown} ${why}`);
   };
+  // A symlink loop, a name too long: the CLI could not use the path either.
+  const unusable = (err: unknown): never => refuse(`cannot be resolved (${errnoOf(err) ?? 'error'})`);
   // The CLI substitutes variables before it resolves a path; only the
   // workspace's own are known here, and any other (an env var of the agent's
   // host) could point anywhere.
@@ -253,7 +256,7 @@ async function checkPath(field: string, value: string, ctx: PathContext): Promis
     try {
       await lstat(probe);
     } catch (err) {
-      if (!isNotFound(err)) throw err;
+      if (!isNotFound(err)) unusable(err);
       linkOrFile = false;
     }
     if (linkOrFile) {
@@ -261,7 +264,7 @@ async function checkPath(field: string, value: string, ctx: PathContext): Promis
       try {
         real = await realpath(probe);
       } catch (err) {
-        if (!isNotFound(err)) throw err;
+        if (!isNotFound(err)) unusable(err);
         return refuse('is a symlink that leads nowhere');
       }
       if (!isInsideOrRoot(ctx.realRoot, real)) refuse('leads outside the repository through a symlink');

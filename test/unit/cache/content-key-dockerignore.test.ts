@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { cleanPath, DockerIgnore, globToRegExp } from '../../../agent/src/cache/dockerignore.js';
+import { cleanPath, compileGlob, DockerIgnore } from '../../../agent/src/cache/dockerignore.js';
 
 function matches(pattern: string, name: string): boolean {
-  const re = globToRegExp(pattern);
+  const re = compileGlob(pattern);
   if (re === null) throw new Error(`bad pattern ${pattern}`);
   return re.test(name);
 }
 
-describe('globToRegExp (Go filepath.Match)', () => {
+describe('compileGlob (Go filepath.Match)', () => {
   it('matches * and ? within one segment', () => {
     expect(matches('*.txt', 'a.txt')).toBe(true);
     expect(matches('*.txt', 'dir/a.txt')).toBe(false);
@@ -31,7 +31,7 @@ describe('globToRegExp (Go filepath.Match)', () => {
   });
 
   it('refuses what Go refuses', () => {
-    for (const bad of ['[', '[]', 'a\\', '[a-', '[-a]']) expect(globToRegExp(bad)).toBeNull();
+    for (const bad of ['[', '[]', 'a\\', '[a-', '[-a]']) expect(compileGlob(bad)).toBeNull();
   });
 });
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { canonicalJson, computeContentKey } from '../../../agent/src/cache/content-key.js';
+import { compileGlob, DockerIgnore } from '../../../agent/src/cache/dockerignore.js';
 import type { DiscoveredConfig } from '../../../agent/src/devcontainer/discover.js';
 import { isWarmstartError } from '../../../agent/src/errors.js';
 
@@ -102,5 +103,77 @@ describe('computeContentKey never reads through a symlink out of the repo', () =
     }).catch((e: unknown) => e);
     expect(isWarmstartError(err2, 'DEVCONTAINER_CONFIG_INVALID')).toBe(true);
     expect(await c.read()).toBe(false);
+  });
+});
+
+/**
+ * The old matcher compiled patterns to a RegExp: the same rules, but a
+ * backtracking engine. Kept here as the reference the new one must agree with.
+ */
+function referenceRegExp(pattern: string, doubleStar: boolean): RegExp {
+  let out = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i]!;
+    if (ch === '*') {
+      if (doubleStar && pattern[i + 1] === '*') {
+        i++;
+        if (pattern[i + 1] === '/') i++;
+        out += i + 1 >= pattern.length ? '.*' : '(?:.*/)?';
+      } else out += '[^/]*';
+    } else if (ch === '?') out += '[^/]';
+    else if (ch === '[') {
+      const end = pattern.indexOf(']', i);
+      out += pattern.slice(i, end + 1);
+      i = end;
+    } else out += ch === '/' ? '\\/' : ch;
+  }
+  return new RegExp(`^${out}$`, 'u');
+}
+
+function* strings(alphabet: string[], maxLength: number): Generator<string> {
+  let level = [''];
+  yield '';
+  for (let n = 1; n <= maxLength; n++) {
+    const nextLevel: string[] = [];
+    for (const s of level) for (const a of alphabet) nextLevel.push(s + a);
+    yield* nextLevel;
+    level = nextLevel;
+  }
+}
+
+describe('patterns a backtracking RegExp would take hours over', () => {
+  const nearMiss = `${'a/'.repeat(30)}b`;
+
+  it('.dockerignore: a line of twenty **/ against a deep path that does not match', () => {
+    const ig = new DockerIgnore(`${'**/'.repeat(20)}nomatch\n${'**/a'.repeat(20)}/x\n`);
+    expect(ig.ignores(nearMiss)).toBe(false);
+    expect(new DockerIgnore(`${'**/'.repeat(20)}b`).ignores(nearMiss)).toBe(true);
+  });
+
+  it('COPY wildcards: *a*a*a... against a name of a\'s that lacks the last letter', () => {
+    const glob = compileGlob(`${'*a'.repeat(30)}X`)!;
+    expect(glob.test('a'.repeat(60))).toBe(false);
+    expect(glob.test(`${'a'.repeat(60)}X`)).toBe(true);
+    const q = compileGlob(`${'?*'.repeat(30)}X`)!;
+    expect(q.test('a'.repeat(60))).toBe(false);
+  });
+
+  it('agrees with the RegExp it replaced on every short pattern and path', () => {
+    const paths = [...strings(['a', 'b', '/'], 5)];
+    let compared = 0;
+    for (const pattern of strings(['a', 'b', '/', '*', '?', '[ab]'], 4)) {
+      for (const doubleStar of [false, true]) {
+        const glob = compileGlob(pattern, doubleStar)!;
+        const ref = referenceRegExp(pattern, doubleStar);
+        for (const p of paths) {
+          const expected = ref.test(p);
+          if (glob.test(p) !== expected) {
+            throw new Error(`${JSON.stringify(pattern)} (doubleStar ${doubleStar}) on ${JSON.stringify(p)}: RegExp says ${expected}`);
+          }
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(1_000_000);
   });
 });

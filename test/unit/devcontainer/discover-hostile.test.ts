@@ -136,4 +136,15 @@ describe('discoverConfig: paths out of the repository', () => {
     await symlink('../docker/Dockerfile.dev', path.join(repo, '.devcontainer', 'Dockerfile'));
     expect((await discoverConfig(repo))?.kind).toBe('dockerfile');
   });
+
+  it('refuses a symlink loop and an unusable name with the field, and keeps a long value short', async () => {
+    await symlink('loop-b', path.join(repo, 'loop-a'));
+    await symlink('loop-a', path.join(repo, 'loop-b'));
+    await config({ build: { dockerfile: '../loop-a' } });
+    expect((await rejection(discoverConfig(repo))).message).toContain('build.dockerfile "../loop-a" cannot be resolved (ELOOP)');
+    await config({ build: { dockerfile: 'D'.repeat(5000) } });
+    const err = await rejection(discoverConfig(repo));
+    expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
+    expect(err.message).toMatch(/build\.dockerfile "D{200}…" cannot be resolved \(ENAMETOOLONG\)$/);
+  });
 });
