@@ -1,0 +1,205 @@
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
+
+/**
+ * LocalJobManager around a scripted pipeline (the real one has its own
+ * integration tests): which POSTs it takes, and what it does when the state
+ * dir refuses a write. The disk is the real file system, except that while
+ * `disk.full` is set every record write fails as a full disk makes it fail.
+ */
+const disk = vi.hoisted(() => ({ full: false }));
+vi.mock('../../../agent/src/state/atomic-file.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../../agent/src/state/atomic-file.js')>();
+  const { WarmstartError } = await import('../../../agent/src/errors.js');
+  return {
+    writeFileAtomic: (path: string, content: string, mode?: number) =>
+      disk.full
+        ? Promise.reject(new WarmstartError('STATE_WRITE_FAILED', `could not write ${path}`, { detail: 'ENOSPC: no space left on device, write' }))
+        : real.writeFileAtomic(path, content, mode),
+  };
+});
+vi.mock('../../../agent/src/workspace/pipeline.js', () => ({ prepareWorkspace: vi.fn() }));
+
+const { LocalJobManager } = await import('../../../agent/src/jobs/local-job-manager.js');
+const { WorkspaceStore } = await import('../../../agent/src/state/workspace-store.js');
+const { configFromEnv } = await import('../../../agent/src/config/agent-config.js');
+const { WarmstartError } = await import('../../../agent/src/errors.js');
+const { prepareWorkspace } = await import('../../../agent/src/workspace/pipeline.js');
+type PipelineDeps = import('../../../agent/src/workspace/pipeline.js').PipelineDeps;
+type Store = InstanceType<typeof WorkspaceStore>;
+
+const REPO = 'https://example.test/acme/app.git';
+const prepare = vi.mocked(prepareWorkspace);
+
+function readyResult(id: string): WorkspaceResult {
+  return {
+    outcome: 'ready',
+    workspaceId: id,
+    containerId: `c-${id}`,
+    profile: 'devcontainer',
+    cache: { ref: null, hit: 'disabled', reason: 'no cache registry configured', stepsCached: null, stepsTotal: null },
+    push: { status: 'skipped', ref: null, reason: 'no cache ref', ms: null },
+    timings: { ready: 1 },
+    error: null,
+  };
+}
+
+/** What the real pipeline does to the record, in short: creating, then the outcome. */
+function pipelineThatSucceeds(): void {
+  prepare.mockImplementation(async (deps, req) => {
+    const rec = (await deps.store.load(req.workspaceId))!;
+    await deps.store.save({ ...rec, status: 'creating' });
+    const result = readyResult(req.workspaceId);
+    await deps.store.save({ ...rec, status: 'ready', result });
+    return { result, push: Promise.resolve(result.push) };
+  });
+}
+
+let dir: string;
+let store: Store;
+let containers: { id: string; image: string; state: string; labels: Record<string, string> }[];
+let removed: string[];
+let enqueued: { kind: string; workspaceId: string; body: unknown }[];
+let jobs: InstanceType<typeof LocalJobManager>;
+
+beforeEach(async () => {
+  disk.full = false;
+  prepare.mockReset();
+  dir = await mkdtemp(join(tmpdir(), 'warmstart-jobs-'));
+  store = new WorkspaceStore(join(dir, 'state'));
+  containers = [];
+  removed = [];
+  enqueued = [];
+  const engine = {
+    findContainers: async () => containers,
+    removeContainer: async (id: string) => {
+      removed.push(id);
+      containers = containers.filter((c) => c.id !== id);
+    },
+    volumeExists: async () => false,
+    removeVolume: async () => undefined,
+  };
+  const deps = {
+    config: configFromEnv({ WARMSTART_STATE_DIR: join(dir, 'state'), WARMSTART_RUNTIME_DIR: join(dir, 'run') }),
+    engine,
+    store,
+  } as unknown as PipelineDeps;
+  const metrics = new Proxy({}, { get: () => () => undefined });
+  jobs = new LocalJobManager({
+    deps,
+    metrics: metrics as never,
+    outbox: {
+      enqueue: async (r) => {
+        enqueued.push({ kind: r.kind, workspaceId: r.workspaceId, body: r.body });
+      },
+      start: async () => undefined,
+      stop: async () => undefined,
+      pending: () => 0,
+    },
+    logger: pino({ level: 'silent' }),
+    maxConcurrent: 2,
+    allowLocalRepos: false,
+  });
+});
+
+afterEach(async () => {
+  disk.full = false;
+  await jobs.drain(5_000);
+  await rm(dir, { recursive: true, force: true });
+});
+
+const body = (id: string, extra: Record<string, unknown> = {}) => ({ id, repository: REPO, callback: { url: 'http://cp.test', token: 'cb-token-123456' }, ...extra });
+
+async function settled(): Promise<void> {
+  expect(await jobs.drain(5_000)).toBe(true);
+}
+
+describe('LocalJobManager: which POSTs it takes', () => {
+  it('a failed workspace is prepared again (keeping createdAt); a ready one is 409; a failed one of another repository is a conflict', async () => {
+    pipelineThatSucceeds();
+    const createdAt = '2024-01-01T00:00:00.000Z';
+    const failed = { id: 'w1', repository: REPO, configName: null, lightweight: false, status: 'failed' as const, result: null, createdAt, updatedAt: createdAt };
+    await store.save({ ...failed, error: { code: 'AGENT_RESTARTED', message: 'restarted' } });
+    const view = await jobs.submit(body('w1'));
+    expect(view).toMatchObject({ id: 'w1', status: 'queued', createdAt, error: null });
+    await settled();
+    expect((await jobs.get('w1'))?.status).toBe('ready');
+    await expect(jobs.submit(body('w1'))).rejects.toMatchObject({ code: 'WORKSPACE_EXISTS' });
+
+    await store.save({ ...failed, id: 'w2', repository: 'https://example.test/acme/other.git' });
+    await expect(jobs.submit(body('w2'))).rejects.toMatchObject({ code: 'WORKSPACE_CONFLICT' });
+    expect((await store.load('w2'))?.status).toBe('failed');
+    expect(prepare).toHaveBeenCalledTimes(1);
+  });
+
+  it('two POSTs of one id at the same moment make one job', async () => {
+    pipelineThatSucceeds();
+    const both = await Promise.allSettled([jobs.submit(body('w')), jobs.submit(body('w'))]);
+    expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect((both.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject({ code: 'WORKSPACE_EXISTS' });
+    await settled();
+    expect(prepare).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('LocalJobManager when the state dir refuses writes', () => {
+  it('a POST that cannot be recorded is refused with STATE_WRITE_FAILED and leaves nothing', async () => {
+    pipelineThatSucceeds();
+    disk.full = true;
+    const err = await jobs.submit(body('w')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WarmstartError);
+    expect(err).toMatchObject({ code: 'STATE_WRITE_FAILED' });
+    expect(await jobs.get('w')).toBeNull();
+    expect(await stat(store.dir('w')).catch(() => null)).toBeNull();
+    expect(prepare).not.toHaveBeenCalled();
+    expect(jobs.stats().activeWorkspaces).toEqual([]);
+  });
+
+  it('a job whose record stops fitting ends failed STATE_WRITE_FAILED (served from memory), without containers, with a callback; written once there is room', async () => {
+    prepare.mockImplementation(async (deps, req) => {
+      const rec = (await deps.store.load(req.workspaceId))!;
+      await deps.store.save({ ...rec, status: 'creating' });
+      containers = [{ id: 'c1', image: 'img', state: 'running', labels: { 'warmstart.workspace': req.workspaceId } }];
+      disk.full = true; // the dev container runs; its ready record does not fit
+      await deps.store.save({ ...rec, status: 'ready', result: readyResult(req.workspaceId) });
+      throw new Error('unreachable');
+    });
+    await jobs.submit(body('w'));
+    await settled();
+    const view = await jobs.get('w');
+    expect(view).toMatchObject({ status: 'failed', error: { code: 'STATE_WRITE_FAILED' } });
+    expect(view?.error?.detail).toMatch(/ENOSPC/);
+    expect((await jobs.list()).map((v) => [v.id, v.status])).toEqual([['w', 'failed']]);
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8')).status).toBe('creating');
+    expect(removed).toEqual(['c1']);
+    expect(enqueued).toEqual([{ kind: 'provisioning-failed', workspaceId: 'w', body: expect.objectContaining({ status: 'failed' }) }]);
+
+    // Room again: the next POST writes the kept record first; the failed one can be posted again.
+    disk.full = false;
+    pipelineThatSucceeds();
+    await jobs.submit(body('other'));
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({ status: 'failed', error: { code: 'STATE_WRITE_FAILED' } });
+    await settled();
+    await jobs.submit(body('w'));
+    await settled();
+    expect((await jobs.get('w'))?.status).toBe('ready');
+  });
+
+  it('a DELETE that cannot be recorded is refused, unless it purges', async () => {
+    pipelineThatSucceeds();
+    await jobs.submit(body('w'));
+    await settled();
+    disk.full = true;
+    await expect(jobs.remove('w', { purge: false })).rejects.toMatchObject({ code: 'STATE_WRITE_FAILED' });
+    expect((await jobs.get('w'))?.status).toBe('ready');
+    expect(removed).toEqual([]);
+    containers = [{ id: 'c-w', image: 'img', state: 'running', labels: {} }];
+    await jobs.remove('w', { purge: true });
+    expect(removed).toEqual(['c-w']);
+    expect(await jobs.get('w')).toBeNull();
+  });
+});
