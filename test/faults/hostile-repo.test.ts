@@ -429,6 +429,7 @@ describe('hostile repository content, through the daemon', () => {
       },
       async () => {
         const before = await snapshot(sb.node);
+        sb.ids.push(...['deep', 'nul', 'enc', 'repo'].map((x) => `${sb.run}-${x}`)); // for the clean-up, should one get through
         const deepArray = `{"id":"${sb.run}-deep","repository":"/x","cache":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
         // "constructor" makes the JSON parser walk the whole tree for prototype poisoning.
         const deepObject = `{"id":"${sb.run}-deep","repository":"/x","cache":${'{"a":'.repeat(10_000)}{"constructor":1}${'}'.repeat(10_000)}}`;
@@ -626,6 +627,7 @@ describe('hostile repository content, through warmstart up', () => {
         const sb = await sandbox('hostname');
         const repo = await makeRepo('small', { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: 'names' });
         const good = `${sb.run}-ok`;
+        sb.ids.push(good); // for the clean-up, should one of these get through
         const cases: Array<[string, string[], string]> = [
           ...['../../etc', '..', '/etc', '%2e%2e%2fetc', '%2E%2E'].map((n): [string, string[], string] => [
             `--config-name ${n}`,

@@ -16,6 +16,8 @@ export interface ContentKeyInput {
   repoDir: string;
   /** The engine's platform, e.g. `linux/amd64`: the same inputs build a different image elsewhere. */
   platform: string;
+  /** At most this many `.dockerignore` pattern tests (default {@link MAX_PATTERN_TESTS}). */
+  maxPatternTests?: number;
 }
 
 /** A content key and, for logs and tests, what went into it. */
@@ -37,6 +39,15 @@ const DESCRIPTION_VERSION = 1;
 /** No real Dockerfile or .dockerignore comes close; a larger one is not read into memory. */
 const MAX_TEXT_BYTES = 1024 * 1024;
 const HASH_CONCURRENCY = 8;
+/**
+ * Rules × files × path depth is the work of filtering a context; a repo
+ * with a huge `.dockerignore` and many files could make it hours of CPU.
+ * Far above any real repository (10,000 files × 50 rules × 5 levels is
+ * 2.5 million); past it there is no key, so no exact hit: a cache miss.
+ */
+export const MAX_PATTERN_TESTS = 100_000_000;
+/** Entries handled between turns of the event loop: the daemon keeps answering while a key is computed. */
+const YIELD_EVERY = 256;
 
 /** One hashed path: `[relative path, kind, sha256]`; kind is `x`/`-` (file, executable or not),
  * `l` (symlink: hash of its target string), `!` (missing or ignored), `g` (a `.git` directory,
@@ -106,7 +117,7 @@ export async function computeContentKey(input: ContentKeyInput): Promise<Content
       ? [contextIgnore ?? new DockerIgnore('')]
       : [contextIgnore ?? new DockerIgnore(''), specificIgnore];
 
-  const files = new ContextFiles(context.real, ignores);
+  const files = new ContextFiles(context.real, ignores, input.maxPatternTests ?? MAX_PATTERN_TESTS);
   const { sources, wholeContext } = dockerfileSources(
     dockerfileBytes.toString('utf8'),
     isRecord(build.args) ? build.args : {},
@@ -271,18 +282,30 @@ async function hashFile(file: string): Promise<string> {
 class ContextFiles {
   private readonly pending = new Map<string, Pending>();
   private readonly prunes: boolean;
+  private seen = 0;
 
   /** `root` is symlink-resolved. A path is ignored only when every rule set ignores it. */
   constructor(
     private readonly root: string,
     private readonly ignores: DockerIgnore[],
+    private readonly maxPatternTests = MAX_PATTERN_TESTS,
   ) {
     // An ignored directory can be skipped whole only if no `!` rule could bring a file back.
     this.prunes = ignores.length > 0 && !ignores.some((i) => i.hasExceptions);
   }
 
   private ignored(rel: string): boolean {
-    return this.ignores.length > 0 && this.ignores.every((i) => i.ignores(rel));
+    const out = this.ignores.length > 0 && this.ignores.every((i) => i.ignores(rel));
+    const tests = this.ignores.reduce((n, i) => n + i.tests, 0);
+    if (tests > this.maxPatternTests) {
+      throw invalid(`the build context and its .dockerignore take more than ${this.maxPatternTests} pattern tests to filter`);
+    }
+    return out;
+  }
+
+  /** Lets other work run now and then during a long walk. */
+  private async pace(): Promise<void> {
+    if (++this.seen % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   /** One COPY/ADD source (or RUN bind mount): a path, a directory or a Go wildcard pattern. */
@@ -333,6 +356,7 @@ class ContextFiles {
     });
     if (dirents === null) return this.missing(rel);
     for (const d of dirents) {
+      await this.pace();
       const child = rel === '' ? d.name : `${rel}/${d.name}`;
       if (d.isDirectory()) {
         if (!(this.prunes && this.ignored(child))) await this.addDir(child);
@@ -362,6 +386,7 @@ class ContextFiles {
         throw err;
       });
       for (const d of dirents) {
+        await this.pace();
         const below = dir === '' ? d.name : `${dir}/${d.name}`;
         const full = base === '' ? below : `${base}/${below}`;
         // The pattern is matched against the context docker sends, without ignored files.

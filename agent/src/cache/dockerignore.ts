@@ -212,6 +212,8 @@ interface Rule {
 /** The rules of one `.dockerignore` file. */
 export class DockerIgnore {
   private readonly rules: Rule[];
+  /** How many pattern tests `ignores` has run: the caller bounds the work a repo can ask for. */
+  tests = 0;
 
   constructor(text: string) {
     this.rules = parseRules(text);
@@ -235,8 +237,12 @@ export class DockerIgnore {
       // Only a rule that could flip the current answer needs testing.
       if (rule.negated !== ignored || rule.re === null) continue;
       const re = rule.re;
+      this.tests++;
       let match = re.test(rel);
-      for (let n = 1; !match && n < parts.length; n++) match = re.test(parts.slice(0, n).join('/'));
+      for (let n = 1; !match && n < parts.length; n++) {
+        this.tests++;
+        match = re.test(parts.slice(0, n).join('/'));
+      }
       if (match) ignored = !rule.negated;
     }
     return ignored;

@@ -50,6 +50,21 @@ describe('canonicalJson on deep values', () => {
   });
 });
 
+describe('computeContentKey bounds the work a .dockerignore can ask for', () => {
+  it('gives up past the pattern-test limit instead of running for hours', async () => {
+    await writeFile(path.join(repo, '.devcontainer', 'Dockerfile'), 'FROM x\nCOPY . /app\n');
+    await writeFile(path.join(repo, '.dockerignore'), Array.from({ length: 200 }, (_, i) => `rule-${i}/**/*.tmp`).join('\n'));
+    await mkdir(path.join(repo, 'src'));
+    for (let i = 0; i < 100; i++) await writeFile(path.join(repo, 'src', `f${i}.ts`), `${i}\n`);
+    const input = { discovered: discovered({ build: { dockerfile: 'Dockerfile', context: '..' } }), repoDir: repo, platform: 'linux/amd64' };
+    const err = await computeContentKey({ ...input, maxPatternTests: 10_000 }).catch((e: unknown) => e);
+    expect(isWarmstartError(err, 'DEVCONTAINER_CONFIG_INVALID')).toBe(true);
+    expect((err as Error).message).toBe('the build context and its .dockerignore take more than 10000 pattern tests to filter');
+    // The default limit is far above what this repo needs.
+    expect((await computeContentKey(input)).inputs).toContain('file:src/f0.ts');
+  });
+});
+
 describe('computeContentKey never reads through a symlink out of the repo', () => {
   /** A file outside the repo, its atime set long ago: reading it moves the atime. */
   async function canary(): Promise<{ file: string; read: () => Promise<boolean> }> {
