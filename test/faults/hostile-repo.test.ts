@@ -226,7 +226,12 @@ interface Refusal {
  * `message`, no content key, no override, no devcontainer CLI run; nothing
  * outside the workspace read or written. Returns the observed summary.
  */
-async function expectRefusedConfig(sb: Sandbox, id: string, repo: string, message: RegExp): Promise<Refusal & { summary: string }> {
+async function expectRefusedConfig(
+  sb: Sandbox,
+  id: string,
+  repo: string,
+  message: RegExp,
+): Promise<Refusal & { outcome: string; checks: string; summary: string }> {
   sb.ids.push(id);
   const before = await snapshot(sb.node);
   const cli = await runCli(['up', repo, '--workspace-id', id, '--json'], { env: sb.env });
@@ -250,8 +255,14 @@ async function expectRefusedConfig(sb: Sandbox, id: string, repo: string, messag
   const outside = changedOutside(before, await snapshot(sb.node), [`state/workspaces/${id}`, 'runtime']);
   expect(outside, 'written outside the workspace').toEqual([]);
   const inv = await stateInvariants(sb.stateDir, [id], [`warmstart-ws-${id}`]);
-  const summary = `exit ${cli.code} ${result.outcome} ${result.error!.code}: "${result.error!.message}"; no key/override/up; ${untouched}; canary in 0 places; node dir changed only in its workspace; ${inv}`;
-  return { cli, result, phases, summary };
+  const outcome = `exit ${cli.code} ${result.outcome} ${result.error!.code}: "${result.error!.message}"`;
+  const checks = `no key/override/up; ${untouched}; canary in 0 places; node dir changed only in its workspace; ${inv}`;
+  return { cli, result, phases, outcome, checks, summary: `${outcome}; ${checks}` };
+}
+
+/** One observed line for several refusals: each outcome, then the checks every one passed. */
+function refusals(list: Array<[string, { outcome: string; checks: string }]>): string {
+  return `${list.map(([what, r]) => `${what}: ${r.outcome}`).join('; ')}; each: ${list[list.length - 1]![1].checks}`;
 }
 
 afterAll(async () => {
@@ -474,15 +485,15 @@ describe('hostile repository content, through warmstart up', () => {
           objects: `{ "image": "x", "a": ${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)} }`,
           arrays: `{ "image": "x", "a": ${'['.repeat(10_000)}${']'.repeat(10_000)} }`,
         };
-        const seen: string[] = [];
+        const seen: Array<[string, { outcome: string; checks: string }]> = [];
         for (const [shape, text] of Object.entries(shapes)) {
           const repo = await makeRepo({ '.devcontainer/devcontainer.json': text }, { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: shape });
           const r = await expectRefusedConfig(sb, `${sb.run}-${shape}`, repo, /^\.devcontainer\/devcontainer\.json nests objects or arrays deeper than 64 levels$/);
           expect(r.result.error?.detail).toMatch(/devcontainer\.json:1:\d+: level 65 opens here/);
           expect(r.cli.stderr).not.toMatch(/Maximum call stack|RangeError/);
-          seen.push(`${shape}: ${r.summary}`);
+          seen.push([shape, r]);
         }
-        return seen.join(' | ');
+        return refusals(seen);
       },
     );
   });
@@ -496,7 +507,7 @@ describe('hostile repository content, through warmstart up', () => {
       async () => {
         const sb = await sandbox('hostdf');
         const passwd = (await readFile('/etc/passwd', 'utf8')).split('\n')[0]!;
-        const seen: string[] = [];
+        const seen: Array<[string, { outcome: string; checks: string }]> = [];
         const cases: Array<[string, (id: string) => string, RegExp]> = [
           ['../../etc/passwd', () => '../../etc/passwd', /points outside the repository/],
           ['/etc/passwd', () => '/etc/passwd', /points outside the repository/],
@@ -517,9 +528,9 @@ describe('hostile repository content, through warmstart up', () => {
           const field = new RegExp(`^\\.devcontainer/devcontainer\\.json: build\\.dockerfile ${JSON.stringify(value).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} ${why.source}`);
           const r = await expectRefusedConfig(sb, id, repo, field);
           expect(r.cli.stdout + r.cli.stderr).not.toContain(passwd);
-          seen.push(`${what}: ${r.summary}`);
+          seen.push([what, r]);
         }
-        return seen.join(' | ');
+        return refusals(seen);
       },
     );
   });
@@ -555,7 +566,7 @@ describe('hostile repository content, through warmstart up', () => {
       },
       async () => {
         const sb = await sandbox('hostln');
-        const seen: string[] = [];
+        const seen: Array<[string, { outcome: string; checks: string }]> = [];
         const cases: Array<[string, Record<string, string>, Record<string, string>, RegExp]> = [
           ['config link', {}, { '.devcontainer/devcontainer.json': join(sb.sentinel, 'devcontainer.json') }, /^\.devcontainer\/devcontainer\.json points outside the repository$/],
           ['.devcontainer link', {}, { '.devcontainer': join(sb.sentinel, 'dc') }, /^\.devcontainer\/devcontainer\.json points outside the repository$/],
@@ -570,9 +581,9 @@ describe('hostile repository content, through warmstart up', () => {
           const repo = await makeRepo({ 'README.md': `${what}\n`, ...files }, { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: `ln${seen.length}` });
           await addSymlinks(repo, links);
           const r = await expectRefusedConfig(sb, `${sb.run}-${seen.length}`, repo, message);
-          seen.push(`${what}: ${r.summary}`);
+          seen.push([what, r]);
         }
-        return seen.join(' | ');
+        return refusals(seen);
       },
     );
   });
@@ -581,7 +592,7 @@ describe('hostile repository content, through warmstart up', () => {
     await faultRow(
       {
         fault: 'the Dockerfile COPYs a file symlink and a dir symlink that point outside (content key computed, build runs)',
-        expected: 'contained: the key hashes the link text only, docker resolves links inside the context; canary unread and nowhere',
+        expected: 'contained: the key hashes the link text only; docker resolves the link inside the context, finds nothing, recovery; canary unread and nowhere',
       },
       async () => {
         const sb = await sandbox('hostcp');
@@ -603,16 +614,20 @@ describe('hostile repository content, through warmstart up', () => {
         expect(phases).toEqual(expect.arrayContaining(['key', 'override', 'up']));
         const events = await readFile(join(sb.stateDir, 'workspaces', id, 'events.ndjson'), 'utf8');
         expect(events).not.toContain('no content key');
-        // Whatever docker made of the links, the canary did not come in.
-        expect(['ready', 'recovery']).toContain(result.outcome);
-        if (result.outcome === 'recovery') expect(result.error?.code).toBe('DEVCONTAINER_UP_FAILED');
+        // Docker resolves a link inside the build context: the file link's
+        // target is not there, so the build stops at that COPY (the failure is
+        // the containment) and the default image runs.
+        expect(result.outcome).toBe('recovery');
+        expect(result.error?.code).toBe('DEVCONTAINER_UP_FAILED');
+        const cause = /[^\n"]*secret\.txt\W[^\n"]*(?:not found|does not exist)[^\n"]*/.exec(events.replaceAll('\\n', '\n'))?.[0];
+        expect(cause, 'the build log says the linked source is not in the context').toBeDefined();
         const untouched = await sentinelUntouched(sb);
         const leaks = await canaryFound(sb, { output: cli.stdout + cli.stderr, volume: `warmstart-ws-${id}` });
         expect(leaks, 'canary bytes found').toEqual([]);
         expect(changedOutside(before, await snapshot(sb.node), [`state/workspaces/${id}`, 'runtime'])).toEqual([]);
         const inv = await stateInvariants(sb.stateDir, [id], [`warmstart-ws-${id}`]);
         const firstError = result.error ? ` ${result.error.code}` : '';
-        return `exit ${cli.code} ${result.outcome}${firstError}; cache ${result.cache.hit}; phases key,override,up ran; ${untouched}; canary in 0 places; ${inv}`;
+        return `exit ${cli.code} ${result.outcome}${firstError} ("${cause!.trim()}"); cache ${result.cache.hit}; phases key,override,up ran; ${untouched}; canary in 0 places; ${inv}`;
       },
     );
   });
