@@ -678,4 +678,43 @@ describe('hostile repository content, through warmstart up', () => {
       },
     );
   });
+
+  it('an initializeCommand, which the devcontainers CLI would run on the node itself', async () => {
+    await faultRow(
+      {
+        fault: 'initializeCommand writes a file beside the node (a host command as the agent\'s user)',
+        expected: 'not run unless WARMSTART_ALLOW_INITIALIZE_COMMAND=1; workspace ready; a note says why',
+      },
+      async () => {
+        const sb = await sandbox('hostinit');
+        const marker = join(sb.node, '..', `init-ran-${sb.run}`);
+        const config = { build: { dockerfile: 'Dockerfile' }, initializeCommand: `touch ${marker}`, remoteUser: 'root' };
+        const repo = await makeRepo(
+          {
+            '.devcontainer/devcontainer.json': JSON.stringify(config),
+            '.devcontainer/Dockerfile': `FROM ${tb.baseImage}\nLABEL warmstart.test-run=${sb.run}\n`,
+          },
+          { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: 'init' },
+        );
+        const up = async (id: string, extra: Record<string, string>): Promise<WorkspaceResult> => {
+          sb.ids.push(id);
+          const cli = await runCli(['up', repo, '--workspace-id', id, '--json'], { env: { ...sb.env, ...extra } });
+          const result = parseResult(cli);
+          expect(cli.code, cli.stderr).toBe(0);
+          expect(result.profile).toBe('devcontainer');
+          return result;
+        };
+        const id = `${sb.run}-init`;
+        const refused = await up(id, {});
+        expect(existsSync(marker), 'initializeCommand ran on the node').toBe(false);
+        const events = await readFile(join(sb.stateDir, 'workspaces', id, 'events.ndjson'), 'utf8');
+        expect(events).toContain('initializeCommand not run');
+        const inv = await stateInvariants(sb.stateDir, [id], [`warmstart-ws-${id}`]);
+        // The switch is real: allowed, the same repository's command does run.
+        const allowed = await up(`${sb.run}-init2`, { WARMSTART_ALLOW_INITIALIZE_COMMAND: '1' });
+        expect(existsSync(marker), 'allowed initializeCommand did not run').toBe(true);
+        return `${refused.outcome}, command not run, note in events; with WARMSTART_ALLOW_INITIALIZE_COMMAND=1: ${allowed.outcome}, command ran; ${inv}`;
+      },
+    );
+  });
 });

@@ -23,6 +23,13 @@ export interface AgentConfig {
   pushTimeoutMs: number;
   /** entry script of the devcontainers CLI, run with the agent's node; the pinned one from node_modules by default */
   devcontainerCli: string;
+  /**
+   * Whether a repository's `initializeCommand` may run. The devcontainers CLI
+   * runs it on this node, as the agent's user (root under systemd), beside
+   * every other job's credentials: off unless the operator trusts every
+   * repository the node is asked to prepare.
+   */
+  allowInitializeCommand: boolean;
 }
 
 export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
@@ -84,5 +91,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     buildTimeoutMs: seconds(env, 'WARMSTART_BUILD_TIMEOUT_SECONDS', 3600),
     pushTimeoutMs: seconds(env, 'WARMSTART_PUSH_TIMEOUT_SECONDS', 600),
     devcontainerCli: devcontainerCli(env),
+    allowInitializeCommand: env.WARMSTART_ALLOW_INITIALIZE_COMMAND === '1',
   };
 }

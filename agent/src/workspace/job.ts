@@ -76,7 +76,7 @@ export class Job {
       this.disposeDockerConfig = dockerConfig.dispose;
       const exact = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec) : null;
       const overridePath = await rec.phase('override', async () =>
-        writeOverrideFile(this.jobDir, await this.override(discovered, cache, exact)),
+        writeOverrideFile(this.jobDir, this.withoutHostCommands(await this.override(discovered, cache, exact))),
       );
 
       const steps = new BuildStepCounter();
@@ -145,6 +145,14 @@ export class Job {
       this.result.cache = { ...this.result.cache, hit: moving.available ? 'layers' : 'miss', reason: moving.reason };
     }
     return override.config;
+  }
+
+  /** A repository's `initializeCommand` would run on this node, not in its container: dropped unless the operator allows it. */
+  private withoutHostCommands(config: Record<string, unknown>): Record<string, unknown> {
+    if (this.deps.config.allowInitializeCommand || config.initializeCommand === undefined) return config;
+    const { initializeCommand: _dropped, ...rest } = config;
+    this.rec.note('initializeCommand not run: it would run on the node itself (WARMSTART_ALLOW_INITIALIZE_COMMAND=1 allows it)', 'override');
+    return rest;
   }
 
   private async up(src: string, discovered: DiscoveredConfig, overridePath: string, dockerConfigDir: string, steps: BuildStepCounter): Promise<string> {
