@@ -16,7 +16,7 @@ export async function cacheRefCommand(argv: string[], io: Io): Promise<CommandRe
       1,
     );
     const config = configFromEnv(io.env);
-    const configName = values['config-name'] ? validateConfigName(values['config-name']) : null;
+    const configName = values['config-name'] !== undefined ? validateConfigName(values['config-name']) : null;
     const repo = parseRepository(positionals[0]!, { cwd: io.cwd });
     const registrySetting = values['cache-registry'] ?? config.cacheRegistry;
     if (!registrySetting) {

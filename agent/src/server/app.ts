@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { fastify, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { GoldenDeps } from '../images/golden.js';
 import type { JobManager } from '../jobs/job-manager.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createAuthHook, type AuthOptions } from './auth.js';
-import { handleError, handleNotFound } from './http-error.js';
+import { apiError, clientErrorResponse, handleError, handleNotFound } from './http-error.js';
 import { createLogger } from './logger.js';
 import { registerEventsRoute } from './routes/events-route.js';
 import { registerImageRoutes } from './routes/images.js';
@@ -54,13 +56,34 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // While closing, answer through our own handlers (the job manager says
     // SHUTTING_DOWN) rather than fastify's differently shaped 503 body.
     return503OnClosing: false,
+    // Every refusal in the one error shape, also those made before a route
+    // runs: a malformed URL or an over-long path segment (frameworkErrors),
+    // and what node's HTTP parser refuses (clientErrorHandler).
+    frameworkErrors: handleError,
+    clientErrorHandler(this: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      this.log.info({ code: err.code ?? 'unknown' }, 'malformed request refused');
+      // Like node itself: no answer in the middle of one already going out
+      // (`_httpMessage` is node's response in flight on this socket).
+      const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+      if (socket.writable && !inFlight?.headersSent) socket.write(clientErrorResponse(err));
+      socket.destroy();
+    },
+    // Node answers an HTTP/1.1 request without Host with a bare 400; the hook below does it in our shape.
+    http: { requireHostHeader: false },
     ...(logger === false ? { logger: false } : { loggerInstance: logger }),
   };
   // The https variant differs only in its server type (https.Server); routes,
   // hooks and inject are the same, so it is typed as the plain one.
   const app: FastifyInstance = options.https
-    ? (fastify({ ...common, https: options.https }) as unknown as FastifyInstance)
+    ? (fastify({ ...common, https: { ...options.https, requireHostHeader: false } }) as unknown as FastifyInstance)
     : fastify(common);
+  // An Expect other than 100-continue: node would answer a bare 417.
+  app.server.on('checkExpectation', (_req, res: ServerResponse) => {
+    const body = JSON.stringify({ code: 'INVALID_REQUEST', message: 'the Expect header asks for something this server does not do' });
+    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+  });
 
   app.setValidatorCompiler(zodValidatorCompiler);
   app.setErrorHandler(handleError);
@@ -71,6 +94,12 @@ export function buildServer(options: ServerOptions): FastifyInstance {
 
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+  });
+  app.addHook('onRequest', async (request) => {
+    const { httpVersionMajor, httpVersionMinor } = request.raw;
+    if (httpVersionMajor === 1 && httpVersionMinor >= 1 && request.headers.host === undefined) {
+      throw apiError('INVALID_REQUEST', 'an HTTP/1.1 request needs a Host header');
+    }
   });
   app.addHook('onRequest', authenticate);
   if (options.auth.mode === 'none') app.log.warn('API authentication is disabled (auth mode none)');

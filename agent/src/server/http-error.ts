@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ApiError } from '../../../shared/src/api.js';
 import { WarmstartError, type ErrorCode, type ErrorOptions } from '../errors.js';
+import { lingerOnClose } from './linger.js';
 import { validationsOf } from './validation.js';
 
 /** A WarmstartError for the API's own refusals. */
@@ -45,6 +46,11 @@ const FASTIFY_CODES: Readonly<Record<string, { status: number; code: string; mes
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Content-Type must be application/json' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'INVALID_REQUEST', message: 'Content-Length does not match the body' },
   FST_ERR_BAD_URL: { status: 400, code: 'INVALID_REQUEST', message: 'the URL is malformed' },
+  FST_ERR_INVALID_URL: { status: 400, code: 'INVALID_REQUEST', message: 'the URL is malformed' },
+  // A path segment (a workspace id, a machine name) longer than the router takes: as invalid as one a character too long.
+  FST_ERR_MAX_PARAM_LENGTH: { status: 400, code: 'INVALID_REQUEST', message: 'a path segment is longer than the limit' },
+  // A method with a body (QUERY) and no Content-Type, refused before any route runs.
+  FST_ERR_ROUTE_MISSING_CONTENT_TYPE: { status: 400, code: 'INVALID_REQUEST', message: 'the request has a body but no Content-Type' },
 };
 
 export interface HttpErrorResponse {
@@ -75,6 +81,12 @@ export function toHttpError(err: unknown): HttpErrorResponse {
     const known = FASTIFY_CODES[code];
     return { status: known.status, body: { code: known.code, message: known.message ?? known.code } };
   }
+  // Any other refusal fastify itself classes as the client's (its errors carry
+  // a 4xx statusCode): the caller's mistake, not a 500, in our shape.
+  const statusCode = (err as { statusCode?: unknown } | null)?.statusCode;
+  if (typeof code === 'string' && code.startsWith('FST_ERR_') && typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return { status: statusCode, body: { code: 'INVALID_REQUEST', message: 'the request is not valid' } };
+  }
   return INTERNAL;
 }
 
@@ -84,7 +96,31 @@ export function handleError(err: unknown, request: FastifyRequest, reply: Fastif
   if (status >= 500) request.log.error({ err }, 'request failed'); // request.log carries reqId
   else request.log.info({ code: body.code, status }, 'request refused');
   if (status === 401) void reply.header('www-authenticate', 'Bearer');
+  // Refused before its body was read: let the client read the answer before the connection closes.
+  if (!request.raw.complete) lingerOnClose(request.raw.socket);
   return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+/**
+ * Requests node's HTTP parser refuses before fastify sees them (malformed
+ * request line or headers, a bad Content-Length, headers over the size
+ * limit, a stalled request): the answer in the same shape, written on the
+ * raw socket before it is closed (app.ts's clientErrorHandler, which logs
+ * only the parser's code: its error also holds the raw bytes, Authorization
+ * header included).
+ */
+export function clientErrorResponse(err: { code?: string }): string {
+  const [status, reason, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'the request headers are larger than the limit']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'the request did not arrive in time']
+        : [400, 'Bad Request', 'the request is not valid HTTP'];
+  const body = JSON.stringify({ code: 'INVALID_REQUEST', message } satisfies ApiError);
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
 }
 
 /** Unknown routes answer in the same shape (after auth, so they reveal nothing to strangers). */

@@ -32,15 +32,16 @@ export interface JobPlan {
  */
 export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
   const workspaceId = validateWorkspaceId(req.workspaceId);
-  const configName = req.configName ? validateConfigName(req.configName) : null;
+  // An empty value given on purpose (`--config-name ''`) is refused, not read as "none".
+  const configName = req.configName !== null && req.configName !== undefined ? validateConfigName(req.configName) : null;
   const repo = parseRepository(req.repository, req.cwd ? { cwd: req.cwd } : {});
   const lightweight = req.lightweight === true;
 
   const cacheDisabled = req.cache?.disabled === true;
   const registrySetting = req.cache?.registry ?? config.cacheRegistry;
-  const registry = registrySetting ? parseCacheRegistry(registrySetting) : null;
+  const registry = registrySetting !== null && registrySetting !== undefined ? parseCacheRegistry(registrySetting) : null;
   const explicitRef = req.cache?.ref ?? null;
-  if (explicitRef) parseImageRef(explicitRef); // refuse a malformed ref up front
+  if (explicitRef !== null) parseImageRef(explicitRef); // refuse a malformed (or empty) ref up front
 
   let cacheRef: string | null = null;
   let cacheOffReason: string | null = null;
