@@ -47,9 +47,35 @@ function isoTime(value: string | number | undefined): string | null {
 
 const CHANGE_KINDS = ['modified', 'added', 'deleted'] as const;
 
+/** The request never reached an engine: no socket, or nobody listening on it (the engine is restarting or gone). */
+function unreachable(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'ENOENT' || code === 'ECONNREFUSED';
+}
+
+export interface DockerodeEngineOptions {
+  /**
+   * How long an operation waits for an engine that does not answer (a
+   * restart takes seconds) before failing with DOCKER_UNAVAILABLE. Only
+   * requests that never reached the engine are sent again, so nothing runs
+   * twice. 0: no waiting.
+   */
+  engineWaitMs?: number;
+  retryEveryMs?: number;
+}
+
 /** DockerEngine over the Docker Engine API (dockerode). */
 export class DockerodeEngine implements DockerEngine {
-  constructor(private readonly docker: Docker = new Docker()) {}
+  private readonly engineWaitMs: number;
+  private readonly retryEveryMs: number;
+
+  constructor(
+    private readonly docker: Docker = new Docker(),
+    options: DockerodeEngineOptions = {},
+  ) {
+    this.engineWaitMs = options.engineWaitMs ?? 30_000;
+    this.retryEveryMs = options.retryEveryMs ?? 500;
+  }
 
   async version(): Promise<string> {
     try {
@@ -63,9 +89,13 @@ export class DockerodeEngine implements DockerEngine {
     }
   }
 
+  async waitForEngine(): Promise<void> {
+    await this.call('ping', () => this.docker.ping());
+  }
+
   async volumeExists(name: string): Promise<boolean> {
     try {
-      await this.docker.getVolume(name).inspect();
+      await this.whenReachable(() => this.docker.getVolume(name).inspect());
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;
@@ -79,7 +109,7 @@ export class DockerodeEngine implements DockerEngine {
 
   async removeVolume(name: string): Promise<void> {
     try {
-      await this.docker.getVolume(name).remove();
+      await this.whenReachable(() => this.docker.getVolume(name).remove());
     } catch (err) {
       if (!isNotFound(err)) throw this.failure(`remove volume ${name}`, err);
     }
@@ -121,7 +151,7 @@ export class DockerodeEngine implements DockerEngine {
 
   async removeImage(ref: string): Promise<void> {
     try {
-      await this.docker.getImage(ref).remove({ force: true });
+      await this.whenReachable(() => this.docker.getImage(ref).remove({ force: true }));
     } catch (err) {
       if (!isNotFound(err)) throw this.failure(`remove image ${ref}`, err);
     }
@@ -144,7 +174,7 @@ export class DockerodeEngine implements DockerEngine {
 
   async removeContainer(id: string): Promise<void> {
     try {
-      await this.docker.getContainer(id).remove({ force: true, v: false });
+      await this.whenReachable(() => this.docker.getContainer(id).remove({ force: true, v: false }));
     } catch (err) {
       if (!isNotFound(err)) throw this.failure(`remove container ${id}`, err);
     }
@@ -200,7 +230,7 @@ export class DockerodeEngine implements DockerEngine {
   async inspectContainer(idOrName: string): Promise<ContainerDetails | null> {
     let info: Docker.ContainerInspectInfo;
     try {
-      info = await this.docker.getContainer(idOrName).inspect();
+      info = await this.whenReachable(() => this.docker.getContainer(idOrName).inspect());
     } catch (err) {
       if (isNotFound(err)) return null;
       throw this.failure(`inspect container ${idOrName}`, err);
@@ -229,7 +259,7 @@ export class DockerodeEngine implements DockerEngine {
   async containerChanges(id: string): Promise<ContainerChange[]> {
     let raw: unknown;
     try {
-      raw = await this.docker.getContainer(id).changes();
+      raw = await this.whenReachable(() => this.docker.getContainer(id).changes());
     } catch (err) {
       throw this.containerFailure(`list changes of container ${id}`, id, err);
     }
@@ -299,7 +329,7 @@ export class DockerodeEngine implements DockerEngine {
   async inspectImage(ref: string): Promise<ImageDetails | null> {
     let info: Docker.ImageInspectInfo;
     try {
-      info = await this.docker.getImage(ref).inspect();
+      info = await this.whenReachable(() => this.docker.getImage(ref).inspect());
     } catch (err) {
       if (isNotFound(err)) return null;
       throw this.failure(`inspect image ${ref}`, err);
@@ -374,9 +404,22 @@ export class DockerodeEngine implements DockerEngine {
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await this.whenReachable(fn);
     } catch (err) {
       throw this.failure(what, err);
+    }
+  }
+
+  /** Runs `fn`; while the engine cannot be reached, tries again until engineWaitMs is spent. */
+  private async whenReachable<T>(fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.engineWaitMs;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!unreachable(err) || Date.now() + this.retryEveryMs > deadline) throw err;
+        await new Promise((r) => setTimeout(r, this.retryEveryMs));
+      }
     }
   }
 

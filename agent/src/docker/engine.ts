@@ -109,6 +109,12 @@ export interface ExecOutput {
 export interface DockerEngine {
   /** Engine version; throws DOCKER_UNAVAILABLE when the engine does not answer. */
   version(): Promise<string>;
+  /**
+   * Resolves once the engine answers, waiting a bounded time for one that is
+   * restarting; throws DOCKER_UNAVAILABLE when it stays away. For callers that
+   * hand the engine to another program (the devcontainers CLI) that would not wait.
+   */
+  waitForEngine?(): Promise<void>;
   volumeExists(name: string): Promise<boolean>;
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
   removeVolume(name: string): Promise<void>;

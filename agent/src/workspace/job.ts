@@ -158,8 +158,10 @@ export class Job {
   private async up(src: string, discovered: DiscoveredConfig, overridePath: string, dockerConfigDir: string, steps: BuildStepCounter): Promise<string> {
     const { deps, plan, rec } = this;
     try {
-      const up = await rec.phase('up', () =>
-        deps.devcontainer.up({
+      const up = await rec.phase('up', async () => {
+        // The CLI's docker commands fail at once on an engine that is restarting.
+        await deps.engine.waitForEngine?.();
+        return deps.devcontainer.up({
           workspaceFolder: src,
           configPath: discovered.path,
           overrideConfigPath: overridePath,
@@ -175,8 +177,8 @@ export class Job {
             this.buildLog.add(text);
             rec.log(text, 'up');
           },
-        }),
-      );
+        });
+      });
       return up.containerId;
     } finally {
       await deps.store.clearCliPid(plan.workspaceId);
