@@ -12,6 +12,8 @@ import { makeRepo, runId } from '../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
+import { sleep, until } from '../support/wait.js';
+import { eventsOnDisk, type LoggedEvent as Ev } from '../support/events.js';
 
 /**
  * The agent killed (SIGKILL) at each phase of a real job and started again on
@@ -30,35 +32,8 @@ const agents: Agent[] = [];
 const closers: { close(): Promise<void> }[] = [];
 const ids: string[] = [];
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
-interface Ev {
-  type: string;
-  phase?: string;
-  text?: string;
-  status?: string;
-}
-
-async function eventsOnDisk(stateDir: string, id: string): Promise<Ev[]> {
-  const text = await readFile(join(stateDir, 'workspaces', id, 'events.ndjson'), 'utf8').catch(() => '');
-  return text.split('\n').flatMap((l) => {
-    try {
-      return l ? [JSON.parse(l) as Ev] : [];
-    } catch {
-      return [];
-    }
-  });
-}
 
 interface View {
   status: string;

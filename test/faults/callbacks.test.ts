@@ -10,6 +10,7 @@ import { agentInvariants } from '../support/invariants.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
+import { sleep, until } from '../support/wait.js';
 
 /**
  * The control plane refuses every call (503) for a while, callbacks and
@@ -27,17 +28,7 @@ let stateDir: string;
 let runtimeDir: string;
 const cpToken = `cp-${run}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 beforeAll(async () => {
   cp = await startControlPlane();

@@ -9,6 +9,7 @@ import { agentInvariants, cliProcessesFor } from '../support/invariants.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
+import { sleep, until } from '../support/wait.js';
 
 /**
  * DELETE /v1/workspaces/:id?purge=true while the workspace's dev container is
@@ -29,17 +30,7 @@ afterAll(async () => {
   await cleanUp({ runId: run, workspaceIds: [id] });
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** Containers of the run that belong to no workspace: the classic builder's RUN step containers. */
 async function buildContainers(): Promise<string[]> {

@@ -11,6 +11,7 @@ import { agentInvariants } from '../support/invariants.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
+import { until } from '../support/wait.js';
 
 /**
  * The state directory's disk fills up. The agent's state dir is a small tmpfs
@@ -38,17 +39,7 @@ let repo: string;
 let cp: Awaited<ReturnType<typeof startControlPlane>>;
 const FILLER = 'filler.bin';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** Takes every free byte of the tmpfs: writes until the disk says ENOSPC, then proves a new page fails too. */
 async function fillDisk(): Promise<number> {

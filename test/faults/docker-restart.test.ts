@@ -24,6 +24,8 @@ import { makeRepo, runId } from '../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
+import { sleep, until } from '../support/wait.js';
+import { eventsOnDisk } from '../support/events.js';
 
 const tb = loadTestbed();
 const agents: Agent[] = [];
@@ -38,17 +40,7 @@ afterAll(async () => {
   for (const c of cleanups) await cleanUp({ runId: c.run, workspaceIds: c.ids });
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 async function dockerAnswers(): Promise<boolean> {
   return (await execa('docker', ['info', '--format', '{{.ID}}'], { reject: false, timeout: 10_000 })).exitCode === 0;
@@ -91,18 +83,7 @@ async function restartDockerd(): Promise<number> {
   return Date.now() - t0;
 }
 
-interface Ev {
-  type: string;
-  phase?: string;
-  text?: string;
-}
-async function events(agent: Agent, id: string): Promise<Ev[]> {
-  const text = await readFile(join(agent.env.WARMSTART_STATE_DIR!, 'workspaces', id, 'events.ndjson'), 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Ev);
-}
+const events = (agent: Agent, id: string) => eventsOnDisk(agent.env.WARMSTART_STATE_DIR!, id);
 
 function post(agent: Agent, body: unknown): Promise<Response> {
   return agent.request('/v1/workspaces', {

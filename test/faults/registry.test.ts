@@ -18,6 +18,7 @@ import { agentInvariants } from '../support/invariants.js';
 import { waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
+import { until } from '../support/wait.js';
 
 /**
  * Registry faults against a running agent: the registry stopped before the
@@ -202,7 +203,7 @@ describe('fault matrix: the cache registry', () => {
         expect(ready.push?.status).toBe('pending');
         // Layer bytes are on their way: then the registry goes.
         const before = proxy.bytesUp();
-        await until(() => proxy.bytesUp() > before + 64_000, 60_000, 'push bytes through the proxy');
+        await until('push bytes through the proxy', () => proxy.bytesUp() > before + 64_000, 60_000);
         await proxy.close();
         const cut = proxy.bytesUp();
         const v = await settled(agent, id);
@@ -298,10 +299,3 @@ describe('fault matrix: the cache registry', () => {
   });
 });
 
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

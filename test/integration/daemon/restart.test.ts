@@ -8,6 +8,8 @@ import { cleanUp, containersWithLabel, volumeExists } from '../../support/docker
 import { makeRepo, runId } from '../../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../../support/serve.js';
 import { loadTestbed } from '../../support/testbed.js';
+import { sleep, until } from '../../support/wait.js';
+import { eventsOnDisk as events } from '../../support/events.js';
 
 /**
  * `warmstart serve` dies hard (kill -9) and comes back on the same state and
@@ -28,17 +30,7 @@ const made: Made[] = [];
 const agents: Agent[] = [];
 const controlPlanes: { close(): Promise<void> }[] = [];
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** A fresh state dir, runtime dir and run id; everything is removed in afterAll. */
 async function scenario(prefix: string): Promise<{ run: string; id: string; base: Record<string, string>; m: Made }> {
@@ -66,29 +58,6 @@ function post(agent: Agent, body: unknown): Promise<Response> {
   });
 }
 
-interface Ev {
-  type: string;
-  phase?: string;
-  text?: string;
-  status?: string;
-}
-async function events(stateDir: string, id: string): Promise<Ev[]> {
-  try {
-    const text = await readFile(join(stateDir, 'workspaces', id, 'events.ndjson'), 'utf8');
-    return text
-      .split('\n')
-      .filter(Boolean)
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as Ev];
-        } catch {
-          return [];
-        }
-      });
-  } catch {
-    return [];
-  }
-}
 
 /** Live (non-zombie) processes whose process group is `pgid`, as "pid comm". */
 async function liveProcessesInGroup(pgid: number): Promise<string[]> {
