@@ -52,7 +52,8 @@ const goodConfig = fc.constantFrom('dev', 'python', 'a.b');
 /** `--k=v` or `--k v`; a value that looks like an option always goes with `=`. */
 const flag = (k: string, v: string, joined: boolean): string[] => (joined || v.startsWith('-') ? [`--${k}=${v}`] : [`--${k}`, v]);
 
-type Part = { flags: string[][]; repo?: string; extraPositionals?: string[]; dropPositional?: boolean; stdin?: string; fault?: string; code?: string[] };
+/** `group`: faults of one group undo each other (a username fault and a password fault together make a valid pair), so a case takes at most one of it. */
+type Part = { flags: string[][]; repo?: string; extraPositionals?: string[]; dropPositional?: boolean; stdin?: string; fault?: string; code?: string[]; group?: string };
 
 const upFault: fc.Arbitrary<Part> = fc.oneof(
   fc.record({ f: unknownFlag }).map(({ f }): Part => ({ flags: [[f]], fault: `unknown flag ${f}`, code: ['INVALID_ARGUMENT'] })),
@@ -63,9 +64,9 @@ const upFault: fc.Arbitrary<Part> = fc.oneof(
   fc.record({ v: badRegistry, j: fc.boolean() }).map(({ v, j }): Part => ({ flags: [flag('cache-registry', v, j)], fault: 'bad registry', code: ['INVALID_REGISTRY'] })),
   fc.record({ v: badRef, j: fc.boolean() }).map(({ v, j }): Part => ({ flags: [flag('cache-ref', v, j)], fault: 'bad cache ref', code: ['INVALID_CACHE_REF'] })),
   fc.record({ v: badTimeout }).map(({ v }): Part => ({ flags: [flag('push-timeout', v, true)], fault: 'bad push timeout', code: ['INVALID_ARGUMENT'] })),
-  fc.constant<Part>({ flags: [['--registry-username', 'fuzz']], fault: 'username without password', code: ['INVALID_ARGUMENT'] }),
-  fc.constant<Part>({ flags: [['--registry-username', 'fuzz'], ['--registry-password-stdin']], stdin: '', fault: 'empty password on stdin', code: ['INVALID_ARGUMENT'] }),
-  fc.constant<Part>({ flags: [['--registry-password-stdin']], stdin: 'fuzz-password\n', fault: 'password without username', code: ['INVALID_ARGUMENT'] }),
+  fc.constant<Part>({ flags: [['--registry-username', 'fuzz']], fault: 'username without password', group: 'password', code: ['INVALID_ARGUMENT'] }),
+  fc.constant<Part>({ flags: [['--registry-username', 'fuzz'], ['--registry-password-stdin']], stdin: '', fault: 'empty password on stdin', group: 'password', code: ['INVALID_ARGUMENT'] }),
+  fc.constant<Part>({ flags: [['--registry-password-stdin']], stdin: 'fuzz-password\n', fault: 'password without username', group: 'password', code: ['INVALID_ARGUMENT'] }),
   argString.map((p): Part => ({ flags: [], extraPositionals: [p.startsWith('-') ? 'extra' : p || 'extra'], fault: 'two repositories', code: ['INVALID_ARGUMENT'] })),
   fc.constant<Part>({ flags: [], dropPositional: true, fault: 'no repository', code: ['INVALID_ARGUMENT'] }),
 );
@@ -111,7 +112,7 @@ function assemble(command: CliCase['command'], faults: Part[], good: Part, order
 const order = fc.array(fc.nat({ max: 20 }), { minLength: 8, maxLength: 8 });
 
 const upCase = fc
-  .record({ faults: fc.array(upFault, { minLength: 1, maxLength: 2 }), repo: goodRepo, config: goodConfig, withConfig: fc.boolean(), order, json: fc.boolean(), lightweight: fc.boolean() })
+  .record({ faults: fc.uniqueArray(upFault, { minLength: 1, maxLength: 2, selector: (p) => p.group ?? p.fault }), repo: goodRepo, config: goodConfig, withConfig: fc.boolean(), order, json: fc.boolean(), lightweight: fc.boolean() })
   .map(({ faults, repo, config, withConfig, order: o, json, lightweight }) =>
     assemble(
       'up',
@@ -126,11 +127,11 @@ const upCase = fc
   );
 
 const downCase = fc
-  .record({ faults: fc.array(downFault, { minLength: 1, maxLength: 2 }), purge: fc.boolean(), order, json: fc.boolean() })
+  .record({ faults: fc.uniqueArray(downFault, { minLength: 1, maxLength: 2, selector: (p) => p.group ?? p.fault }), purge: fc.boolean(), order, json: fc.boolean() })
   .map(({ faults, purge, order: o, json }) => assemble('down', faults, { repo: '@@ID@@', flags: purge ? [['--purge']] : [] }, o, json));
 
 const cacheRefCase = fc
-  .record({ faults: fc.array(cacheRefFault, { minLength: 1, maxLength: 2 }), repo: goodRepo, config: goodConfig, withConfig: fc.boolean(), order, json: fc.boolean() })
+  .record({ faults: fc.uniqueArray(cacheRefFault, { minLength: 1, maxLength: 2, selector: (p) => p.group ?? p.fault }), repo: goodRepo, config: goodConfig, withConfig: fc.boolean(), order, json: fc.boolean() })
   .map(({ faults, repo, config, withConfig, order: o, json }) =>
     assemble('cache ref', faults, { repo, flags: [['--cache-registry', '127.0.0.1:9/ns'], ...(withConfig ? [['--config-name', config]] : [])] }, o, json),
   );

@@ -18,6 +18,8 @@ import type { Answer, Sent } from './http-client.js';
  */
 export interface Verdict {
   statuses: number[];
+  /** each answer's status and error code (when it has one) */
+  answers: Array<{ status: number; code?: string }>;
   codes: string[];
   problems: string[];
   /** 5xx answers the API documents for backends this node lacks */
@@ -52,7 +54,7 @@ function documented(c: HttpCase, a: Answer, code: string | undefined): boolean {
 }
 
 export function judge(c: HttpCase, sent: Sent): Verdict {
-  const v: Verdict = { statuses: [], codes: [], problems: [], documented5xx: 0, unexpected5xx: 0 };
+  const v: Verdict = { statuses: [], answers: [], codes: [], problems: [], documented5xx: 0, unexpected5xx: 0 };
   if (sent.answers.length === 0) {
     v.problems.push(`no answer (${sent.error ?? 'unknown'})`);
     return v;
@@ -85,6 +87,7 @@ export function judge(c: HttpCase, sent: Sent): Verdict {
         v.problems.push(`${a.status} has Content-Type ${JSON.stringify(a.headers['content-type'] ?? null)}`);
       }
     }
+    v.answers.push(code === undefined ? { status: a.status } : { status: a.status, code });
     if (a.status >= 500) {
       if (documented(c, a, code)) v.documented5xx += 1;
       else {
