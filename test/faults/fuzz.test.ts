@@ -37,8 +37,9 @@ import { FAKE_LIMACTL } from '../fakes/lima/harness.js';
  */
 
 const SEED = Number(process.env.WARMSTART_FUZZ_SEED ?? 20261123);
+if (!Number.isSafeInteger(SEED)) throw new Error(`WARMSTART_FUZZ_SEED must be a whole number, got ${process.env.WARMSTART_FUZZ_SEED}`);
 const REQUESTS = Number(process.env.WARMSTART_FUZZ_REQUESTS ?? 2500);
-const CLI_CASES = Number(process.env.WARMSTART_FUZZ_CLI_CASES ?? 240);
+const CLI_CASES = Number(process.env.WARMSTART_FUZZ_CLI_CASES ?? 200);
 /**
  * Requests before the memory baseline. Measured (RSS after a full GC, at
  * 100, 300, 500, 1,000 ... 9,000 requests): the agent grows 5-8 MB over its
@@ -91,7 +92,7 @@ interface ApiRun {
   shapeProblems: number;
   authHeaderProblems: number;
   authVerdictProblems: number;
-  /** `METHOD /route` of every documented operation a request got past auth and routing to */
+  /** `METHOD /route` of every documented operation whose handler some request ran */
   reached: Set<string>;
   /** the first failing request, shrunk */
   shrunk: string | null;
