@@ -60,6 +60,16 @@ const tb = loadTestbed();
 const run = runId('fz');
 const prefix = `${run}-`;
 const DEAD = 'http://127.0.0.1:9';
+/** Every https clone goes to a proxy that refuses at once; every ssh clone runs `false`. */
+const NO_NETWORK = {
+  https_proxy: DEAD,
+  HTTPS_PROXY: DEAD,
+  http_proxy: DEAD,
+  HTTP_PROXY: DEAD,
+  no_proxy: '',
+  NO_PROXY: '',
+  GIT_SSH_COMMAND: 'false',
+};
 
 interface Failure {
   index: number | string;
@@ -158,14 +168,7 @@ describe('fuzzer: generated requests and command lines', () => {
         WARMSTART_ALLOW_LOCAL_REPOS: '',
         // Set, so the GitHub App does not make ghcr.io the default; nothing answers there.
         WARMSTART_CACHE_REGISTRY: '127.0.0.1:9',
-        // Every https clone goes to a proxy that refuses at once; every ssh clone runs `false`.
-        https_proxy: DEAD,
-        HTTPS_PROXY: DEAD,
-        http_proxy: DEAD,
-        HTTP_PROXY: DEAD,
-        no_proxy: '',
-        NO_PROXY: '',
-        GIT_SSH_COMMAND: 'false',
+        ...NO_NETWORK,
         // Machine backends: docker is the real engine (launch never pulls), lima the
         // fake limactl with an empty home, no Incus daemon, no cloud-hypervisor binary.
         WARMSTART_INCUS_SOCKET: join(dir, 'no-incus.sock'),
@@ -423,15 +426,7 @@ describe('fuzzer: generated requests and command lines', () => {
     await faultRow(
       { fault: `fuzz: ${CLI_CASES} generated CLI command lines (up/down/cache ref: bad ids, config names, traversal repos, unknown flags, huge args, unicode)`, expected: 'exit 2, `warmstart: <CODE>:` on stderr with an input code, JSON error with --json, no stack trace, nothing in the state dir, no volume or container' },
       async () => {
-        const env = await testEnv(tb.baseImage, {
-          https_proxy: DEAD,
-          HTTPS_PROXY: DEAD,
-          http_proxy: DEAD,
-          HTTP_PROXY: DEAD,
-          no_proxy: '',
-          NO_PROXY: '',
-          GIT_SSH_COMMAND: 'false',
-        });
+        const env = await testEnv(tb.baseImage, NO_NETWORK);
         const cases = fc.sample(cliCase, { seed: SEED, numRuns: CLI_CASES });
         const problems: string[] = [];
         const codes = new Map<string, number>();

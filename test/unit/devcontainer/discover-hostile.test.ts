@@ -1,30 +1,13 @@
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { discoverConfig, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, tooDeepAt } from '../../../agent/src/devcontainer/discover.js';
 import { rejection } from '../../support/rejection.js';
+import { useScratchRepo } from '../../support/scratch-repo.js';
 
 /** Configs written to do harm: nested without end, or pointing out of the repository. */
-let base: string;
-let repo: string;
-
-beforeEach(async () => {
-  base = await mkdtemp(path.join(tmpdir(), 'warmstart-discover-hostile-'));
-  repo = path.join(base, 'repo');
-  await mkdir(repo);
-});
-
-afterEach(async () => {
-  await rm(base, { recursive: true, force: true });
-});
-
-async function put(rel: string, text: string): Promise<string> {
-  const file = path.join(repo, rel);
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, text);
-  return file;
-}
+const scratch = useScratchRepo('warmstart-discover-hostile');
+const put = scratch.put;
 
 const config = (c: unknown): Promise<string> => put('.devcontainer/devcontainer.json', JSON.stringify(c));
 
@@ -54,7 +37,7 @@ describe('discoverConfig: nesting', () => {
     ['unclosed', `{"image": "x", "a": ${'['.repeat(100_000)}`],
   ])('refuses %s nested 10,000 levels with a clear error, not a stack overflow', async (_shape, text) => {
     await put('.devcontainer.json', text);
-    const err = await rejection(discoverConfig(repo));
+    const err = await rejection(discoverConfig(scratch.repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toBe(`.devcontainer.json nests objects or arrays deeper than ${MAX_CONFIG_DEPTH} levels`);
     expect(err.detail).toMatch(/^\.devcontainer\.json:1:\d+: level 65 opens here$/);
@@ -63,12 +46,12 @@ describe('discoverConfig: nesting', () => {
   it(`accepts ${MAX_CONFIG_DEPTH} levels`, async () => {
     const inner = MAX_CONFIG_DEPTH - 1; // the root object is the first level
     await put('.devcontainer.json', `{"image": "x", "a": ${'['.repeat(inner)}${']'.repeat(inner)}}`);
-    expect((await discoverConfig(repo))?.kind).toBe('image');
+    expect((await discoverConfig(scratch.repo))?.kind).toBe('image');
   });
 
   it('names the size limit', async () => {
     await put('.devcontainer.json', `{"image": "x", "pad": "${'a'.repeat(MAX_CONFIG_BYTES)}"}`);
-    expect((await rejection(discoverConfig(repo))).message).toMatch(/the limit is 1 MiB \(1048576 bytes\)$/);
+    expect((await rejection(discoverConfig(scratch.repo))).message).toMatch(/the limit is 1 MiB \(1048576 bytes\)$/);
   });
 });
 
@@ -87,7 +70,7 @@ describe('discoverConfig: paths out of the repository', () => {
     ['build.context', { build: { dockerfile: 'Dockerfile', context: '${localWorkspaceFolder}/..' } }, 'points outside'],
   ])('refuses %s out of the repo', async (field, c, why) => {
     await config(c);
-    const err = await rejection(discoverConfig(repo));
+    const err = await rejection(discoverConfig(scratch.repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toContain(`.devcontainer/devcontainer.json: ${field} `);
     expect(err.message).toContain(why);
@@ -98,52 +81,52 @@ describe('discoverConfig: paths out of the repository', () => {
       build: { dockerfile: '${localWorkspaceFolder}/.devcontainer/Dockerfile', context: '..' },
       features: { './feat': {}, 'ghcr.io/devcontainers/features/node:1': {} },
     });
-    expect((await discoverConfig(repo))?.kind).toBe('dockerfile');
+    expect((await discoverConfig(scratch.repo))?.kind).toBe('dockerfile');
     await config({ dockerComposeFile: ['../compose.yml', 'more.yml'], service: 'app' });
-    expect((await discoverConfig(repo))?.kind).toBe('compose');
+    expect((await discoverConfig(scratch.repo))?.kind).toBe('compose');
   });
 
   it('refuses a Dockerfile that is a symlink out of the repo', async () => {
-    await writeFile(path.join(base, 'Dockerfile'), 'FROM secret\n');
+    await writeFile(path.join(scratch.base, 'Dockerfile'), 'FROM secret\n');
     await config({ build: { dockerfile: 'Dockerfile' } });
-    await symlink(path.join(base, 'Dockerfile'), path.join(repo, '.devcontainer', 'Dockerfile'));
-    const err = await rejection(discoverConfig(repo));
+    await symlink(path.join(scratch.base, 'Dockerfile'), path.join(scratch.repo, '.devcontainer', 'Dockerfile'));
+    const err = await rejection(discoverConfig(scratch.repo));
     expect(err.message).toBe('.devcontainer/devcontainer.json: build.dockerfile "Dockerfile" leads outside the repository through a symlink');
   });
 
   it('refuses a path below a directory symlinked out of the repo, even when the file is missing', async () => {
-    await mkdir(path.join(base, 'outside'));
-    await symlink(path.join(base, 'outside'), path.join(repo, 'linked'));
+    await mkdir(path.join(scratch.base, 'outside'));
+    await symlink(path.join(scratch.base, 'outside'), path.join(scratch.repo, 'linked'));
     await config({ build: { dockerfile: '../linked/Dockerfile', context: '../linked' } });
-    const err = await rejection(discoverConfig(repo));
+    const err = await rejection(discoverConfig(scratch.repo));
     expect(err.message).toContain('build.dockerfile "../linked/Dockerfile" leads outside the repository through a symlink');
   });
 
   it('refuses a local feature folder symlinked out of the repo', async () => {
-    await mkdir(path.join(base, 'feature'));
+    await mkdir(path.join(scratch.base, 'feature'));
     await config({ image: 'x', features: { './feat': {} } });
-    await symlink(path.join(base, 'feature'), path.join(repo, '.devcontainer', 'feat'));
-    const err = await rejection(discoverConfig(repo));
+    await symlink(path.join(scratch.base, 'feature'), path.join(scratch.repo, '.devcontainer', 'feat'));
+    const err = await rejection(discoverConfig(scratch.repo));
     expect(err.message).toContain('features["./feat"] "./feat" leads outside the repository through a symlink');
   });
 
   it('refuses a dangling symlink, and accepts one that stays inside', async () => {
     await config({ build: { dockerfile: 'Dockerfile' } });
-    await symlink(path.join(base, 'nowhere'), path.join(repo, '.devcontainer', 'Dockerfile'));
-    expect((await rejection(discoverConfig(repo))).message).toContain('is a symlink that leads nowhere');
-    await rm(path.join(repo, '.devcontainer', 'Dockerfile'));
+    await symlink(path.join(scratch.base, 'nowhere'), path.join(scratch.repo, '.devcontainer', 'Dockerfile'));
+    expect((await rejection(discoverConfig(scratch.repo))).message).toContain('is a symlink that leads nowhere');
+    await rm(path.join(scratch.repo, '.devcontainer', 'Dockerfile'));
     await put('docker/Dockerfile.dev', 'FROM x\n');
-    await symlink('../docker/Dockerfile.dev', path.join(repo, '.devcontainer', 'Dockerfile'));
-    expect((await discoverConfig(repo))?.kind).toBe('dockerfile');
+    await symlink('../docker/Dockerfile.dev', path.join(scratch.repo, '.devcontainer', 'Dockerfile'));
+    expect((await discoverConfig(scratch.repo))?.kind).toBe('dockerfile');
   });
 
   it('refuses a symlink loop and an unusable name with the field, and keeps a long value short', async () => {
-    await symlink('loop-b', path.join(repo, 'loop-a'));
-    await symlink('loop-a', path.join(repo, 'loop-b'));
+    await symlink('loop-b', path.join(scratch.repo, 'loop-a'));
+    await symlink('loop-a', path.join(scratch.repo, 'loop-b'));
     await config({ build: { dockerfile: '../loop-a' } });
-    expect((await rejection(discoverConfig(repo))).message).toContain('build.dockerfile "../loop-a" cannot be resolved (ELOOP)');
+    expect((await rejection(discoverConfig(scratch.repo))).message).toContain('build.dockerfile "../loop-a" cannot be resolved (ELOOP)');
     await config({ build: { dockerfile: 'D'.repeat(5000) } });
-    const err = await rejection(discoverConfig(repo));
+    const err = await rejection(discoverConfig(scratch.repo));
     expect(err.code).toBe('DEVCONTAINER_CONFIG_INVALID');
     expect(err.message).toMatch(/build\.dockerfile "D{200}…" cannot be resolved \(ENAMETOOLONG\)$/);
   });
