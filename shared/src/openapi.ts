@@ -118,7 +118,7 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'missing or invalid bearer token',
   403: 'the token is not valid for this workspace',
   404: 'no such workspace',
-  409: 'a workspace with this id exists (a failed one is prepared again instead)',
+  409: 'a workspace with this id exists (a failed one, or one deleted without purge, is prepared again on its volume instead)',
   413: 'body larger than the limit (64 KiB)',
   415: 'Content-Type is not application/json',
   503: 'the agent is shutting down and takes no new jobs',

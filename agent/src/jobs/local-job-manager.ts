@@ -50,6 +50,9 @@ const FLUSH_EVERY_MS = 5_000;
  * of a job (git token, registry password, callback token) live only in memory
  * here; records on disk never hold them.
  */
+/** Statuses a POST of the same id takes over: the job is over and the volume kept. */
+const PREPARED_AGAIN: ReadonlySet<WorkspaceStatus> = new Set(['failed', 'deleting']);
+
 export class LocalJobManager implements JobManager {
   private readonly jobs = new Map<string, Job>();
   private readonly queue: Job[] = [];
@@ -73,8 +76,9 @@ export class LocalJobManager implements JobManager {
 
   /**
    * Records the workspace as `queued` and schedules its job. An id that
-   * exists is refused (409), except a `failed` one with no job: that is
-   * prepared again, keeping its volume. A record that cannot be written
+   * exists is refused (409), except one with no job that `failed` or was
+   * deleted without purge (`deleting`, no DELETE at work on it): that is
+   * prepared again on its kept volume. A record that cannot be written
    * refuses the request with STATE_WRITE_FAILED and leaves nothing behind.
    */
   async submit(body: CreateWorkspaceBody): Promise<WorkspaceView> {
@@ -89,9 +93,10 @@ export class LocalJobManager implements JobManager {
     try {
       await this.flushUnsaved();
       const existing = await this.o.deps.store.load(id);
-      if (existing && existing.status !== 'failed') throw exists();
+      if (existing && !PREPARED_AGAIN.has(existing.status)) throw exists();
       if (existing && existing.repository !== plan.repo.cloneUrl) {
-        throw new WarmstartError('WORKSPACE_CONFLICT', `workspace ${id} failed earlier with another repository: delete it first`, {
+        const was = existing.status === 'failed' ? 'failed earlier' : 'was deleted';
+        throw new WarmstartError('WORKSPACE_CONFLICT', `workspace ${id} ${was} with another repository on its volume: purge it first (DELETE ?purge=true)`, {
           detail: `existing: ${existing.repository}`,
         });
       }

@@ -24,7 +24,8 @@ import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResult, runCli, testEnv } from '../../support/cli.js';
-import { cleanUp, containersWithLabel, volumeExists, wipeImages } from '../../support/docker.js';
+import { execa } from 'execa';
+import { cleanUp, containersWithLabel, readFromVolume, volumeExists, wipeImages } from '../../support/docker.js';
 import { missExactTag } from '../../support/config-edit.js';
 import { makeRepo, runId } from '../../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../../support/serve.js';
@@ -34,7 +35,7 @@ const tb = loadTestbed();
 const run = runId('dapi');
 const namespace = `warmstart-test/${run}`;
 const cacheRegistry = `${tb.registry}/${namespace}`;
-const ids = { first: `${run}-a`, second: `${run}-b`, cli: `${run}-cli` };
+const ids = { first: `${run}-a`, second: `${run}-b`, cli: `${run}-cli`, kept: `${run}-kept` };
 const AUDIENCE = `warmstart-agent-${run}`;
 const ISSUER = `https://control-plane.test/${run}`;
 const KID = 'test-key-1';
@@ -424,6 +425,37 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     expect(text).toMatch(/^warmstart_jobs_total\{status="ready"\} 2$/m);
     expect(text).toMatch(/^warmstart_pushes_total\{status="pushed"\} 2$/m);
     expect(text).toMatch(/^warmstart_cache_total\{hit="layers",reason="none"\} 1$/m);
+  });
+
+  // After the metrics test, whose counts are of the jobs above.
+  it('DELETE without purge keeps the volume; the same id posted again is prepared on it with the work kept', async () => {
+    const volume = `warmstart-ws-${ids.kept}`;
+    const body = { id: ids.kept, repository: repo };
+    expect((await agent.request('/v1/workspaces', json(body))).status).toBe(202);
+    const first = (await waitForStatus(agent, ids.kept, ['ready', 'recovery', 'failed'])) as View;
+    expect(first.status, JSON.stringify(first.error)).toBe('ready');
+    // What a user did in the workspace: a file on its volume that no clone has.
+    const wrote = await execa('docker', ['run', '--rm', '--label', `warmstart.test-run=${run}`, '-v', `${volume}:/v`, tb.baseImage, 'sh', '-c', 'echo unsaved-work > /v/notes.txt']);
+    expect(wrote.exitCode).toBe(0);
+
+    const del = await agent.request(`/v1/workspaces/${ids.kept}`, { method: 'DELETE' });
+    expect(del.status).toBe(200);
+    expect(await del.json()).toMatchObject({ id: ids.kept, status: 'deleting' });
+    expect(await containersWithLabel(`warmstart.workspace=${ids.kept}`)).toEqual([]);
+    expect(await volumeExists(volume)).toBe(true);
+    expect(await (await agent.request(`/v1/workspaces/${ids.kept}`)).json()).toMatchObject({ status: 'deleting' });
+
+    const again = await agent.request('/v1/workspaces', json(body));
+    expect(again.status, await again.clone().text()).toBe(202);
+    const second = (await waitForStatus(agent, ids.kept, ['ready', 'recovery', 'failed'])) as View;
+    expect(second.status, JSON.stringify(second.error)).toBe('ready');
+    expect(second.containerId).not.toBe(first.containerId);
+    expect(second.createdAt).toBe(first.createdAt);
+    expect(await readFromVolume(volume, 'notes.txt', tb.baseImage)).toBe('unsaved-work');
+    const events = await (await agent.request(`/v1/workspaces/${ids.kept}/events`)).text();
+    expect(events).toContain(`volume ${volume} exists: keeping its contents`);
+    // Ready again, it is an id in use: 409 as before.
+    expect((await agent.request('/v1/workspaces', json(body))).status).toBe(409);
   });
 
   it('the registry password and the API token appear in no output and no file of the agent', async () => {

@@ -136,6 +136,50 @@ describe('LocalJobManager: which POSTs it takes', () => {
     expect(prepare).toHaveBeenCalledTimes(1);
   });
 
+  it('a workspace deleted without purge is prepared again on its volume; a deleted one of another repository is a conflict', async () => {
+    pipelineThatSucceeds();
+    await jobs.submit(body('w'));
+    await settled();
+    const deleted = await jobs.remove('w', { purge: false });
+    expect(deleted.status).toBe('deleting');
+    expect((await store.load('w'))?.status).toBe('deleting');
+
+    const again = await jobs.submit(body('w'));
+    expect(again).toMatchObject({ id: 'w', status: 'queued', error: null });
+    await settled();
+    expect((await jobs.get('w'))?.status).toBe('ready');
+    expect(prepare).toHaveBeenCalledTimes(2);
+
+    await jobs.remove('w', { purge: false });
+    const err = await jobs.submit({ ...body('w'), repository: 'https://example.test/acme/other.git' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'WORKSPACE_CONFLICT' });
+    expect(String((err as Error).message)).toContain('purge it first');
+    expect((await store.load('w'))?.status).toBe('deleting');
+    expect(prepare).toHaveBeenCalledTimes(2);
+  });
+
+  it('a POST while a DELETE of the same id is at work is 409, and the DELETE still ends as asked', async () => {
+    pipelineThatSucceeds();
+    await jobs.submit(body('w'));
+    await settled();
+    containers = [{ id: 'c-w', image: 'img', state: 'running', labels: { 'warmstart.workspace': 'w' } }];
+    let letGo!: () => void;
+    const held = new Promise<void>((r) => (letGo = r));
+    const engine = (jobs as unknown as { o: { deps: { engine: { removeContainer(id: string): Promise<void> } } } }).o.deps.engine;
+    const removeContainer = engine.removeContainer.bind(engine);
+    engine.removeContainer = async (id: string) => {
+      await held;
+      await removeContainer(id);
+    };
+    const deleting = jobs.remove('w', { purge: false });
+    await vi.waitFor(async () => expect((await store.load('w'))?.status).toBe('deleting'));
+    await expect(jobs.submit(body('w'))).rejects.toMatchObject({ code: 'WORKSPACE_EXISTS' });
+    letGo();
+    expect((await deleting).status).toBe('deleting');
+    expect(removed).toEqual(['c-w']);
+    expect(prepare).toHaveBeenCalledTimes(1);
+  });
+
   it('two POSTs of one id at the same moment make one job', async () => {
     pipelineThatSucceeds();
     const both = await Promise.allSettled([jobs.submit(body('w')), jobs.submit(body('w'))]);
