@@ -44,15 +44,15 @@ interface Job {
 /** How often records that could not be written (a full disk) are tried again. */
 const FLUSH_EVERY_MS = 5_000;
 
+/** Statuses a POST of the same id takes over: the job is over and the volume kept. */
+const PREPARED_AGAIN: ReadonlySet<WorkspaceStatus> = new Set(['failed', 'deleting']);
+
 /**
  * Runs workspace jobs on this node: a FIFO queue with a concurrency limit, at
  * most one job per workspace, the pipeline for each, then callbacks. Secrets
  * of a job (git token, registry password, callback token) live only in memory
  * here; records on disk never hold them.
  */
-/** Statuses a POST of the same id takes over: the job is over and the volume kept. */
-const PREPARED_AGAIN: ReadonlySet<WorkspaceStatus> = new Set(['failed', 'deleting']);
-
 export class LocalJobManager implements JobManager {
   private readonly jobs = new Map<string, Job>();
   private readonly queue: Job[] = [];
