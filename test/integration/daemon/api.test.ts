@@ -21,10 +21,10 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResult, runCli, testEnv } from '../../support/cli.js';
-import { execa } from 'execa';
 import { cleanUp, containersWithLabel, readFromVolume, volumeExists, wipeImages } from '../../support/docker.js';
 import { missExactTag } from '../../support/config-edit.js';
 import { makeRepo, runId } from '../../support/repos.js';

@@ -63,6 +63,8 @@ let dir: string;
 let store: Store;
 let containers: { id: string; image: string; state: string; labels: Record<string, string> }[];
 let removed: string[];
+/** While set, the engine's container removals wait for it: a DELETE held at work. */
+let removalsHeld: Promise<void> | null;
 let enqueued: { kind: string; workspaceId: string; body: unknown }[];
 let jobs: InstanceType<typeof LocalJobManager>;
 
@@ -73,10 +75,12 @@ beforeEach(async () => {
   store = new WorkspaceStore(join(dir, 'state'));
   containers = [];
   removed = [];
+  removalsHeld = null;
   enqueued = [];
   const engine = {
     findContainers: async () => containers,
     removeContainer: async (id: string) => {
+      await removalsHeld;
       removed.push(id);
       containers = containers.filter((c) => c.id !== id);
     },
@@ -164,13 +168,7 @@ describe('LocalJobManager: which POSTs it takes', () => {
     await settled();
     containers = [{ id: 'c-w', image: 'img', state: 'running', labels: { 'warmstart.workspace': 'w' } }];
     let letGo!: () => void;
-    const held = new Promise<void>((r) => (letGo = r));
-    const engine = (jobs as unknown as { o: { deps: { engine: { removeContainer(id: string): Promise<void> } } } }).o.deps.engine;
-    const removeContainer = engine.removeContainer.bind(engine);
-    engine.removeContainer = async (id: string) => {
-      await held;
-      await removeContainer(id);
-    };
+    removalsHeld = new Promise<void>((r) => (letGo = r));
     const deleting = jobs.remove('w', { purge: false });
     await vi.waitFor(async () => expect((await store.load('w'))?.status).toBe('deleting'));
     await expect(jobs.submit(body('w'))).rejects.toMatchObject({ code: 'WORKSPACE_EXISTS' });
