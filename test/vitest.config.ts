@@ -28,6 +28,18 @@ export default defineConfig({
       },
       {
         test: {
+          // One test per attack on the trust boundaries (README "Trust model"),
+          // against a real agent, engine, registry and git, with stand-in
+          // servers on loopback that record what reached them.
+          name: 'security',
+          include: ['test/security/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+        },
+      },
+      {
+        test: {
           name: 'faults',
           include: ['test/faults/**/*.test.ts'],
           globalSetup: ['test/faults/global-setup.ts'],

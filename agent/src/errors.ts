@@ -18,6 +18,10 @@ const INPUT_CODES = [
   'INVALID_IMAGE_NAME',
   'INVALID_IMAGE_TAG',
   'INVALID_CAPABILITY',
+  'INVALID_CALLBACK_URL',
+  // the caller's token does not reach this far (HTTP 403): nothing was created
+  'CACHE_REF_FORBIDDEN',
+  'IMAGE_NAME_FORBIDDEN',
 ] as const;
 
 export const ERROR_CODES = [
@@ -31,6 +35,8 @@ export const ERROR_CODES = [
   'DOCKER_UNAVAILABLE',
   'DOCKER_OPERATION_FAILED',
   'DEFAULT_IMAGE_FAILED',
+  // the repository asked for host access the operator's policy refuses (recovery)
+  'HOST_ACCESS_DENIED',
   'WORKSPACE_NOT_FOUND',
   'WORKSPACE_EXISTS',
   'JOB_CANCELLED',
@@ -51,6 +57,8 @@ export const ERROR_CODES = [
   'CACHE_IMAGE_MISSING',
   'PUSH_TIMEOUT',
   'GITHUB_APP_AUTH_FAILED',
+  // a cache or exact image that is not this repository's own (labels): not used
+  'CACHE_IDENTITY_MISMATCH',
   // machine backends
   'BACKEND_UNSUPPORTED',
   'BACKEND_UNAVAILABLE',

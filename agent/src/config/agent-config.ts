@@ -30,6 +30,26 @@ export interface AgentConfig {
    * repository the node is asked to prepare.
    */
   allowInitializeCommand: boolean;
+  /**
+   * Registry hosts (host[:port], lowercased) the static registry credentials
+   * belong to: `WARMSTART_REGISTRY_CREDENTIAL_HOSTS`, else the configured cache
+   * registry's host. A job that names any other registry never gets them.
+   */
+  registryCredentialHosts: string[];
+  /** git hosts the node's git token belongs to: `WARMSTART_GIT_TOKEN_HOSTS`, default github.com */
+  gitTokenHosts: string[];
+  /**
+   * What a repository's config may reach on the node (`WARMSTART_HOST_ACCESS`):
+   * `deny` (default) refuses privileged containers, host binds, host
+   * namespaces, devices, extra capabilities and unsafe build options.
+   */
+  hostAccess: 'deny' | 'allow';
+  /**
+   * `WARMSTART_ALL_REPOSITORIES_TRUSTED=1`: every repository this node builds
+   * is trusted (a team's own fleet), so with host access allowed the node's
+   * own registry credentials may still push.
+   */
+  allRepositoriesTrusted: boolean;
 }
 
 export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
@@ -66,6 +86,25 @@ function devcontainerCli(env: NodeJS.ProcessEnv): string {
   return path;
 }
 
+/** A comma-separated list of hosts, normalised (scheme and trailing '/' dropped, lowercased); empty entries ignored. */
+export function hostList(raw: string): string[] {
+  return [
+    ...new Set(
+      raw
+        .split(',')
+        .map((h) => h.trim().replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').replace(/\/+$/, '').toLowerCase())
+        .filter((h) => h !== ''),
+    ),
+  ];
+}
+
+function hostAccess(env: NodeJS.ProcessEnv): 'deny' | 'allow' {
+  const raw = nonEmpty(env.WARMSTART_HOST_ACCESS);
+  if (raw === null || raw === 'deny') return 'deny';
+  if (raw === 'allow') return 'allow';
+  throw new WarmstartError('INVALID_ARGUMENT', `WARMSTART_HOST_ACCESS must be deny or allow, got ${JSON.stringify(raw.slice(0, 40))}`);
+}
+
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const appId = nonEmpty(env.WARMSTART_GITHUB_APP_ID);
   const keyFile = nonEmpty(env.WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE);
@@ -78,12 +117,14 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     );
   }
   const githubApp = appParts === 3 ? { appId: appId!, privateKeyFile: keyFile!, installationId: installationId! } : null;
+  // ghcr.io is the default registry only when a GitHub App can log in to it.
+  const cacheRegistry = nonEmpty(env.WARMSTART_CACHE_REGISTRY) ?? (githubApp ? 'ghcr.io' : null);
+  const credentialHosts = nonEmpty(env.WARMSTART_REGISTRY_CREDENTIAL_HOSTS);
   return {
     stateDir: nonEmpty(env.WARMSTART_STATE_DIR) ?? '/var/lib/warmstart',
     runtimeDir: nonEmpty(env.WARMSTART_RUNTIME_DIR) ?? nonEmpty(env.RUNTIME_DIRECTORY) ?? '/run/warmstart',
     defaultImage: nonEmpty(env.WARMSTART_DEFAULT_IMAGE) ?? DEFAULT_IMAGE,
-    // ghcr.io is the default registry only when a GitHub App can log in to it.
-    cacheRegistry: nonEmpty(env.WARMSTART_CACHE_REGISTRY) ?? (githubApp ? 'ghcr.io' : null),
+    cacheRegistry,
     registryUsername: nonEmpty(env.WARMSTART_REGISTRY_USERNAME),
     registryPassword: nonEmpty(env.WARMSTART_REGISTRY_PASSWORD),
     githubApp,
@@ -92,5 +133,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     pushTimeoutMs: seconds(env, 'WARMSTART_PUSH_TIMEOUT_SECONDS', 600),
     devcontainerCli: devcontainerCli(env),
     allowInitializeCommand: env.WARMSTART_ALLOW_INITIALIZE_COMMAND === '1',
+    registryCredentialHosts:
+      credentialHosts !== null ? hostList(credentialHosts) : cacheRegistry !== null ? hostList(cacheRegistry.split('/')[0] ?? '') : [],
+    gitTokenHosts: hostList(nonEmpty(env.WARMSTART_GIT_TOKEN_HOSTS) ?? 'github.com'),
+    hostAccess: hostAccess(env),
+    allRepositoriesTrusted: env.WARMSTART_ALL_REPOSITORIES_TRUSTED === '1',
   };
 }

@@ -19,6 +19,15 @@ export interface PrepareRequest {
     password?: string | null;
   };
   push?: { disabled?: boolean; timeoutMs?: number | null };
+  /**
+   * How far the caller's token reaches (README "Trust model"): `node` (the
+   * CLI's operator, the API's static token, a JWT without a workspace claim)
+   * or `workspace` (a workspace-scoped JWT). A workspace-scoped caller may
+   * not name a cache ref outside its repository's own path. Default `node`.
+   */
+  scope?: 'node' | 'workspace';
+  /** who the workspace belongs to (the token's subject), recorded at creation; golden images take their owner from it */
+  owner?: string | null;
   /** cwd for relative local repository paths (the CLI's) */
   cwd?: string;
 }
