@@ -22,6 +22,7 @@ export default function setup(): () => void {
   const secrets: SuiteSecrets = {
     startedAt: Date.now(),
     gitToken: fakeToken(),
+    nodeGitToken: fakeToken(),
     apiToken: `wsapi_${randomBytes(24).toString('hex')}`,
     githubAppKeyFile,
   };

@@ -6,8 +6,14 @@
  * agent's log (serve.log), every CLI output, every state dir (records, event
  * logs, host clones with their `.git/config`), every temp file of the jobs and
  * of the devcontainers CLI, and every image the suite pushed to the testbed's
- * registries (config and layers, unpacked). The scanner first finds planted
- * copies, so zero hits means something.
+ * registries (config and layers, unpacked). Every workspace container the
+ * suite removed was kept first (test/support/container-snapshot.ts: its
+ * inspect and its whole filesystem, bind mounts and volume included) and is
+ * searched for the node's own secrets — the node's git token, the registry
+ * password, the GitHub App key, the API token; a token a job brought for its
+ * own repository is offered inside that job's container by design, so it is
+ * not looked for there. The scanner first finds planted copies, so zero hits
+ * means something.
  */
 import { readdir, readFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
@@ -27,6 +33,7 @@ afterAll(async () => {
 function exemptReason(rel: string): string | null {
   const parts = rel.split(sep);
   if (parts[0] === 'secrets') return 'the suite’s own secret files';
+  if (parts[0] === 'containers') return 'container snapshots (searched apart, for the node’s secrets)';
   if (parts.at(-1) === 'api-token') return 'an agent’s API token file';
   // The runtime dir is the tmpfs the agent keeps in-flight credentials in (DESIGN.md);
   // what must not outlive a job there is checked by the daemon's own tests.
@@ -89,13 +96,18 @@ async function pushedSince(storage: string, since: number): Promise<Pushed[]> {
   return out;
 }
 
-function needles(): Needle[] {
+/** The secrets that belong to the node, not to any one job. */
+function nodeNeedles(): Needle[] {
   const s = suiteSecrets();
   return [
-    ...needlesFor('git token', s.gitToken, GIT_HTTP_USER),
+    ...needlesFor('node git token', s.nodeGitToken, GIT_HTTP_USER),
     ...needlesFor('registry password', tb.registryPassword, tb.registryUser),
     ...needlesFor('API token', s.apiToken),
   ];
+}
+
+function needles(): Needle[] {
+  return [...needlesFor('git token', suiteSecrets().gitToken, GIT_HTTP_USER), ...nodeNeedles()];
 }
 
 /** The key as a whole and each line of its base64 body: a leak of any part is found. */
@@ -156,10 +168,21 @@ describe('secret audit after the fault suite', () => {
       }
     }
 
-    const hits = scan(places, all);
+    // Containers: the node's secrets only (see the head of this file).
+    const containerPlaces: Place[] = [];
+    let containers = 0;
+    const snapshots = join(root, 'containers');
+    for (const name of await readdir(snapshots).catch(() => [] as string[])) {
+      if (name.endsWith('.inspect.json')) containers += 1;
+      containerPlaces.push(...(await placesFromBlob(`container ${name}`, await readFile(join(snapshots, name)), scratch)));
+    }
+    const nodeAll = [...nodeNeedles(), ...(await keyNeedles())];
+
+    const hits = [...scan(places, all), ...scan(containerPlaces, nodeAll)];
     const rows = Object.entries(kinds).map(([k, n]) => [k, String(n)]);
     rows.push(['pushed tags since the suite began', String(pushedTags)], ['registry blobs (config, layers, manifests)', String(blobs)]);
     rows.push(['places searched (files, unpacked archives included)', String(places.length)]);
+    rows.push(['workspace containers (inspect + filesystem)', String(containers)], ['places in them', String(containerPlaces.length)]);
     for (const [why, n] of exempt) rows.push([`not searched: ${why}`, String(n)]);
     rows.push(['needles (raw, base64 at every alignment, user:secret forms, key lines)', String(all.length)]);
     rows.push(['hits', String(hits.length)]);
@@ -169,5 +192,6 @@ describe('secret audit after the fault suite', () => {
     // Not vacuous: the suite did leave each kind of place behind.
     for (const [k, n] of Object.entries(kinds)) expect(n, `no ${k} to search`).toBeGreaterThan(0);
     expect(pushedTags, 'the suite pushed no image to search').toBeGreaterThan(0);
+    expect(containers, 'the suite left no container to search').toBeGreaterThan(0);
   });
 });

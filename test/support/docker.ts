@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { snapshotForAudit } from './container-snapshot.js';
 
 const docker = (args: string[]) => execa('docker', args, { reject: false });
 
@@ -31,6 +32,7 @@ export async function readFromVolume(volume: string, path: string, image: string
 export async function cleanUp(o: { runId: string; workspaceIds?: string[]; refs?: string[]; keepVolumes?: boolean }): Promise<void> {
   for (const id of o.workspaceIds ?? []) {
     const ids = await containersWithLabel(`warmstart.workspace=${id}`);
+    await snapshotForAudit(ids);
     if (ids.length) await docker(['rm', '-f', ...ids]);
     if (!o.keepVolumes) await docker(['volume', 'rm', '-f', `warmstart-ws-${id}`]);
   }

@@ -33,9 +33,14 @@ export interface WorkspaceEvent {
   ms?: number;
 }
 
-/** A `warmstart serve` as the suite runs them: fresh state, the suite's API token and GitHub App key. */
+/**
+ * A `warmstart serve` as the suite runs them: fresh state, the suite's API
+ * token, GitHub App key and a node-wide git token bound to github.com, which
+ * no job of the suite clones from.
+ */
 export async function startSuiteAgent(tb: Testbed, env: Record<string, string> = {}): Promise<Agent> {
-  return startAgent(await testEnv(tb.baseImage, { ...githubAppEnv(), ...env }), { token: suiteSecrets().apiToken });
+  const node = { WARMSTART_GIT_TOKEN: suiteSecrets().nodeGitToken, WARMSTART_GIT_TOKEN_HOSTS: 'github.com' };
+  return startAgent(await testEnv(tb.baseImage, { ...githubAppEnv(), ...node, ...env }), { token: suiteSecrets().apiToken });
 }
 
 /** POST /v1/workspaces; the agent must take the job (202). */

@@ -10,6 +10,12 @@ export interface SuiteSecrets {
   startedAt: number;
   /** the git token every https clone of the suite uses */
   gitToken: string;
+  /**
+   * the node-wide git token every suite agent is given (WARMSTART_GIT_TOKEN,
+   * for github.com only): no repository of the suite may receive it, and the
+   * audit looks for it in every container too
+   */
+  nodeGitToken: string;
   /** the API token every `warmstart serve` of the suite is given */
   apiToken: string;
   /** a PEM private key handed to agents as their GitHub App key */
