@@ -46,7 +46,13 @@ export async function credentialSourcesFromConfig(config: AgentConfig): Promise<
     );
   }
   if (config.registryUsername && config.registryPassword) {
-    sources.push(staticCredentials({ username: config.registryUsername, password: config.registryPassword }, 'static'));
+    // Bound to the configured hosts: a job naming another registry gets nothing from the node.
+    sources.push(
+      staticCredentials(
+        { registry: config.registryCredentialHosts, username: config.registryUsername, password: config.registryPassword },
+        'static',
+      ),
+    );
   }
   return sources;
 }

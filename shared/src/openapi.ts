@@ -222,6 +222,9 @@ function machinePaths(): JsonObject {
       post: {
         operationId: 'createGoldenImage',
         summary: 'Commit a running workspace as a golden image (pushed to the cache registry with push: true)',
+        description:
+          'A token scoped to one workspace (a JWT with a workspace claim) may capture that workspace only (403 FORBIDDEN) and name images ' +
+          '`<workspaceId>` or `<workspaceId>-...` only (403 IMAGE_NAME_FORBIDDEN); its `owner` is ignored: the image carries the owner recorded on the workspace.',
         requestBody: { required: true, content: json('CreateImageBody') },
         responses: {
           '201': { description: 'the image; a failed push is reported in push, the local image is kept', content: json('CreateImageResult') },

@@ -276,7 +276,8 @@ describe('the agent killed (SIGKILL) at each phase, restarted on the same state'
         const id = `${run}-callback`;
         ids.push(id);
         const volume = `warmstart-ws-${id}`;
-        const env = await freshEnv();
+        // The control plane listens on 127.0.0.1: listed, or its callbacks would be refused.
+        const env = await freshEnv({ WARMSTART_CALLBACK_ORIGINS: cp.url });
         const readyCalls = (): ReceivedCall[] => cp.calls.filter((c) => c.path === `/workspaces/${id}/ready`);
         const callback = { url: cp.url, token: `cb-${run}-${Math.random().toString(36).slice(2)}` };
         const first = await serve(env);

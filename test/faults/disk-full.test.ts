@@ -120,6 +120,8 @@ beforeAll(async () => {
     ...githubAppEnv(),
     WARMSTART_CACHE_REGISTRY: `${tb.openRegistry}/warmstart-test/${run}`,
     WARMSTART_STATE_DIR: stateDir,
+    // The control plane listens on 127.0.0.1: listed, or its callbacks would be refused.
+    WARMSTART_CALLBACK_ORIGINS: cp.url,
   });
   agent = await startAgent(env, { token: suiteSecrets().apiToken });
   agents.push(agent);

@@ -168,6 +168,8 @@ describe('fuzzer: generated requests and command lines', () => {
         WARMSTART_ALLOW_LOCAL_REPOS: '',
         // Set, so the GitHub App does not make ghcr.io the default; nothing answers there.
         WARMSTART_CACHE_REGISTRY: '127.0.0.1:9',
+        // The well-formed bodies' callback (test/support/fuzz/http-client.ts): a listed origin, so they are accepted.
+        WARMSTART_CALLBACK_ORIGINS: 'http://127.0.0.1:9',
         ...NO_NETWORK,
         // Machine backends: docker is the real engine (launch never pulls), lima the
         // fake limactl with an empty home, no Incus daemon, no cloud-hypervisor binary.

@@ -19,6 +19,7 @@ import { agentInvariants } from '../support/invariants.js';
 import { fakeToken, needlesFor, placesFromTree, scan, type Place } from '../support/secret-scan.js';
 import type { Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
+import { expectedCacheRef } from '../support/cache-ref.js';
 
 /**
  * Clone faults against a running agent, through a real HTTPS git server that
@@ -146,7 +147,7 @@ describe('fault matrix: git', () => {
         expect(v.status, JSON.stringify(v)).toBe('ready');
         expect(v.profile).toBe('devcontainer');
         expect(v.push?.status, JSON.stringify(v.push)).toBe('pushed');
-        expect(v.push?.ref).toBe(`${tb.registry}/${s.namespace}/${OWNER}/service:devcontainer-cache`);
+        expect(v.push?.ref).toBe(expectedCacheRef(`${tb.registry}/${s.namespace}`, `${server.url}/${OWNER}/service.git`));
         s.refs.push(v.push!.ref!);
         expect(server.requests.slice(from).some((r) => r.auth === 'ok' && r.method === 'POST' && r.status === 200)).toBe(true);
         const invariants = await agentInvariants(agent, [id], [`warmstart-ws-${id}`]);

@@ -19,6 +19,7 @@ import { waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
 import { until } from '../support/wait.js';
+import { expectedCacheRef } from '../support/cache-ref.js';
 
 /**
  * Registry faults against a running agent: the registry stopped before the
@@ -41,7 +42,7 @@ async function smallScenario(prefix: string): Promise<Scenario> {
 }
 
 function refOf(s: Scenario, host: string): string {
-  const ref = `${host}/${s.namespace}/acme/small:devcontainer-cache`;
+  const ref = expectedCacheRef(`${host}/${s.namespace}`, s.repo);
   s.refs.push(ref);
   return ref;
 }

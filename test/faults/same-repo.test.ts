@@ -8,6 +8,7 @@ import { makeRepo, runId } from '../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
+import { expectedCacheRef, registryPath } from '../support/cache-ref.js';
 
 /**
  * Two jobs for the same repository and config at once (two workspace ids, one
@@ -23,12 +24,13 @@ const namespace = `warmstart-test/${run}`;
 const ids = [`${run}-a`, `${run}-b`];
 let agent: Agent | undefined;
 let proxy: ThrottleProxy | undefined;
+/** the moving ref the two jobs share (set once the repository exists) */
+let movingRef: string | undefined;
 
 afterAll(async () => {
   if (agent && agent.process.exitCode === null) await agent.term().catch(() => undefined);
   await proxy?.close();
-  const repoPath = `${namespace}/acme/same`;
-  await cleanUp({ runId: run, workspaceIds: ids, refs: proxy ? [`${proxy.host}/${repoPath}:devcontainer-cache`] : [] });
+  await cleanUp({ runId: run, workspaceIds: ids, refs: movingRef ? [movingRef] : [] });
 });
 
 interface Ev {
@@ -116,7 +118,8 @@ describe('two jobs for the same repository and config at once', () => {
         for (const r of posted) expect(r.status, await r.clone().text()).toBe(202);
 
         const views = await Promise.all(ids.map((id) => settled(agent!, id)));
-        const ref = `${proxy.host}/${namespace}/acme/same:devcontainer-cache`;
+        const ref = expectedCacheRef(`${proxy.host}/${namespace}`, repo);
+        movingRef = ref;
         for (const v of views) {
           expect(v.status, JSON.stringify(v)).toBe('ready');
           expect(v.cache.ref).toBe(ref);
@@ -149,7 +152,7 @@ describe('two jobs for the same repository and config at once', () => {
         }
 
         // The ref names the image pushed last, and every blob of it is in the registry.
-        const moving = await inRegistry(`${namespace}/acme/same`, 'devcontainer-cache');
+        const moving = await inRegistry(registryPath(ref), 'devcontainer-cache');
         expect(moving.missing).toEqual([]);
         const last = pushed.at(-1)!;
         const image = String((await execa('docker', ['inspect', '-f', '{{.Image}}', last.view.containerId])).stdout).trim();

@@ -7,6 +7,7 @@ import { cleanUp, containersWithLabel } from '../support/docker.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
+import { expectedCacheRef } from '../support/cache-ref.js';
 
 /**
  * Registry trouble never fails a workspace (DESIGN.md steps 6, 10, 11): with
@@ -44,7 +45,7 @@ async function scenario(prefix: string): Promise<Case> {
 /** `up --json` against `registry` (host:port) with the given password on stdin. */
 function up(c: Case, registry: string, password: string, extra: string[] = []): Promise<CliRun> {
   const namespace = `warmstart-test/${c.run}`;
-  c.refs.push(`${registry}/${namespace}/acme/small:devcontainer-cache`);
+  c.refs.push(expectedCacheRef(`${registry}/${namespace}`, c.repo));
   return runCli(
     [
       'up', c.repo, '--workspace-id', c.id,

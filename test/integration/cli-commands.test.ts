@@ -99,7 +99,8 @@ describe('warmstart cache ref', () => {
       env: { ...env, WARMSTART_CACHE_REGISTRY: 'registry.example.com:5000/cache' },
     });
     expect(fromEnv.code, fromEnv.stderr).toBe(0);
-    expect(fromEnv.stdout).toBe('registry.example.com:5000/cache/team/tool:devcontainer-cache');
+    // a git host other than GitHub is part of the path
+    expect(fromEnv.stdout).toBe('registry.example.com:5000/cache/git.example.com/team/tool:devcontainer-cache');
     const flag = await runCli(['cache', 'ref', 'Team/Tool', '--cache-registry', 'ghcr.io/x'], {
       env: { ...env, WARMSTART_CACHE_REGISTRY: 'registry.example.com:5000/cache' },
     });

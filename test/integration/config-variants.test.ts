@@ -7,6 +7,7 @@ import { cleanUp, containersWithLabel, readFromVolume } from '../support/docker.
 import { missExactTag } from '../support/config-edit.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
+import { expectedCacheRef } from '../support/cache-ref.js';
 
 const tb = loadTestbed();
 const run = runId('cfgv');
@@ -64,7 +65,7 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
 
   it('JSONC config with its own cacheFrom: builds its own Dockerfile, ours goes first, second start hits', async () => {
     const repo = await makeRepo('jsonc-own-cachefrom', { runId: run, baseImage: tb.baseImage, owner: 'Acme', name: 'Jsonc-Own' });
-    const ref = `${tb.registry}/${namespace}/acme/jsonc-own:devcontainer-cache`;
+    const ref = expectedCacheRef(`${tb.registry}/${namespace}`, repo);
     const own = '127.0.0.1:5002/elsewhere/own-cache:latest';
     refs.push(ref);
     const args = (id: string) => [
@@ -123,14 +124,14 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
       const ra = parseResult(a);
       expect(a.code, a.stderr).toBe(0);
       expect(ra).toMatchObject({ outcome: 'ready', profile: 'devcontainer', error: null });
-      expect(ra.cache.ref).toBe(`${registry}/acme/named:devcontainer-cache-alpha`);
+      expect(ra.cache.ref).toBe(expectedCacheRef(registry, repo, 'alpha'));
       expect(await catInContainer(ra.containerId!, '/which-config')).toBe('alpha');
 
       const b = await up(ids.beta, 'beta');
       const rb = parseResult(b);
       expect(b.code, b.stderr).toBe(0);
       expect(rb).toMatchObject({ outcome: 'ready', profile: 'devcontainer', error: null });
-      expect(rb.cache.ref).toBe(`${registry}/acme/named:devcontainer-cache-beta`);
+      expect(rb.cache.ref).toBe(expectedCacheRef(registry, repo, 'beta'));
       expect(await catInContainer(rb.containerId!, '/which-config')).toBe('beta');
       expect(rb.containerId).not.toBe(ra.containerId);
     });

@@ -6,6 +6,7 @@ import { cleanUp, imageExists, wipeImages } from '../support/docker.js';
 import { missExactTag } from '../support/config-edit.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
+import { expectedCacheRef } from '../support/cache-ref.js';
 
 const tb = loadTestbed();
 const run = runId('xnode');
@@ -20,7 +21,7 @@ describe('cross-node cache hit (real engine, registry, devcontainers CLI)', () =
   beforeAll(async () => {
     repo = await makeRepo('slow-feature', { runId: run, baseImage: tb.baseImage, owner: 'Acme', name: 'Slow-Feature' });
     env = await testEnv(tb.baseImage, { WARMSTART_CACHE_REGISTRY: `${tb.registry}/${namespace}` });
-    ref = `${tb.registry}/${namespace}/acme/slow-feature:devcontainer-cache`;
+    ref = expectedCacheRef(`${tb.registry}/${namespace}`, repo);
   });
   afterAll(async () => {
     await cleanUp({ runId: run, workspaceIds: ids, refs: [ref] });

@@ -84,10 +84,17 @@ describe('exact-hit prebuilds (real engine, registry, devcontainers CLI)', () =>
     const events = await readFile(join(env.WARMSTART_STATE_DIR!, 'workspaces', ids[1]!, 'events.ndjson'), 'utf8');
     expect(events).not.toMatch(/Run: \S*docker build /);
     expect(events).not.toMatch(/Step \d+\/\d+ :/);
+    // New images: the exact image the container runs, and the moving ref's
+    // image, pulled before the clone as on every start; the exact image is
+    // that image plus its identity labels, so they are two.
     const added = [...(await imageIds())].filter((i) => !before.has(i));
-    expect(added).toHaveLength(1);
     const info = JSON.parse(String((await execa('docker', ['inspect', second.containerId!])).stdout)) as { Image: string }[];
-    expect(added[0]).toBe(info[0]!.Image);
+    const movingRef = second.cache.ref!.replace(/:exact-[0-9a-f]{40}$/, ':devcontainer-cache');
+    const moving = String((await execa('docker', ['image', 'inspect', '-f', '{{.Id}}', movingRef])).stdout).trim();
+    expect(added.sort()).toEqual([info[0]!.Image, moving].sort());
+    const exactImage = JSON.parse(String((await execa('docker', ['image', 'inspect', info[0]!.Image])).stdout)) as { Config: { Labels: Record<string, string> } }[];
+    expect(exactImage[0]!.Config.Labels['dev.warmstart.repository']).toBe(`local:${repo}`);
+    expect(exactImage[0]!.Config.Labels['dev.warmstart.content-key']).toMatch(new RegExp(`^${second.cache.ref!.slice(-40)}[0-9a-f]{24}$`));
 
     // The finished image is what was built, and the config still applies:
     // postCreateCommand ran once, as remoteUser.

@@ -6,6 +6,7 @@ import { parseResult, runCli, testEnv } from '../support/cli.js';
 import { cleanUp, containersWithLabel, readFromVolume, volumeExists } from '../support/docker.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
+import { expectedCacheRef } from '../support/cache-ref.js';
 
 /**
  * DESIGN.md step 9: a Dockerfile whose build fails gives a `recovery`
@@ -17,7 +18,8 @@ const run = runId('recov');
 const id = `${run}-ws`;
 const volume = `warmstart-ws-${id}`;
 const namespace = `warmstart-test/${run}`;
-const ref = `${tb.registry}/${namespace}/acme/broken:devcontainer-cache`;
+/** the ref a push would go to (none must), set once the repository exists */
+let ref: string | undefined;
 const LOG = '.devcontainer-build-error.log';
 // eslint-disable-next-line no-control-regex
 const STDERR_LINE = /^(?:\x1b\[[0-9;]*m)*fatal: toolchain-compile-error-7731$/m;
@@ -40,11 +42,12 @@ describe('recovery when the repository config does not build (real engine, devco
 
   beforeAll(async () => {
     repo = await makeRepo('broken-build', { runId: run, baseImage: tb.baseImage, owner: 'acme', name: 'broken' });
+    ref = expectedCacheRef(`${tb.registry}/${namespace}`, repo);
     // A working registry with good credentials: without the fallback, a push would happen.
     env = await testEnv(tb.baseImage, { WARMSTART_CACHE_REGISTRY: `${tb.registry}/${namespace}` });
   });
   afterAll(async () => {
-    await cleanUp({ runId: run, workspaceIds: [id], refs: [ref] });
+    await cleanUp({ runId: run, workspaceIds: [id], refs: ref ? [ref] : [] });
     // Anything else this run's build left behind (e.g. the failed build step's container).
     const left = await containersWithLabel(`warmstart.test-run=${run}`);
     if (left.length) await execa('docker', ['rm', '-f', ...left], { reject: false });

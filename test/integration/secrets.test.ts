@@ -20,6 +20,7 @@ import { addBareRepo, GIT_HTTP_USER, startGitHttpsServer, type GitHttpsServer } 
 import { makeRepo, runId } from '../support/repos.js';
 import { b64, fakeToken, needlesFor, placesFromBlob, placesFromTree, scan, type Hit, type Needle, type Place } from '../support/secret-scan.js';
 import { loadTestbed } from '../support/testbed.js';
+import { expectedCacheRef } from '../support/cache-ref.js';
 
 const tb = loadTestbed();
 const run = runId('secrets');
@@ -231,6 +232,8 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     workspaceIds.push(id);
     const env = await testEnv(tb.baseImage, {
       WARMSTART_GIT_TOKEN: wrongToken,
+      // The node's token serves only its configured hosts: this server is one.
+      WARMSTART_GIT_TOKEN_HOSTS: new URL(server.url).host,
       GIT_SSL_CAINFO: server.caFile,
       WARMSTART_RUNTIME_DIR: join(scratch, 'runtime-wrong'),
     });
@@ -282,14 +285,20 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
   }): Promise<void> {
     const id = `${run}-${o.label}`;
     const ns = `warmstart-test/${run}/${o.label}`;
-    const ref = `${tb.registry}/${ns}/${OWNER.toLowerCase()}/${o.repoName.toLowerCase()}:devcontainer-cache`;
+    const ref = expectedCacheRef(`${tb.registry}/${ns}`, urlOf(o.repoName));
     workspaceIds.push(id);
     refs.push(ref);
     pushed.push(ref);
-    // The runtime dir (a tmpfs under systemd) is where the in-container git credential
-    // lives by design; it is not state, and it is the one place the token may be.
+    // The node's token (WARMSTART_GIT_TOKEN, bound to this server's host) clones;
+    // it is never offered inside the container, so it may be nowhere at all.
     const runtimeDir = join(scratch, `runtime-${o.label}`);
-    const env = await testEnv(tb.baseImage, { WARMSTART_GIT_TOKEN: token, GIT_SSL_CAINFO: server.caFile, WARMSTART_RUNTIME_DIR: runtimeDir, ...o.env });
+    const env = await testEnv(tb.baseImage, {
+      WARMSTART_GIT_TOKEN: token,
+      WARMSTART_GIT_TOKEN_HOSTS: new URL(server.url).host,
+      GIT_SSL_CAINFO: server.caFile,
+      WARMSTART_RUNTIME_DIR: runtimeDir,
+      ...o.env,
+    });
     stateDirs.push(env.WARMSTART_STATE_DIR!);
     const repoUrl = urlOf(o.repoName);
 
@@ -354,12 +363,10 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     for (const [k, v] of Object.entries({ Env: info.Config.Env, Labels: info.Config.Labels, Mounts: info.Mounts, Cmd: info.Config.Cmd, Entrypoint: info.Config.Entrypoint })) {
       places.push({ name: `container ${k}`, bytes: Buffer.from(JSON.stringify(v ?? null)) });
     }
-    // The in-container git credential is a read-only bind mount from the runtime dir:
-    // never part of the image (checked below), never in the state dir (checked above).
+    // The node's git token is never offered inside a container: no credential mount at all
+    // (a job's own token is, test/security/container-token.test.ts).
     const gitMount = (info.Mounts as { Source: string; Destination: string; RW: boolean }[]).find((m) => m.Destination === '/run/warmstart-git');
-    expect(gitMount, JSON.stringify(info.Mounts)).toMatchObject({ RW: false });
-    expect(gitMount!.Source.startsWith(runtimeDir)).toBe(true);
-    expect(await readFile(join(gitMount!.Source, 'token'), 'utf8')).toBe(token);
+    expect(gitMount, JSON.stringify(info.Mounts)).toBeUndefined();
     const imageId = info.Image as string;
     const imageInspect = await docker(['image', 'inspect', imageId]);
     places.push({ name: 'docker inspect image', bytes: Buffer.from(String(imageInspect.stdout)) });

@@ -6,8 +6,14 @@ export interface PushCacheOptions {
   engine: DockerEngine;
   /** the image the dev container runs */
   imageId: string;
-  /** the moving ref first; then any other tag of the same image (the exact ref) */
+  /** the moving ref first; then any other tag of the same image */
   refs: string[];
+  /**
+   * The exact ref, pushed last as a copy of the image that carries `labels`
+   * (agent/src/cache/image-labels.ts): the moving ref stays the image itself,
+   * so the layer cache sees what it always did.
+   */
+  exact?: { ref: string; labels: Record<string, string> } | null;
   auth: RegistryAuth | undefined;
   /** for all refs together */
   timeoutMs: number;
@@ -16,8 +22,8 @@ export interface PushCacheOptions {
 
 /**
  * Tags the dev container's image with the cache refs and pushes them, one
- * after the other, under one timeout (the second push only uploads a
- * manifest: the layers are there). Never throws: the outcome is the result,
+ * after the other, under one timeout; then the labelled exact image (its
+ * push uploads a config and a manifest: the layers are there). Never throws: the outcome is the result,
  * reported for the first (moving) ref.
  */
 export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
@@ -30,6 +36,12 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
     for (const r of o.refs) {
       await o.engine.tagImage(o.imageId, r);
       await o.engine.pushImage(r, o.auth, signal);
+    }
+    if (o.exact) {
+      // Tagged straight from the build, so no temporary tag is left to remove;
+      // the local exact tag lets this node's next start skip the pull.
+      await o.engine.labelImage(o.imageId, o.exact.labels, o.exact.ref);
+      await o.engine.pushImage(o.exact.ref, o.auth, signal);
     }
     return { status: 'pushed', ref, reason: null, ms: ms() };
   } catch (err) {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { WarmstartError } from '../errors.js';
+import { hostComponent, remoteHost } from './identity.js';
 import { parseHostPort, type Repository } from '../workspace/repository.js';
 
 /** Where cache images live: a registry host (with port) and an optional namespace path. */
@@ -116,13 +117,24 @@ function ociComponent(text: string): string {
 }
 
 /**
- * The image repository cache images of `repo` are pushed to:
- * `<host>[/<namespace>]/<owner>/<name>`, all lowercase.
+ * The image repository cache images of `repo` are pushed to, all lowercase,
+ * one per repository identity (agent/src/cache/identity.ts):
+ * `<host>[/<namespace>]/<owner>/<name>` for GitHub,
+ * `<host>[/<namespace>]/<git host>/<owner>/<name>` for any other git host,
+ * `<host>[/<namespace>]/local/<hash>/<owner>/<name>` for a local path (the
+ * hash of the absolute path keeps two checkouts with the same last two
+ * directory names apart). The three forms have 2, 3 and 4 components under
+ * the namespace, so none can name another's repository.
  * Throws INVALID_CACHE_REF if the result is longer than registries accept.
  */
 export function cacheRepository(registry: CacheRegistry, repo: Repository): string {
   const parts = [registry.host.toLowerCase()];
   if (registry.namespace) parts.push(registry.namespace.toLowerCase());
+  if (repo.kind === 'local') parts.push('local', shortHash(repo.cloneUrl));
+  else if (!repo.isGitHub) {
+    const { host, port } = remoteHost(repo);
+    parts.push(hostComponent(host, port));
+  }
   parts.push(ociComponent(repo.owner), ociComponent(repo.name));
   const repository = parts.join('/');
   if (repository.length > REPOSITORY_MAX) {

@@ -37,6 +37,13 @@ export interface FileOutboxOptions {
   /** how long stop() lets requests under way finish before aborting them (default 2 s) */
   stopTimeoutMs?: number;
   logger?: CallbackLogger;
+  /**
+   * Checked before every attempt: why the URL may not be sent to now (its
+   * host resolves to a refused address since it was accepted), or null.
+   * A refused callback is dropped like one the control plane answered 4xx:
+   * retrying would only aim the token at that address again.
+   */
+  checkTarget?: (url: string) => Promise<string | null>;
 }
 
 /** The callbacks of one workspace: delivered one at a time, in enqueue order. */
@@ -72,6 +79,7 @@ export class FileOutbox implements CallbackOutbox {
   private readonly maxAgeMs: number;
   private readonly stopTimeoutMs: number;
   private readonly logger: CallbackLogger;
+  private readonly checkTarget: ((url: string) => Promise<string | null>) | undefined;
 
   private readonly lanes = new Map<string, Lane>();
   private readonly known = new Set<string>();
@@ -97,6 +105,7 @@ export class FileOutbox implements CallbackOutbox {
     this.maxAgeMs = options.maxAgeMs ?? 24 * 3600_000;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 2000;
     this.logger = options.logger ?? silentLogger;
+    this.checkTarget = options.checkTarget;
   }
 
   async enqueue(request: CallbackRequest): Promise<void> {
@@ -238,6 +247,12 @@ export class FileOutbox implements CallbackOutbox {
 
   /** One delivery attempt; resolves to the delay before the lane's next attempt, or undefined to pause it. */
   private async attempt(lane: Lane, cb: StoredCallback): Promise<number | undefined> {
+    const refused = this.checkTarget ? await this.checkTarget(cb.request.url) : null;
+    if (refused !== null) {
+      this.logger.warn({ ...context(cb), reason: refused }, 'callback URL refused at delivery; dropping it');
+      await this.forget(lane, cb);
+      return 0;
+    }
     const abort = new AbortController();
     lane.abort = abort;
     const outcome = await postJson({

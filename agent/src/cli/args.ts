@@ -32,3 +32,14 @@ export async function readPassword(readStdin: () => Promise<string>): Promise<st
   if (password === '') throw new WarmstartError('INVALID_ARGUMENT', '--registry-password-stdin read an empty password');
   return password;
 }
+
+/**
+ * The environment the CLI's config is read from, with `--cache-registry`
+ * standing in for WARMSTART_CACHE_REGISTRY (flags win over env). The CLI is
+ * run by the operator, so the registry they name on the command line is
+ * "the configured one": the static credentials belong to its host unless
+ * WARMSTART_REGISTRY_CREDENTIAL_HOSTS says otherwise (agent-config.ts).
+ */
+export function envWithCacheRegistryFlag(env: NodeJS.ProcessEnv, flag: string | undefined): NodeJS.ProcessEnv {
+  return flag === undefined ? env : { ...env, WARMSTART_CACHE_REGISTRY: flag };
+}

@@ -4,7 +4,7 @@ import { configFromEnv } from '../config/agent-config.js';
 import { describeError } from '../errors.js';
 import { resolveCredentials, staticCredentials, type CredentialSource } from '../registry/credentials.js';
 import { GitCli } from '../git/git-cli.js';
-import { parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
+import { envWithCacheRegistryFlag, parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
 
 interface Check {
@@ -19,7 +19,7 @@ export async function doctorCommand(argv: string[], io: Io): Promise<CommandResu
   try {
     const { values } = parseCommandArgs(argv, REGISTRY_FLAGS, 0);
     json = values.json === true;
-    const config = configFromEnv(io.env);
+    const config = configFromEnv(envWithCacheRegistryFlag(io.env, values['cache-registry']));
     const password = values['registry-password-stdin'] ? await readPassword(io.readStdin) : null;
     const agent = await createAgent({ config });
     const checks: Check[] = [];

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { createAgent } from '../agent.js';
 import type { BackendName, SnapshotBackend } from '../backends/backend.js';
 import { createBackend } from '../backends/factory.js';
+import { callbackUrlProblem } from '../callbacks/callback-url.js';
 import { FileOutbox } from '../callbacks/file-outbox.js';
 import { defaultNodeId, startHeartbeat } from '../callbacks/heartbeat.js';
 import { configFromEnv } from '../config/agent-config.js';
@@ -78,7 +79,13 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
 
     const metrics = new PromMetrics();
     // Callback files carry the control plane's token: the runtime dir (tmpfs), not the state dir.
-    const outbox = new FileOutbox({ dir: join(config.runtimeDir, 'callbacks'), logger });
+    const callbackPolicy = { origins: serve.callbackOrigins };
+    const outbox = new FileOutbox({
+      dir: join(config.runtimeDir, 'callbacks'),
+      logger,
+      // DNS may have changed since the URL was accepted: checked again before each attempt.
+      checkTarget: (url) => callbackUrlProblem(url, callbackPolicy),
+    });
     await outbox.start();
     const jobs = new LocalJobManager({
       deps: agent,
@@ -87,6 +94,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
       logger,
       maxConcurrent: serve.maxConcurrentBuilds,
       allowLocalRepos: serve.allowLocalRepos,
+      callbackPolicy,
     });
     const machines = {
       backends: backendsFor(env, config.stateDir),

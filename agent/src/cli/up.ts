@@ -4,7 +4,7 @@ import { configFromEnv } from '../config/agent-config.js';
 import { WarmstartError } from '../errors.js';
 import { teeSinks } from '../events/events.js';
 import type { PrepareRequest } from '../workspace/request.js';
-import { parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
+import { envWithCacheRegistryFlag, parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
 import { progressSink } from './progress.js';
 import { validateWorkspaceId } from '../workspace/validate.js';
@@ -51,7 +51,7 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
     if (values['registry-username'] && password === null) {
       throw new WarmstartError('INVALID_ARGUMENT', '--registry-username needs --registry-password-stdin');
     }
-    const config = configFromEnv(io.env);
+    const config = configFromEnv(envWithCacheRegistryFlag(io.env, values['cache-registry']));
     const request: PrepareRequest = {
       workspaceId: values['workspace-id'] ?? defaultWorkspaceId(repository),
       repository,

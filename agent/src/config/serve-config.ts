@@ -1,3 +1,4 @@
+import { callbackOrigins } from '../callbacks/callback-url.js';
 import { WarmstartError } from '../errors.js';
 
 /** Settings of `warmstart serve`, from the environment (flags win). Auth and TLS: server/auth-config.ts, server/tls.ts. */
@@ -8,6 +9,8 @@ export interface ServeConfig {
   allowLocalRepos: boolean;
   controlPlane: { url: string; tokenFile: string | null; heartbeatMs: number; nodeId: string | null } | null;
   shutdownGraceMs: number;
+  /** WARMSTART_CALLBACK_ORIGINS and the control plane's origin: where callbacks may go (callbacks/callback-url.ts) */
+  callbackOrigins: Set<string>;
 }
 
 const get = (env: NodeJS.ProcessEnv, k: string): string | null => (env[k] && env[k] !== '' ? env[k]! : null);
@@ -45,5 +48,6 @@ export function serveConfigFromEnv(env: NodeJS.ProcessEnv, listen?: string): Ser
         }
       : null,
     shutdownGraceMs: positiveInt(env, 'WARMSTART_SHUTDOWN_GRACE_SECONDS', 60) * 1000,
+    callbackOrigins: callbackOrigins(get(env, 'WARMSTART_CALLBACK_ORIGINS'), cpUrl),
   };
 }

@@ -1,4 +1,4 @@
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { execa } from 'execa';
 import { WarmstartError, describeError } from '../errors.js';
@@ -13,8 +13,15 @@ import type {
   ImageSummary,
   RegistryAuth,
   RunSpec,
+  ContainerHostSettings,
 } from './engine.js';
 import { classifyRegistryMessage } from './registry-errors.js';
+import { singleFileTar } from './single-file-tar.js';
+
+/** One line of a build's progress stream. */
+interface BuildEvent extends ProgressEvent {
+  aux?: { ID?: string };
+}
 
 interface ProgressEvent {
   error?: string;
@@ -141,6 +148,26 @@ export class DockerodeEngine implements DockerEngine {
     await this.call(`tag ${ref}`, () => this.docker.getImage(source).tag({ repo: name, tag }));
   }
 
+  async labelImage(imageId: string, labels: Record<string, string>, ref: string): Promise<string> {
+    // A build whose context is one Dockerfile, `FROM <id>`: the labels are a
+    // config change only. The base is local, so nothing is pulled.
+    const events = await this.call(`label image ${imageId}`, async () => {
+      const context = Readable.from([singleFileTar('Dockerfile', `FROM ${imageId}\n`)]);
+      const stream = await this.docker.buildImage(context, { t: ref, labels, rm: true, forcerm: true });
+      return new Promise<BuildEvent[]>((resolve, reject) =>
+        this.docker.modem.followProgress(stream, (err: Error | null, out: BuildEvent[]) => (err ? reject(err) : resolve(out ?? []))),
+      );
+    });
+    const failed = events.find((e) => e.error || e.errorDetail?.message);
+    if (failed) {
+      throw new WarmstartError('DOCKER_OPERATION_FAILED', `docker: label image ${imageId} failed`, {
+        detail: failed.error ?? failed.errorDetail?.message ?? 'build error',
+      });
+    }
+    const id = events.map((e) => e.aux?.ID).find((v) => typeof v === 'string');
+    return id ?? (await this.call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect())).Id;
+  }
+
   async pushImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<void> {
     const { name, tag } = splitTag(ref);
     const opts: Record<string, unknown> = { tag };
@@ -244,6 +271,7 @@ export class DockerodeEngine implements DockerEngine {
       labels: info.Config.Labels ?? {},
       env: info.Config.Env ?? [],
       mounts: (info.Mounts ?? []).map((m) => ({ type: m.Type, source: m.Source, destination: m.Destination, rw: m.RW })),
+      host: hostSettings(info.HostConfig as Record<string, unknown> | undefined),
       entrypoint: asArgv(info.Config.Entrypoint),
       cmd: asArgv(info.Config.Cmd),
     };
@@ -442,4 +470,24 @@ export class DockerodeEngine implements DockerEngine {
 function asArgv(value: string | string[] | null | undefined): string[] | null {
   if (value === null || value === undefined) return null;
   return Array.isArray(value) ? value : [value];
+}
+
+/** The HostConfig fields that reach the node, read defensively: the engine omits empty ones. */
+function hostSettings(h: Record<string, unknown> | undefined): ContainerHostSettings {
+  const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+  const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+  const devices = Array.isArray(h?.Devices) ? (h.Devices as Array<{ PathOnHost?: unknown }>).map((d) => str(d?.PathOnHost)) : [];
+  return {
+    privileged: h?.Privileged === true,
+    networkMode: str(h?.NetworkMode),
+    pidMode: str(h?.PidMode),
+    ipcMode: str(h?.IpcMode),
+    utsMode: str(h?.UTSMode),
+    usernsMode: str(h?.UsernsMode),
+    cgroupnsMode: str(h?.CgroupnsMode),
+    capAdd: strs(h?.CapAdd),
+    securityOpt: strs(h?.SecurityOpt),
+    // --gpus arrives as a device request, not a device.
+    devices: [...devices, ...(Array.isArray(h?.DeviceRequests) && h.DeviceRequests.length > 0 ? ['(device request)'] : [])],
+  };
 }

@@ -53,8 +53,26 @@ export interface ContainerDetails {
   /** `KEY=value` entries */
   env: string[];
   mounts: ContainerMount[];
+  /** What of the node the container was given (HostConfig); absent from engines that do not say. */
+  host?: ContainerHostSettings;
   entrypoint: string[] | null;
   cmd: string[] | null;
+}
+
+/** The parts of a container's HostConfig that reach the node (workspace/started-container-check.ts). */
+export interface ContainerHostSettings {
+  privileged: boolean;
+  /** e.g. `host`, `container:<id>`, `private`, '' for the default */
+  networkMode: string;
+  pidMode: string;
+  ipcMode: string;
+  utsMode: string;
+  usernsMode: string;
+  cgroupnsMode: string;
+  capAdd: string[];
+  securityOpt: string[];
+  /** host paths of the devices given to the container */
+  devices: string[];
 }
 
 /** One path of a container's own (writable) layer, as `docker diff` lists it. */
@@ -127,6 +145,11 @@ export interface DockerEngine {
   /** Pulls ref; registry errors come back as REGISTRY_* WarmstartErrors. */
   pullImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<void>;
   tagImage(source: string, ref: string): Promise<void>;
+  /**
+   * Makes an image that is `imageId` plus `labels`, tagged `ref`, and returns
+   * its id. Adds no filesystem layer and does not touch any container.
+   */
+  labelImage(imageId: string, labels: Record<string, string>, ref: string): Promise<string>;
   /** Pushes ref; resolves only when the engine says the push is complete. */
   pushImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<void>;
   removeImage(ref: string): Promise<void>;

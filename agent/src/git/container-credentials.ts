@@ -1,5 +1,6 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { DockerEngine } from '../docker/engine.js';
 import { ensureRuntimeDir } from '../state/runtime-dir.js';
 
 /** Where the helper directory appears inside the dev container. */
@@ -11,26 +12,48 @@ export interface ContainerGitCredentials {
   runArgs: string[];
 }
 
-const HELPER = `#!/bin/sh
-# git credential helper for this workspace: answers "get" with the token
-# warmstart keeps in a runtime (tmpfs) directory, never in an image layer.
-[ "$1" = get ] || exit 0
-printf 'username=%s\\npassword=%s\\n' x-access-token "$(cat ${CONTAINER_GIT_DIR}/token)"
-`;
+/** host[:port] as repository.ts checks it: nothing a shell would read as code. */
+const SAFE_HOST = /^[A-Za-z0-9.:[\]-]+$/;
 
 /**
- * Writes the token and a helper script into `<runtimeDir>/workspaces/<id>/git`
- * and returns the bind mount and env that make git inside the container use
- * them. A bind mount is never part of `docker commit` or a pushed image; the
+ * git credential helper for this workspace: answers "get" with the token
+ * warmstart keeps in a runtime (tmpfs) directory, never in an image layer,
+ * and only when git asks about the repository's own host.
+ */
+function helperScript(host: string | null): string {
+  const bound = host !== null && SAFE_HOST.test(host) ? host.toLowerCase() : '';
+  return `#!/bin/sh
+[ "$1" = get ] || exit 0
+h=
+while IFS= read -r l; do case "$l" in host=*) h="\${l#host=}";; esac; done
+[ -n '${bound}' ] && [ "$(printf %s "$h" | tr A-Z a-z)" = '${bound}' ] || exit 0
+printf 'username=%s\\npassword=%s\\n' x-access-token "$(cat ${CONTAINER_GIT_DIR}/token)"
+`;
+}
+
+/**
+ * Writes a job's own token and a helper script into
+ * `<runtimeDir>/workspaces/<id>/git` and returns the bind mount and env that
+ * make git inside the container use them. Only a token the job brought comes
+ * here (plan.ts `gitTokenSource`): the node's token never enters a container.
+ * A bind mount is never part of `docker commit` or a pushed image; the
  * runtime dir is meant to be a tmpfs (systemd's RuntimeDirectory).
  */
-export async function writeContainerGitCredentials(runtimeDir: string, workspaceId: string, token: string): Promise<ContainerGitCredentials> {
+export async function writeContainerGitCredentials(
+  runtimeDir: string,
+  workspaceId: string,
+  token: string,
+  host: string | null = null,
+): Promise<ContainerGitCredentials> {
   await ensureRuntimeDir(runtimeDir); // 0700: other host users never reach the token
   const dir = join(runtimeDir, 'workspaces', workspaceId, 'git');
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  // Readable inside the container for a non-root remoteUser.
-  await writeFile(join(dir, 'token'), token, { mode: 0o644 });
-  await writeFile(join(dir, 'git-credential-warmstart'), HELPER, { mode: 0o755 });
+  // Root's only until `up` tells us the remote user (shareTokenWith). A file
+  // from an earlier run is replaced, not rewritten: it may be another user's.
+  await rm(join(dir, 'token'), { force: true });
+  await writeFile(join(dir, 'token'), token, { mode: 0o600, flag: 'wx' });
+  await rm(join(dir, 'git-credential-warmstart'), { force: true });
+  await writeFile(join(dir, 'git-credential-warmstart'), helperScript(host), { mode: 0o755 });
   return {
     runArgs: [
       '--mount', `type=bind,source=${dir},target=${CONTAINER_GIT_DIR},readonly`,
@@ -39,6 +62,46 @@ export async function writeContainerGitCredentials(runtimeDir: string, workspace
       '-e', `GIT_CONFIG_VALUE_0=${CONTAINER_GIT_DIR}/git-credential-warmstart`,
     ],
   };
+}
+
+/**
+ * Makes the token file readable by the container's remote user and nobody
+ * else: owned by the uid `id -u <remoteUser>` finds in the container, mode
+ * 0600 (the bind mount shares the host file, so a host chown is what the
+ * container sees). Returns a note when that uid cannot be found: the file
+ * is then left readable by all, as a non-root user could not use it otherwise.
+ */
+export async function shareTokenWith(
+  engine: Pick<DockerEngine, 'execInContainer'>,
+  containerId: string,
+  runtimeDir: string,
+  workspaceId: string,
+  remoteUser: string | undefined,
+): Promise<string | null> {
+  const file = join(runtimeDir, 'workspaces', workspaceId, 'git', 'token');
+  let uid: number | null = null;
+  let why = 'devcontainer up named no remote user';
+  if (remoteUser) {
+    try {
+      const out = await engine.execInContainer(containerId, ['id', '-u', remoteUser]);
+      const text = out.stdout.trim();
+      if (out.exitCode === 0 && /^[0-9]+$/.test(text)) uid = Number(text);
+      else why = `id -u ${remoteUser} exited ${out.exitCode}`;
+    } catch (err) {
+      why = `id -u ${remoteUser} could not run: ${(err as Error).message}`;
+    }
+  }
+  if (uid !== null) {
+    try {
+      await chown(file, uid, -1);
+      await chmod(file, 0o600);
+      return null;
+    } catch (err) {
+      why = `chown to uid ${uid} failed: ${(err as Error).message}`;
+    }
+  }
+  await chmod(file, 0o644);
+  return `git token in the container is readable by every user there: ${why}`;
 }
 
 /** Removes the workspace's runtime secrets (on purge). */

@@ -7,10 +7,14 @@ import type { CloneOptions, GitClient } from './git.js';
 /**
  * The credential helper reads the token from the git process's environment,
  * so the token is in neither argv, the URL, nor `.git/config` (`-c` settings
- * live only for this one command).
+ * live only for this one command). It answers only when git asks about the
+ * host the token is for (git's `host=` line carries the port too), so a
+ * redirect or submodule on another host never receives it.
  */
 const HELPER =
-  '!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" "$WARMSTART_GIT_USERNAME" "$WARMSTART_GIT_PASSWORD"; }; f';
+  '!f() { test "$1" = get || exit 0; h=; while IFS= read -r l; do case "$l" in host=*) h="${l#host=}";; esac; done; ' +
+  'h=$(printf %s "$h" | tr A-Z a-z); test -n "$WARMSTART_GIT_HOST" && test "$h" = "$WARMSTART_GIT_HOST" || exit 0; ' +
+  'printf "username=%s\\npassword=%s\\n" "$WARMSTART_GIT_USERNAME" "$WARMSTART_GIT_PASSWORD"; }; f'
 
 /** Builds the clone argv; exported so tests can check it exactly. */
 export function cloneArgs(url: string, dest: string, o: CloneOptions): string[] {
@@ -39,6 +43,7 @@ export class GitCli implements GitClient {
       SSH_ASKPASS: '/bin/false',
       WARMSTART_GIT_USERNAME: o.username ?? 'x-access-token',
       WARMSTART_GIT_PASSWORD: o.token ?? '',
+      WARMSTART_GIT_HOST: o.token && o.tokenHost ? o.tokenHost.toLowerCase() : '',
     };
     const result = await execa(this.gitPath, cloneArgs(url, dest, o), {
       env,

@@ -3,13 +3,15 @@
  * other workspaces start from (DESIGN.md "Snapshot backends"), optionally
  * pushed to the cache registry so any node can run it.
  *
- * Owner rule. Workspace records have no owner field yet; a workspace's
- * owner is its container's `warmstart.owner` label when set, else the
- * record's `owner` field when a record has one, else the workspace has no
- * owner. `owner` (the CLI's `--owner`) must then equal the workspace's owner
- * exactly, or the capture is refused with OWNER_MISMATCH; a workspace with
- * no owner can be captured by anyone on the node, and the given owner (if
- * any) is recorded. The image's `dev.warmstart.owner` label is the
+ * Owner rule. A workspace's owner is the `owner` its record holds (the
+ * subject of the JWT that created it, state/workspace-store.ts), else its
+ * container's `warmstart.owner` label when set (not for a workspace-scoped
+ * caller: a repository's devcontainer.json can set container labels), else
+ * the workspace has no owner. `owner` (the CLI's `--owner`, a node-wide
+ * API caller's body; a workspace-scoped caller's is ignored) must then
+ * equal the workspace's owner exactly, or the capture is refused with
+ * OWNER_MISMATCH; a workspace with no owner can be captured by anyone on
+ * the node, and the given owner (if any) is recorded. The image's `dev.warmstart.owner` label is the
  * workspace's owner, else the given one, else empty (no owner).
  *
  * Names. Local images are `warmstart-golden/<name>:<tag>`; pushed ones
@@ -73,6 +75,8 @@ export interface CreateGoldenOptions {
   /** custom capabilities, stored as `custom:<c>` */
   capabilities?: string[];
   owner?: string | null;
+  /** the caller's token is scoped to this workspace: the owner comes from the record only, never a label */
+  scoped?: boolean;
   push?: boolean;
   /** HOST[:PORT][/NAMESPACE]; the agent's cache registry when absent */
   registry?: string | null;
@@ -136,11 +140,11 @@ function planCreate(o: CreateGoldenOptions, config: AgentConfig): CreatePlan {
 }
 
 /** The workspace's owner (see the rule at the top), or null. */
-async function workspaceOwner(store: WorkspaceStore, id: string, container: ContainerDetails): Promise<string | null> {
-  const label = container.labels[OWNER_LABEL];
-  if (label) return label;
-  const record = (await store.load(id)) as { owner?: unknown } | null;
-  return typeof record?.owner === 'string' && record.owner !== '' ? record.owner : null;
+async function workspaceOwner(store: WorkspaceStore, id: string, container: ContainerDetails, scoped: boolean): Promise<string | null> {
+  const record = await store.load(id);
+  if (typeof record?.owner === 'string' && record.owner !== '') return record.owner;
+  if (scoped) return null;
+  return container.labels[OWNER_LABEL] || null;
 }
 
 /** `ID` of /etc/os-release (e.g. `debian`), else the image's OS (e.g. `linux`). */
@@ -197,7 +201,7 @@ export async function createGoldenImage(deps: GoldenDeps, options: CreateGoldenO
   const { engine } = deps;
   const container = await runningContainer(engine, plan.workspaceId);
 
-  const ownerOfWorkspace = await workspaceOwner(deps.store, plan.workspaceId, container);
+  const ownerOfWorkspace = await workspaceOwner(deps.store, plan.workspaceId, container, options.scoped === true);
   if (ownerOfWorkspace !== null && plan.owner !== null && plan.owner !== ownerOfWorkspace) {
     throw new WarmstartError('OWNER_MISMATCH', `workspace ${plan.workspaceId} belongs to another owner than ${plan.owner}`);
   }

@@ -122,6 +122,21 @@ export function pushRef(registry: { host: string; namespace: string | null }, na
   return `${registry.host}/${registry.namespace ? `${registry.namespace}/` : ''}${PUSH_PATH}/${name}:${tag}`;
 }
 
+/**
+ * A caller whose token is scoped to one workspace may name images only under
+ * that workspace's prefix, `<workspaceId>` or `<workspaceId>-...`: the names
+ * outside it are the node's (other workspaces pull them by name), and a
+ * scoped caller taking one would replace what others start from. Throws
+ * IMAGE_NAME_FORBIDDEN (403).
+ */
+export function assertNameInWorkspace(name: string, workspaceId: string): void {
+  if (name === workspaceId || name.startsWith(`${workspaceId}-`)) return;
+  throw new WarmstartError(
+    'IMAGE_NAME_FORBIDDEN',
+    `Image name ${show(name)} is outside this workspace's names: a token scoped to workspace ${workspaceId} may name images ${workspaceId} or ${workspaceId}-<suffix>.`,
+  );
+}
+
 /** Owners are logins or e-mail-like ids; compared exactly. Throws INVALID_ARGUMENT. */
 export function validateOwner(owner: string): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/.test(owner)) {

@@ -1,6 +1,12 @@
 import type { CreateWorkspaceBody, WorkspaceView } from '../../../shared/src/api.js';
 import type { WorkspaceEvent } from '../events/events.js';
 
+/** Who submits a job (server/auth.ts Principal): how far the token reaches, and its subject. */
+export interface Caller {
+  scope: 'node' | 'workspace';
+  owner: string | null;
+}
+
 /**
  * What the HTTP API needs from the job side of the agent. Errors are
  * WarmstartErrors: input codes (400), WORKSPACE_EXISTS (409),
@@ -8,7 +14,7 @@ import type { WorkspaceEvent } from '../events/events.js';
  */
 export interface JobManager {
   /** Validates, records the workspace as `queued` and schedules its job. */
-  submit(body: CreateWorkspaceBody): Promise<WorkspaceView>;
+  submit(body: CreateWorkspaceBody, caller?: Caller): Promise<WorkspaceView>;
   get(id: string): Promise<WorkspaceView | null>;
   list(): Promise<WorkspaceView[]>;
   /**

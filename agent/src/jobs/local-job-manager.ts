@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
 import type { CreateWorkspaceBody, WorkspaceView } from '../../../shared/src/api.js';
 import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import { assertCallbackUrl, callbackTarget, type CallbackPolicy } from '../callbacks/callback-url.js';
 import type { CallbackOutbox } from '../callbacks/outbox.js';
 import { describeError, WarmstartError } from '../errors.js';
-import { teeSinks, type WorkspaceEvent } from '../events/events.js';
+import { boundEvent, type BoundListener } from '../events/event-bounds.js';
+import { teeSinks, type EventSink, type WorkspaceEvent } from '../events/events.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { WorkspaceRecord, WorkspaceStatus } from '../state/workspace-store.js';
 import { planJob } from '../workspace/plan.js';
@@ -12,7 +14,7 @@ import { removeWorkspaceContainers } from '../workspace/default-container.js';
 import { removeWorkspace, workspaceVolume } from '../workspace/remove.js';
 import type { PrepareRequest } from '../workspace/request.js';
 import { JobEvents } from './event-hub.js';
-import type { JobManager } from './job-manager.js';
+import type { Caller, JobManager } from './job-manager.js';
 import { requestFromBody } from './request-from-body.js';
 import { toView } from './view.js';
 
@@ -25,6 +27,8 @@ export interface LocalJobManagerOptions {
   maxConcurrent: number;
   /** WARMSTART_ALLOW_LOCAL_REPOS */
   allowLocalRepos: boolean;
+  /** where callbacks may go; absent: no origin listed, so private and loopback hosts are refused */
+  callbackPolicy?: CallbackPolicy;
 }
 
 interface Job {
@@ -66,6 +70,8 @@ export class LocalJobManager implements JobManager {
 
   constructor(private readonly o: LocalJobManagerOptions) {}
 
+  private readonly countBound: BoundListener = (action, lines) => this.o.metrics.eventLines(action, lines);
+
   get accepting(): boolean {
     return this.acceptingJobs;
   }
@@ -81,10 +87,11 @@ export class LocalJobManager implements JobManager {
    * prepared again on its kept volume. A record that cannot be written
    * refuses the request with STATE_WRITE_FAILED and leaves nothing behind.
    */
-  async submit(body: CreateWorkspaceBody): Promise<WorkspaceView> {
+  async submit(body: CreateWorkspaceBody, caller?: Caller): Promise<WorkspaceView> {
     if (!this.acceptingJobs) throw new WarmstartError('SHUTTING_DOWN', 'the agent is shutting down and takes no new jobs');
-    const request = requestFromBody(body, this.o.allowLocalRepos);
+    const request = requestFromBody(body, this.o.allowLocalRepos, caller);
     const plan = planJob(request, this.o.deps.config); // every input error, before anything is created
+    if (body.callback) await assertCallbackUrl(body.callback.url, this.o.callbackPolicy ?? { origins: new Set() });
     const id = plan.workspaceId;
     const exists = (): WarmstartError => new WarmstartError('WORKSPACE_EXISTS', `workspace ${id} already exists on this node`);
     // Claimed before the first await: two POSTs of one id at once make one job.
@@ -108,6 +115,8 @@ export class LocalJobManager implements JobManager {
         lightweight: plan.lightweight,
         status: 'queued',
         result: null,
+        // Recorded once, at creation: a workspace prepared again keeps its first owner.
+        owner: existing ? (existing.owner ?? null) : (request.owner ?? null),
         createdAt: existing?.createdAt ?? now,
         updatedAt: now,
       };
@@ -126,7 +135,7 @@ export class LocalJobManager implements JobManager {
         request,
         callback: body.callback,
         controller: new AbortController(),
-        events: new JobEvents(),
+        events: new JobEvents({ onBound: this.countBound }),
         state: 'queued',
         deleting: false,
         done,
@@ -253,14 +262,14 @@ export class LocalJobManager implements JobManager {
     try {
       log.info('job started');
       metrics.jobStatus('creating');
-      const sink = teeSinks(job.events, deps.store.eventLog(job.id), {
+      const sink = cutLongText(this.countBound, teeSinks(job.events, deps.store.eventLog(job.id, { onBound: this.countBound }), {
         emit: (e) => {
           if (e.type === 'phase-end' && e.phase && e.ms !== undefined) metrics.phase(e.phase, e.ms);
           if (e.type === 'phase-end' && e.status === 'failed') log.warn({ phase: e.phase }, 'phase failed');
           // Counted when it is recorded, so /metrics agrees with the record as soon as it is saved.
           if (e.type === 'push' && e.status) metrics.push(e.status);
         },
-      });
+      }));
       const prepared = await prepareWorkspace(deps, job.request, sink, { signal: job.controller.signal });
       result = prepared.result;
       this.recordResult(result);
@@ -322,9 +331,8 @@ export class LocalJobManager implements JobManager {
     if (!job.callback || job.deleting) return;
     const view = await this.get(job.id);
     if (!view) return;
-    const base = job.callback.url.replace(/\/+$/, '');
     await this.o.outbox.enqueue({
-      url: `${base}/workspaces/${encodeURIComponent(job.id)}/${kind}`,
+      url: callbackTarget(job.callback.url, job.id, kind),
       token: job.callback.token,
       body: { workspaceId: job.id, status: view.status, workspace: view },
       kind,
@@ -386,6 +394,17 @@ export class LocalJobManager implements JobManager {
     this.jobs.delete(job.id);
     job.resolveDone();
   }
+}
+
+/** Splits log chunks into lines and cuts each text to the cap (events/event-bounds.ts) once, before the history and the log see them; counts the cuts. */
+function cutLongText(onBound: BoundListener, inner: EventSink): EventSink {
+  return {
+    emit: (e) => {
+      const { events, cut } = boundEvent(e);
+      if (cut > 0) onBound('cut', cut);
+      for (const one of events) inner.emit(one);
+    },
+  };
 }
 
 function blankRecord(id: string): WorkspaceRecord {

@@ -2,13 +2,14 @@ import type { CreateWorkspaceBody } from '../../../shared/src/api.js';
 import { WarmstartError } from '../errors.js';
 import { parseRepository } from '../workspace/repository.js';
 import type { PrepareRequest } from '../workspace/request.js';
+import type { Caller } from './job-manager.js';
 
 /**
  * Turns an API body into a pipeline request. Local paths and file:// URLs
  * are refused unless the operator allowed them: a control plane must not
  * make the agent read host directories.
  */
-export function requestFromBody(body: CreateWorkspaceBody, allowLocalRepos: boolean): PrepareRequest {
+export function requestFromBody(body: CreateWorkspaceBody, allowLocalRepos: boolean, caller?: Caller): PrepareRequest {
   if (!allowLocalRepos && parseRepository(body.repository, { cwd: '/' }).kind === 'local') {
     throw new WarmstartError(
       'INVALID_REPOSITORY',
@@ -29,6 +30,9 @@ export function requestFromBody(body: CreateWorkspaceBody, allowLocalRepos: bool
           password: body.cache.password ?? null,
         }
       : {},
+    // No caller: the API's own tests and the static token; node-wide, no owner.
+    scope: caller?.scope ?? 'node',
+    owner: caller?.owner ?? null,
     cwd: '/',
   };
 }

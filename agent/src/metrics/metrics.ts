@@ -1,3 +1,5 @@
+import type { BoundAction } from '../events/event-bounds.js';
+
 /**
  * What the agent counts for Prometheus. The job side calls these; the server
  * exposes them at /metrics. `PromMetrics` is the implementation (prom-client,
@@ -9,6 +11,8 @@ export interface Metrics {
   cache(hit: string, reason: string | null): void;
   push(status: string): void;
   buildSteps(cached: number, total: number): void;
+  /** event log lines cut to length or dropped by a cap (events/event-bounds.ts) */
+  eventLines(action: BoundAction, lines: number): void;
   /** current queue depth / running jobs, sampled on scrape */
   setGauges(values: { running: number; queued: number; pushing: number }): void;
   /** Prometheus text format */

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BoundAction } from '../events/event-bounds.js';
 import type { Metrics } from './metrics.js';
 
 /** Options for {@link PromMetrics}. */
@@ -60,6 +61,12 @@ export class PromMetrics implements Metrics {
     help: 'Build steps run or taken from cache',
     registers: [this.registry],
   });
+  private readonly eventBounds = new Counter({
+    name: 'warmstart_event_lines_total',
+    help: 'Event log lines cut to length (cut) or dropped by the in-memory history cap (dropped-history) or the events.ndjson cap (dropped-file)',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
   private readonly running = new Gauge({
     name: 'warmstart_jobs_running',
     help: 'Jobs preparing a workspace now',
@@ -100,6 +107,10 @@ export class PromMetrics implements Metrics {
     // prom-client throws on a negative increment; a bad count is not worth a failed job.
     if (Number.isFinite(cached) && cached > 0) this.stepsCached.inc(cached);
     if (Number.isFinite(total) && total > 0) this.stepsTotal.inc(total);
+  }
+
+  eventLines(action: BoundAction, lines: number): void {
+    if (Number.isFinite(lines) && lines > 0) this.eventBounds.inc({ action }, lines);
   }
 
   setGauges(values: { running: number; queued: number; pushing: number }): void {

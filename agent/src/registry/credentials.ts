@@ -41,20 +41,23 @@ export async function resolveCredentials(
 }
 
 /**
- * A fixed username/password (from the job or the agent's config). It matches
- * any host when `registry` is unset, else only that host (case-insensitive;
- * a pasted `https://` prefix or trailing `/` is tolerated). An empty username
- * or password means "not configured", so the source then has nothing.
+ * A fixed username/password (from the job or the agent's config), bound to
+ * the registry hosts it was given for: it answers for those hosts only
+ * (case-insensitive; a pasted `https://` prefix or trailing `/` is
+ * tolerated) and never for any other, so a job that names its own registry
+ * cannot collect it. No host, or an empty username or password, means
+ * "not configured": the source then has nothing.
  */
 export function staticCredentials(
-  c: { registry?: string | null; username: string; password: string },
+  c: { registry: string | readonly string[] | null; username: string; password: string },
   source: 'job' | 'static',
 ): CredentialSource {
-  const wanted = c.registry ? normalizeRegistryHost(c.registry) : null;
+  const hosts = c.registry === null || c.registry === undefined ? [] : typeof c.registry === 'string' ? [c.registry] : c.registry;
+  const wanted = new Set(hosts.map(normalizeRegistryHost).filter((h) => h !== ''));
   return {
     async get(registryHost) {
       if (!c.username || !c.password) return null;
-      if (wanted !== null && wanted !== normalizeRegistryHost(registryHost)) return null;
+      if (!wanted.has(normalizeRegistryHost(registryHost))) return null;
       // Report the host asked for, so docker's `auths` key matches the image ref.
       return { registry: registryHost, username: c.username, password: c.password, source };
     },

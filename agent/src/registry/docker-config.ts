@@ -24,12 +24,13 @@ export interface DockerAuthConfig {
 
 /**
  * Creates a fresh directory (mode 0700) under parentDir holding `config.json`
- * (mode 0600) with an `auths` entry for creds' registry, or no entries when
- * creds is null, so docker never falls back to the user's own config.
+ * (mode 0600) with an `auths` entry for each credentials' registry (the
+ * first for a registry wins), or no entries when there are none, so docker
+ * never falls back to the user's own config.
  */
 export async function createDockerConfig(
   parentDir: string,
-  creds: RegistryCredentials | null,
+  creds: RegistryCredentials | null | readonly (RegistryCredentials | null)[],
 ): Promise<DockerConfigDir> {
   await mkdir(parentDir, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(parentDir, 'docker-config-'));
@@ -37,9 +38,11 @@ export async function createDockerConfig(
   try {
     // mkdtemp already uses 0700; chmod states it rather than trusting defaults.
     await chmod(dir, 0o700);
-    const auths = creds
-      ? { [authsKey(creds.registry)]: { auth: Buffer.from(`${creds.username}:${creds.password}`).toString('base64') } }
-      : {};
+    const auths: Record<string, { auth: string }> = {};
+    for (const c of Array.isArray(creds) ? creds : [creds]) {
+      if (!c || authsKey(c.registry) in auths) continue;
+      auths[authsKey(c.registry)] = { auth: Buffer.from(`${c.username}:${c.password}`).toString('base64') };
+    }
     const file = join(dir, 'config.json');
     // 'wx': the file is new in a new dir; mode applies at creation, before
     // the secret is written, so it is never readable by others.

@@ -125,6 +125,8 @@ class Session {
   scheme: 'none' | 'basic' | 'bearer' = 'none';
   private authorization: string | undefined;
   private challenged = false;
+  /** where the last response came from, after any redirects */
+  private answeredBy: URL;
   private readonly secrets: string[];
 
   constructor(
@@ -136,13 +138,22 @@ class Session {
   ) {
     this.base = `${isInsecure(host, env.insecure) ? 'http' : 'https'}://${apiHost(host)}`;
     this.secrets = creds ? [creds.password] : [];
+    this.answeredBy = new URL(this.base);
   }
 
-  /** Sends a request, answering one auth challenge on the way. */
+  /**
+   * Sends a request, answering one auth challenge on the way. Authorization
+   * goes only to the registry itself: a URL on another origin (a Location the
+   * registry named) gets the request without it, and its challenge is not
+   * answered.
+   */
   async send(method: string, pathOrUrl: string, headers: Record<string, string> = {}): Promise<Response> {
-    const url = new URL(pathOrUrl, this.base).toString();
-    const res = await this.fetch(url, { method, headers: this.withAuth(headers) });
-    if (res.status !== 401 || this.challenged) return res;
+    const target = new URL(pathOrUrl, this.base);
+    const url = target.toString();
+    const ours = this.isRegistry(target);
+    const res = await this.fetch(url, { method, headers: ours ? this.withAuth(headers) : headers });
+    // A 401 from where a redirect led is that host's challenge, not the registry's.
+    if (!ours || res.status !== 401 || this.challenged || !this.isRegistry(this.answeredBy)) return res;
     this.challenged = true;
     const challenge = parseChallenge(res.headers.get('www-authenticate'));
     if (!challenge) return res; // nothing to answer: the caller maps the 401
@@ -165,7 +176,11 @@ class Session {
     const location = res.headers.get('location');
     if (!location) return;
     try {
-      const del = await this.send('DELETE', new URL(location, res.url || this.base).toString());
+      const target = new URL(location, res.url || this.base);
+      // An upload on another host is not ours to cancel with our credentials,
+      // and without them the DELETE would only tell that host we were here.
+      if (!this.isRegistry(target)) return;
+      const del = await this.send('DELETE', target.toString());
       await drain(del);
     } catch {
       // An abandoned upload is purged by the registry later; nothing to tell.
@@ -192,6 +207,11 @@ class Session {
     return new WarmstartError('REGISTRY_AUTH_FAILED', `registry ${this.host} requires credentials and none are configured`, {
       detail: `HTTP ${status}`,
     });
+  }
+
+  /** Same scheme, host and port as the registry this session's credentials are for. */
+  private isRegistry(url: URL): boolean {
+    return url.origin === new URL(this.base).origin;
   }
 
   private withAuth(headers: Record<string, string>): Record<string, string> {
@@ -254,12 +274,39 @@ class Session {
     return token;
   }
 
-  /** fetch with a timeout; transport failures become REGISTRY_UNREACHABLE. */
-  private async fetch(url: string, init: RequestInit): Promise<Response> {
+  /**
+   * Follows redirects by hand (fetch's own following would carry our
+   * Authorization along): once a hop leaves the origin of the request, the
+   * Authorization header is dropped for the rest of the chain.
+   */
+  private async fetch(url: string, init: { method: string; headers: Record<string, string> }): Promise<Response> {
+    let current = new URL(url);
+    let { method, headers } = init;
+    for (let hop = 0; ; hop++) {
+      const res = await this.fetchOnce(current.toString(), { method, headers });
+      this.answeredBy = current;
+      const location = REDIRECTS.has(res.status) ? res.headers.get('location') : null;
+      if (location === null || hop >= MAX_REDIRECTS) return res;
+      let next: URL;
+      try {
+        next = new URL(location, current);
+      } catch {
+        return res; // an unusable Location: the caller maps the 3xx
+      }
+      await drain(res);
+      if (next.origin !== current.origin) headers = withoutAuthorization(headers);
+      // As fetch does: 303 turns anything but HEAD into GET, 301/302 turn a POST into GET.
+      if ((res.status === 303 && method !== 'HEAD') || ((res.status === 301 || res.status === 302) && method === 'POST')) method = 'GET';
+      current = next;
+    }
+  }
+
+  /** One request with a timeout; transport failures become REGISTRY_UNREACHABLE. */
+  private async fetchOnce(url: string, init: RequestInit): Promise<Response> {
     const timeout = AbortSignal.timeout(this.env.timeoutMs);
     const signal = this.signal ? AbortSignal.any([timeout, this.signal]) : timeout;
     try {
-      return await this.env.fetch(url, { ...init, signal, redirect: 'follow' });
+      return await this.env.fetch(url, { ...init, signal, redirect: 'manual' });
     } catch (err) {
       // The caller cancelled: that is their decision, not a registry fault.
       if (this.signal?.aborted) throw this.signal.reason;
@@ -280,6 +327,13 @@ class Session {
     for (const s of this.secrets) if (s) out = out.split(s).join('[REDACTED]');
     return out;
   }
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
+function withoutAuthorization(headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'));
 }
 
 /** `host[:port]/path` split and checked against the OCI name rules. */

@@ -1,8 +1,10 @@
 import { appendFile, mkdir, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import { boundEvent, MAX_EVENT_LOG_BYTES, type BoundListener } from '../events/event-bounds.js';
 import type { EventSink, WorkspaceEvent } from '../events/events.js';
 import { writeFileAtomic } from './atomic-file.js';
+import { trimEventLog } from './event-log-trim.js';
 
 export type WorkspaceStatus = 'queued' | 'creating' | 'ready' | 'recovery' | 'failed' | 'deleting';
 
@@ -18,6 +20,13 @@ export interface WorkspaceRecord {
   error?: { code: string; message: string; detail?: string } | null;
   /** a ready workspace whose container was found gone at start-up */
   containerMissing?: boolean;
+  /**
+   * Who the workspace belongs to: the subject of the JWT that created it,
+   * null for the static token and the CLI. Set once, at creation; golden
+   * images take their owner from here (images/golden.ts). Absent in records
+   * written before it existed.
+   */
+  owner?: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -202,30 +211,42 @@ export class WorkspaceStore {
    * record is saved is on disk before the record: a reader who sees a settled
    * record finds its events. The directory is made on the first event, not
    * here: a request refused as bad input emits none and must leave nothing.
+   * Bounded (events/event-bounds.ts): each text cut to MAX_EVENT_TEXT_CHARS;
+   * a log line that would take the file past `maxBytes` first has the
+   * oldest log lines trimmed (state/event-log-trim.ts).
    */
-  eventLog(id: string): EventSink & { flush(): Promise<void> } {
+  eventLog(id: string, bounds: { maxBytes?: number; onBound?: BoundListener } = {}): EventSink & { flush(): Promise<void> } {
+    const maxBytes = bounds.maxBytes ?? MAX_EVENT_LOG_BYTES;
     const dir = this.dir(id);
     const path = join(dir, 'events.ndjson');
     let made = false;
     /** the log's length after the last whole line, once known */
     let size: number | null = null;
     return {
-      emit: (e: WorkspaceEvent) => {
-        this.enqueue(id, async () => {
-          if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
-          made = true;
-          size ??= (await stat(path).catch(() => null))?.size ?? 0;
-          const line = Buffer.from(`${JSON.stringify(e)}\n`);
-          try {
-            await appendFile(path, line, { mode: 0o600 });
-            size += line.length;
-          } catch (err) {
-            // A full disk can take part of a line: cut it off, so the log holds whole lines only
-            // (the event is lost; the ones after it, once there is room, are not).
-            await truncate(path, size).catch(() => undefined);
-            throw err;
-          }
-        });
+      emit: (emitted: WorkspaceEvent) => {
+        // One event per line, each cut to the cap (already so when the job manager did it first).
+        for (const e of boundEvent(emitted).events) {
+          this.enqueue(id, async () => {
+            if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
+            made = true;
+            size ??= (await stat(path).catch(() => null))?.size ?? 0;
+            const line = Buffer.from(`${JSON.stringify(e)}\n`);
+            if (e.type === 'log' && size + line.length > maxBytes) {
+              const trimmed = await trimEventLog(path, Math.floor(maxBytes / 2));
+              size = trimmed.size;
+              if (trimmed.dropped > 0) bounds.onBound?.('dropped-file', trimmed.dropped);
+            }
+            try {
+              await appendFile(path, line, { mode: 0o600 });
+              size += line.length;
+            } catch (err) {
+              // A full disk can take part of a line: cut it off, so the log holds whole lines only
+              // (the event is lost; the ones after it, once there is room, are not).
+              await truncate(path, size).catch(() => undefined);
+              throw err;
+            }
+          });
+        }
       },
       flush: () => this.pending.get(id) ?? Promise.resolve(),
     };

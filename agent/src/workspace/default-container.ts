@@ -1,16 +1,22 @@
 import type { DockerEngine } from '../docker/engine.js';
 import { describeError, WarmstartError } from '../errors.js';
+import type { CredentialSource } from '../registry/credentials.js';
+import { pullAuthFor } from '../registry/image-credentials.js';
 
 /** Keeps the container alive and exits promptly on `docker stop`, with any POSIX shell. */
 const KEEP_ALIVE = ['/bin/sh', '-c', "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"];
 
 export const WORKSPACE_LABEL = 'warmstart.workspace';
 
-/** Pulls the image when it is not on this engine yet (no credentials: a public image). */
-export async function ensureImage(engine: DockerEngine, image: string): Promise<void> {
+/**
+ * Pulls the image when it is not on this engine yet, with the node's
+ * credentials for its registry when it has some (image-credentials.ts),
+ * else anonymously.
+ */
+export async function ensureImage(engine: DockerEngine, image: string, credentialSources: readonly CredentialSource[] = []): Promise<void> {
   if ((await engine.imageId(image)) !== null) return;
   try {
-    await engine.pullImage(image, undefined);
+    await engine.pullImage(image, await pullAuthFor(credentialSources, image));
   } catch (err) {
     throw new WarmstartError('DEFAULT_IMAGE_FAILED', `the default image ${image} is not available`, {
       cause: err,
@@ -25,9 +31,16 @@ export async function ensureImage(engine: DockerEngine, image: string): Promise<
  */
 export async function startDefaultContainer(
   engine: DockerEngine,
-  o: { image: string; workspaceId: string; volume: string; workspaceFolder: string; profile: 'lightweight' | 'recovery' },
+  o: {
+    image: string;
+    workspaceId: string;
+    volume: string;
+    workspaceFolder: string;
+    profile: 'lightweight' | 'recovery';
+    credentialSources?: readonly CredentialSource[];
+  },
 ): Promise<string> {
-  await ensureImage(engine, o.image);
+  await ensureImage(engine, o.image, o.credentialSources);
   try {
     return await engine.runContainer({
       image: o.image,

@@ -2,6 +2,8 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import { BuildStepCounter } from '../cache/build-steps.js';
+import { repositoryIdentity } from '../cache/identity.js';
+import { exactImageLabels } from '../cache/image-labels.js';
 import { pushCache } from '../cache/push-cache.js';
 import { discoverConfig, type DiscoveredConfig } from '../devcontainer/discover.js';
 import { buildExactOverride } from '../devcontainer/exact-override.js';
@@ -10,10 +12,13 @@ import { buildOverride, writeOverrideFile } from '../devcontainer/override.js';
 import { describeError, toErrorBody, WarmstartError } from '../errors.js';
 import type { SecretSet } from '../events/events.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
-import { writeContainerGitCredentials } from '../git/container-credentials.js';
+import { shareTokenWith, writeContainerGitCredentials } from '../git/container-credentials.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
 import { createDockerConfig, toDockerAuthConfig } from '../registry/docker-config.js';
+import { nodeRegistryCredentials } from '../registry/image-credentials.js';
 import { BuildLog } from './build-log.js';
+import { exactImageRefusal, hostAccessRefusal, nodeCredentialsPushOff } from './host-access-gate.js';
+import { startedContainerRefusal } from './started-container-check.js';
 import { CacheSession } from './cache-phase.js';
 import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
 import { findExact, type ExactLookup } from './exact.js';
@@ -26,6 +31,8 @@ export class Job {
   private readonly buildLog = new BuildLog();
   private pushTask: (() => Promise<PushResult>) | null = null;
   private disposeDockerConfig: (() => Promise<void>) | null = null;
+  /** a job token was mounted into the container; `up` names who may read it */
+  private containerToken = false;
   private readonly rec: PhaseRecorder;
 
   constructor(
@@ -69,12 +76,20 @@ export class Job {
         return await this.recover(err);
       }
       if (plan.lightweight || discovered === null) return await this.lightweight(discovered === null);
+      // Before the job's DOCKER_CONFIG is written or anything of the repository's starts: a refused config gets only the default image.
+      const refused = await rec.phase('host-access', () => hostAccessRefusal(deps.config.hostAccess, discovered, src));
+      if (refused) return await this.recover(refused);
 
       const credentials = cache ? await cache.credentials : null;
       this.secrets.add(credentials?.password);
-      const dockerConfig = await createDockerConfig(this.jobDir, credentials);
+      // The node's credentials for its own hosts too: a private base image the
+      // Dockerfile names on one of them is pulled with them (image-credentials.ts).
+      const dockerConfig = await createDockerConfig(this.jobDir, [credentials, ...(await nodeRegistryCredentials(deps.config, deps.credentialSources))]);
       this.disposeDockerConfig = dockerConfig.dispose;
-      const exact = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec) : null;
+      const exact = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec, repositoryIdentity(plan.repo)) : null;
+      // The image's devcontainer.metadata label is merged into the container like the repo's config.
+      const imageRefused = exact?.hit ? await rec.phase('host-access', () => exactImageRefusal(deps.config.hostAccess, deps.engine, exact.ref)) : null;
+      if (imageRefused) return await this.recover(imageRefused);
       const overridePath = await rec.phase('override', async () =>
         writeOverrideFile(this.jobDir, this.withoutHostCommands(await this.override(discovered, cache, exact))),
       );
@@ -88,6 +103,11 @@ export class Job {
       } catch (err) {
         if (this.signal.aborted) throw cancelled();
         return await this.recover(err);
+      }
+      if (deps.config.hostAccess !== 'allow') {
+        const own = { runtimeDir: deps.config.runtimeDir, workspaceId: plan.workspaceId, cloneDir: src };
+        const merged = await rec.phase('host-access-started', () => startedContainerRefusal(deps.engine, containerId, own));
+        if (merged) return await this.recover(merged);
       }
       const counted = steps.result();
       if (counted && discovered.kind === 'dockerfile' && this.result.cache.hit !== 'exact') {
@@ -114,8 +134,12 @@ export class Job {
   private async override(discovered: DiscoveredConfig, cache: CacheSession | null, exact: ExactLookup | null): Promise<Record<string, unknown>> {
     const { deps, plan } = this;
     const workspaceMount = `source=${plan.volume},target=${plan.workspaceFolder},type=volume`;
+    // Only a token the job brought is offered inside; the node's never enters a container.
     const gitCredentials =
-      plan.gitToken && plan.repo.kind !== 'local' ? await writeContainerGitCredentials(deps.config.runtimeDir, plan.workspaceId, plan.gitToken) : null;
+      plan.gitToken && plan.gitTokenSource === 'job' && plan.repo.kind !== 'local'
+        ? await writeContainerGitCredentials(deps.config.runtimeDir, plan.workspaceId, plan.gitToken, plan.gitTokenHost)
+        : null;
+    this.containerToken = gitCredentials !== null;
     const runArgs = gitCredentials?.runArgs ?? [];
     // The CLI gives remoteUser the host user's UID with an extra image build
     // on every start. The agent runs as root, and UID 0 always exists in the
@@ -142,7 +166,8 @@ export class Job {
       // Nothing is built from this config: a cache image would go unused.
       this.result.cache = { ...this.result.cache, hit: 'disabled', reason: override.cacheNote };
     } else if (moving) {
-      this.result.cache = { ...this.result.cache, hit: moving.available ? 'layers' : 'miss', reason: moving.reason };
+      // An exact image refused for its labels is the reason worth showing: the layers may still have served.
+      this.result.cache = { ...this.result.cache, hit: moving.available ? 'layers' : 'miss', reason: exact?.reason ?? moving.reason };
     }
     return override.config;
   }
@@ -179,6 +204,12 @@ export class Job {
           },
         });
       });
+      if (this.containerToken) {
+        const note = await shareTokenWith(deps.engine, up.containerId, deps.config.runtimeDir, plan.workspaceId, up.remoteUser).catch(
+          (err: unknown) => `git token in the container: its owner could not be set (${describeError(err)})`,
+        );
+        if (note) rec.note(note, 'up');
+      }
       return up.containerId;
     } finally {
       await deps.store.clearCliPid(plan.workspaceId);
@@ -193,8 +224,10 @@ export class Job {
     const partial = `${src}.partial`;
     await rm(partial, { recursive: true, force: true });
     await mkdir(join(src, '..'), { recursive: true, mode: 0o700 });
+    if (this.plan.gitTokenNote) this.rec.note(this.plan.gitTokenNote, 'clone');
+    else if (this.plan.gitTokenSource) this.rec.note(`cloning with the ${this.plan.gitTokenSource === 'job' ? "job's" : "node's"} git token, for ${this.plan.gitTokenHost ?? 'this host'} only`, 'clone');
     await this.deps.git.clone(this.plan.repo.cloneUrl, partial, {
-      ...(this.plan.gitToken ? { token: this.plan.gitToken } : {}),
+      ...(this.plan.gitToken ? { token: this.plan.gitToken, tokenHost: this.plan.gitTokenHost } : {}),
       signal: this.signal,
     });
     await rename(partial, src);
@@ -207,7 +240,7 @@ export class Job {
       this.rec.note(`volume ${this.plan.volume} exists: keeping its contents`, 'volume');
       return;
     }
-    await ensureImage(engine, config.defaultImage);
+    await ensureImage(engine, config.defaultImage, this.deps.credentialSources);
     await engine.createVolume(this.plan.volume, { [WORKSPACE_LABEL]: this.plan.workspaceId, 'warmstart.managed': 'true' });
     await engine.copyIntoVolume(this.plan.volume, src, config.defaultImage);
   }
@@ -227,6 +260,7 @@ export class Job {
       volume: this.plan.volume,
       workspaceFolder: this.plan.workspaceFolder,
       profile,
+      credentialSources: this.deps.credentialSources,
     });
   }
 
@@ -268,19 +302,22 @@ export class Job {
     if (exact?.hit) return skip('exact hit: the image is in the registry already');
     if (plan.pushOffReason) return skip(plan.pushOffReason);
     if (!credentials) return skip('no registry credentials: pull only');
+    const untrusted = nodeCredentialsPushOff(deps.config, credentials);
+    if (untrusted) return skip(untrusted);
     if (blocked) {
       result.push = { status: 'failed', ref: plan.cacheRef, reason: blocked, ms: null };
       return;
     }
     const ref = plan.cacheRef;
-    const refs = exact ? [ref, exact.ref] : [ref];
+    const labelled = exact ? { ref: exact.ref, labels: exactImageLabels(repositoryIdentity(plan.repo), exact.key) } : null;
     result.push = { status: 'pending', ref, reason: null, ms: null };
     this.pushTask = () =>
       deps.pushQueue.enqueue(ref, async () =>
         pushCache({
           engine: deps.engine,
           imageId: await deps.engine.containerImageId(containerId),
-          refs,
+          refs: [ref],
+          exact: labelled,
           auth: toDockerAuthConfig(credentials),
           timeoutMs: plan.pushTimeoutMs,
         }),

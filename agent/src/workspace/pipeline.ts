@@ -67,7 +67,7 @@ export async function prepareWorkspace(
     });
   }
   const secrets = new SecretSet();
-  secrets.add(plan.gitToken, plan.jobCredentials?.password, deps.config.registryPassword);
+  secrets.add(plan.gitToken, deps.config.gitToken, plan.jobCredentials?.password, deps.config.registryPassword);
   const rec = new PhaseRecorder(plan.workspaceId, redactingSink(sink, secrets));
   const createdAt = existing?.createdAt ?? new Date().toISOString();
   const record = {
@@ -75,6 +75,8 @@ export async function prepareWorkspace(
     repository: plan.repo.cloneUrl,
     configName: plan.configName,
     lightweight: plan.lightweight,
+    // The owner recorded at creation (the job manager's queued record) stays; a new workspace takes the caller's.
+    owner: existing ? (existing.owner ?? null) : (req.owner ?? null),
     createdAt,
   };
   await deps.store.save({ ...record, status: 'creating', result: null, updatedAt: new Date().toISOString() });

@@ -1,8 +1,10 @@
 import type { AgentConfig } from '../config/agent-config.js';
 import { parseCacheRegistry, parseImageRef, resolveCacheRef } from '../cache/ref.js';
+import { checkExplicitCacheRef, checkJobRegistry } from '../cache/ref-scope.js';
 import { WarmstartError } from '../errors.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
 import { workspaceVolume } from './remove.js';
+import { chooseGitToken } from './git-token.js';
 import { parseRepository, type Repository } from './repository.js';
 import type { PrepareRequest } from './request.js';
 import { validateConfigName, validateWorkspaceId } from './validate.js';
@@ -13,7 +15,14 @@ export interface JobPlan {
   repo: Repository;
   configName: string | null;
   lightweight: boolean;
+  /** the token the clone uses (git-token.ts decides which, if any) */
   gitToken: string | null;
+  /** whose it is: only a `job` token is offered inside the container */
+  gitTokenSource: 'job' | 'node' | null;
+  /** host[:port] the clone's credential helper answers for */
+  gitTokenHost: string | null;
+  /** why the node's token was held back (for the events), or null */
+  gitTokenNote: string | null;
   /** the moving cache ref, or null with the reason in cacheOffReason */
   cacheRef: string | null;
   cacheOffReason: string | null;
@@ -36,12 +45,24 @@ export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
   const configName = req.configName !== null && req.configName !== undefined ? validateConfigName(req.configName) : null;
   const repo = parseRepository(req.repository, req.cwd ? { cwd: req.cwd } : {});
   const lightweight = req.lightweight === true;
+  const gitToken = chooseGitToken(repo, req.gitToken, config);
 
   const cacheDisabled = req.cache?.disabled === true;
   const registrySetting = req.cache?.registry ?? config.cacheRegistry;
   const registry = registrySetting !== null && registrySetting !== undefined ? parseCacheRegistry(registrySetting) : null;
+  if (req.cache?.registry !== null && req.cache?.registry !== undefined) {
+    checkJobRegistry(registry, {
+      scope: req.scope ?? 'node',
+      configured: config.cacheRegistry !== null ? parseCacheRegistry(config.cacheRegistry) : null,
+      credentialHosts: config.registryCredentialHosts,
+    });
+  }
   const explicitRef = req.cache?.ref ?? null;
-  if (explicitRef !== null) parseImageRef(explicitRef); // refuse a malformed (or empty) ref up front
+  if (explicitRef !== null) {
+    parseImageRef(explicitRef); // refuse a malformed (or empty) ref up front
+    // Whatever the cache settings say: a forbidden ref is refused, never quietly unused.
+    checkExplicitCacheRef(explicitRef, { scope: req.scope ?? 'node', registry, repo });
+  }
 
   let cacheRef: string | null = null;
   let cacheOffReason: string | null = null;
@@ -73,7 +94,10 @@ export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
     repo,
     configName,
     lightweight,
-    gitToken: req.gitToken ?? config.gitToken,
+    gitToken: gitToken.token,
+    gitTokenSource: gitToken.source,
+    gitTokenHost: gitToken.host,
+    gitTokenNote: gitToken.note,
     cacheRef,
     cacheOffReason,
     registryHost,

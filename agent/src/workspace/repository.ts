@@ -305,6 +305,17 @@ function localRepository(absolute: string, input: string): Repository {
   return { kind: 'local', cloneUrl: absolute, host: null, owner, name, isGitHub: false };
 }
 
+/**
+ * host[:port] (lowercased, default port dropped) that git talks to for an
+ * https or GitHub repository: what a git token is bound to. Null for ssh,
+ * where git asks no credential helper, and for local paths.
+ */
+export function repositoryAuthority(repo: Repository): string | null {
+  if (repo.kind === 'github') return 'github.com';
+  if (repo.kind !== 'https') return null;
+  return new URL(repo.cloneUrl).host.toLowerCase();
+}
+
 function dropGitSuffix(segment: string): string {
   return segment.endsWith('.git') ? segment.slice(0, -'.git'.length) : segment;
 }

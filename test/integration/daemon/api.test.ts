@@ -30,6 +30,7 @@ import { missExactTag } from '../../support/config-edit.js';
 import { makeRepo, runId } from '../../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../../support/serve.js';
 import { loadTestbed } from '../../support/testbed.js';
+import { expectedCacheRef } from '../../support/cache-ref.js';
 
 const tb = loadTestbed();
 const run = runId('dapi');
@@ -97,7 +98,8 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     const printed = await runCli(['cache', 'ref', repo, '--cache-registry', cacheRegistry]);
     expect(printed.code, printed.stderr).toBe(0);
     cacheRef = printed.stdout.trim();
-    expect(cacheRef).toBe(`${cacheRegistry}/acme/api-small-${run}:devcontainer-cache`);
+    expect(cacheRef).toBe(expectedCacheRef(cacheRegistry, repo));
+    expect(cacheRef).toMatch(new RegExp(`/local/[0-9a-f]{8}/acme/api-small-${run}:devcontainer-cache$`));
 
     env = await testEnv(tb.baseImage);
     agent = await startAgent(env);

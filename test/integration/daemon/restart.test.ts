@@ -184,7 +184,8 @@ describe('warmstart serve: kill -9 and restart (real engine, devcontainers CLI)'
     const readyPath = `/workspaces/${id}/ready`;
     const readyCalls = (): ReceivedCall[] => cp.calls.filter((c) => c.path === readyPath);
 
-    const first = await serve(base, m);
+    // The control plane listens on 127.0.0.1: listed, or its callbacks would be refused.
+    const first = await serve({ ...base, WARMSTART_CALLBACK_ORIGINS: cp.url }, m);
     const res = await post(first, { id, repository: repo, lightweight: true, callback: { url: cp.url, token: cbToken } });
     expect(res.status, await res.clone().text()).toBe(202);
     const ready = await waitForStatus(first, id, ['ready', 'recovery', 'failed'], 120_000);
@@ -238,7 +239,7 @@ describe('warmstart serve: kill -9 and restart (real engine, devcontainers CLI)'
     const cp = await startControlPlane({ refuseFirst: 1 });
     controlPlanes.push(cp);
     const cbToken = `cb-${run}-${Math.random().toString(36).slice(2)}`;
-    const agent = await serve(base, m);
+    const agent = await serve({ ...base, WARMSTART_CALLBACK_ORIGINS: cp.url }, m);
     const missing = `/nonexistent-${run}/acme/repo`;
     const res = await post(agent, { id, repository: missing, callback: { url: `${cp.url}/`, token: cbToken } });
     expect(res.status, await res.clone().text()).toBe(202);

@@ -28,8 +28,9 @@ function hash8(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 8);
 }
 
+/** A GitHub repository with any owner and name, to test how names become path components (paths per host: identity.test.ts). */
 function repo(owner: string, name: string): Repository {
-  return { kind: 'local', cloneUrl: `/x/${owner}/${name}`, host: null, owner, name, isGitHub: false };
+  return { kind: 'https', cloneUrl: `https://github.com/${owner}/${name}`, host: 'github.com', owner, name, isGitHub: true };
 }
 
 describe('parseCacheRegistry', () => {

@@ -107,6 +107,7 @@ beforeEach(async () => {
     logger: pino({ level: 'silent' }),
     maxConcurrent: 2,
     allowLocalRepos: false,
+    callbackPolicy: { origins: new Set(['http://cp.test']) },
   });
 });
 
@@ -243,5 +244,54 @@ describe('LocalJobManager when the state dir refuses writes', () => {
     await jobs.remove('w', { purge: true });
     expect(removed).toEqual(['c-w']);
     expect(await jobs.get('w')).toBeNull();
+  });
+});
+
+describe('LocalJobManager: who asked, and where callbacks go', () => {
+  it('records the caller\'s subject as the owner at creation and keeps it when the id is prepared again', async () => {
+    pipelineThatSucceeds();
+    await jobs.submit(body('own'), { scope: 'workspace', owner: 'alice@example.test' });
+    await settled();
+    expect((await store.load('own'))?.owner).toBe('alice@example.test');
+    expect(prepare.mock.calls[0]![1]).toMatchObject({ scope: 'workspace', owner: 'alice@example.test' });
+    // Failed, then posted again by someone else: the first owner stays.
+    const rec = (await store.load('own'))!;
+    await store.save({ ...rec, status: 'failed' });
+    await jobs.submit(body('own'), { scope: 'node', owner: 'mallory' });
+    await settled();
+    expect((await store.load('own'))?.owner).toBe('alice@example.test');
+    // No caller (the static token): node scope, no owner.
+    await jobs.submit(body('nobody'));
+    await settled();
+    expect((await store.load('nobody'))?.owner).toBeNull();
+    expect(prepare.mock.calls.at(-1)![1]).toMatchObject({ scope: 'node', owner: null });
+  });
+
+  it('refuses a callback URL outside the listed origins, or with a query or fragment: 400 INVALID_CALLBACK_URL, nothing recorded', async () => {
+    pipelineThatSucceeds();
+    for (const url of ['http://127.0.0.1:9/cb', 'http://cp.test/#', 'http://cp.test/?x=', 'http://other.test/']) {
+      const err = await jobs.submit({ ...body('cb'), callback: { url, token: 'cb-token-123456' } }).catch((e: unknown) => e);
+      expect(err, url).toMatchObject({ code: 'INVALID_CALLBACK_URL', isInputError: true });
+    }
+    expect(await store.load('cb')).toBeNull();
+    await expect(stat(store.dir('cb'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(prepare).not.toHaveBeenCalled();
+  });
+
+  it('sends the callback to <base>/workspaces/<id>/<kind>, the suffix in the path even after a trailing slash', async () => {
+    pipelineThatSucceeds();
+    const urls: string[] = [];
+    const manager = new LocalJobManager({
+      deps: { config: configFromEnv({ WARMSTART_STATE_DIR: join(dir, 'state'), WARMSTART_RUNTIME_DIR: join(dir, 'run') }), store, engine: {} } as unknown as PipelineDeps,
+      metrics: new Proxy({}, { get: () => () => undefined }) as never,
+      outbox: { enqueue: async (r) => void urls.push(r.url), start: async () => undefined, stop: async () => undefined, pending: () => 0 },
+      logger: pino({ level: 'silent' }),
+      maxConcurrent: 1,
+      allowLocalRepos: false,
+      callbackPolicy: { origins: new Set(['http://cp.test']) },
+    });
+    await manager.submit({ ...body('suffix'), callback: { url: 'http://cp.test/api/', token: 'cb-token-123456' } });
+    expect(await manager.drain(5_000)).toBe(true);
+    expect(urls).toEqual(['http://cp.test/api/workspaces/suffix/ready']);
   });
 });

@@ -15,6 +15,10 @@ describe('PromMetrics', () => {
     m.buildSteps(3, 5);
     m.buildSteps(1, 2);
     m.setGauges({ running: 2, queued: 1, pushing: 1 });
+    m.eventLines('cut', 2);
+    m.eventLines('dropped-history', 450);
+    m.eventLines('dropped-history', 450);
+    m.eventLines('dropped-file', 0);
 
     const { contentType, body } = await m.render();
     expect(contentType).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -30,6 +34,9 @@ describe('PromMetrics', () => {
     expect(body).toContain('warmstart_jobs_running 2');
     expect(body).toContain('warmstart_jobs_queued 1');
     expect(body).toContain('warmstart_pushes_running 1');
+    expect(body).toContain('warmstart_event_lines_total{action="cut"} 2');
+    expect(body).toContain('warmstart_event_lines_total{action="dropped-history"} 900');
+    expect(body).not.toContain('warmstart_event_lines_total{action="dropped-file"}');
     expect(body).not.toContain('process_cpu');
   });
 

@@ -10,9 +10,22 @@ const never: CredentialSource = {
 };
 
 describe('staticCredentials', () => {
-  it('matches any host when registry is unset, reporting the host asked for', async () => {
-    const s = staticCredentials({ username: 'u', password: 'p' }, 'static');
-    expect(await s.get('ghcr.io')).toEqual({ registry: 'ghcr.io', username: 'u', password: 'p', source: 'static' });
+  it('answers for no host at all when it was given none: credentials are never unbound', async () => {
+    const s = staticCredentials({ registry: [], username: 'u', password: 'p' }, 'static');
+    expect(await s.get('ghcr.io')).toBeNull();
+    expect(await s.get('evil.example')).toBeNull();
+    expect(await staticCredentials({ registry: null, username: 'u', password: 'p' }, 'static').get('ghcr.io')).toBeNull();
+  });
+
+  it('answers for each of its hosts, reporting the host asked for, and for no other', async () => {
+    const s = staticCredentials({ registry: ['registry.example:5000', 'ghcr.io'], username: 'u', password: 'p' }, 'static');
+    expect(await s.get('GHCR.io')).toEqual({ registry: 'GHCR.io', username: 'u', password: 'p', source: 'static' });
+    expect((await s.get('registry.example:5000'))?.username).toBe('u');
+    // Same name, other port; other name, same port; a suffix trick.
+    expect(await s.get('registry.example:5001')).toBeNull();
+    expect(await s.get('registry.example')).toBeNull();
+    expect(await s.get('evil.example:5000')).toBeNull();
+    expect(await s.get('ghcr.io.evil.example')).toBeNull();
   });
 
   it('matches its registry case-insensitively, ignoring a scheme and trailing slash', async () => {
@@ -23,17 +36,18 @@ describe('staticCredentials', () => {
   });
 
   it('has nothing when username or password is empty', async () => {
-    expect(await staticCredentials({ username: '', password: 'p' }, 'static').get('x')).toBeNull();
-    expect(await staticCredentials({ registry: null, username: 'u', password: '' }, 'static').get('x')).toBeNull();
+    expect(await staticCredentials({ registry: 'x', username: '', password: 'p' }, 'static').get('x')).toBeNull();
+    expect(await staticCredentials({ registry: 'x', username: 'u', password: '' }, 'static').get('x')).toBeNull();
   });
 });
 
 describe('resolveCredentials', () => {
   it('returns the first source that has something, in order', async () => {
     const job = staticCredentials({ registry: 'ghcr.io', username: 'job', password: 'j' }, 'job');
-    const stat = staticCredentials({ username: 'static', password: 's' }, 'static');
+    const stat = staticCredentials({ registry: ['ghcr.io', 'quay.io'], username: 'static', password: 's' }, 'static');
     expect((await resolveCredentials([job, stat, never], 'ghcr.io'))?.username).toBe('job');
     expect((await resolveCredentials([job, stat], 'quay.io'))?.username).toBe('static');
+    expect(await resolveCredentials([job, stat], 'evil.example')).toBeNull();
   });
 
   it('returns null when no source has anything', async () => {

@@ -2,7 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import { CreateImageBody } from '../../../../shared/src/api.js';
 import { ImageDeleteQuery, ImageParams } from '../../../../shared/src/openapi.js';
 import { createGoldenImage, listGoldenImages, removeGoldenImage, type GoldenDeps, type GoldenImage } from '../../images/golden.js';
+import { assertNameInWorkspace } from '../../images/rules.js';
 import { assertWorkspaceScope } from '../auth.js';
+import { callerOf } from '../caller.js';
 import { apiError } from '../http-error.js';
 import { requireNodeScope } from './machines.js';
 import { requireJson } from './workspace-routes.js';
@@ -23,18 +25,24 @@ export function registerImageRoutes(app: FastifyInstance, deps: GoldenDeps, acce
     {
       schema: { body: CreateImageBody },
       onRequest: [refuseWhenShuttingDown, requireJson],
-      // A token scoped to a workspace may capture that workspace only.
-      preHandler: async (request) => assertWorkspaceScope(request.principal, request.body.workspaceId),
+      // A token scoped to a workspace may capture that workspace only, under its own names.
+      preHandler: async (request) => {
+        assertWorkspaceScope(request.principal, request.body.workspaceId);
+        if (callerOf(request.principal).scope === 'workspace') assertNameInWorkspace(request.body.name, request.body.workspaceId);
+      },
     },
     async (request, reply) => {
       const b = request.body;
+      const scoped = callerOf(request.principal).scope === 'workspace';
       // Awaited in the request, like machine up: a commit (and a push) takes a while, not a job.
       const result = await createGoldenImage(deps, {
         workspaceId: b.workspaceId,
         name: b.name,
         tag: b.tag ?? null,
         capabilities: b.capabilities ?? [],
-        owner: b.owner ?? null,
+        // A scoped caller's owner is the workspace's recorded one, never what its body says.
+        owner: scoped ? null : (b.owner ?? null),
+        scoped,
         push: b.push === true,
       });
       return reply.code(201).send(result);

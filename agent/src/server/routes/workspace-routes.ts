@@ -3,6 +3,7 @@ import { CreateWorkspaceBody, type WorkspaceView } from '../../../../shared/src/
 import { DeleteWorkspaceQuery, WorkspaceParams } from '../../../../shared/src/openapi.js';
 import type { JobManager } from '../../jobs/job-manager.js';
 import { assertWorkspaceScope } from '../auth.js';
+import { callerOf } from '../caller.js';
 import { apiError } from '../http-error.js';
 
 /** A route-level onRequest hook: runs after auth and before the body is read. */
@@ -29,7 +30,7 @@ export function registerWorkspaceRoutes(app: FastifyInstance, jobs: JobManager):
       onRequest: [refuseWhenShuttingDown, requireJson],
       preHandler: async (request) => assertWorkspaceScope(request.principal, request.body.id),
     },
-    async (request, reply) => reply.code(202).send(await jobs.submit(request.body)),
+    async (request, reply) => reply.code(202).send(await jobs.submit(request.body, callerOf(request.principal))),
   );
 
   app.get('/v1/workspaces', async (request): Promise<{ workspaces: WorkspaceView[] }> => {
