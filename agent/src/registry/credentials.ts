@@ -4,6 +4,9 @@
  * installation token for ghcr.io, then static config; none means pull-only.
  */
 
+/** GitHub's container registry: the only host a GitHub App's installation token is for. Here, not in github-app.ts, so naming it does not load Octokit. */
+export const GHCR_HOST = 'ghcr.io';
+
 /** One username/password pair for one registry, and where it came from. */
 export interface RegistryCredentials {
   /** host[:port], as used in image references and in docker's `auths` map */

@@ -8,10 +8,10 @@ import { readFile } from 'node:fs/promises';
 import { createAppAuth, type StrategyOptions } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import { WarmstartError } from '../errors.js';
-import type { CredentialSource, RegistryCredentials } from './credentials.js';
+import { GHCR_HOST, type CredentialSource, type RegistryCredentials } from './credentials.js';
 
 /** The only registry an installation token is good for. */
-export const GHCR_HOST = 'ghcr.io';
+export { GHCR_HOST };
 
 /** Options of {@link githubAppCredentials}. */
 export interface GithubAppCredentialsOptions {

@@ -6,9 +6,8 @@
  */
 import type { AgentConfig } from '../config/agent-config.js';
 import { describeError } from '../errors.js';
-import { resolveCredentials, type CredentialSource, type RegistryCredentials } from './credentials.js';
+import { GHCR_HOST, resolveCredentials, type CredentialSource, type RegistryCredentials } from './credentials.js';
 import { toDockerAuthConfig, type DockerAuthConfig } from './docker-config.js';
-import { GHCR_HOST } from './github-app.js';
 
 /** Docker's rule: the first path component is a registry when it has a '.' or ':' or is localhost; else Docker Hub. */
 export function registryOfImage(image: string): string {
