@@ -22,6 +22,8 @@ const INPUT_CODES = [
   // the caller's token does not reach this far (HTTP 403): nothing was created
   'CACHE_REF_FORBIDDEN',
   'IMAGE_NAME_FORBIDDEN',
+  // the registry needs its own API for this (e.g. GHCR deletes through GitHub's packages API)
+  'REGISTRY_UNSUPPORTED',
 ] as const;
 
 export const ERROR_CODES = [
@@ -38,6 +40,7 @@ export const ERROR_CODES = [
   // the repository asked for host access the operator's policy refuses (recovery)
   'HOST_ACCESS_DENIED',
   'WORKSPACE_NOT_FOUND',
+  'PREBUILD_NOT_FOUND',
   'WORKSPACE_EXISTS',
   'JOB_CANCELLED',
   'AGENT_RESTARTED',
@@ -59,6 +62,10 @@ export const ERROR_CODES = [
   'GITHUB_APP_AUTH_FAILED',
   // a cache or exact image that is not this repository's own (labels): not used
   'CACHE_IDENTITY_MISMATCH',
+  // WARMSTART_CACHE_TRUSTED_KEYS is set and the image carries no valid signature by one of them: not used
+  'CACHE_SIGNATURE_INVALID',
+  // an exact image older than WARMSTART_EXACT_MAX_AGE: not started, the start builds from layers
+  'EXACT_IMAGE_EXPIRED',
   // machine backends
   'BACKEND_UNSUPPORTED',
   'BACKEND_UNAVAILABLE',

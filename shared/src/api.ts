@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CacheResult, ErrorResult, Outcome, Profile, PushResult } from './workspace-result.js';
+import { PrebuildResult } from './prebuild-result.js';
 
 /**
  * The HTTP API between the control plane and the agent (`warmstart serve`).
@@ -222,3 +223,39 @@ export type CreateMachineBody = z.infer<typeof CreateMachineBody>;
 export type MachineUpResult = z.infer<typeof MachineUpResult>;
 export type SnapshotBody = z.infer<typeof SnapshotBody>;
 export type CreateImageBody = z.infer<typeof CreateImageBody>;
+
+/**
+ * `POST /v1/prebuilds`: build a repository's dev container image and push its
+ * moving and exact tags, keeping no workspace (agent/src/workspace/prebuild.ts).
+ */
+export const CreatePrebuildBody = z
+  .object({
+    repository: z.string().min(1).max(2048),
+    configName: z.string().min(1).max(100).optional(),
+    cache: z
+      .object({
+        registry: z.string().min(1).max(512),
+        ref: z.string().min(1).max(1024).optional(),
+        username: z.string().min(1).max(512).optional(),
+        password: z.string().min(1).max(8192).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const PrebuildId = z.string().uuid();
+
+/** A prebuild as the API reports it; `result` is set once it is over (done, skipped or failed). */
+export const PrebuildView = z.object({
+  id: PrebuildId,
+  status: z.enum(['queued', 'running', 'done', 'skipped', 'failed']),
+  repository: z.string(),
+  configName: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  result: PrebuildResult.nullable(),
+});
+
+export type CreatePrebuildBody = z.infer<typeof CreatePrebuildBody>;
+export type PrebuildView = z.infer<typeof PrebuildView>;

@@ -5,6 +5,7 @@ import {
   CreateImageBody,
   CreateImageResult,
   CreateMachineBody,
+  CreatePrebuildBody,
   CreateWorkspaceBody,
   GoldenImageList,
   GoldenImageView,
@@ -17,6 +18,8 @@ import {
   MachineRemoved,
   MachineUpResult,
   MachineView,
+  PrebuildId,
+  PrebuildView,
   SnapshotBody,
   SnapshotDeleted,
   SnapshotList,
@@ -28,6 +31,7 @@ import {
   WorkspaceStatus,
   WorkspaceView,
 } from './api.js';
+import { PrebuildResult } from './prebuild-result.js';
 import { CacheResult, ErrorResult, Profile, PushResult } from './workspace-result.js';
 
 /** Path parameters of `/v1/workspaces/:id...`. */
@@ -90,6 +94,10 @@ const COMPONENTS: Record<string, z.ZodType> = {
   CreateImageResult,
   GoldenImageView,
   GoldenImageList,
+  CreatePrebuildBody,
+  PrebuildId,
+  PrebuildView,
+  PrebuildResult,
 };
 
 type JsonObject = Record<string, unknown>;
@@ -325,6 +333,32 @@ function paths(): JsonObject {
       },
     },
     ...machinePaths(),
+    ...prebuildPaths(),
+  };
+}
+
+/** `/v1/prebuilds`: build and push a repository's image, keep nothing (agent/src/workspace/prebuild.ts). */
+function prebuildPaths(): JsonObject {
+  const texts = { ...ERROR_TEXT, 403: 'the token is scoped to a workspace: prebuilds need a node-wide token', 404: 'PREBUILD_NOT_FOUND: no such prebuild (results are kept in memory until the agent restarts)' };
+  return {
+    '/v1/prebuilds': {
+      post: {
+        operationId: 'createPrebuild',
+        summary: 'Queue a prebuild: build the dev container image, push its moving and exact tags, keep no workspace',
+        requestBody: { required: true, content: json('CreatePrebuildBody') },
+        responses: {
+          '202': { description: 'accepted and queued; poll GET /v1/prebuilds/{id}', content: json('PrebuildView') },
+          ...errorsWith(texts, [400, 401, 403, 413, 415, 503]),
+        },
+      },
+    },
+    '/v1/prebuilds/{id}': {
+      get: {
+        operationId: 'getPrebuild',
+        parameters: [{ name: 'id', in: 'path', required: true, schema: ref('PrebuildId') }],
+        responses: { '200': { description: 'the prebuild; `result` once it is over', content: json('PrebuildView') }, ...errorsWith(texts, [400, 401, 403, 404]) },
+      },
+    },
   };
 }
 

@@ -29,6 +29,8 @@ import { loadTestbed, makeBenchRepo } from './fixture.js';
 import { benchMachineUpHit, type MachineUpBenchResult } from './lxd.js';
 import { sh } from './proc.js';
 import { Registry } from './registry.js';
+import { measurePinning, pinRow, type PinMeasurement } from './pin.js';
+import { measureSignatureCheck, signatureRow, type SignatureMeasurement } from './signature.js';
 import { measureServe, type ServeMeasurement } from './serve.js';
 import { median, pairRatio, round, type PairRatio } from './stats.js';
 import { devcontainerUp, pullAndRun, warmstartUp, type RunRecord, type Tools } from './warmstart.js';
@@ -168,6 +170,8 @@ async function main(): Promise<number> {
   const coldTimeout = quick ? 180_000 : 420_000;
   const warmTimeout = 240_000;
   let serve: ServeMeasurement | null = null;
+  let pinning: PinMeasurement | null = null;
+  let signature: SignatureMeasurement | null = null;
   let lxd: MachineUpBenchResult | null = null;
 
   const report = (c: CaseName, r: RunRecord): void => {
@@ -358,6 +362,14 @@ async function main(): Promise<number> {
     if (serveOthers.length) warn(`serve: other workloads ran on this machine meanwhile: ${serveOthers.slice(0, 3).join(' | ')}`);
     for (const j of serve.jobs) if (j.status !== 'ready') warn(`serve job ${j.id} ended ${j.status}`);
 
+    // Pinning bases and remote features (manifest HEADs beside the content key): what it adds to a start.
+    pinning = await measurePinning({ runs: 20, baseImage: tb.baseImage });
+    log(pinRow(pinning));
+
+    // Checking a cache image's signature, as a start with WARMSTART_CACHE_TRUSTED_KEYS does (moving + exact tag).
+    signature = await measureSignatureCheck({ runs: 20, registry: tb.registry, username: tb.registryUser, password: tb.registryPassword });
+    log(signatureRow(signature));
+
     // machine up on a cache hit vs the raw launch of the same image, on real LXD.
     if (tb.lxd) {
       log('machine up (incus backend on LXD): cache hit vs raw lxc launch');
@@ -414,6 +426,8 @@ async function main(): Promise<number> {
     goal('warmstart serve RSS idle', serve?.idleRssMb ?? null, 80, 'MB'),
     goal('warmstart serve RSS with 3 jobs', serve?.jobsPeakRssMb ?? null, 150, 'MB'),
     goal('/health p99 during 2 builds', serve?.health.p99Ms ?? null, 20, 'ms'),
+    goal('signature check per start (moving + exact)', signature?.perStartMedianMs ?? null, 50, 'ms', 'twice the median of 20 checks of one signature (manifest + document from the password-protected registry, Ed25519 verify)'),
+    goal('pinning: added to a start', pinning?.addedMedianMs ?? null, 100, 'ms', 'median over 20 pairs of (content key + HEADs of the bases and features) - (content key alone), bench fixture, real registry'),
   ];
 
   const phaseMedians = (c: CaseName): Record<string, number | null> => {
@@ -460,6 +474,8 @@ async function main(): Promise<number> {
     },
     health: serve?.health ?? null,
     lxdMachineUp: lxd,
+    pinning,
+    signature,
     ratios,
     goals,
     phases,

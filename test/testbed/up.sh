@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Brings up the real components the tests and the demo use, idempotently, as root
 # on a fresh Debian 12 machine: the Docker engine, an OCI registry with htpasswd
-# auth (plus a read-only twin that refuses pushes), and a busybox base image.
+# auth (plus a read-only twin that refuses pushes), and a busybox base image,
+# kept locally and pushed to the open registry: an exact-hit key pins every base
+# to its registry digest (agent/src/cache/pinned-inputs.ts), so the tests and the
+# demo name the registry copy.
 # Prints nothing but progress on stderr; writes the facts the tests need to
 # $WARMSTART_TESTBED_DIR/env (shell syntax).
 set -euo pipefail
@@ -10,7 +13,9 @@ TB=${WARMSTART_TESTBED_DIR:-/var/lib/warmstart-testbed}
 REG_PORT=${WARMSTART_TESTBED_REGISTRY_PORT:-5000}
 RO_PORT=${WARMSTART_TESTBED_READONLY_PORT:-5001}
 OPEN_PORT=${WARMSTART_TESTBED_OPEN_PORT:-5002}
-BASE_IMAGE=${WARMSTART_TESTBED_BASE_IMAGE:-warmstart-testbed/base:busybox}
+# The local tag other users (LXD, older scripts) know, and the registry copy tests use.
+BASE_LOCAL=${WARMSTART_TESTBED_BASE_LOCAL:-warmstart-testbed/base:busybox}
+BASE_IMAGE=127.0.0.1:$OPEN_PORT/$BASE_LOCAL
 say() { printf 'testbed: %s\n' "$*" >&2; }
 
 need_pkgs=()
@@ -78,8 +83,8 @@ start_registry registry-readonly "$RO_PORT" yes yes "$TB/registry-data"
 start_registry registry-open "$OPEN_PORT" no no "$TB/open-registry-data"
 
 # --- Base image from busybox-static -----------------------------------------
-if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-  say "building $BASE_IMAGE from busybox-static"
+if ! docker image inspect "$BASE_LOCAL" >/dev/null 2>&1; then
+  say "building $BASE_LOCAL from busybox-static"
   root=$(mktemp -d)
   mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/tmp" "$root/root" "$root/home" "$root/var/tmp" "$root/usr/bin" "$root/usr/sbin"
   cp /bin/busybox "$root/bin/busybox"
@@ -89,9 +94,12 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   printf 'root:x:0:\n' >"$root/etc/group"
   printf '::sysinit:/bin/true\n::respawn:/bin/sleep 3600\n' >"$root/etc/inittab"
   chmod 1777 "$root/tmp" "$root/var/tmp"
-  tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' - "$BASE_IMAGE" >/dev/null
+  tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' - "$BASE_LOCAL" >/dev/null
   rm -rf "$root"
 fi
+# Pushed on every run: a no-op when the registry has it, a fix when the local image was rebuilt.
+docker tag "$BASE_LOCAL" "$BASE_IMAGE"
+docker push -q "$BASE_IMAGE" >/dev/null || { say "could not push $BASE_IMAGE to 127.0.0.1:$OPEN_PORT"; exit 1; }
 
 cat >"$TB/env" <<ENV
 WARMSTART_TESTBED_DIR=$TB
@@ -101,6 +109,7 @@ WARMSTART_TESTBED_OPEN_REGISTRY=127.0.0.1:$OPEN_PORT
 WARMSTART_TESTBED_REGISTRY_USER=$REG_USER
 WARMSTART_TESTBED_REGISTRY_PASSWORD_FILE=$TB/registry-password
 WARMSTART_TESTBED_BASE_IMAGE=$BASE_IMAGE
+WARMSTART_TESTBED_BASE_LOCAL=$BASE_LOCAL
 ENV
 chmod 0600 "$TB/env"
 # LXD for the incus backend; warns, never fails. The demo needs none of it.

@@ -70,10 +70,10 @@ type Pending = string | typeof MISSING | typeof GIT_DIR; // an absolute path to 
  * empty platform, and DEVCONTAINER_CONFIG_INVALID when a path (Dockerfile,
  * context, COPY source, local feature) leads out of the repository or the
  * Dockerfile cannot be read; the caller then has no exact key, which is a
- * cache miss, never a workspace failure. Not covered, by design: base images
- * and remote features behind a moving tag (`FROM node:20`, `:1`) — pinned
- * only as far as the lockfile pins them — and `${localEnv:...}` values, kept
- * verbatim as in the config.
+ * cache miss, never a workspace failure. Not covered here: base images and
+ * remote features behind a moving tag (`FROM node:20`, `:1`), which the
+ * caller pins to their digests (agent/src/cache/pinned-inputs.ts), and
+ * `${localEnv:...}` values, kept verbatim as in the config.
  */
 export async function computeContentKey(input: ContentKeyInput): Promise<ContentKey> {
   const { discovered, platform } = input;
@@ -86,14 +86,7 @@ export async function computeContentKey(input: ContentKeyInput): Promise<Content
   if (typeof platform !== 'string' || platform.trim() === '') {
     throw new WarmstartError('INVALID_ARGUMENT', 'a content key needs the engine platform');
   }
-  const repo = new Repo(path.resolve(input.repoDir), await realpath(input.repoDir));
-  const config = discovered.config;
-  const configDir = path.dirname(path.resolve(discovered.path));
-  const build = isRecord(config.build) ? config.build : {};
-  // As the CLI (0.89.0) reads them: a legacy top-level `dockerFile` brings the
-  // top-level `context`; the context defaults to the Dockerfile's directory.
-  const legacy = 'dockerFile' in config;
-  const dockerfile = await repo.resolve(configDir, legacy ? config.dockerFile : build.dockerfile, 'build.dockerfile');
+  const { repo, config, configDir, build, legacy, dockerfile } = await locateDockerfile(discovered, input.repoDir);
   const contextValue = legacy ? config.context : build.context;
   const context =
     contextValue === undefined || contextValue === null || contextValue === ''
@@ -149,6 +142,26 @@ export async function computeContentKey(input: ContentKeyInput): Promise<Content
     platform,
   };
   return { key: sha256(canonicalJson(description)), inputs };
+}
+
+/** The Dockerfile's text and the config's `build.args`: what its `FROM` lines are read from (agent/src/cache/dockerfile-bases.ts). */
+export async function readDockerfile(discovered: DiscoveredConfig, repoDir: string): Promise<{ text: string; buildArgs: Record<string, unknown> }> {
+  const { build, dockerfile } = await locateDockerfile(discovered, repoDir);
+  if (dockerfile.real === null) throw invalid(`${dockerfile.rel} (build.dockerfile) does not exist`);
+  const text = (await readBounded(dockerfile.real, dockerfile.rel)).toString('utf8');
+  return { text, buildArgs: isRecord(build.args) ? build.args : {} };
+}
+
+async function locateDockerfile(discovered: DiscoveredConfig, repoDir: string) {
+  const repo = new Repo(path.resolve(repoDir), await realpath(repoDir));
+  const config = discovered.config;
+  const configDir = path.dirname(path.resolve(discovered.path));
+  const build = isRecord(config.build) ? config.build : {};
+  // As the CLI (0.89.0) reads them: a legacy top-level `dockerFile` brings the
+  // top-level `context`; the context defaults to the Dockerfile's directory.
+  const legacy = 'dockerFile' in config;
+  const dockerfile = await repo.resolve(configDir, legacy ? config.dockerFile : build.dockerfile, 'build.dockerfile');
+  return { repo, config, configDir, build, legacy, dockerfile };
 }
 
 const INPUT_NOTE: Record<string, string> = { '!': ' (missing)', l: ' (symlink)', g: ' (presence only)' };

@@ -132,7 +132,7 @@ export function dockerfileSources(
 }
 
 /** Logical instructions: directives read, comments dropped, continuations joined, heredoc bodies skipped. */
-function* instructions(text: string): Generator<Instruction> {
+export function* instructions(text: string): Generator<Instruction> {
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   let escape = '\\';
   let i = 0;
@@ -199,7 +199,7 @@ interface Flag {
 const FLAG = /^--([A-Za-z][A-Za-z0-9-]*)(?:=(\S*))?(?:\s+|$)/;
 
 /** Leading `--name[=value]` flags (BuildKit takes no space-separated flag values). */
-function splitFlags(rest: string): { flags: Flag[]; args: string } {
+export function splitFlags(rest: string): { flags: Flag[]; args: string } {
   const flags: Flag[] = [];
   let s = rest.trim();
   let m: RegExpExecArray | null;

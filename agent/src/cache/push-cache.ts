@@ -13,8 +13,14 @@ export interface PushCacheOptions {
    * (agent/src/cache/image-labels.ts): the moving ref stays the image itself,
    * so the layer cache sees what it always did.
    */
-  exact?: { ref: string; labels: Record<string, string> } | null;
+  exact?: { ref: string; labels: Record<string, string>; contentKey?: string } | null;
   auth: RegistryAuth | undefined;
+  /**
+   * Signs a ref right after its push (agent/src/cache/signature-store.ts),
+   * with the exact tag's content key or null; absent: nothing is signed.
+   * A failure leaves the image pushed and unsigned, and the result says so.
+   */
+  sign?: ((ref: string, contentKey: string | null) => Promise<unknown>) | null;
   /** for all refs together */
   timeoutMs: number;
   now?: () => number;
@@ -32,18 +38,29 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
   const signal = AbortSignal.timeout(o.timeoutMs);
   const ms = (): number => Math.round(now() - t0);
   const ref = o.refs[0] ?? null;
+  const unsigned: string[] = [];
+  const sign = async (r: string, contentKey: string | null): Promise<void> => {
+    try {
+      await o.sign?.(r, contentKey);
+    } catch (err) {
+      unsigned.push(`${r}: ${describeError(err)}`);
+    }
+  };
   try {
     for (const r of o.refs) {
       await o.engine.tagImage(o.imageId, r);
       await o.engine.pushImage(r, o.auth, signal);
+      await sign(r, null);
     }
     if (o.exact) {
       // Tagged straight from the build, so no temporary tag is left to remove;
       // the local exact tag lets this node's next start skip the pull.
       await o.engine.labelImage(o.imageId, o.exact.labels, o.exact.ref);
       await o.engine.pushImage(o.exact.ref, o.auth, signal);
+      await sign(o.exact.ref, o.exact.contentKey ?? null);
     }
-    return { status: 'pushed', ref, reason: null, ms: ms() };
+    const reason = unsigned.length > 0 ? `pushed but not signed: ${unsigned.join('; ')}` : null;
+    return { status: 'pushed', ref, reason, ms: ms() };
   } catch (err) {
     if (signal.aborted) {
       return { status: 'timeout', ref, reason: `push did not finish within ${Math.round(o.timeoutMs / 1000)} s`, ms: ms() };

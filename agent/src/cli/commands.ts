@@ -10,7 +10,11 @@ const USAGE = `usage:
       [--registry-username USER] [--registry-password-stdin]
       [--push-timeout SECONDS] [--no-push] [--json] [--verbose]
   warmstart down <workspace-id> [--purge] [--json]
+  warmstart prebuild <repository> [--config-name NAME] [--cache-registry HOST[:PORT][/NAMESPACE]] [--cache-ref REF]
+      [--registry-username USER] [--registry-password-stdin] [--json] [--verbose]
   warmstart cache ref <repository> [--config-name NAME] [--cache-registry ...] [--json]
+  warmstart cache prune --registry HOST[:PORT][/NAMESPACE] [--keep N] [--older-than DAYS] [--dry-run]
+      [--registry-username USER --registry-password-stdin] [--json]
   warmstart image create --workspace ID --name NAME [--tag TAG] [--capability C ...] [--owner USER]
       [--push [--cache-registry HOST[:PORT][/NAMESPACE]] [--registry-username USER --registry-password-stdin]] [--json]
   warmstart image list [--json]
@@ -32,8 +36,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       return (await import('./up.js')).upCommand(rest, io);
     case 'down':
       return (await import('./down.js')).downCommand(rest, io);
+    case 'prebuild':
+      return (await import('./prebuild.js')).prebuildCommand(rest, io);
     case 'cache':
       if (rest[0] === 'ref') return (await import('./cache-ref.js')).cacheRefCommand(rest.slice(1), io);
+      if (rest[0] === 'prune') return (await import('./cache-prune.js')).cachePruneCommand(rest.slice(1), io);
       break;
     case 'image':
       return (await import('./image.js')).imageCommand(rest, io);

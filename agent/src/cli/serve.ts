@@ -6,9 +6,17 @@ import { createBackend } from '../backends/factory.js';
 import { callbackUrlProblem } from '../callbacks/callback-url.js';
 import { FileOutbox } from '../callbacks/file-outbox.js';
 import { defaultNodeId, startHeartbeat } from '../callbacks/heartbeat.js';
+import { assertPrunable } from '../cache/prune-run.js';
+import { startPruneSchedule } from '../cache/prune-schedule.js';
+import { parseCacheRegistry } from '../cache/ref.js';
 import { configFromEnv } from '../config/agent-config.js';
+import { pruneScheduleFromEnv } from '../config/prune-config.js';
+import { WarmstartError } from '../errors.js';
+import { resolveCredentials } from '../registry/credentials.js';
 import { serveConfigFromEnv } from '../config/serve-config.js';
 import { LocalJobManager } from '../jobs/local-job-manager.js';
+import { PrebuildManager } from '../jobs/prebuild-manager.js';
+import { sweepPrebuilds } from '../workspace/prebuild.js';
 import { hostGitIdentity } from '../machines/host-git-identity.js';
 import { hostSpecificsHook } from '../machines/post-launch.js';
 import { reconcile } from '../jobs/reconcile.js';
@@ -66,6 +74,12 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     const env = values['state-dir'] ? { ...io.env, WARMSTART_STATE_DIR: values['state-dir'] } : io.env;
     const config = configFromEnv(env);
     const serve = serveConfigFromEnv(env, values.listen);
+    const pruneConfig = pruneScheduleFromEnv(env);
+    if (pruneConfig && !config.cacheRegistry) {
+      throw new WarmstartError('INVALID_ARGUMENT', 'WARMSTART_CACHE_PRUNE_INTERVAL needs a cache registry (WARMSTART_CACHE_REGISTRY) to prune');
+    }
+    // Before anything listens: a refusal later would leave the server running.
+    if (pruneConfig && config.cacheRegistry) assertPrunable(parseCacheRegistry(config.cacheRegistry).host);
     const auth = authOptionsFromEnv(env);
     const https = tlsOptionsFromEnv(env);
     const version = packageVersion();
@@ -76,6 +90,11 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     await sweepJobDirs(config.runtimeDir);
     const report = await reconcile(agent.store, agent.engine, logger);
     if (report.restarted.length || report.missing.length) logger.warn(report, 'reconciled with Docker');
+    const prebuildsLeft = await sweepPrebuilds(agent).catch((err: unknown) => {
+      logger.error({ err: err instanceof Error ? err.message : String(err) }, 'could not remove what interrupted prebuilds left');
+      return [] as string[];
+    });
+    if (prebuildsLeft.length) logger.warn({ prebuilds: prebuildsLeft }, 'removed what interrupted prebuilds left');
 
     const metrics = new PromMetrics();
     // Callback files carry the control plane's token: the runtime dir (tmpfs), not the state dir.
@@ -100,8 +119,22 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
       backends: backendsFor(env, config.stateDir),
       postLaunch: hostSpecificsHook({ git: (await hostGitIdentity()) ?? undefined }),
     };
-    const app = buildServer({ jobs, metrics, auth, version, logger, https, machines, images: agent });
+    // Prebuilds take their build slots from the workspace jobs: one limit for every build on this node.
+    const prebuilds = new PrebuildManager({ deps: agent, slots: jobs, logger, allowLocalRepos: serve.allowLocalRepos });
+    const app = buildServer({ jobs, metrics, auth, version, logger, https, machines, images: agent, prebuilds });
     await app.listen({ host: serve.host, port: serve.port });
+    const cacheRegistry = config.cacheRegistry;
+    const prune =
+      pruneConfig && cacheRegistry
+        ? startPruneSchedule({
+            config: pruneConfig,
+            registry: cacheRegistry,
+            credentials: () => resolveCredentials(agent.credentialSources, parseCacheRegistry(cacheRegistry).host).catch(() => null),
+            store: agent.store,
+            logger,
+            metrics: metrics.registry,
+          })
+        : null;
 
     const cp = serve.controlPlane;
     const heartbeat = cp
@@ -124,13 +157,16 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     const t0 = Date.now();
     logger.info({ signal, graceMs: serve.shutdownGraceMs }, 'shutting down: no new jobs');
     jobs.stopAccepting();
+    prebuilds.stopAccepting();
     jobs.cancelBuilds();
-    const drained = await jobs.drain(serve.shutdownGraceMs);
+    prebuilds.cancelAll();
+    const drained = (await Promise.all([jobs.drain(serve.shutdownGraceMs), prebuilds.drain(serve.shutdownGraceMs)])).every(Boolean);
     if (!drained) logger.warn('grace period over with pushes still running');
     const left = Math.max(1_000, serve.shutdownGraceMs - (Date.now() - t0));
     await outbox.flush?.(Math.min(left, 5_000));
     await outbox.stop();
     heartbeat?.stop();
+    await prune?.stop();
     await app.close();
     logger.info({ pendingCallbacks: outbox.pending() }, 'stopped');
     if (!drained) {

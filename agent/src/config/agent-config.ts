@@ -1,7 +1,9 @@
 import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { parseMaxAge } from '../cache/exact-max-age.js';
 import { pinnedCliScript } from '../devcontainer/cli-runner.js';
 import { WarmstartError } from '../errors.js';
+import { signingConfigFromEnv, type SigningConfig } from './signing-config.js';
 
 /** The agent's settings, from the environment (the CLI's flags win over these). */
 export interface AgentConfig {
@@ -50,6 +52,11 @@ export interface AgentConfig {
    * own registry credentials may still push.
    */
   allRepositoriesTrusted: boolean;
+  /** `WARMSTART_EXACT_MAX_AGE` (default 7 days): an older exact image is not started (agent/src/cache/exact-max-age.ts). */
+  exactMaxAgeMs: number;
+  /** cache signing and trust (signing-config.ts); absent: neither */
+  cacheSigningKey?: SigningConfig['cacheSigningKey'];
+  cacheTrustedKeys?: SigningConfig['cacheTrustedKeys'];
 }
 
 export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
@@ -138,5 +145,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     gitTokenHosts: hostList(nonEmpty(env.WARMSTART_GIT_TOKEN_HOSTS) ?? 'github.com'),
     hostAccess: hostAccess(env),
     allRepositoriesTrusted: env.WARMSTART_ALL_REPOSITORIES_TRUSTED === '1',
+    exactMaxAgeMs: parseMaxAge(env.WARMSTART_EXACT_MAX_AGE),
+    ...signingConfigFromEnv(env),
   };
 }

@@ -60,6 +60,8 @@ const PREPARED_AGAIN: ReadonlySet<WorkspaceStatus> = new Set(['failed', 'deletin
 export class LocalJobManager implements JobManager {
   private readonly jobs = new Map<string, Job>();
   private readonly queue: Job[] = [];
+  /** builds other than workspace jobs (prebuilds) waiting for a slot */
+  private readonly slotWaiters: Array<() => void> = [];
   private running = 0;
   private acceptingJobs = true;
   /** ids a POST is working on right now (between its first await and its end) */
@@ -221,7 +223,7 @@ export class LocalJobManager implements JobManager {
     const all = [...this.jobs.values()];
     return {
       running: this.running,
-      queued: this.queue.length,
+      queued: this.queue.length + this.slotWaiters.length,
       pushing: all.filter((j) => j.state === 'pushing').length,
       activeWorkspaces: all.map((j) => j.id),
     };
@@ -239,12 +241,49 @@ export class LocalJobManager implements JobManager {
     return Promise.race([all, timeout]);
   }
 
+  /**
+   * Waits for one of this node's build slots (WARMSTART_MAX_CONCURRENT_BUILDS)
+   * for a build that is not a workspace job (jobs/prebuild-manager.ts);
+   * resolves with the function that frees it. Queued workspace jobs take a
+   * free slot first: someone is waiting for a workspace, nobody for a
+   * prebuild. Rejects with JOB_CANCELLED if `signal` aborts while waiting.
+   */
+  buildSlot(signal: AbortSignal): Promise<() => void> {
+    return new Promise((resolve, reject) => {
+      const cancelled = (): WarmstartError => new WarmstartError('JOB_CANCELLED', 'cancelled while waiting for a build slot');
+      if (signal.aborted) return reject(cancelled());
+      let freed = false;
+      const free = (): void => {
+        if (freed) return;
+        freed = true;
+        this.running -= 1;
+        this.pump();
+      };
+      const grant = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(free);
+      };
+      const onAbort = (): void => {
+        const i = this.slotWaiters.indexOf(grant);
+        if (i >= 0) this.slotWaiters.splice(i, 1);
+        reject(cancelled());
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.slotWaiters.push(grant);
+      this.pump();
+    });
+  }
+
   private pump(): void {
     while (this.running < this.o.maxConcurrent && this.queue.length > 0) {
       const job = this.queue.shift()!;
       this.running += 1;
       job.state = 'running';
       void this.run(job);
+    }
+    while (this.running < this.o.maxConcurrent && this.slotWaiters.length > 0) {
+      this.running += 1;
+      this.slotWaiters.shift()!();
     }
   }
 

@@ -5,6 +5,7 @@ import { fastify, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { GoldenDeps } from '../images/golden.js';
 import type { JobManager } from '../jobs/job-manager.js';
+import type { PrebuildManager } from '../jobs/prebuild-manager.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createAuthHook, type AuthOptions } from './auth.js';
 import { apiError, clientErrorResponse, handleError, handleNotFound } from './http-error.js';
@@ -12,6 +13,7 @@ import { createLogger } from './logger.js';
 import { registerEventsRoute } from './routes/events-route.js';
 import { registerImageRoutes } from './routes/images.js';
 import { registerMachineRoutes, type MachineRouteDeps } from './routes/machines.js';
+import { registerPrebuildRoutes } from './routes/prebuild-routes.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { registerSystemRoutes } from './routes/system-routes.js';
 import { registerWorkspaceRoutes } from './routes/workspace-routes.js';
@@ -38,6 +40,8 @@ export interface ServerOptions {
   machines?: MachineRouteDeps;
   /** The agent's Docker engine, store and config: `/v1/images` exists only when given. */
   images?: GoldenDeps;
+  /** Prebuilds: `/v1/prebuilds` exists only when given. */
+  prebuilds?: PrebuildManager;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -118,5 +122,6 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     registerSnapshotRoutes(app, options.machines);
   }
   if (options.images) registerImageRoutes(app, options.images, accepting);
+  if (options.prebuilds) registerPrebuildRoutes(app, options.prebuilds, accepting);
   return app;
 }

@@ -1,7 +1,10 @@
+import { repositoryIdentity } from '../cache/identity.js';
+import { signatureRefusal } from '../cache/signature-store.js';
+import type { AgentConfig } from '../config/agent-config.js';
 import type { DockerEngine } from '../docker/engine.js';
 import { describeError } from '../errors.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
-import { resolveCredentials, type CredentialSource, type RegistryCredentials } from '../registry/credentials.js';
+import { normalizeRegistryHost, resolveCredentials, type CredentialSource, type RegistryCredentials } from '../registry/credentials.js';
 import { toDockerAuthConfig } from '../registry/docker-config.js';
 import type { RegistryClient } from '../registry/registry-client.js';
 import type { JobPlan } from './plan.js';
@@ -10,6 +13,8 @@ export interface CacheDeps {
   engine: DockerEngine;
   registry: RegistryClient;
   credentialSources: CredentialSource[];
+  /** its cacheTrustedKeys, when set, admit only signed images (ensureTrusted) */
+  config?: Pick<AgentConfig, 'cacheTrustedKeys'>;
 }
 
 /** What the moving-ref pull came to. */
@@ -18,6 +23,8 @@ export interface MovingPull {
   available: boolean;
   /** why not, when it is not */
   reason: string | null;
+  /** true: the registry has an image under the ref, but its signature did not admit it */
+  refused?: boolean;
 }
 
 function repositoryOf(ref: string): string {
@@ -45,6 +52,8 @@ export class CacheSession {
     private readonly deps: CacheDeps,
     private readonly plan: JobPlan & { cacheRef: string; registryHost: string },
     private readonly rec: PhaseRecorder,
+    /** false: the moving ref is not pulled (a prebuild's check before it decides to build, workspace/prebuild.ts) */
+    pullMoving = true,
   ) {
     const host = plan.registryHost;
     const sources = plan.jobCredentials ? [{ get: async () => plan.jobCredentials }, ...deps.credentialSources] : deps.credentialSources;
@@ -57,7 +66,9 @@ export class CacheSession {
         return null;
       }
     });
-    this.moving = this.credentials.then((c) => rec.phase('pull', () => this.ensureLocal(plan.cacheRef, c, null)));
+    this.moving = pullMoving
+      ? this.credentials.then((c) => rec.phase('pull', () => this.ensureTrusted(plan.cacheRef, c, null, null)))
+      : Promise.resolve({ available: false, reason: 'not pulled' });
     this.pushBlocked = this.credentials.then((c) =>
       c
         ? deps.registry
@@ -69,13 +80,23 @@ export class CacheSession {
   }
 
   /** Starts a session when the job has a cache ref; null otherwise. */
-  static start(deps: CacheDeps, plan: JobPlan, rec: PhaseRecorder): CacheSession | null {
+  static start(deps: CacheDeps, plan: JobPlan, rec: PhaseRecorder, options: { pullMoving?: boolean } = {}): CacheSession | null {
     if (!plan.cacheRef || !plan.registryHost) return null;
-    const session = new CacheSession(deps, plan as JobPlan & { cacheRef: string; registryHost: string }, rec);
+    const session = new CacheSession(deps, plan as JobPlan & { cacheRef: string; registryHost: string }, rec, options.pullMoving ?? true);
     // Settle quietly if the job ends before anyone awaits these (lightweight, no config).
     session.moving.catch(() => undefined);
     session.pushBlocked.catch(() => undefined);
     return session;
+  }
+
+  /**
+   * Credentials for reading from `host`: the job's (as resolved for the
+   * cache) when it is the job's registry, else the node's for that host
+   * only (credentials.ts binds each source to its hosts); null: anonymous.
+   */
+  credentialsFor(host: string): Promise<RegistryCredentials | null> {
+    if (normalizeRegistryHost(host) === normalizeRegistryHost(this.plan.registryHost)) return this.credentials;
+    return resolveCredentials(this.deps.credentialSources, host).catch(() => null);
   }
 
   /** The digest of `ref` in the registry, or null when it is not there (or the registry cannot say). */
@@ -110,5 +131,39 @@ export class CacheSession {
       const reason = describeError(err);
       return { available: false, reason: this.credentialNote ? `${reason} (${this.credentialNote})` : reason };
     }
+  }
+
+  /**
+   * ensureLocal, but with WARMSTART_CACHE_TRUSTED_KEYS set only for an image
+   * a trusted key signed (agent/src/cache/signature-store.ts): the signature
+   * must name the digest the registry gives for `ref` now, this repository
+   * and, for an exact tag, `contentKey`; and the image made local must be
+   * that digest (a tag that moves during the pull is refused).
+   */
+  async ensureTrusted(ref: string, creds: RegistryCredentials | null, digest: string | null, contentKey: string | null): Promise<MovingPull> {
+    const trusted = this.deps.config?.cacheTrustedKeys;
+    if (!trusted) return this.ensureLocal(ref, creds, digest);
+    const repository = repositoryOf(ref);
+    let want = digest;
+    try {
+      want ??= await this.deps.registry.headManifest(repository, tagOf(ref), creds);
+    } catch (err) {
+      return { available: false, reason: describeError(err) };
+    }
+    if (!want) return { available: false, reason: `CACHE_IMAGE_MISSING: no image under ${ref}` };
+    const refusal = await signatureRefusal({ repository, digest: want, identity: repositoryIdentity(this.plan.repo), contentKey, trusted, creds });
+    if (refusal) {
+      this.rec.note(`${ref} not used: ${refusal}`, 'pull');
+      return { available: false, reason: refusal, refused: true };
+    }
+    const local = await this.ensureLocal(ref, creds, want);
+    if (!local.available) return local;
+    const digests = await this.deps.engine.imageRepoDigests(ref).catch(() => [] as string[]);
+    if (!digests.includes(`${repository}@${want}`)) {
+      const reason = `CACHE_SIGNATURE_INVALID: ${ref} changed between its signature check and the pull`;
+      this.rec.note(`${ref} not used: ${reason}`, 'pull');
+      return { available: false, reason, refused: true };
+    }
+    return local;
   }
 }

@@ -5,6 +5,7 @@ import { BuildStepCounter } from '../cache/build-steps.js';
 import { repositoryIdentity } from '../cache/identity.js';
 import { exactImageLabels } from '../cache/image-labels.js';
 import { pushCache } from '../cache/push-cache.js';
+import { cacheSigner } from '../cache/signature-store.js';
 import { discoverConfig, type DiscoveredConfig } from '../devcontainer/discover.js';
 import { buildExactOverride } from '../devcontainer/exact-override.js';
 import { logLineText } from '../devcontainer/log-line.js';
@@ -21,7 +22,7 @@ import { exactImageRefusal, hostAccessRefusal, nodeCredentialsPushOff } from './
 import { startedContainerRefusal } from './started-container-check.js';
 import { CacheSession } from './cache-phase.js';
 import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
-import { findExact, type ExactLookup } from './exact.js';
+import { findExact, type ExactLookup, type NoExactKey } from './exact.js';
 import type { PipelineDeps } from './pipeline.js';
 import type { JobPlan } from './plan.js';
 
@@ -131,7 +132,7 @@ export class Job {
   }
 
   /** The config `up` gets: the finished image on an exact hit, else the repo's with our changes. */
-  private async override(discovered: DiscoveredConfig, cache: CacheSession | null, exact: ExactLookup | null): Promise<Record<string, unknown>> {
+  private async override(discovered: DiscoveredConfig, cache: CacheSession | null, exact: ExactLookup | NoExactKey | null): Promise<Record<string, unknown>> {
     const { deps, plan } = this;
     const workspaceMount = `source=${plan.volume},target=${plan.workspaceFolder},type=volume`;
     // Only a token the job brought is offered inside; the node's never enters a container.
@@ -151,23 +152,29 @@ export class Job {
       return buildExactOverride({ discovered, image: exact.ref, workspaceMount, workspaceFolder: plan.workspaceFolder, runArgs, settings });
     }
     const moving = cache && discovered.kind === 'dockerfile' ? await cache.moving : null;
+    // An expired exact image (exact-max-age.ts) is remade by a build that runs every step:
+    // cached layers would keep what their steps fetched back then.
+    const refresh = exact?.ref ? exact.reason?.startsWith('EXACT_IMAGE_EXPIRED') === true : false;
+    // The classic builder keeps the container of a failed step; on a node
+    // that builds all day those pile up. BuildKit leaves none.
+    const buildOptions = [...((await deps.devcontainer.usesClassicBuilder()) ? ['--force-rm'] : []), ...(refresh ? ['--no-cache'] : [])];
     const override = buildOverride({
       discovered,
-      cacheFrom: moving?.available && plan.cacheRef ? [plan.cacheRef] : [],
+      cacheFrom: moving?.available && plan.cacheRef && !refresh ? [plan.cacheRef] : [],
       workspaceMount,
       workspaceFolder: plan.workspaceFolder,
       runArgs,
       settings,
-      // The classic builder keeps the container of a failed step; on a node
-      // that builds all day those pile up. BuildKit leaves none.
-      ...((await deps.devcontainer.usesClassicBuilder()) ? { buildOptions: ['--force-rm'] } : {}),
+      ...(buildOptions.length > 0 ? { buildOptions } : {}),
     });
     if (discovered.kind !== 'dockerfile') {
       // Nothing is built from this config: a cache image would go unused.
       this.result.cache = { ...this.result.cache, hit: 'disabled', reason: override.cacheNote };
     } else if (moving) {
-      // An exact image refused for its labels is the reason worth showing: the layers may still have served.
-      this.result.cache = { ...this.result.cache, hit: moving.available ? 'layers' : 'miss', reason: exact?.reason ?? moving.reason };
+      // An exact image refused (labels, age) is the reason worth showing: the layers may still have served.
+      // Without an exact key (a base that could not be pinned), a failed moving pull says more.
+      const reason = exact?.ref ? (exact.reason ?? moving.reason) : (moving.reason ?? exact?.reason ?? null);
+      this.result.cache = { ...this.result.cache, hit: moving.available && !refresh ? 'layers' : 'miss', reason };
     }
     return override.config;
   }
@@ -291,7 +298,7 @@ export class Job {
     kind: string,
     blocked: string | null,
     credentials: RegistryCredentials | null,
-    exact: ExactLookup | null,
+    exact: ExactLookup | NoExactKey | null,
   ): void {
     const { plan, result, deps } = this;
     const skip = (reason: string): void => {
@@ -309,7 +316,7 @@ export class Job {
       return;
     }
     const ref = plan.cacheRef;
-    const labelled = exact ? { ref: exact.ref, labels: exactImageLabels(repositoryIdentity(plan.repo), exact.key) } : null;
+    const labelled = exact?.ref ? { ref: exact.ref, labels: exactImageLabels(repositoryIdentity(plan.repo), exact.key) } : null;
     result.push = { status: 'pending', ref, reason: null, ms: null };
     this.pushTask = () =>
       deps.pushQueue.enqueue(ref, async () =>
@@ -320,6 +327,13 @@ export class Job {
           exact: labelled,
           auth: toDockerAuthConfig(credentials),
           timeoutMs: plan.pushTimeoutMs,
+          sign: cacheSigner({
+            engine: deps.engine,
+            key: deps.config.cacheSigningKey,
+            identity: repositoryIdentity(plan.repo),
+            creds: credentials,
+            exact: exact?.ref ? { ref: exact.ref, key: exact.key } : null,
+          }),
         }),
       );
   }

@@ -233,6 +233,29 @@ const validWorkspaceBody = fc.record(
   { requiredKeys: ['id', 'repository'] },
 );
 
+/** A prebuild's body: the workspace body without id, lightweight, gitToken or callback. */
+const prebuildBody = objectOf(
+  {
+    repository: field(repository),
+    configName: field(configName),
+    cache: field(objectOf({ registry: field(registry), ref: field(imageRef), username: field(secret), password: field(secret) }, ['registry'])),
+  },
+  ['repository'],
+);
+
+/** Prebuilds the agent takes: each ends at its registry probe or clone, offline. */
+const validPrebuildBody = fc.record(
+  {
+    repository: fc.constantFrom('octo/hello', 'https://fuzz.invalid/acme/app.git', 'git@fuzz.invalid:acme/app.git', '/etc'),
+    configName: fc.constantFrom('dev', 'python', '..'),
+    cache: fc.record(
+      { registry: fc.constantFrom('127.0.0.1:9', '127.0.0.1:9/ns'), username: fc.constant('fuzz-user'), password: fc.constant('fuzz-registry-password') },
+      { requiredKeys: ['registry'] },
+    ),
+  },
+  { requiredKeys: ['repository'] },
+);
+
 const machineName = field(fc.oneof(oursTail.map((t) => ({ ours: `m${t}` })), fc.constantFrom('a', 'cache', 'm', 'A')));
 const machineBody = objectOf(
   {
@@ -309,6 +332,8 @@ const bodyFor = (route: string): fc.Arbitrary<Body> => {
   const messy =
     route === '/v1/workspaces'
       ? workspaceBody
+      : route === '/v1/prebuilds'
+        ? prebuildBody
       : route === '/v1/machines'
         ? machineBody
         : route.startsWith('/v1/snapshots')
@@ -319,6 +344,8 @@ const bodyFor = (route: string): fc.Arbitrary<Body> => {
   const valid =
     route === '/v1/workspaces'
       ? validWorkspaceBody
+      : route === '/v1/prebuilds'
+        ? validPrebuildBody
       : route === '/v1/machines'
         ? validMachineBody
         : route.startsWith('/v1/snapshots')
@@ -426,6 +453,8 @@ const ROUTES: RouteSpec[] = [
   { route: '/v1/workspaces', methods: ['GET', 'POST', 'POST', 'POST', 'POST'], body: true },
   { route: '/v1/workspaces/{id}', methods: ['GET', 'GET', 'DELETE'], body: false, query: purgeQuery },
   { route: '/v1/workspaces/{id}/events', methods: ['GET'], body: false },
+  { route: '/v1/prebuilds', methods: ['POST', 'POST'], body: true },
+  { route: '/v1/prebuilds/{id}', methods: ['GET'], body: false },
   { route: '/v1/machines', methods: ['GET', 'POST', 'POST'], body: true, query: backendQuery },
   { route: '/v1/machines/cache', methods: ['GET'], body: false, query: backendQuery },
   { route: '/v1/machines/{name}', methods: ['DELETE'], body: false, query: backendQuery },
@@ -461,9 +490,14 @@ const allMethods = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('PROPFIND', 'MKCOL', 'LOCK', 'PURGE', 'SEARCH', 'QUERY', 'FOO', 'get', 'Post', 'M-SEARCH') },
 );
 
+/** Prebuild ids are UUIDs the agent makes: well-formed ones reach the handler (an unknown one is its 404), the rest the schema. */
+const prebuildParam = fc.oneof({ weight: 1, arbitrary: plainParam(fc.uuid({ version: 4 })) }, { weight: 1, arbitrary: param });
+
 const paramsFor = (route: string): fc.Arbitrary<Record<string, Param>> => {
   const names = [...route.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
-  return fc.record(Object.fromEntries(names.map((n) => [n, n === 'name' ? fc.oneof(machineParam, param) : param])));
+  const forName = (n: string): fc.Arbitrary<Param> =>
+    n === 'name' ? fc.oneof(machineParam, param) : route.startsWith('/v1/prebuilds/') ? prebuildParam : param;
+  return fc.record(Object.fromEntries(names.map((n) => [n, forName(n)])));
 };
 
 /** A request to one of the documented routes, method and body as the route takes them (mostly). */

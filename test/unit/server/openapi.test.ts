@@ -56,6 +56,8 @@ describe('buildOpenApiDocument', () => {
         'POST /v1/images',
         'GET /v1/images',
         'DELETE /v1/images/{name}',
+        'POST /v1/prebuilds',
+        'GET /v1/prebuilds/{id}',
       ].sort(),
     );
     expect(doc.paths['/health'].get.security).toEqual([]);

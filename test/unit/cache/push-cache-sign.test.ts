@@ -1,0 +1,68 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { execa } from 'execa';
+import { afterAll, describe, expect, it } from 'vitest';
+import { pushCache } from '../../../agent/src/cache/push-cache.js';
+import { parseSigningKey, parseTrustedKey } from '../../../agent/src/cache/signature.js';
+import { cacheSigner, signatureRefusal } from '../../../agent/src/cache/signature-store.js';
+import { DockerodeEngine } from '../../../agent/src/docker/dockerode-engine.js';
+import { createOciApi } from '../../../agent/src/registry/oci-api.js';
+import { removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
+import { loadTestbed } from '../../support/testbed.js';
+
+// pushCache with the real engine and the testbed's open registry.
+const tb = loadTestbed();
+const ns = uniqueNamespace('pushsign');
+const repository = `${tb.openRegistry}/${ns}/acme/app`;
+const moving = `${repository}:devcontainer-cache`;
+const exact = `${repository}:exact-${'a'.repeat(40)}`;
+const engine = new DockerodeEngine();
+const api = createOciApi();
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const key = parseSigningKey(privateKey.export({ type: 'pkcs8', format: 'pem' }));
+const trusted = [parseTrustedKey(publicKey.export({ type: 'spki', format: 'pem' }).toString(), 'k.pub')];
+const identity = 'github.com/acme/app';
+let imageId = '';
+
+afterAll(async () => {
+  await removeLocal([moving, exact, `${ns}-src`]);
+  await removeLabelled(ns);
+  for (const tag of await api.listTags(repository, null).catch(() => [])) {
+    const m = await api.getManifest(repository, tag, null).catch(() => null);
+    if (m) await api.deleteManifest(repository, m.digest, null).catch(() => false);
+  }
+});
+
+describe('pushCache with a signer', () => {
+  it('signs the moving and the exact tag right after their pushes', async () => {
+    await execa('docker', ['build', '-q', '-t', `${ns}-src`, '-'], { input: `FROM ${tb.baseImage}\nLABEL warmstart.test=${ns}\n` });
+    imageId = (await engine.imageId(`${ns}-src`))!;
+    const result = await pushCache({
+      engine,
+      imageId,
+      refs: [moving],
+      exact: { ref: exact, labels: { 'dev.warmstart.repository': identity } },
+      auth: undefined,
+      timeoutMs: 60_000,
+      sign: cacheSigner({ engine, key, identity, creds: null, exact: { ref: exact, key: 'a'.repeat(64) } }),
+    });
+    expect(result).toMatchObject({ status: 'pushed', reason: null });
+    const movingDigest = (await api.getManifest(repository, 'devcontainer-cache', null))!.digest;
+    const exactDigest = (await api.getManifest(repository, `exact-${'a'.repeat(40)}`, null))!.digest;
+    expect(await signatureRefusal({ repository, digest: movingDigest, identity, contentKey: null, trusted, creds: null })).toBeNull();
+    expect(await signatureRefusal({ repository, digest: exactDigest, identity, contentKey: 'a'.repeat(64), trusted, creds: null })).toBeNull();
+  }, 60_000);
+
+  it('a signing failure leaves the push pushed, and its result says so', async () => {
+    const result = await pushCache({
+      engine,
+      imageId,
+      refs: [moving],
+      auth: undefined,
+      timeoutMs: 60_000,
+      // an engine that does not know the pushed image: the signer refuses to vouch for the tag
+      sign: cacheSigner({ engine: { imageRepoDigests: async () => [] }, key, identity, creds: null, exact: null }),
+    });
+    expect(result.status).toBe('pushed');
+    expect(result.reason).toMatch(/^pushed but not signed: .*devcontainer-cache: .*not at the image this node pushed/);
+  }, 60_000);
+});
