@@ -12,6 +12,16 @@ export const WorkspaceId = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and -, 1 to 63 characters, not starting with -');
 
+/** A job's cache registry, explicit ref and the registry credentials it brings (workspaces and prebuilds). */
+export const JobCacheSettings = z
+  .object({
+    registry: z.string().min(1).max(512),
+    ref: z.string().min(1).max(1024).optional(),
+    username: z.string().min(1).max(512).optional(),
+    password: z.string().min(1).max(8192).optional(),
+  })
+  .strict();
+
 export const CreateWorkspaceBody = z
   .object({
     id: WorkspaceId,
@@ -20,15 +30,7 @@ export const CreateWorkspaceBody = z
     lightweight: z.boolean().optional(),
     /** token for cloning; never stored or echoed */
     gitToken: z.string().min(1).max(4096).optional(),
-    cache: z
-      .object({
-        registry: z.string().min(1).max(512),
-        ref: z.string().min(1).max(1024).optional(),
-        username: z.string().min(1).max(512).optional(),
-        password: z.string().min(1).max(8192).optional(),
-      })
-      .strict()
-      .optional(),
+    cache: JobCacheSettings.optional(),
     callback: z
       .object({
         url: z.string().url().max(2048).refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL'),
@@ -232,15 +234,7 @@ export const CreatePrebuildBody = z
   .object({
     repository: z.string().min(1).max(2048),
     configName: z.string().min(1).max(100).optional(),
-    cache: z
-      .object({
-        registry: z.string().min(1).max(512),
-        ref: z.string().min(1).max(1024).optional(),
-        username: z.string().min(1).max(512).optional(),
-        password: z.string().min(1).max(8192).optional(),
-      })
-      .strict()
-      .optional(),
+    cache: JobCacheSettings.optional(),
   })
   .strict();
 

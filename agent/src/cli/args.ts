@@ -43,3 +43,21 @@ export async function readPassword(readStdin: () => Promise<string>): Promise<st
 export function envWithCacheRegistryFlag(env: NodeJS.ProcessEnv, flag: string | undefined): NodeJS.ProcessEnv {
   return flag === undefined ? env : { ...env, WARMSTART_CACHE_REGISTRY: flag };
 }
+
+/**
+ * The registry password from stdin when `--registry-password-stdin` is given;
+ * the flag and `--registry-username` go together (INVALID_ARGUMENT otherwise).
+ */
+export async function registryPasswordFrom(
+  values: { 'registry-password-stdin'?: boolean | undefined; 'registry-username'?: string | undefined },
+  readStdin: () => Promise<string>,
+): Promise<string | null> {
+  const password = values['registry-password-stdin'] ? await readPassword(readStdin) : null;
+  if (password !== null && !values['registry-username']) {
+    throw new WarmstartError('INVALID_ARGUMENT', '--registry-password-stdin needs --registry-username');
+  }
+  if (values['registry-username'] && password === null) {
+    throw new WarmstartError('INVALID_ARGUMENT', '--registry-username needs --registry-password-stdin');
+  }
+  return password;
+}

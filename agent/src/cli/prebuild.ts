@@ -1,10 +1,9 @@
 import type { PrebuildResult } from '../../../shared/src/prebuild-result.js';
 import { createAgent } from '../agent.js';
 import { configFromEnv } from '../config/agent-config.js';
-import { WarmstartError } from '../errors.js';
 import { runPrebuild } from '../workspace/prebuild.js';
 import { planPrebuild, type PrebuildRequest } from '../workspace/prebuild-plan.js';
-import { envWithCacheRegistryFlag, parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
+import { envWithCacheRegistryFlag, parseCommandArgs, registryPasswordFrom, REGISTRY_FLAGS } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
 import { progressSink } from './progress.js';
 
@@ -26,13 +25,7 @@ export async function prebuildCommand(argv: string[], io: Io): Promise<CommandRe
   try {
     const { values, positionals } = parseCommandArgs(argv, PREBUILD_FLAGS, 1);
     json = values.json === true;
-    const password = values['registry-password-stdin'] ? await readPassword(io.readStdin) : null;
-    if (password !== null && !values['registry-username']) {
-      throw new WarmstartError('INVALID_ARGUMENT', '--registry-password-stdin needs --registry-username');
-    }
-    if (values['registry-username'] && password === null) {
-      throw new WarmstartError('INVALID_ARGUMENT', '--registry-username needs --registry-password-stdin');
-    }
+    const password = await registryPasswordFrom(values, io.readStdin);
     const config = configFromEnv(envWithCacheRegistryFlag(io.env, values['cache-registry']));
     const request: PrebuildRequest = {
       repository: positionals[0]!,

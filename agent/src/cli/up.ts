@@ -4,7 +4,7 @@ import { configFromEnv } from '../config/agent-config.js';
 import { WarmstartError } from '../errors.js';
 import { teeSinks } from '../events/events.js';
 import type { PrepareRequest } from '../workspace/request.js';
-import { envWithCacheRegistryFlag, parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
+import { envWithCacheRegistryFlag, parseCommandArgs, registryPasswordFrom, REGISTRY_FLAGS } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
 import { progressSink } from './progress.js';
 import { validateWorkspaceId } from '../workspace/validate.js';
@@ -44,13 +44,7 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
     const { values, positionals } = parseCommandArgs(argv, UP_FLAGS, 1);
     json = values.json === true;
     const repository = positionals[0]!;
-    const password = values['registry-password-stdin'] ? await readPassword(io.readStdin) : null;
-    if (password !== null && !values['registry-username']) {
-      throw new WarmstartError('INVALID_ARGUMENT', '--registry-password-stdin needs --registry-username');
-    }
-    if (values['registry-username'] && password === null) {
-      throw new WarmstartError('INVALID_ARGUMENT', '--registry-username needs --registry-password-stdin');
-    }
+    const password = await registryPasswordFrom(values, io.readStdin);
     const config = configFromEnv(envWithCacheRegistryFlag(io.env, values['cache-registry']));
     const request: PrepareRequest = {
       workspaceId: values['workspace-id'] ?? defaultWorkspaceId(repository),

@@ -1,7 +1,7 @@
 import { lstat, open, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import type { HostAccessFinding } from './host-access.js';
+import { isRecord, list, shorten, type HostAccessFinding } from './host-access.js';
 import { capabilityProblem, securityOptProblem, volumeNameProblem } from './host-access-rules.js';
 
 /** Compose files larger than this are refused unread, as devcontainer.json is (discover.ts). */
@@ -283,18 +283,4 @@ function isInsideOrRoot(root: string, p: string): boolean {
 
 function idx(v: unknown, i: number): string {
   return Array.isArray(v) ? `[${i}]` : '';
-}
-
-function list(v: unknown): unknown[] {
-  if (Array.isArray(v)) return v;
-  return v === undefined || v === null ? [] : [v];
-}
-
-function shorten(v: unknown): string {
-  const text = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
-  return text.length > 160 ? `${text.slice(0, 160)}…` : text;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

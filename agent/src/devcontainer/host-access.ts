@@ -80,16 +80,18 @@ export function hostAccessDenied(findings: HostAccessFinding[], where: string): 
   );
 }
 
-function list(v: unknown): unknown[] {
+/** A value that may be one item or a list (compose and devcontainer.json allow both), as a list. */
+export function list(v: unknown): unknown[] {
   if (Array.isArray(v)) return v;
   return v === undefined || v === null ? [] : [v];
 }
 
-function shorten(v: unknown): string {
+/** A value as shown in a finding: at most 160 characters. */
+export function shorten(v: unknown): string {
   const text = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
   return text.length > 160 ? `${text.slice(0, 160)}…` : text;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
