@@ -63,7 +63,7 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
   const deps: PipelineDeps = {
     config,
     engine: options.engine ?? new DockerodeEngine(),
-    devcontainer: options.devcontainer ?? new DevcontainerCliRunner({ script: config.devcontainerCli }),
+    devcontainer: options.devcontainer ?? new DevcontainerCliRunner({ script: config.devcontainerCli, cliPluginDirs: config.dockerCliPluginDirs ?? [] }),
     git: options.git ?? new GitCli(),
     registry: options.registry ?? createRegistryClient(),
     credentialSources: options.credentialSources ?? (await credentialSourcesFromConfig(config)),

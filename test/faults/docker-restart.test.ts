@@ -64,7 +64,10 @@ async function dockerUp(): Promise<void> {
 
 /** SIGTERM to dockerd, wait for it to go, start it again; returns how long the engine was away. */
 async function restartDockerd(): Promise<number> {
-  const pid = Number(String((await execa('pidof', ['-s', 'dockerd'])).stdout).trim());
+  // The testbed's engine by its pid file (dockerd's default), not by name: a
+  // second engine on the machine (test/testbed/node2.sh) is also a dockerd.
+  const pid = Number((await readFile('/var/run/docker.pid', 'utf8')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error('no pid in /var/run/docker.pid: is the testbed engine up?');
   dockerdArgv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean);
   dockerdEnv = Object.fromEntries(
     (await readFile(`/proc/${pid}/environ`, 'utf8'))

@@ -57,6 +57,13 @@ export interface AgentConfig {
   /** cache signing and trust (signing-config.ts); absent: neither */
   cacheSigningKey?: SigningConfig['cacheSigningKey'];
   cacheTrustedKeys?: SigningConfig['cacheTrustedKeys'];
+  /**
+   * `WARMSTART_DOCKER_CLI_PLUGIN_DIRS` (absolute dirs, ':'-separated): written
+   * into each job's DOCKER_CONFIG as `cliPluginsExtraDirs`, so the docker CLI the
+   * devcontainers CLI runs finds plugins (docker-buildx) kept out of the system
+   * plugin dirs. Absent or empty: none.
+   */
+  dockerCliPluginDirs?: string[];
 }
 
 export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
@@ -91,6 +98,16 @@ function devcontainerCli(env: NodeJS.ProcessEnv): string {
     );
   }
   return path;
+}
+
+/** WARMSTART_DOCKER_CLI_PLUGIN_DIRS: absolute paths separated by ':'; empty entries ignored. */
+function dockerCliPluginDirs(env: NodeJS.ProcessEnv): string[] {
+  const dirs = (nonEmpty(env.WARMSTART_DOCKER_CLI_PLUGIN_DIRS) ?? '').split(':').filter((d) => d !== '');
+  const relative = dirs.find((d) => !isAbsolute(d));
+  if (relative !== undefined) {
+    throw new WarmstartError('INVALID_ARGUMENT', 'WARMSTART_DOCKER_CLI_PLUGIN_DIRS must hold absolute directories separated by \':\'', { detail: `not absolute: ${relative}` });
+  }
+  return dirs;
 }
 
 /** A comma-separated list of hosts, normalised (scheme and trailing '/' dropped, lowercased); empty entries ignored. */
@@ -147,5 +164,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     allRepositoriesTrusted: env.WARMSTART_ALL_REPOSITORIES_TRUSTED === '1',
     exactMaxAgeMs: parseMaxAge(env.WARMSTART_EXACT_MAX_AGE),
     ...signingConfigFromEnv(env),
+    dockerCliPluginDirs: dockerCliPluginDirs(env),
   };
 }

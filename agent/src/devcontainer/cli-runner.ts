@@ -1,4 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
@@ -67,6 +69,8 @@ export interface CliRunnerOptions {
   dockerPath?: string;
   /** grace between SIGTERM and SIGKILL of the CLI's process group */
   killGraceMs?: number;
+  /** the jobs' `cliPluginsExtraDirs` (AgentConfig.dockerCliPluginDirs): the buildx probe looks there too */
+  cliPluginDirs?: readonly string[];
 }
 
 /** DevcontainerCli over the pinned @devcontainers/cli, run with execa. */
@@ -75,21 +79,38 @@ export class DevcontainerCliRunner implements DevcontainerCli {
   private readonly script: string;
   private readonly dockerPath: string;
   private readonly killGraceMs: number;
+  private readonly cliPluginDirs: readonly string[];
 
   constructor(options: CliRunnerOptions = {}) {
     this.node = options.node ?? process.execPath;
     this.script = options.script ?? pinnedCliScript();
     this.dockerPath = options.dockerPath ?? 'docker';
     this.killGraceMs = options.killGraceMs ?? 5_000;
+    this.cliPluginDirs = options.cliPluginDirs ?? [];
   }
 
   private classic: Promise<boolean> | null = null;
 
   usesClassicBuilder(): Promise<boolean> {
-    this.classic ??= execa(this.dockerPath, ['buildx', 'version'], { reject: false, timeout: 15_000, stdin: 'ignore' }).then(
+    this.classic ??= this.cliPluginDirs.length === 0 ? this.buildxMissing() : this.buildxMissingWithPluginDirs();
+    return this.classic;
+  }
+
+  private buildxMissing(env?: Record<string, string>): Promise<boolean> {
+    return execa(this.dockerPath, ['buildx', 'version'], { reject: false, timeout: 15_000, stdin: 'ignore', ...(env ? { env } : {}) }).then(
       (r) => r.exitCode !== 0,
     );
-    return this.classic;
+  }
+
+  /** The probe as a job's docker CLI sees it: a throwaway DOCKER_CONFIG naming the same plugin dirs. */
+  private async buildxMissingWithPluginDirs(): Promise<boolean> {
+    const dir = await mkdtemp(join(tmpdir(), 'warmstart-buildx-probe-'));
+    try {
+      await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: {}, cliPluginsExtraDirs: this.cliPluginDirs }));
+      return await this.buildxMissing({ DOCKER_CONFIG: dir });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   async version(): Promise<string> {

@@ -31,6 +31,7 @@ export interface DockerAuthConfig {
 export async function createDockerConfig(
   parentDir: string,
   creds: RegistryCredentials | null | readonly (RegistryCredentials | null)[],
+  options: { cliPluginDirs?: readonly string[] } = {},
 ): Promise<DockerConfigDir> {
   await mkdir(parentDir, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(parentDir, 'docker-config-'));
@@ -46,7 +47,10 @@ export async function createDockerConfig(
     const file = join(dir, 'config.json');
     // 'wx': the file is new in a new dir; mode applies at creation, before
     // the secret is written, so it is never readable by others.
-    await writeFile(file, `${JSON.stringify({ auths }, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+    // cliPluginsExtraDirs (docker CLI 19.03+): plugins such as docker-buildx kept out of the system dirs.
+    const pluginDirs = options.cliPluginDirs ?? [];
+    const config = pluginDirs.length > 0 ? { auths, cliPluginsExtraDirs: [...pluginDirs] } : { auths };
+    await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
     await chmod(file, 0o600);
   } catch (err) {
     await dispose();

@@ -85,7 +85,9 @@ export class Job {
       this.secrets.add(credentials?.password);
       // The node's credentials for its own hosts too: a private base image the
       // Dockerfile names on one of them is pulled with them (image-credentials.ts).
-      const dockerConfig = await createDockerConfig(this.jobDir, [credentials, ...(await nodeRegistryCredentials(deps.config, deps.credentialSources))]);
+      const dockerConfig = await createDockerConfig(this.jobDir, [credentials, ...(await nodeRegistryCredentials(deps.config, deps.credentialSources))], {
+        cliPluginDirs: deps.config.dockerCliPluginDirs ?? [],
+      });
       this.disposeDockerConfig = dockerConfig.dispose;
       const exact = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec, repositoryIdentity(plan.repo)) : null;
       // The image's devcontainer.metadata label is merged into the container like the repo's config.

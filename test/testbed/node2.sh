@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A second Docker engine on this machine, "node 2", that
+# builds with BuildKit while the first (Debian 12's engine 20.10, no buildx)
+# keeps the classic builder. Idempotent, as root. Not yet part of `npm test`
+# (test/testbed/up.sh does not call it).
+#
+# - Fetches the next Debian release's docker.io / docker-cli / docker-buildx /
+#   containerd (Go binaries that run on Debian 12) with `apt-get download`
+#   through a PRIVATE sources list and private apt state, so the system's apt
+#   sources and lists stay untouched; unpacks them with `dpkg -x` under $N2.
+#   runc comes from the system (bookworm's 1.1.5): trixie's runc needs glibc 2.38.
+# - Starts that dockerd on its own socket, data root, exec root, pid file and a
+#   bridge of its own. NEVER `--bridge none`: that removes the first engine's docker0.
+# - The buildx plugin is NOT put in any system plugin dir (that would make node 1
+#   use buildx too): it stays in $N2/root/usr/libexec/docker/cli-plugins, and a
+#   client reaches it through config.json's `cliPluginsExtraDirs` (the agent's
+#   WARMSTART_DOCKER_CLI_PLUGIN_DIRS writes it into each job's DOCKER_CONFIG).
+#
+# Writes KEY=value facts to $N2/env. Stop it: bash node2.sh stop.
+set -euo pipefail
+
+TB=${WARMSTART_TESTBED_DIR:-/var/lib/warmstart-testbed}
+N2=${WARMSTART_NODE2_DIR:-$TB/node2}
+SUITE=${WARMSTART_NODE2_SUITE:-trixie}
+BR=${WARMSTART_NODE2_BRIDGE:-ws-node2}
+BR_ADDR=${WARMSTART_NODE2_BRIDGE_ADDR:-10.213.77.1/24}
+SOCK=$N2/run/docker.sock
+PIDFILE=$N2/run/dockerd.pid
+DATA=$N2/data
+EXEC=$N2/exec
+PLUGINS=$N2/root/usr/libexec/docker/cli-plugins
+say() { printf 'node2: %s\n' "$*" >&2; }
+
+if [ "${1:-}" = stop ]; then
+  if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    pid=$(cat "$PIDFILE"); say "stopping dockerd $pid"; kill "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  fi
+  exit 0
+fi
+
+mkdir -p "$N2" "$N2/run" "$DATA" "$EXEC"
+chmod 0700 "$N2"
+
+# --- Packages (private apt state) --------------------------------------------
+if [ ! -x "$N2/root/usr/sbin/dockerd" ] || [ ! -x "$PLUGINS/docker-buildx" ]; then
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  apt_dir=$N2/apt
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $SUITE main" >"$apt_dir/sources.list"
+  : >"$apt_dir/status"
+  apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "Dir::State::status=$apt_dir/status"
+    -o APT::Sandbox::User=root -o Debug::NoLocking=1)
+  say "fetching docker.io, docker-cli, docker-buildx, containerd from $mirror $SUITE"
+  apt-get "${apt_opts[@]}" -qq update
+  (cd "$apt_dir/debs" && rm -f ./*.deb && apt-get "${apt_opts[@]}" -qq download docker.io docker-cli docker-buildx containerd)
+  rm -rf "$N2/root"; mkdir -p "$N2/root"
+  for d in "$apt_dir"/debs/*.deb; do dpkg -x "$d" "$N2/root"; done
+  # trixie's runc is not unpacked (we never download it); make sure none is on node 2's PATH.
+  rm -f "$N2/root/usr/sbin/runc"
+fi
+
+# The daemon's PATH: node 2's binaries first (dockerd, containerd 1.7, its shim,
+# docker-proxy), then the system's runc and docker-init (tini).
+N2PATH=$N2/root/usr/sbin:$N2/root/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# --- Bridge --------------------------------------------------------------------
+if ! ip link show "$BR" >/dev/null 2>&1; then
+  say "creating bridge $BR ($BR_ADDR)"
+  ip link add "$BR" type bridge
+fi
+ip addr show dev "$BR" | grep -q "inet ${BR_ADDR%/*}/" || ip addr add "$BR_ADDR" dev "$BR"
+ip link set "$BR" up
+
+# --- dockerd -------------------------------------------------------------------
+if ! DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" info >/dev/null 2>&1; then
+  say "starting dockerd 26 on unix://$SOCK"
+  PATH=$N2PATH setsid nohup "$N2/root/usr/sbin/dockerd" \
+    --data-root "$DATA" --exec-root "$EXEC" --pidfile "$PIDFILE" -H "unix://$SOCK" \
+    --bridge "$BR" --iptables=false --ip-masq=false \
+    >"$N2/dockerd.log" 2>&1 </dev/null &
+  for _ in $(seq 1 120); do DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" info >/dev/null 2>&1 && break; sleep 0.5; done
+  DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" info >/dev/null 2>&1 || { say "dockerd did not answer; see $N2/dockerd.log"; tail -20 "$N2/dockerd.log" >&2; exit 1; }
+fi
+
+cat >"$N2/env" <<ENV
+WARMSTART_NODE2_DOCKER_HOST=unix://$SOCK
+WARMSTART_NODE2_PIDFILE=$PIDFILE
+WARMSTART_NODE2_DATA_ROOT=$DATA
+WARMSTART_NODE2_BRIDGE=$BR
+WARMSTART_NODE2_CLI_PLUGIN_DIR=$PLUGINS
+WARMSTART_NODE2_DOCKER_CLI=$N2/root/usr/bin/docker
+ENV
+say "ready (engine $(DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" version -f '{{.Server.Version}}'), unix://$SOCK, plugin dir $PLUGINS)"
