@@ -49,3 +49,42 @@ export function loadTestbed(): Testbed {
     baseImage: get('WARMSTART_TESTBED_BASE_IMAGE'),
   };
 }
+
+/** Node 2 (test/testbed/node2.sh): a second engine on this machine that builds with BuildKit. */
+export interface Node2 {
+  /** `unix://...` socket of node 2's dockerd */
+  dockerHost: string;
+  /** where its docker-buildx plugin is kept (out of the system plugin dirs), `:`-separated */
+  pluginDirs: string;
+  /** node 2's own docker client (engine 26's CLI) */
+  dockerCli: string;
+}
+
+/** Node 2's facts, which test/testbed/up.sh merges into the testbed env. */
+export function loadNode2(): Node2 {
+  const { dir, env } = readTestbedEnv();
+  const get = (k: string): string => {
+    const v = env[k];
+    if (!v) throw new Error(`testbed env at ${dir} lacks ${k}: node 2 is not up; run 'bash test/testbed/up.sh' (npm test does)`);
+    return v;
+  };
+  return {
+    dockerHost: get('WARMSTART_TESTBED_NODE2_DOCKER_HOST'),
+    pluginDirs: get('WARMSTART_TESTBED_NODE2_PLUGIN_DIRS'),
+    dockerCli: get('WARMSTART_TESTBED_NODE2_DOCKER_CLI'),
+  };
+}
+
+/**
+ * What a CLI (or agent) run on node 2 adds to its environment (pass it to
+ * testEnv's `extra`): node 2's socket, the plugin dir its docker CLI finds
+ * buildx in, and, as the default image, the registry copy of the base (node 2
+ * has no local base image; it pulls the registry's).
+ */
+export function node2Env(tb: Testbed, node2: Node2 = loadNode2()): Record<string, string> {
+  return {
+    DOCKER_HOST: node2.dockerHost,
+    WARMSTART_DOCKER_CLI_PLUGIN_DIRS: node2.pluginDirs,
+    WARMSTART_DEFAULT_IMAGE: tb.baseImage,
+  };
+}

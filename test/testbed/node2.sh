@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A second Docker engine on this machine, "node 2", that
 # builds with BuildKit while the first (Debian 12's engine 20.10, no buildx)
-# keeps the classic builder. Idempotent, as root. Not yet part of `npm test`
-# (test/testbed/up.sh does not call it).
+# keeps the classic builder. Idempotent, as root. test/testbed/up.sh runs it
+# (so `npm test` brings up both nodes) and merges $N2/env into the testbed's env.
 #
 # - Fetches the next Debian release's docker.io / docker-cli / docker-buildx /
 #   containerd (Go binaries that run on Debian 12) with `apt-get download`
@@ -29,7 +29,26 @@ PIDFILE=$N2/run/dockerd.pid
 DATA=$N2/data
 EXEC=$N2/exec
 PLUGINS=$N2/root/usr/libexec/docker/cli-plugins
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 say() { printf 'node2: %s\n' "$*" >&2; }
+
+# The system's Debian mirror, from a deb822 debian.sources or a one-line
+# sources.list: the first http(s) URI that is not the security archive.
+# Prints nothing when there is none (the caller falls back to deb.debian.org).
+# `bash node2.sh mirror [DEB822_FILE] [LIST_FILE]` prints what it finds.
+debian_mirror() { # [deb822 file] [one-line list file]
+  local sources=${1:-/etc/apt/sources.list.d/debian.sources} list=${2:-/etc/apt/sources.list}
+  {
+    [ -r "$sources" ] && awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' "$sources"
+    [ -r "$list" ] &&
+      awk '$1 == "deb" { l = $0; sub(/^deb[ \t]+/, "", l); sub(/^\[[^]]*\][ \t]*/, "", l); split(l, a, /[ \t]+/); print a[1] }' "$list"
+    true
+  } | grep -E '^https?://' | grep -v security | head -n 1 || true
+}
+if [ "${1:-}" = mirror ]; then
+  debian_mirror "${2:-}" "${3:-}"
+  exit 0
+fi
 
 if [ "${1:-}" = stop ]; then
   if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -39,16 +58,20 @@ if [ "${1:-}" = stop ]; then
   exit 0
 fi
 
+for tool in apt-get dpkg ip awk; do
+  command -v "$tool" >/dev/null || { say "no $tool on PATH (test/testbed/up.sh installs what node 2 needs)"; exit 1; }
+done
 mkdir -p "$N2" "$N2/run" "$DATA" "$EXEC"
 chmod 0700 "$N2"
 
 # --- Packages (private apt state) --------------------------------------------
 if [ ! -x "$N2/root/usr/sbin/dockerd" ] || [ ! -x "$PLUGINS/docker-buildx" ]; then
-  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror=${WARMSTART_NODE2_MIRROR:-$(debian_mirror)}
   mirror=${mirror:-http://deb.debian.org/debian}
+  [ -r "$KEYRING" ] || { say "no $KEYRING (package debian-archive-keyring): cannot check $SUITE's signatures"; exit 1; }
   apt_dir=$N2/apt
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $SUITE main" >"$apt_dir/sources.list"
+  echo "deb [signed-by=$KEYRING] $mirror $SUITE main" >"$apt_dir/sources.list"
   : >"$apt_dir/status"
   apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
     -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "Dir::State::status=$apt_dir/status"

@@ -5,6 +5,8 @@
 # kept locally and pushed to the open registry: an exact-hit key pins every base
 # to its registry digest (agent/src/cache/pinned-inputs.ts), so the tests and the
 # demo name the registry copy.
+# Then node 2 (node2.sh): a second engine, Debian 13's dockerd with buildx on
+# its own socket, so the tests build with BuildKit as well as the classic builder.
 # Prints nothing but progress on stderr; writes the facts the tests need to
 # $WARMSTART_TESTBED_DIR/env (shell syntax).
 set -euo pipefail
@@ -25,6 +27,9 @@ command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# node 2: its own bridge, and the keys that check the next release's archive
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need_pkgs+=(debian-archive-keyring)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -112,8 +117,29 @@ WARMSTART_TESTBED_BASE_IMAGE=$BASE_IMAGE
 WARMSTART_TESTBED_BASE_LOCAL=$BASE_LOCAL
 ENV
 chmod 0600 "$TB/env"
+
+# --- Node 2 ------------------------------------------------------------------
+# Not optional: a test that needs node 2 must find it, and a machine that cannot
+# fetch or start it must say so here, not skip it.
+N2=${WARMSTART_NODE2_DIR:-$TB/node2}
+if ! WARMSTART_TESTBED_DIR="$TB" WARMSTART_NODE2_DIR="$N2" bash "$(dirname "${BASH_SOURCE[0]}")/node2.sh"; then
+  say "node 2 could not be fetched or started (test/testbed/node2.sh failed, see above; its daemon log, if it started: $N2/dockerd.log)"
+  exit 1
+fi
+n2fact() { sed -n "s/^$1=//p" "$N2/env" | tail -n 1; }
+N2_HOST=$(n2fact WARMSTART_NODE2_DOCKER_HOST)
+N2_PLUGINS=$(n2fact WARMSTART_NODE2_CLI_PLUGIN_DIR)
+if [ -z "$N2_HOST" ] || [ -z "$N2_PLUGINS" ] || [ ! -x "$N2_PLUGINS/docker-buildx" ]; then
+  say "node 2 started but $N2/env lacks its socket or buildx plugin dir"; exit 1
+fi
+{
+  echo "WARMSTART_TESTBED_NODE2_DOCKER_HOST=$N2_HOST"
+  echo "WARMSTART_TESTBED_NODE2_PLUGIN_DIRS=$N2_PLUGINS"
+  echo "WARMSTART_TESTBED_NODE2_DOCKER_CLI=$(n2fact WARMSTART_NODE2_DOCKER_CLI)"
+  echo "WARMSTART_TESTBED_NODE2_DATA_ROOT=$(n2fact WARMSTART_NODE2_DATA_ROOT)"
+} >>"$TB/env"
 # LXD for the incus backend; warns, never fails. The demo needs none of it.
 if [ "${WARMSTART_TESTBED_SKIP_LXD:-}" != 1 ]; then
   WARMSTART_TESTBED_DIR="$TB" bash "$(dirname "${BASH_SOURCE[0]}")/lxd.sh"
 fi
-say "ready (engine $(docker version -f '{{.Server.Version}}'), registry 127.0.0.1:$REG_PORT, base $BASE_IMAGE)"
+say "ready (engine $(docker version -f '{{.Server.Version}}'), node 2 $N2_HOST, registry 127.0.0.1:$REG_PORT, base $BASE_IMAGE)"
