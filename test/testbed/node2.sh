@@ -99,6 +99,15 @@ ip link set "$BR" up
 
 # --- dockerd -------------------------------------------------------------------
 if ! DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" info >/dev/null 2>&1; then
+  # A pid file left by a dockerd that was killed (a session's end) names a dead
+  # process, or by now another one: dockerd refuses to start over either.
+  if [ -s "$PIDFILE" ]; then
+    old=$(cat "$PIDFILE")
+    if [ "$(cat "/proc/$old/comm" 2>/dev/null)" = dockerd ]; then
+      say "dockerd $old holds $PIDFILE but does not answer on unix://$SOCK; stop it first"; exit 1
+    fi
+    rm -f "$PIDFILE"
+  fi
   say "starting dockerd 26 on unix://$SOCK"
   PATH=$N2PATH setsid nohup "$N2/root/usr/sbin/dockerd" \
     --data-root "$DATA" --exec-root "$EXEC" --pidfile "$PIDFILE" -H "unix://$SOCK" \
