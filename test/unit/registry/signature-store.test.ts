@@ -5,7 +5,7 @@ import { parseSigningKey, parseTrustedKey } from '../../../agent/src/cache/signa
 import { signatureRefusal, signatureTag, signPushed } from '../../../agent/src/cache/signature-store.js';
 import { DockerodeEngine } from '../../../agent/src/docker/dockerode-engine.js';
 import { createOciApi } from '../../../agent/src/registry/oci-api.js';
-import { pushTinyImage, removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
+import { pushTinyImage, putTinyManifest, removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
 import { loadTestbed } from '../../support/testbed.js';
 
 // Against the testbed's open registry (no auth, delete enabled) and the real engine.
@@ -41,18 +41,8 @@ describe('signatures in a real registry', () => {
     const creds = { registry: tb.registry, username: tb.registryUser, password: tb.registryPassword, source: 'static' as const };
     const repo = `${tb.registry}/${ns}/acme/widgets`;
     // An image manifest put through the API: no docker login on this machine.
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} }));
-    const configDigest = await api.putBlob(repo, config, creds);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-        layers: [],
-      }),
-    );
+    const digest = await putTinyManifest(api, repo, 'devcontainer-cache', new Date(), creds);
     const ref = `${repo}:devcontainer-cache`;
-    const digest = await api.putManifest(repo, 'devcontainer-cache', manifest, 'application/vnd.oci.image.manifest.v1+json', creds);
     const engineStub = { imageRepoDigests: async () => [`${repo}@${digest}`] };
     try {
       expect(await signPushed({ engine: engineStub, ref, key: ours.key, identity, contentKey: null, creds })).toBe(digest);
