@@ -7,6 +7,7 @@ import type { DiscoveredConfig } from '../devcontainer/discover.js';
 import { WarmstartError } from '../errors.js';
 import { dockerfileSources } from './dockerfile-sources.js';
 import { cleanPath, compileGlob, DockerIgnore, hasWildcard } from './dockerignore.js';
+import { within } from '../devcontainer/within.js';
 
 /** What the exact-hit content key is computed from. */
 export interface ContentKeyInput {
@@ -206,12 +207,6 @@ function invalid(message: string): WarmstartError {
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** `p` is `root` or below it. */
-function within(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 function isNotFound(err: unknown): boolean {

@@ -20,11 +20,13 @@ export interface ParsedRef {
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 
 /**
- * Splits `ref`; null when it is not a reference of the docker form (the
+ * Splits `ref` as `docker pull` reads it (unlike cache/ref.ts parseImageRef,
+ * which takes only fully qualified cache refs and throws); null when it is
+ * not a reference of the docker form (the
  * registry client checks the name rules, so a bad name fails there with a
  * reason). A digest wins over a tag, as with `docker pull`.
  */
-export function parseImageRef(ref: string): ParsedRef | null {
+export function parsePullRef(ref: string): ParsedRef | null {
   if (ref === '' || /\s/.test(ref)) return null;
   let name = ref;
   let digest: string | null = null;

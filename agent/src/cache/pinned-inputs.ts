@@ -12,7 +12,7 @@ import type { RegistryCredentials } from '../registry/credentials.js';
 import type { RegistryClient } from '../registry/registry-client.js';
 import { canonicalJson } from './content-key.js';
 import { dockerfileBases } from './dockerfile-bases.js';
-import { isOciFeature, parseImageRef } from './image-ref.js';
+import { isOciFeature, parsePullRef } from './image-ref.js';
 
 /** Something whose content a tag names. */
 export interface PinTarget {
@@ -75,7 +75,7 @@ export async function resolvePins(deps: PinDeps, targets: readonly PinTarget[]):
 
 async function resolveOne(deps: PinDeps, target: PinTarget): Promise<Pin | string> {
   const what = `${target.kind} ${target.ref}`;
-  const parsed = parseImageRef(target.ref);
+  const parsed = parsePullRef(target.ref);
   if (parsed === null) return `${what} is not an image reference`;
   if (parsed.digest !== null) return { ...target, digest: parsed.digest };
   try {

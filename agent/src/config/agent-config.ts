@@ -4,6 +4,7 @@ import { parseMaxAge } from '../cache/exact-max-age.js';
 import { pinnedCliScript } from '../devcontainer/cli-runner.js';
 import { WarmstartError } from '../errors.js';
 import { signingConfigFromEnv, type SigningConfig } from './signing-config.js';
+import { normalizeRegistryHost } from '../registry/credentials.js';
 
 /** The agent's settings, from the environment (the CLI's flags win over these). */
 export interface AgentConfig {
@@ -116,7 +117,7 @@ export function hostList(raw: string): string[] {
     ...new Set(
       raw
         .split(',')
-        .map((h) => h.trim().replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').replace(/\/+$/, '').toLowerCase())
+        .map(normalizeRegistryHost)
         .filter((h) => h !== ''),
     ),
   ];

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { isRecord, list, shorten, type HostAccessFinding } from './host-access.js';
 import { capabilityProblem, securityOptProblem, volumeNameProblem } from './host-access-rules.js';
+import { within } from './within.js';
 
 /** Compose files larger than this are refused unread, as devcontainer.json is (discover.ts). */
 const MAX_COMPOSE_BYTES = 1024 * 1024;
@@ -231,11 +232,11 @@ async function checkPath(walk: Walk, dir: string, field: string, value: unknown,
   }
   for (const base of new Set([dir, walk.projectDir])) {
     const abs = path.resolve(base, value);
-    if (!isInsideOrRoot(walk.root, abs)) {
+    if (!within(walk.root, abs)) {
       add(field, value, 'a path on the node outside the repository');
       return false;
     }
-    if (!isInsideOrRoot(walk.realRoot, await realNearest(abs, walk.root))) {
+    if (!within(walk.realRoot, await realNearest(abs, walk.root))) {
       add(field, value, 'leads outside the repository through a symlink');
       return false;
     }
@@ -274,11 +275,6 @@ async function readCompose(file: string): Promise<unknown> {
   } finally {
     await handle.close();
   }
-}
-
-function isInsideOrRoot(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 function idx(v: unknown, i: number): string {

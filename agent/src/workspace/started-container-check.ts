@@ -4,6 +4,7 @@ import type { DockerEngine } from '../docker/engine.js';
 import { hostAccessDenied, type HostAccessFinding } from '../devcontainer/host-access.js';
 import { capabilityProblem, securityOptProblem } from '../devcontainer/host-access-rules.js';
 import type { WarmstartError } from '../errors.js';
+import { within } from '../devcontainer/within.js';
 
 /**
  * The check after `up`, under WARMSTART_HOST_ACCESS=deny. The check before it
@@ -30,7 +31,7 @@ export async function startedContainerRefusal(
   for (const m of c.mounts) {
     if (m.type !== 'bind') continue;
     if (m.destination === CONTAINER_GIT_DIR && m.source === gitDir) continue;
-    if (isInside(own.cloneDir, m.source)) continue;
+    if (within(own.cloneDir, m.source)) continue;
     add(`mounts ${m.destination}`, m.source, 'bind mount of a path on the node');
   }
   const h = c.host;
@@ -62,7 +63,3 @@ export async function startedContainerRefusal(
   return found.length === 0 ? null : hostAccessDenied(found, 'the container the devcontainers CLI started (from a feature or the base image)');
 }
 
-function isInside(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
-}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { dockerfileBases } from '../../../agent/src/cache/dockerfile-bases.js';
-import { isOciFeature, parseImageRef } from '../../../agent/src/cache/image-ref.js';
+import { isOciFeature, parsePullRef } from '../../../agent/src/cache/image-ref.js';
 
 const refs = (text: string, args: Record<string, unknown> = {}): string[] => {
   const out = dockerfileBases(text, args);
@@ -60,26 +60,26 @@ FROM debian:bookworm
   });
 });
 
-describe('parseImageRef: what a pull of the reference asks the registry for', () => {
+describe('parsePullRef: what a pull of the reference asks the registry for', () => {
   it('maps Docker Hub names to docker.io and library/', () => {
-    expect(parseImageRef('node:20')).toEqual({ host: 'docker.io', repository: 'docker.io/library/node', reference: '20', digest: null });
-    expect(parseImageRef('debian')).toMatchObject({ repository: 'docker.io/library/debian', reference: 'latest' });
-    expect(parseImageRef('acme/tool:1')).toMatchObject({ repository: 'docker.io/acme/tool', reference: '1' });
-    expect(parseImageRef('docker.io/node:20')).toMatchObject({ repository: 'docker.io/library/node', reference: '20' });
+    expect(parsePullRef('node:20')).toEqual({ host: 'docker.io', repository: 'docker.io/library/node', reference: '20', digest: null });
+    expect(parsePullRef('debian')).toMatchObject({ repository: 'docker.io/library/debian', reference: 'latest' });
+    expect(parsePullRef('acme/tool:1')).toMatchObject({ repository: 'docker.io/acme/tool', reference: '1' });
+    expect(parsePullRef('docker.io/node:20')).toMatchObject({ repository: 'docker.io/library/node', reference: '20' });
   });
 
   it('keeps other registries, ports included, and prefers a digest over a tag', () => {
     const digest = `sha256:${'b'.repeat(64)}`;
-    expect(parseImageRef('127.0.0.1:5002/team/base:stable')).toEqual({
+    expect(parsePullRef('127.0.0.1:5002/team/base:stable')).toEqual({
       host: '127.0.0.1:5002',
       repository: '127.0.0.1:5002/team/base',
       reference: 'stable',
       digest: null,
     });
-    expect(parseImageRef('localhost:5000/base')).toMatchObject({ host: 'localhost:5000', reference: 'latest' });
-    expect(parseImageRef(`ghcr.io/acme/base:1@${digest}`)).toMatchObject({ repository: 'ghcr.io/acme/base', reference: digest, digest });
-    expect(parseImageRef('node@sha256:short')).toBeNull();
-    expect(parseImageRef('node:')).toBeNull();
+    expect(parsePullRef('localhost:5000/base')).toMatchObject({ host: 'localhost:5000', reference: 'latest' });
+    expect(parsePullRef(`ghcr.io/acme/base:1@${digest}`)).toMatchObject({ repository: 'ghcr.io/acme/base', reference: digest, digest });
+    expect(parsePullRef('node@sha256:short')).toBeNull();
+    expect(parsePullRef('node:')).toBeNull();
   });
 
   it('tells OCI features from local folders, tarball URLs and short ids', () => {
