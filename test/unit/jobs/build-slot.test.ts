@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import { readyResult } from '../../support/results.js';
 
 /**
  * Prebuilds share the node's build slots with workspace jobs
@@ -24,19 +24,6 @@ let jobs: InstanceType<typeof LocalJobManager>;
 /** resolves the running workspace job */
 let finishJob: () => void;
 
-function result(id: string): WorkspaceResult {
-  return {
-    outcome: 'ready',
-    workspaceId: id,
-    containerId: `c-${id}`,
-    profile: 'devcontainer',
-    cache: { ref: null, hit: 'disabled', reason: 'no cache registry configured', stepsCached: null, stepsTotal: null },
-    push: { status: 'skipped', ref: null, reason: 'no cache ref', ms: null },
-    timings: { ready: 1 },
-    error: null,
-  };
-}
-
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
 beforeEach(async () => {
@@ -44,7 +31,7 @@ beforeEach(async () => {
   prepare.mockImplementation(async (deps, req) => {
     await new Promise<void>((r) => (finishJob = r));
     const rec = (await deps.store.load(req.workspaceId))!;
-    const res = result(req.workspaceId);
+    const res = readyResult(req.workspaceId);
     await deps.store.save({ ...rec, status: 'ready', result: res });
     return { result: res, push: Promise.resolve(res.push) };
   });

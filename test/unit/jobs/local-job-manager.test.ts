@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import { readyResult } from '../../support/results.js';
 
 /**
  * LocalJobManager around a scripted pipeline (the real one has its own
@@ -34,19 +34,6 @@ type Store = InstanceType<typeof WorkspaceStore>;
 
 const REPO = 'https://example.test/acme/app.git';
 const prepare = vi.mocked(prepareWorkspace);
-
-function readyResult(id: string): WorkspaceResult {
-  return {
-    outcome: 'ready',
-    workspaceId: id,
-    containerId: `c-${id}`,
-    profile: 'devcontainer',
-    cache: { ref: null, hit: 'disabled', reason: 'no cache registry configured', stepsCached: null, stepsTotal: null },
-    push: { status: 'skipped', ref: null, reason: 'no cache ref', ms: null },
-    timings: { ready: 1 },
-    error: null,
-  };
-}
 
 /** What the real pipeline does to the record, in short: creating, then the outcome. */
 function pipelineThatSucceeds(): void {
