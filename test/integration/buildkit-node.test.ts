@@ -66,7 +66,7 @@ describe('BuildKit on node 2 (engine 26 + buildx), exact images across builders'
     repo = await makeRepo(files, { runId: run, baseImage: tb.baseImage, owner: 'acme', name: `bk-${run}` });
     env2 = await testEnv(tb.baseImage, { WARMSTART_CACHE_REGISTRY: registry, ...node2Env(tb, node2) });
     env1 = await testEnv(tb.baseImage, { WARMSTART_CACHE_REGISTRY: registry });
-    ref = expectedCacheRef(registry, repo);
+    ref = expectedCacheRef(registry, repo, null, 'buildkit');
     baseOnNode2Before = await imageExists(tb.baseImage, node2.dockerHost);
   });
   afterAll(async () => {

@@ -84,16 +84,20 @@ describe('exact-hit prebuilds (real engine, registry, devcontainers CLI)', () =>
     const events = await readFile(join(env.WARMSTART_STATE_DIR!, 'workspaces', ids[1]!, 'events.ndjson'), 'utf8');
     expect(events).not.toMatch(/Run: \S*docker build /);
     expect(events).not.toMatch(/Step \d+\/\d+ :/);
-    // New images: the exact image the container runs, and the moving ref's
-    // image, pulled before the clone as on every start; the exact image is
-    // that image plus its identity labels, so they are two.
+    // One new image: the moving tag is the exact image (push-cache.ts puts one
+    // labelled manifest under both tags), so its pull, started beside the
+    // clone, is the only one; no exact tag was looked up or pulled.
     const added = [...(await imageIds())].filter((i) => !before.has(i));
     const info = JSON.parse(String((await execa('docker', ['inspect', second.containerId!])).stdout)) as { Image: string }[];
     const movingRef = second.cache.ref!.replace(/:exact-[0-9a-f]{40}$/, ':devcontainer-cache');
     const moving = String((await execa('docker', ['image', 'inspect', '-f', '{{.Id}}', movingRef])).stdout).trim();
-    expect(added.sort()).toEqual([info[0]!.Image, moving].sort());
+    expect(added).toEqual([info[0]!.Image]);
+    expect(moving).toBe(info[0]!.Image);
+    expect(events).toContain('the moving image is the exact image for this key');
+    expect(events).not.toContain('"phase":"exact-lookup"');
     const exactImage = JSON.parse(String((await execa('docker', ['image', 'inspect', info[0]!.Image])).stdout)) as { Config: { Labels: Record<string, string> } }[];
     expect(exactImage[0]!.Config.Labels['dev.warmstart.repository']).toBe(`local:${repo}`);
+    expect(exactImage[0]!.Config.Labels['dev.warmstart.builder']).toBe('classic');
     expect(exactImage[0]!.Config.Labels['dev.warmstart.content-key']).toMatch(new RegExp(`^${second.cache.ref!.slice(-40)}[0-9a-f]{24}$`));
 
     // The finished image is what was built, and the config still applies:

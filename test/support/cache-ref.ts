@@ -1,14 +1,15 @@
-import { cacheRef, parseCacheRegistry } from '../../agent/src/cache/ref.js';
+import { builderRef, cacheRef, parseCacheRegistry, type Builder } from '../../agent/src/cache/ref.js';
 import { parseRepository } from '../../agent/src/workspace/repository.js';
 
 /**
  * The moving cache ref the agent derives for `repository` (a local fixture
  * directory, a URL or owner/repo) under `registry` (`HOST[:PORT][/NAMESPACE]`),
  * from the agent's own function, so tests follow the path rule
- * (agent/src/cache/ref.ts cacheRepository) instead of restating it.
+ * (agent/src/cache/ref.ts cacheRepository) instead of restating it; on a
+ * BuildKit node, that builder's own tag (builderRef).
  */
-export function expectedCacheRef(registry: string, repository: string, configName?: string | null): string {
-  return cacheRef(parseCacheRegistry(registry), parseRepository(repository), configName);
+export function expectedCacheRef(registry: string, repository: string, configName?: string | null, builder: Builder = 'classic'): string {
+  return builderRef(cacheRef(parseCacheRegistry(registry), parseRepository(repository), configName), builder);
 }
 
 /** The registry path (no host, no tag) of a ref, as the registry's HTTP API names it. */

@@ -8,8 +8,11 @@
 export const REPOSITORY_LABEL = 'dev.warmstart.repository';
 export const CONTENT_KEY_LABEL = 'dev.warmstart.content-key';
 
-export function exactImageLabels(identity: string, key: string): Record<string, string> {
-  return { [REPOSITORY_LABEL]: identity, [CONTENT_KEY_LABEL]: key };
+/** Which builder made the image (agent/src/cache/ref.ts builderRef): for people reading the registry; starts do not rely on it. */
+export const BUILDER_LABEL = 'dev.warmstart.builder';
+
+export function exactImageLabels(identity: string, key: string, builder?: string): Record<string, string> {
+  return { [REPOSITORY_LABEL]: identity, [CONTENT_KEY_LABEL]: key, ...(builder ? { [BUILDER_LABEL]: builder } : {}) };
 }
 
 /** Why an image's labels do not match the repository and key it is wanted for; null when they do. */

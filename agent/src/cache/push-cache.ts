@@ -1,6 +1,9 @@
 import type { PushResult } from '../../../shared/src/workspace-result.js';
 import type { DockerEngine, RegistryAuth } from '../docker/engine.js';
 import { describeError } from '../errors.js';
+import type { RegistryCredentials } from '../registry/credentials.js';
+import type { FetchedManifest } from '../registry/oci-api.js';
+import { relabelInRegistry, type RelabelOptions } from './relabel.js';
 
 export interface PushCacheOptions {
   engine: DockerEngine;
@@ -9,18 +12,24 @@ export interface PushCacheOptions {
   /** the moving ref first; then any other tag of the same image */
   refs: string[];
   /**
-   * The exact ref, pushed last as a copy of the image that carries `labels`
-   * (agent/src/cache/image-labels.ts): the moving ref stays the image itself,
-   * so the layer cache sees what it always did.
+   * The exact ref and the labels that say what the image was made for
+   * (agent/src/cache/image-labels.ts). The labelled copy is made in the
+   * registry (agent/src/cache/relabel.ts) and put under the exact ref and the
+   * moving ref both; an image the registry holds as an index is labelled by
+   * the engine instead and pushed under the exact ref only.
    */
   exact?: { ref: string; labels: Record<string, string>; contentKey?: string } | null;
   auth: RegistryAuth | undefined;
+  /** the same credentials, for the registry calls of the labelling */
+  creds?: RegistryCredentials | null;
+  /** stands in for relabelInRegistry in unit tests */
+  relabel?: (o: RelabelOptions) => Promise<FetchedManifest | null>;
   /**
    * Signs a ref right after its push (agent/src/cache/signature-store.ts),
    * with the exact tag's content key or null; absent: nothing is signed.
    * A failure leaves the image pushed and unsigned, and the result says so.
    */
-  sign?: ((ref: string, contentKey: string | null) => Promise<unknown>) | null;
+  sign?: ((ref: string, contentKey: string | null, manifest?: FetchedManifest) => Promise<unknown>) | null;
   /** for all refs together */
   timeoutMs: number;
   now?: () => number;
@@ -28,9 +37,10 @@ export interface PushCacheOptions {
 
 /**
  * Tags the dev container's image with the cache refs and pushes them, one
- * after the other, under one timeout; then the labelled exact image (its
- * push uploads a config and a manifest: the layers are there). Never throws: the outcome is the result,
- * reported for the first (moving) ref.
+ * after the other, under one timeout; then labels it in the registry under
+ * the exact and moving refs (a config blob and two manifests: the layers are
+ * there). Never throws: the outcome is the result, reported for the first
+ * (moving) ref.
  */
 export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
   const now = o.now ?? (() => performance.now());
@@ -39,25 +49,42 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
   const ms = (): number => Math.round(now() - t0);
   const ref = o.refs[0] ?? null;
   const unsigned: string[] = [];
-  const sign = async (r: string, contentKey: string | null): Promise<void> => {
+  const sign = async (r: string, contentKey: string | null, manifest?: FetchedManifest): Promise<void> => {
     try {
-      await o.sign?.(r, contentKey);
+      await o.sign?.(r, contentKey, manifest);
     } catch (err) {
       unsigned.push(`${r}: ${describeError(err)}`);
     }
   };
+  const relabel = o.relabel ?? relabelInRegistry;
   try {
+    const pushed: (string | null)[] = [];
     for (const r of o.refs) {
       await o.engine.tagImage(o.imageId, r);
-      await o.engine.pushImage(r, o.auth, signal);
-      await sign(r, null);
+      pushed.push(await o.engine.pushImage(r, o.auth, signal));
+      // With an exact ref the moving ref is labelled (and signed) below.
+      if (!o.exact || r !== ref) await sign(r, null);
     }
     if (o.exact) {
-      // Tagged straight from the build, so no temporary tag is left to remove;
-      // the local exact tag lets this node's next start skip the pull.
-      await o.engine.labelImage(o.imageId, o.exact.labels, o.exact.ref);
-      await o.engine.pushImage(o.exact.ref, o.auth, signal);
-      await sign(o.exact.ref, o.exact.contentKey ?? null);
+      const colon = o.exact.ref.lastIndexOf(':');
+      const repository = o.exact.ref.slice(0, colon);
+      const digest = pushed[0] ?? null;
+      const sameRepository = ref !== null && ref.slice(0, ref.lastIndexOf(':')) === repository;
+      const labelled =
+        digest && sameRepository
+          ? await relabel({ repository, digest, labels: o.exact.labels, tags: [o.exact.ref.slice(colon + 1), ref.slice(ref.lastIndexOf(':') + 1)], creds: o.creds ?? null })
+          : null;
+      if (labelled) {
+        // One manifest under both tags: one signature, with the content key, serves both.
+        await sign(o.exact.ref, o.exact.contentKey ?? null, labelled);
+      } else {
+        if (ref) await sign(ref, null);
+        // Tagged straight from the build, so no temporary tag is left to remove;
+        // the local exact tag lets this node's next start skip the pull.
+        await o.engine.labelImage(o.imageId, o.exact.labels, o.exact.ref);
+        await o.engine.pushImage(o.exact.ref, o.auth, signal);
+        await sign(o.exact.ref, o.exact.contentKey ?? null);
+      }
     }
     const reason = unsigned.length > 0 ? `pushed but not signed: ${unsigned.join('; ')}` : null;
     return { status: 'pushed', ref, reason, ms: ms() };

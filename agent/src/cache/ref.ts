@@ -146,6 +146,32 @@ export function cacheRepository(registry: CacheRegistry, repo: Repository): stri
   return repository;
 }
 
+/** Which builder a node's `docker build` reaches: the classic one, or BuildKit through the buildx plugin. */
+export type Builder = 'classic' | 'buildkit';
+
+const BUILDKIT_PREFIX = 'buildkit-';
+
+/**
+ * The moving ref a builder reads and writes. Neither builder can use the
+ * other's image as layer cache (BuildKit reads the inline cache metadata the
+ * classic builder never writes; the classic builder matches history lines
+ * BuildKit writes differently), so in a fleet that mixes them one shared tag
+ * would be overwritten, start after start, with an image the next node
+ * cannot use. The classic builder keeps the tag as it is; BuildKit's gets a
+ * `buildkit-` prefix (no config name's tag starts with it: they all start
+ * with `devcontainer-cache`), cut to 128 characters with a hash like
+ * {@link cacheTag}. Exact tags stay shared: a finished image runs the same
+ * whichever builder made it.
+ */
+export function builderRef(movingRef: string, builder: Builder): string {
+  if (builder === 'classic') return movingRef;
+  const colon = movingRef.lastIndexOf(':');
+  const tag = `${BUILDKIT_PREFIX}${movingRef.slice(colon + 1)}`;
+  if (tag.length <= TAG_MAX) return `${movingRef.slice(0, colon)}:${tag}`;
+  const suffix = `-${shortHash(tag)}`;
+  return `${movingRef.slice(0, colon)}:${tag.slice(0, TAG_MAX - suffix.length).replace(/[-.]+$/, '')}${suffix}`;
+}
+
 /** The moving cache ref for a repository and config: `<cacheRepository>:<cacheTag>`. */
 export function cacheRef(registry: CacheRegistry, repo: Repository, configName?: string | null): string {
   return `${cacheRepository(registry, repo)}:${cacheTag(configName)}`;

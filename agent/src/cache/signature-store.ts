@@ -11,7 +11,7 @@
 import type { DockerEngine } from '../docker/engine.js';
 import { describeError } from '../errors.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
-import { createOciApi, sha256Digest, type OciApi } from '../registry/oci-api.js';
+import { createOciApi, sha256Digest, type FetchedManifest, type OciApi } from '../registry/oci-api.js';
 import { signClaim, signatureProblem, SIGNATURE_MEDIA_TYPE, type SigningKey, type TrustedKey } from './signature.js';
 
 export const SIGNATURE_TAG_SUFFIX = '.warmstart-sig';
@@ -63,6 +63,24 @@ export async function signPushed(o: SignPushedOptions): Promise<string> {
   if (!local.includes(`${repository}@${image.digest}`)) {
     throw new Error(`${o.ref} points at ${image.digest}, not at the image this node pushed (another push since?)`);
   }
+  return signManifest({ ...o, api, repository, image });
+}
+
+/**
+ * Signs a manifest this node put itself (agent/src/cache/relabel.ts), known
+ * by its bytes: there is no tag to resolve and no engine push to compare.
+ */
+export async function signManifest(o: {
+  repository: string;
+  image: FetchedManifest;
+  key: SigningKey;
+  identity: string;
+  contentKey: string | null;
+  creds: RegistryCredentials | null;
+  api?: OciApi;
+}): Promise<string> {
+  const api = o.api ?? createOciApi();
+  const { repository, image } = o;
   const doc = Buffer.from(JSON.stringify(signClaim({ digest: image.digest, repository: o.identity, contentKey: o.contentKey }, o.key)));
   await api.putBlob(repository, EMPTY_CONFIG.bytes, o.creds);
   const docDigest = await api.putBlob(repository, doc, o.creds);
@@ -124,17 +142,23 @@ export async function signatureRefusal(o: VerifyOptions): Promise<string | null>
 /**
  * The `sign` step of a push (agent/src/cache/push-cache.ts) for a node with
  * a signing key; null without one. The exact ref is signed with its content
- * key, any other ref as a moving tag.
+ * key, any other ref as a moving tag. Given the manifest (one this node put
+ * in the registry itself), that is what is signed; else what the ref names,
+ * if this engine pushed it.
  */
+export type CacheSign = (ref: string, contentKey: string | null, manifest?: FetchedManifest) => Promise<string>;
+
 export function cacheSigner(o: {
   engine: Pick<DockerEngine, 'imageRepoDigests'>;
   key: SigningKey | null | undefined;
   identity: string;
   creds: RegistryCredentials | null;
   exact: { ref: string; key: string } | null;
-}): ((ref: string, contentKey: string | null) => Promise<string>) | null {
+}): CacheSign | null {
   const key = o.key;
   if (!key) return null;
-  return (ref, contentKey) =>
-    signPushed({ engine: o.engine, ref, key, identity: o.identity, creds: o.creds, contentKey: contentKey ?? (ref === o.exact?.ref ? o.exact.key : null) });
+  return (ref, contentKey, manifest) => {
+    const signed = { key, identity: o.identity, creds: o.creds, contentKey: contentKey ?? (ref === o.exact?.ref ? o.exact.key : null) };
+    return manifest ? signManifest({ ...signed, repository: split(ref).repository, image: manifest }) : signPushed({ ...signed, engine: o.engine, ref });
+  };
 }

@@ -65,6 +65,14 @@ export interface AgentConfig {
    * plugin dirs. Absent or empty: none.
    */
   dockerCliPluginDirs?: string[];
+  /**
+   * `WARMSTART_CACHE_PULL_FIRST`: `auto` (default) waits for the moving
+   * image's pull before a build only under the classic builder, which uses
+   * local images alone; BuildKit reads the cache from the registry itself and
+   * takes the layers it needs (README "Two builders"). `always` waits under
+   * both.
+   */
+  cachePullFirst?: 'auto' | 'always';
 }
 
 export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
@@ -123,6 +131,13 @@ export function hostList(raw: string): string[] {
   ];
 }
 
+function cachePullFirst(env: NodeJS.ProcessEnv): 'auto' | 'always' {
+  const raw = nonEmpty(env.WARMSTART_CACHE_PULL_FIRST);
+  if (raw === null || raw === 'auto') return 'auto';
+  if (raw === 'always') return 'always';
+  throw new WarmstartError('INVALID_ARGUMENT', `WARMSTART_CACHE_PULL_FIRST must be auto or always, got ${JSON.stringify(raw.slice(0, 40))}`);
+}
+
 function hostAccess(env: NodeJS.ProcessEnv): 'deny' | 'allow' {
   const raw = nonEmpty(env.WARMSTART_HOST_ACCESS);
   if (raw === null || raw === 'deny') return 'deny';
@@ -166,5 +181,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     exactMaxAgeMs: parseMaxAge(env.WARMSTART_EXACT_MAX_AGE),
     ...signingConfigFromEnv(env),
     dockerCliPluginDirs: dockerCliPluginDirs(env),
+    cachePullFirst: cachePullFirst(env),
   };
 }

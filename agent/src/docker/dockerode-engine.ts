@@ -27,6 +27,8 @@ interface ProgressEvent {
   error?: string;
   errorDetail?: { message?: string };
   status?: string;
+  /** a push's last event names the manifest it put: `{ Tag, Digest, Size }` */
+  aux?: { Digest?: string; ID?: string };
 }
 
 /** Splits `host:port/path:tag` into the name and tag the push endpoint wants. */
@@ -168,12 +170,14 @@ export class DockerodeEngine implements DockerEngine {
     return id ?? (await this.call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect())).Id;
   }
 
-  async pushImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<void> {
+  async pushImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<string | null> {
     const { name, tag } = splitTag(ref);
     const opts: Record<string, unknown> = { tag };
     if (auth) opts.authconfig = auth;
     if (signal) opts.abortSignal = signal;
-    await this.followStream(() => this.docker.getImage(name).push(opts), 'push', signal);
+    const events = await this.followStream(() => this.docker.getImage(name).push(opts), 'push', signal);
+    const digest = events.map((e) => e.aux?.Digest).find((d) => typeof d === 'string' && /^sha256:[a-f0-9]{64}$/.test(d));
+    return digest ?? null;
   }
 
   async removeImage(ref: string): Promise<void> {
@@ -402,7 +406,7 @@ export class DockerodeEngine implements DockerEngine {
     start: () => Promise<NodeJS.ReadableStream>,
     during: 'pull' | 'push',
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<ProgressEvent[]> {
     let stream: NodeJS.ReadableStream;
     try {
       stream = await start();
@@ -410,7 +414,7 @@ export class DockerodeEngine implements DockerEngine {
       if (signal?.aborted) throw signal.reason;
       throw classifyRegistryMessage(describeError(err), during);
     }
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<ProgressEvent[]>((resolve, reject) => {
       const onAbort = (): void => {
         (stream as unknown as { destroy?: (e?: Error) => void }).destroy?.();
         reject(signal?.reason);
@@ -424,7 +428,7 @@ export class DockerodeEngine implements DockerEngine {
           const failed = events?.find((e) => e.error || e.errorDetail?.message);
           const message = err?.message ?? failed?.error ?? failed?.errorDetail?.message;
           if (message) reject(classifyRegistryMessage(message, during));
-          else resolve();
+          else resolve(events ?? []);
         },
       );
     });

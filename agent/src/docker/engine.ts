@@ -150,8 +150,8 @@ export interface DockerEngine {
    * its id. Adds no filesystem layer and does not touch any container.
    */
   labelImage(imageId: string, labels: Record<string, string>, ref: string): Promise<string>;
-  /** Pushes ref; resolves only when the engine says the push is complete. */
-  pushImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<void>;
+  /** Pushes ref; resolves only when the engine says the push is complete, with the manifest digest it reported (null if none). */
+  pushImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<string | null>;
   removeImage(ref: string): Promise<void>;
   /** Image id the container was created from. */
   containerImageId(containerId: string): Promise<string>;

@@ -1,4 +1,7 @@
+import { tooOld } from '../cache/exact-max-age.js';
 import { repositoryIdentity } from '../cache/identity.js';
+import { labelMismatch } from '../cache/image-labels.js';
+import { readImageConfig, type ImageConfigFacts } from '../cache/relabel.js';
 import { signatureRefusal } from '../cache/signature-store.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import type { DockerEngine } from '../docker/engine.js';
@@ -6,6 +9,7 @@ import { describeError } from '../errors.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
 import { normalizeRegistryHost, resolveCredentials, type CredentialSource, type RegistryCredentials } from '../registry/credentials.js';
 import { toDockerAuthConfig } from '../registry/docker-config.js';
+import { createOciApi, type OciApi } from '../registry/oci-api.js';
 import type { RegistryClient } from '../registry/registry-client.js';
 import type { JobPlan } from './plan.js';
 
@@ -15,6 +19,8 @@ export interface CacheDeps {
   credentialSources: CredentialSource[];
   /** its cacheTrustedKeys, when set, admit only signed images (ensureTrusted) */
   config?: Pick<AgentConfig, 'cacheTrustedKeys'>;
+  /** for reading the moving image's labels; the default talks to the registry */
+  oci?: OciApi;
 }
 
 /** What the moving-ref pull came to. */
@@ -46,6 +52,8 @@ export class CacheSession {
   readonly moving: Promise<MovingPull>;
   /** why a push would be refused (null: go ahead) */
   readonly pushBlocked: Promise<string | null>;
+  /** the moving image's labels and age, read from the registry beside its pull (null: none, or unreadable) */
+  readonly movingConfig: Promise<ImageConfigFacts | null>;
   private credentialNote: string | null = null;
 
   constructor(
@@ -69,6 +77,16 @@ export class CacheSession {
     this.moving = pullMoving
       ? this.credentials.then((c) => rec.phase('pull', () => this.ensureTrusted(plan.cacheRef, c, null, null)))
       : Promise.resolve({ available: false, reason: 'not pulled' });
+    this.movingConfig = pullMoving
+      ? this.credentials.then((c) =>
+          rec.phase('moving-labels', () =>
+            readImageConfig(deps.oci ?? createOciApi(), repositoryOf(plan.cacheRef), tagOf(plan.cacheRef), c).catch((err: unknown) => {
+              rec.note(`moving image labels not read: ${describeError(err)}`, 'moving-labels');
+              return null;
+            }),
+          ),
+        )
+      : Promise.resolve(null);
     this.pushBlocked = this.credentials.then((c) =>
       c
         ? deps.registry
@@ -85,6 +103,7 @@ export class CacheSession {
     const session = new CacheSession(deps, plan as JobPlan & { cacheRef: string; registryHost: string }, rec, options.pullMoving ?? true);
     // Settle quietly if the job ends before anyone awaits these (lightweight, no config).
     session.moving.catch(() => undefined);
+    session.movingConfig.catch(() => undefined);
     session.pushBlocked.catch(() => undefined);
     return session;
   }
@@ -97,6 +116,45 @@ export class CacheSession {
   credentialsFor(host: string): Promise<RegistryCredentials | null> {
     if (normalizeRegistryHost(host) === normalizeRegistryHost(this.plan.registryHost)) return this.credentials;
     return resolveCredentials(this.deps.credentialSources, host).catch(() => null);
+  }
+
+  /**
+   * The moving image, when it is the exact image for `key`: the labels read
+   * at t=0 name this repository and key, it is younger than `maxAgeMs`, a
+   * trusted key signed it for this key (when keys are set), and the pull
+   * started at t=0 brought that very digest (a tag moved in between is not
+   * used). Returns the local name to run, `repository@digest`, so another
+   * pull of the tag on this node cannot swap it; null otherwise, and the
+   * exact tag is looked up as usual.
+   */
+  async movingAsExact(identity: string, key: string, maxAgeMs: number): Promise<{ image: string; digest: string } | null> {
+    const facts = await this.movingConfig;
+    if (!facts || labelMismatch(facts.labels, identity, key) !== null || tooOld(facts.created, maxAgeMs) !== null) return null;
+    const repository = repositoryOf(this.plan.cacheRef);
+    const trusted = this.deps.config?.cacheTrustedKeys;
+    if (trusted) {
+      const creds = await this.credentials;
+      if (await signatureRefusal({ repository, digest: facts.digest, identity, contentKey: key, trusted, creds })) return null;
+    }
+    if (!(await this.moving).available) return null;
+    const local = await this.deps.engine.imageRepoDigests(this.plan.cacheRef).catch(() => [] as string[]);
+    const image = `${repository}@${facts.digest}`;
+    return local.includes(image) ? { image, digest: facts.digest } : null;
+  }
+
+  /**
+   * Whether the build can take layers from the moving image. The classic
+   * builder reads local images only, so it waits for the pull. BuildKit
+   * reads the cache from the registry itself: waiting for the pull first
+   * gains nothing (`npm run bench`, row "BuildKit: pull first"), so the image
+   * being in the registry (its labels read at t=0) is enough, and the pull
+   * started at t=0 runs on beside the build (the engine fetches a layer once
+   * for both). With trusted keys, only a pulled, verified image counts.
+   */
+  async layerSource(waitForPull: boolean): Promise<MovingPull> {
+    if (waitForPull || this.deps.config?.cacheTrustedKeys) return this.moving;
+    const facts = await this.movingConfig;
+    return facts ? { available: true, reason: null } : this.moving;
   }
 
   /** The digest of `ref` in the registry, or null when it is not there (or the registry cannot say). */

@@ -16,6 +16,8 @@ export interface ExactLookup {
   hit: boolean;
   /** why an image under the exact tag was not used (`CACHE_IDENTITY_MISMATCH: ...`), or null */
   reason: string | null;
+  /** on a hit, the local name of the image to run when it is not `ref` (the moving image, by digest) */
+  image?: string;
 }
 
 /** No exact lookup for this job: an input behind a moving tag could not be pinned (why: `reason`). */
@@ -73,6 +75,12 @@ export async function findExact(
   if (pins.pins.length > 0) rec.note(`pinned ${pins.pins.map((p) => `${p.ref}@${p.digest.slice(0, 19)}…`).join(', ')}`, 'pin');
   const key = pinnedKey(content, pins.pins);
   const ref = exactRefFor(movingRef, key);
+  // The moving tag is usually the newest exact image (push-cache.ts labels both alike); its pull began at t=0.
+  const moving = await rec.phase('exact-from-moving', () => cache.movingAsExact(identity, key, deps.config.exactMaxAgeMs));
+  if (moving) {
+    rec.note(`the moving image is the exact image for this key (${moving.digest.slice(0, 19)}…): no second lookup or pull`, 'exact-from-moving');
+    return { ref, key, hit: true, reason: null, image: moving.image };
+  }
   const digest = await rec.phase('exact-lookup', () => cache.lookup(ref));
   if (!digest) return { ref, key, hit: false, reason: null };
   const credentials = await cache.credentials;

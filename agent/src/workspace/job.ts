@@ -24,7 +24,7 @@ import { CacheSession } from './cache-phase.js';
 import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
 import { findExact, type ExactLookup, type NoExactKey } from './exact.js';
 import type { PipelineDeps } from './pipeline.js';
-import type { JobPlan } from './plan.js';
+import { builderOf, type JobPlan } from './plan.js';
 
 /** One run of the pipeline; holds what the phases hand each other. */
 export class Job {
@@ -35,6 +35,8 @@ export class Job {
   /** a job token was mounted into the container; `up` names who may read it */
   private containerToken = false;
   private readonly rec: PhaseRecorder;
+  /** the volume filled and the old containers gone (run() starts it after the clone) */
+  private volumeReady: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: PipelineDeps,
@@ -67,8 +69,14 @@ export class Job {
       // Clone before creating the volume, so a repository that cannot be
       // cloned leaves no volume behind.
       await rec.phase('clone', () => this.clone(src));
-      await rec.phase('volume', () => this.populateVolume(src));
-      await rec.phase('remove-old', () => removeWorkspaceContainers(deps.engine, plan.workspaceId));
+      // The volume and the old containers need only the clone; reading the
+      // config, the key and the exact lookup run beside them. Everything that
+      // starts a container waits for `this.volumeReady` first.
+      this.volumeReady = Promise.all([
+        rec.phase('volume', () => this.populateVolume(src)),
+        rec.phase('remove-old', () => removeWorkspaceContainers(deps.engine, plan.workspaceId)),
+      ]).then(() => undefined);
+      this.volumeReady.catch(() => undefined);
 
       let discovered: DiscoveredConfig | null;
       try {
@@ -91,12 +99,13 @@ export class Job {
       this.disposeDockerConfig = dockerConfig.dispose;
       const exact = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec, repositoryIdentity(plan.repo)) : null;
       // The image's devcontainer.metadata label is merged into the container like the repo's config.
-      const imageRefused = exact?.hit ? await rec.phase('host-access', () => exactImageRefusal(deps.config.hostAccess, deps.engine, exact.ref)) : null;
+      const imageRefused = exact?.hit ? await rec.phase('host-access', () => exactImageRefusal(deps.config.hostAccess, deps.engine, exact.image ?? exact.ref)) : null;
       if (imageRefused) return await this.recover(imageRefused);
       const overridePath = await rec.phase('override', async () =>
         writeOverrideFile(this.jobDir, this.withoutHostCommands(await this.override(discovered, cache, exact))),
       );
 
+      await this.volumeReady;
       const steps = new BuildStepCounter();
       let containerId: string;
       const buildsFeatures = exact?.hit !== true && hasFeatures(discovered.config);
@@ -151,15 +160,16 @@ export class Job {
     const settings = process.getuid?.() === 0 ? { updateRemoteUserUID: false } : {};
     if (exact?.hit) {
       this.result.cache = { ref: exact.ref, hit: 'exact', reason: null, stepsCached: null, stepsTotal: null };
-      return buildExactOverride({ discovered, image: exact.ref, workspaceMount, workspaceFolder: plan.workspaceFolder, runArgs, settings });
+      return buildExactOverride({ discovered, image: exact.image ?? exact.ref, workspaceMount, workspaceFolder: plan.workspaceFolder, runArgs, settings });
     }
-    const moving = cache && discovered.kind === 'dockerfile' ? await cache.moving : null;
+    const classic = await deps.devcontainer.usesClassicBuilder();
+    const moving = cache && discovered.kind === 'dockerfile' ? await cache.layerSource(classic || deps.config.cachePullFirst === 'always') : null;
     // An expired exact image (exact-max-age.ts) is remade by a build that runs every step:
     // cached layers would keep what their steps fetched back then.
     const refresh = exact?.ref ? exact.reason?.startsWith('EXACT_IMAGE_EXPIRED') === true : false;
     // The classic builder keeps the container of a failed step; on a node
     // that builds all day those pile up. BuildKit leaves none.
-    const buildOptions = [...((await deps.devcontainer.usesClassicBuilder()) ? ['--force-rm'] : []), ...(refresh ? ['--no-cache'] : [])];
+    const buildOptions = [...(classic ? ['--force-rm'] : []), ...(refresh ? ['--no-cache'] : [])];
     const override = buildOverride({
       discovered,
       cacheFrom: moving?.available && plan.cacheRef && !refresh ? [plan.cacheRef] : [],
@@ -255,6 +265,7 @@ export class Job {
   }
 
   private async lightweight(noConfig: boolean): Promise<WorkspaceResult> {
+    await this.volumeReady;
     const reason = noConfig ? 'no devcontainer config in the repository' : 'lightweight workspace: nothing is built';
     this.result.cache = { ...this.result.cache, ref: null, hit: 'disabled', reason };
     this.result.push.reason = reason;
@@ -278,6 +289,8 @@ export class Job {
     const error = toErrorBody(cause instanceof WarmstartError ? cause : new WarmstartError('DEVCONTAINER_UP_FAILED', describeError(cause)));
     this.result.error = error;
     this.result.push = { status: 'skipped', ref: null, reason: 'the repository config did not build (recovery)', ms: null };
+    // A volume that could not be made fails the job here (run's catch): there is nothing to fall back to.
+    await this.volumeReady;
     try {
       const id = await this.rec.phase('fallback', async () => {
         await removeWorkspaceContainers(this.deps.engine, this.plan.workspaceId);
@@ -318,7 +331,6 @@ export class Job {
       return;
     }
     const ref = plan.cacheRef;
-    const labelled = exact?.ref ? { ref: exact.ref, labels: exactImageLabels(repositoryIdentity(plan.repo), exact.key) } : null;
     result.push = { status: 'pending', ref, reason: null, ms: null };
     this.pushTask = () =>
       deps.pushQueue.enqueue(ref, async () =>
@@ -326,8 +338,11 @@ export class Job {
           engine: deps.engine,
           imageId: await deps.engine.containerImageId(containerId),
           refs: [ref],
-          exact: labelled,
+          exact: exact?.ref
+            ? { ref: exact.ref, labels: exactImageLabels(repositoryIdentity(plan.repo), exact.key, await builderOf(deps.devcontainer)), contentKey: exact.key }
+            : null,
           auth: toDockerAuthConfig(credentials),
+          creds: credentials,
           timeoutMs: plan.pushTimeoutMs,
           sign: cacheSigner({
             engine: deps.engine,

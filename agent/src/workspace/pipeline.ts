@@ -14,7 +14,7 @@ import { makeJobDir } from '../state/runtime-dir.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
 import { Job } from './job.js';
 import type { Mutex } from './mutex.js';
-import { planJob } from './plan.js';
+import { builderOf, forBuilder, planJob } from './plan.js';
 import type { PrepareRequest } from './request.js';
 
 /** Everything the pipeline talks to; wired once in createAgent. */
@@ -59,7 +59,8 @@ export async function prepareWorkspace(
   sink: EventSink,
   options: PrepareOptions = {},
 ): Promise<PreparedWorkspace> {
-  const plan = planJob(req, deps.config);
+  // Each builder reads and writes its own moving tag (agent/src/cache/ref.ts builderRef).
+  const plan = forBuilder(planJob(req, deps.config), await builderOf(deps.devcontainer));
   const existing = await deps.store.load(plan.workspaceId);
   if (existing && existing.repository !== plan.repo.cloneUrl) {
     throw new WarmstartError('WORKSPACE_CONFLICT', `workspace ${plan.workspaceId} already exists for another repository`, {

@@ -1,5 +1,6 @@
 import type { AgentConfig } from '../config/agent-config.js';
-import { parseCacheRegistry, parseImageRef, resolveCacheRef } from '../cache/ref.js';
+import { builderRef, parseCacheRegistry, parseImageRef, resolveCacheRef, type Builder } from '../cache/ref.js';
+import type { DevcontainerCli } from '../devcontainer/cli.js';
 import { checkExplicitCacheRef, checkJobRegistry } from '../cache/ref-scope.js';
 import { WarmstartError } from '../errors.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
@@ -107,4 +108,14 @@ export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
     volume: workspaceVolume(workspaceId),
     workspaceFolder: `/workspaces/${repo.name.replace(/[^A-Za-z0-9._-]/g, "-")}`,
   };
+}
+
+/** The builder this node's builds reach (the CLI decides the same way, cli-runner.ts). */
+export async function builderOf(devcontainer: Pick<DevcontainerCli, 'usesClassicBuilder'>): Promise<Builder> {
+  return (await devcontainer.usesClassicBuilder()) ? 'classic' : 'buildkit';
+}
+
+/** The plan with the moving ref of `builder` (agent/src/cache/ref.ts builderRef). */
+export function forBuilder<P extends JobPlan>(plan: P, builder: Builder): P {
+  return plan.cacheRef ? { ...plan, cacheRef: builderRef(plan.cacheRef, builder) } : plan;
 }

@@ -11,6 +11,7 @@ import { CacheSession } from './cache-phase.js';
 import { findExact } from './exact.js';
 import { prepareWorkspace, type PipelineDeps } from './pipeline.js';
 import { configSkipReason, planPrebuild, prebuildId, pushSkipReason, type PrebuildPlan, type PrebuildRequest } from './prebuild-plan.js';
+import { builderOf, forBuilder } from './plan.js';
 import { removeWorkspace, workspaceVolume } from './remove.js';
 
 export interface PrebuildOptions {
@@ -67,7 +68,7 @@ export async function runPrebuild(deps: PipelineDeps, req: PrebuildRequest, sink
 }
 
 async function build(deps: PipelineDeps, planned: PrebuildPlan, sink: EventSink, secrets: SecretSet, signal: AbortSignal): Promise<Outcome> {
-  const { plan } = planned;
+  const plan = forBuilder(planned.plan, await builderOf(deps.devcontainer));
   const rec = new PhaseRecorder(planned.id, sink);
   const moving = plan.cacheRef;
   const checkCancelled = (): void => {
