@@ -17,10 +17,17 @@
 #   WARMSTART_DOCKER_CLI_PLUGIN_DIRS writes it into each job's DOCKER_CONFIG).
 #
 # Writes KEY=value facts to $N2/env. Stop it: bash node2.sh stop.
+#
+# Node 3 is a second instance of the same binaries (up.sh runs this script
+# again with WARMSTART_NODE2_DIR=$TB/node3, WARMSTART_NODE2_ROOT=$TB/node2/root
+# and a bridge of its own): two BuildKit engines, so a BuildKit cache can be
+# built on one node and used on another.
 set -euo pipefail
 
 TB=${WARMSTART_TESTBED_DIR:-/var/lib/warmstart-testbed}
 N2=${WARMSTART_NODE2_DIR:-$TB/node2}
+# Where the unpacked packages live (node 3 shares node 2's).
+ROOT=${WARMSTART_NODE2_ROOT:-$N2/root}
 SUITE=${WARMSTART_NODE2_SUITE:-trixie}
 BR=${WARMSTART_NODE2_BRIDGE:-ws-node2}
 BR_ADDR=${WARMSTART_NODE2_BRIDGE_ADDR:-10.213.77.1/24}
@@ -28,9 +35,9 @@ SOCK=$N2/run/docker.sock
 PIDFILE=$N2/run/dockerd.pid
 DATA=$N2/data
 EXEC=$N2/exec
-PLUGINS=$N2/root/usr/libexec/docker/cli-plugins
+PLUGINS=$ROOT/usr/libexec/docker/cli-plugins
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-say() { printf 'node2: %s\n' "$*" >&2; }
+say() { printf '%s: %s\n' "${WARMSTART_NODE2_NAME:-node2}" "$*" >&2; }
 
 # The system's Debian mirror, from a deb822 debian.sources or a one-line
 # sources.list: the first http(s) URI that is not the security archive.
@@ -65,7 +72,7 @@ mkdir -p "$N2" "$N2/run" "$DATA" "$EXEC"
 chmod 0700 "$N2"
 
 # --- Packages (private apt state) --------------------------------------------
-if [ ! -x "$N2/root/usr/sbin/dockerd" ] || [ ! -x "$PLUGINS/docker-buildx" ]; then
+if [ ! -x "$ROOT/usr/sbin/dockerd" ] || [ ! -x "$PLUGINS/docker-buildx" ]; then
   mirror=${WARMSTART_NODE2_MIRROR:-$(debian_mirror)}
   mirror=${mirror:-http://deb.debian.org/debian}
   [ -r "$KEYRING" ] || { say "no $KEYRING (package debian-archive-keyring): cannot check $SUITE's signatures"; exit 1; }
@@ -79,15 +86,15 @@ if [ ! -x "$N2/root/usr/sbin/dockerd" ] || [ ! -x "$PLUGINS/docker-buildx" ]; th
   say "fetching docker.io, docker-cli, docker-buildx, containerd from $mirror $SUITE"
   apt-get "${apt_opts[@]}" -qq update
   (cd "$apt_dir/debs" && rm -f ./*.deb && apt-get "${apt_opts[@]}" -qq download docker.io docker-cli docker-buildx containerd)
-  rm -rf "$N2/root"; mkdir -p "$N2/root"
-  for d in "$apt_dir"/debs/*.deb; do dpkg -x "$d" "$N2/root"; done
+  rm -rf "$ROOT"; mkdir -p "$ROOT"
+  for d in "$apt_dir"/debs/*.deb; do dpkg -x "$d" "$ROOT"; done
   # trixie's runc is not unpacked (we never download it); make sure none is on node 2's PATH.
-  rm -f "$N2/root/usr/sbin/runc"
+  rm -f "$ROOT/usr/sbin/runc"
 fi
 
 # The daemon's PATH: node 2's binaries first (dockerd, containerd 1.7, its shim,
 # docker-proxy), then the system's runc and docker-init (tini).
-N2PATH=$N2/root/usr/sbin:$N2/root/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+N2PATH=$ROOT/usr/sbin:$ROOT/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # --- Bridge --------------------------------------------------------------------
 if ! ip link show "$BR" >/dev/null 2>&1; then
@@ -98,7 +105,7 @@ ip addr show dev "$BR" | grep -q "inet ${BR_ADDR%/*}/" || ip addr add "$BR_ADDR"
 ip link set "$BR" up
 
 # --- dockerd -------------------------------------------------------------------
-if ! DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" info >/dev/null 2>&1; then
+if ! DOCKER_HOST=unix://$SOCK "$ROOT/usr/bin/docker" info >/dev/null 2>&1; then
   # A pid file left by a dockerd that was killed (a session's end) names a dead
   # process, or by now another one: dockerd refuses to start over either.
   if [ -s "$PIDFILE" ]; then
@@ -109,12 +116,12 @@ if ! DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" info >/dev/null 2>&1; th
     rm -f "$PIDFILE"
   fi
   say "starting dockerd 26 on unix://$SOCK"
-  PATH=$N2PATH setsid nohup "$N2/root/usr/sbin/dockerd" \
+  PATH=$N2PATH setsid nohup "$ROOT/usr/sbin/dockerd" \
     --data-root "$DATA" --exec-root "$EXEC" --pidfile "$PIDFILE" -H "unix://$SOCK" \
     --bridge "$BR" --iptables=false --ip-masq=false \
     >"$N2/dockerd.log" 2>&1 </dev/null &
-  for _ in $(seq 1 120); do DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" info >/dev/null 2>&1 && break; sleep 0.5; done
-  DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" info >/dev/null 2>&1 || { say "dockerd did not answer; see $N2/dockerd.log"; tail -20 "$N2/dockerd.log" >&2; exit 1; }
+  for _ in $(seq 1 120); do DOCKER_HOST=unix://$SOCK "$ROOT/usr/bin/docker" info >/dev/null 2>&1 && break; sleep 0.5; done
+  DOCKER_HOST=unix://$SOCK "$ROOT/usr/bin/docker" info >/dev/null 2>&1 || { say "dockerd did not answer; see $N2/dockerd.log"; tail -20 "$N2/dockerd.log" >&2; exit 1; }
 fi
 
 cat >"$N2/env" <<ENV
@@ -123,6 +130,6 @@ WARMSTART_NODE2_PIDFILE=$PIDFILE
 WARMSTART_NODE2_DATA_ROOT=$DATA
 WARMSTART_NODE2_BRIDGE=$BR
 WARMSTART_NODE2_CLI_PLUGIN_DIR=$PLUGINS
-WARMSTART_NODE2_DOCKER_CLI=$N2/root/usr/bin/docker
+WARMSTART_NODE2_DOCKER_CLI=$ROOT/usr/bin/docker
 ENV
-say "ready (engine $(DOCKER_HOST=unix://$SOCK "$N2/root/usr/bin/docker" version -f '{{.Server.Version}}'), unix://$SOCK, plugin dir $PLUGINS)"
+say "ready (engine $(DOCKER_HOST=unix://$SOCK "$ROOT/usr/bin/docker" version -f '{{.Server.Version}}'), unix://$SOCK, plugin dir $PLUGINS)"

@@ -138,6 +138,15 @@ fi
   echo "WARMSTART_TESTBED_NODE2_DOCKER_CLI=$(n2fact WARMSTART_NODE2_DOCKER_CLI)"
   echo "WARMSTART_TESTBED_NODE2_DATA_ROOT=$(n2fact WARMSTART_NODE2_DATA_ROOT)"
 } >>"$TB/env"
+# Node 3: the same engine again (node 2's binaries, its own socket, data root
+# and bridge), so a BuildKit cache is built on one node and used on another.
+N3=$TB/node3
+if ! WARMSTART_TESTBED_DIR="$TB" WARMSTART_NODE2_DIR="$N3" WARMSTART_NODE2_ROOT="$N2/root" WARMSTART_NODE2_NAME=node3 \
+  WARMSTART_NODE2_BRIDGE=ws-node3 WARMSTART_NODE2_BRIDGE_ADDR=10.213.78.1/24 bash "$(dirname "${BASH_SOURCE[0]}")/node2.sh"; then
+  say "node 3 could not be started (test/testbed/node2.sh failed, see above; its daemon log: $N3/dockerd.log)"
+  exit 1
+fi
+echo "WARMSTART_TESTBED_NODE3_DOCKER_HOST=$(sed -n 's/^WARMSTART_NODE2_DOCKER_HOST=//p' "$N3/env" | tail -n 1)" >>"$TB/env"
 # LXD for the incus backend; warns, never fails. The demo needs none of it.
 if [ "${WARMSTART_TESTBED_SKIP_LXD:-}" != 1 ]; then
   WARMSTART_TESTBED_DIR="$TB" bash "$(dirname "${BASH_SOURCE[0]}")/lxd.sh"
