@@ -1,6 +1,7 @@
 import { cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { applyEdits, modify } from 'jsonc-parser';
 import { sh } from './proc.js';
 
 /** The bench's workspace fixture (a Dockerfile with ~30 s of build steps, a >100 MB layer, a local feature). */
@@ -13,6 +14,8 @@ export interface Testbed {
   baseImage: string;
   /** LXD's socket and base alias, when the testbed could start LXD */
   lxd: { socket: string; image: string } | null;
+  /** node 2 (test/testbed/node2.sh): engine 26 whose buildx plugin a job reaches through its plugin dir */
+  node2: { dockerHost: string; pluginDirs: string };
 }
 
 /** Reads the facts test/testbed/up.sh wrote (the same file test/support/testbed.ts reads). */
@@ -39,6 +42,7 @@ export async function loadTestbed(): Promise<Testbed> {
     registryUser: get('WARMSTART_TESTBED_REGISTRY_USER'),
     registryPassword: (await readFile(get('WARMSTART_TESTBED_REGISTRY_PASSWORD_FILE'), 'utf8')).trim(),
     baseImage: get('WARMSTART_TESTBED_BASE_IMAGE'),
+    node2: { dockerHost: get('WARMSTART_TESTBED_NODE2_DOCKER_HOST'), pluginDirs: get('WARMSTART_TESTBED_NODE2_PLUGIN_DIRS') },
     lxd: env.get('WARMSTART_TESTBED_LXD_SOCKET') && env.get('WARMSTART_TESTBED_LXD_IMAGE')
       ? { socket: env.get('WARMSTART_TESTBED_LXD_SOCKET')!, image: env.get('WARMSTART_TESTBED_LXD_IMAGE')! }
       : null,
@@ -83,6 +87,21 @@ export async function makeBenchRepo(dest: string, o: { runId: string; baseImage:
   await substitute(dest, { RUN_ID: o.runId, BASE_IMAGE: o.baseImage }, o.quick);
   await gitCommit(dest);
   return dest;
+}
+
+/**
+ * Gives the bench repository another content key while leaving every build
+ * step as it is: the config's `name` (which no step reads) is changed and
+ * committed. The layer cases need it: the moving tag says which key it was
+ * made for, so with the old key a start would be an exact hit through it.
+ */
+export async function newExactKey(repo: string, label: string): Promise<void> {
+  const file = join(repo, '.devcontainer', 'devcontainer.json');
+  const text = await readFile(file, 'utf8');
+  const edits = modify(text, ['name'], `warmstart bench (${label})`, { formattingOptions: { insertSpaces: true, tabSize: 2 } });
+  await writeFile(file, applyEdits(text, edits));
+  const r = await sh('git', ['-c', 'user.email=bench@warmstart.invalid', '-c', 'user.name=warmstart bench', 'commit', '-qam', `another key: ${label}`], { cwd: repo });
+  if (r.code !== 0) throw new Error(`git commit: ${r.stderr}`);
 }
 
 /** A repository from a file map (the serve phase's small workspaces), committed. */

@@ -74,11 +74,6 @@ export class Registry {
     };
   }
 
-  async putManifest(repo: string, tag: string, m: SavedManifest): Promise<void> {
-    const r = await this.call('PUT', `${repo}/manifests/${tag}`, { body: m.body, headers: { 'content-type': m.contentType } });
-    if (!r.ok) throw new Error(`PUT manifest ${repo}:${tag}: HTTP ${r.status} ${await r.text()}`);
-  }
-
   /** Deletes a manifest by digest (and with it every tag pointing at it). 404 is fine. */
   async deleteManifest(repo: string, digest: string): Promise<void> {
     const r = await this.call('DELETE', `${repo}/manifests/${digest}`);
@@ -88,32 +83,6 @@ export class Registry {
   /** Unlinks a blob from a repository (the data stays until the registry's garbage collection). */
   async deleteBlob(repo: string, digest: string): Promise<void> {
     await this.call('DELETE', `${repo}/blobs/${digest}`).catch(() => undefined);
-  }
-
-  /**
-   * Leaves the moving tag as the only cache tag of `repo`: deletes every
-   * `exact-*` tag (by its manifest) and restores the moving tag if it shared
-   * the manifest. Returns the tags that were deleted.
-   */
-  async dropExactTags(repo: string, movingTag: string): Promise<{ deleted: string[]; restoredMoving: boolean }> {
-    const moving = await this.getManifest(repo, movingTag);
-    if (!moving) throw new Error(`${repo}:${movingTag} is not in the registry`);
-    const exact = (await this.tags(repo)).filter((t) => t.startsWith('exact-'));
-    const digests = new Set<string>();
-    for (const t of exact) {
-      const d = await this.digest(repo, t);
-      if (d) digests.add(d);
-    }
-    for (const d of digests) await this.deleteManifest(repo, d);
-    let restoredMoving = false;
-    if ((await this.digest(repo, movingTag)) === null) {
-      await this.putManifest(repo, movingTag, moving);
-      restoredMoving = true;
-    }
-    const left = (await this.tags(repo)).filter((t) => t.startsWith('exact-'));
-    if (left.length > 0) throw new Error(`exact tags still in ${repo}: ${left.join(', ')}`);
-    if ((await this.digest(repo, movingTag)) === null) throw new Error(`could not restore ${repo}:${movingTag}`);
-    return { deleted: exact, restoredMoving };
   }
 
   /** Removes everything under a repository path: its manifests and the links to their blobs. */

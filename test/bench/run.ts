@@ -24,8 +24,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ContentionWatch } from './contention.js';
-import { BENCH_CONTAINER_LABEL, engineVersion, removeContainers, removeWorkspace, runImages, wipeRunImages } from './docker.js';
-import { loadTestbed, makeBenchRepo } from './fixture.js';
+import { builderRef } from '../../agent/src/cache/ref.js';
+import { BENCH_CONTAINER_LABEL, docker, engineVersion, removeContainers, removeWorkspace, runImages, wipeRunImages } from './docker.js';
+import { loadTestbed, makeBenchRepo, newExactKey } from './fixture.js';
 import { benchMachineUpHit, type MachineUpBenchResult } from './lxd.js';
 import { sh } from './proc.js';
 import { Registry } from './registry.js';
@@ -36,9 +37,24 @@ import { median, pairRatio, round, type PairRatio } from './stats.js';
 import { devcontainerUp, pullAndRun, warmstartUp, type RunRecord, type Tools } from './warmstart.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const BUDGET_MS = 15 * 60_000;
+const BUDGET_MS = 25 * 60_000;
 
-const CASES = ['plain-cold', 'overhead', 'warm-cold', 'floor', 'warm-exact', 'warm-layers', 'push-on', 'push-off'] as const;
+const CASES = [
+  'plain-cold',
+  'overhead',
+  'warm-cold',
+  'floor',
+  'warm-exact',
+  'warm-layers',
+  'push-on',
+  'push-off',
+  'bk-plain-cold',
+  'bk-warm-cold',
+  'bk-floor',
+  'bk-warm-exact',
+  'bk-warm-layers',
+  'bk-pull-first',
+] as const;
 type CaseName = (typeof CASES)[number];
 
 const MEASURE: Record<CaseName, string> = {
@@ -47,9 +63,15 @@ const MEASURE: Record<CaseName, string> = {
   'warm-cold': 'warmstart up, empty registry namespace: spawn to its "ready" line (the push runs after ready)',
   floor: 'docker pull of the finished image + the CLI\'s `up` of {"image": ref} (wall times summed; `docker run -d` timed separately, see details)',
   'warm-exact': 'warmstart up, exact tag in the registry: spawn to its "ready" line',
-  'warm-layers': 'warmstart up, moving tag only (exact tags deleted): spawn to its "ready" line',
+  'warm-layers': 'warmstart up, another content key (the config\'s name changed), the same build steps: spawn to its "ready" line',
   'push-on': 'timings.ready of the warm-layers runs (push on)',
   'push-off': 'timings.ready of warmstart up --no-push, moving tag only',
+  'bk-plain-cold': 'node 2 (engine 26, BuildKit): wall time of `devcontainer up`, no warmstart',
+  'bk-warm-cold': "node 2: warmstart up, empty registry namespace (seeds BuildKit's moving tag and the exact tag)",
+  'bk-floor': "node 2: docker pull of BuildKit's moving image + the CLI's `up` of {\"image\": ref}",
+  'bk-warm-exact': 'node 2: warmstart up, exact tag in the registry',
+  'bk-warm-layers': 'node 2: warmstart up, moving tag only; the build does not wait for the pull (WARMSTART_CACHE_PULL_FIRST=auto)',
+  'bk-pull-first': 'node 2: as bk-warm-layers, but the build waits for the moving pull first (WARMSTART_CACHE_PULL_FIRST=always)',
 };
 
 interface Goal {
@@ -142,6 +164,18 @@ async function main(): Promise<number> {
     { mode: 0o600 },
   );
   const dockerEnv = { ...process.env, DOCKER_CONFIG: dockerConfigDir };
+  // Node 2: the same credentials, and its buildx plugin, so `devcontainer up` there builds with BuildKit.
+  const node2ConfigDir = join(workDir, 'docker-config-node2');
+  await mkdir(node2ConfigDir, { recursive: true, mode: 0o700 });
+  await writeFile(
+    join(node2ConfigDir, 'config.json'),
+    JSON.stringify({
+      auths: { [tb.registry]: { auth: Buffer.from(`${tb.registryUser}:${tb.registryPassword}`).toString('base64') } },
+      cliPluginsExtraDirs: tb.node2.pluginDirs.split(':'),
+    }),
+    { mode: 0o600 },
+  );
+  const node2Env = { ...process.env, DOCKER_CONFIG: node2ConfigDir, DOCKER_HOST: tb.node2.dockerHost };
 
   const repo = await makeBenchRepo(join(workDir, 'repos', 'bench', 'app'), { runId, baseImage: tb.baseImage, quick });
   const stateDir = join(workDir, 'state');
@@ -157,6 +191,12 @@ async function main(): Promise<number> {
     WARMSTART_REGISTRY_USERNAME: tb.registryUser,
     WARMSTART_REGISTRY_PASSWORD: tb.registryPassword,
   });
+  const warmEnv2 = (namespace: string, pullFirst = false): NodeJS.ProcessEnv => ({
+    ...warmEnv(namespace),
+    DOCKER_HOST: tb.node2.dockerHost,
+    WARMSTART_DOCKER_CLI_PLUGIN_DIRS: tb.node2.pluginDirs,
+    ...(pullFirst ? { WARMSTART_CACHE_PULL_FIRST: 'always' } : {}),
+  });
 
   // The cache ref as warmstart derives it (so the bench never guesses its naming).
   const refOut = await sh(tools.node, [tools.cli, 'cache', 'ref', repo, '--cache-registry', `${tb.registry}/${runId}-probe`, '--json'], { env: warmEnv(null) });
@@ -165,6 +205,7 @@ async function main(): Promise<number> {
   const movingTag = refPath.slice(refPath.lastIndexOf(':') + 1);
   const repoPathIn = (ns: string): string => `${ns}/${refPath.slice(0, refPath.lastIndexOf(':'))}`;
   const movingRefIn = (ns: string): string => `${tb.registry}/${ns}/${refPath}`;
+  const buildkitTag = builderRef(probeRef, 'buildkit').slice(probeRef.lastIndexOf(':') + 1);
 
   const cases = Object.fromEntries(CASES.map((c) => [c, [] as RunRecord[]])) as Record<CaseName, RunRecord[]>;
   const coldTimeout = quick ? 180_000 : 420_000;
@@ -191,9 +232,11 @@ async function main(): Promise<number> {
   };
 
   /** A fresh node: no containers of the bench, no image of this run. Returns how many images could not be removed. */
-  const freshNode = async (): Promise<number> => {
-    await removeContainers(`${BENCH_CONTAINER_LABEL}=${runId}`);
-    const { left } = await wipeRunImages(runId);
+  const freshNode = async (env?: NodeJS.ProcessEnv): Promise<number> => {
+    await removeContainers(`${BENCH_CONTAINER_LABEL}=${runId}`, env);
+    const { left } = await wipeRunImages(runId, [], env);
+    // BuildKit keeps a build cache of its own beside the images: a fresh node has none.
+    if (env) await docker(['builder', 'prune', '-af'], env);
     return left;
   };
 
@@ -205,10 +248,10 @@ async function main(): Promise<number> {
    * machine during the run are recorded too.
    */
   const MAX_RETRIES = 2;
-  const measure = async (c: CaseName, i: number, fn: (attempt: number) => Promise<RunRecord>): Promise<RunRecord> => {
+  const measure = async (c: CaseName, i: number, fn: (attempt: number) => Promise<RunRecord>, nodeEnv?: NodeJS.ProcessEnv): Promise<RunRecord> => {
     let r: RunRecord = { i, ok: false, ms: null };
     for (let attempt = 0; attempt <= MAX_RETRIES; attempt++) {
-      const left = await freshNode();
+      const left = await freshNode(nodeEnv);
       const t0 = performance.now();
       try {
         r = { ...(await fn(attempt)), leftoverImages: left };
@@ -313,24 +356,84 @@ async function main(): Promise<number> {
 
       // warm-layers (= push-on): the moving tag only.
       const layers = await measure('warm-layers', i, async (a) => {
-        await registry.dropExactTags(repoPathIn(ns), movingTag);
+        await newExactKey(repo, `warm-layers ${i}.${a}`);
         return { ...(await up('layers', a, { expectedHit: 'layers', timeoutMs: warmTimeout })), exactTagInRegistry: false };
       });
       cases['push-on'].push({ ...layers, ms: layers.ok ? (layers.readyMs ?? null) : null });
 
       // push-off: the same situation, --no-push.
       await measure('push-off', i, async (a) => {
-        await registry.dropExactTags(repoPathIn(ns), movingTag);
+        await newExactKey(repo, `push-off ${i}.${a}`);
         const r = await up('nopush', a, { noPush: true, expectedHit: 'layers', timeoutMs: warmTimeout });
         // push-on/push-off compare timings.ready (the brief's measure), not spawn→ready.
         return { ...r, ms: r.ok ? (r.readyMs ?? null) : null, exactTagInRegistry: false };
       });
 
+      // Node 2 (engine 26, BuildKit): its own namespace, since node 1's exact tag would be a hit there.
+      const ns2 = `${runId}-k${i}`;
+      namespaces.add(ns2);
+      const up2 = (c: string, attempt: number, o: { expectedHit: string; timeoutMs: number; pullFirst?: boolean }) =>
+        warmstartUp(i, { tools, repo, workspaceId: ws(c, attempt), env: warmEnv2(ns2, o.pullFirst), stateDir, ...o });
+      await measure(
+        'bk-plain-cold',
+        i,
+        (a) => devcontainerUp(i, { tools, workspaceFolder: repo, runId, caseLabel: `${runId}-bkplain-${i}-${a}`, env: node2Env, timeoutMs: coldTimeout }),
+        node2Env,
+      );
+      const cold2 = await measure('bk-warm-cold', i, (a) => up2('bkcold', a, { expectedHit: 'miss', timeoutMs: coldTimeout }), node2Env);
+      if ((await registry.digest(repoPathIn(ns2), buildkitTag)) === null) {
+        warn(`bk-warm-cold #${i} left no BuildKit moving tag (push ${cold2.push?.status ?? '?'}: ${cold2.push?.reason ?? ''}): node 2's warm cases of run ${i} are skipped`);
+        for (const c of ['bk-floor', 'bk-warm-exact', 'bk-warm-layers', 'bk-pull-first'] as const) {
+          cases[c].push({ i, ok: false, ms: null, error: 'no BuildKit cache image in the registry (bk-warm-cold did not push)' });
+        }
+      } else {
+        await measure(
+          'bk-floor',
+          i,
+          async (a) => {
+            const rec: RunRecord = { i, ok: false, ms: null };
+            try {
+              const ref = `${tb.registry}/${repoPathIn(ns2)}:${buildkitTag}`;
+              const { pullMs, runMs } = await pullAndRun(ref, runId, node2Env);
+              const dir = join(workDir, 'bk-floor', `${i}-${a}`);
+              await mkdir(join(dir, '.devcontainer'), { recursive: true });
+              await writeFile(join(dir, '.devcontainer', 'devcontainer.json'), `${JSON.stringify({ image: ref })}\n`);
+              const cli = await devcontainerUp(i, { tools, workspaceFolder: dir, runId, caseLabel: `${runId}-bkfloor-${i}-${a}`, env: node2Env, timeoutMs: warmTimeout });
+              Object.assign(rec, { pullMs, runMs, upMs: cli.ms ?? undefined, postCreate: cli.postCreate, wallMs: pullMs + runMs + (cli.ms ?? 0) });
+              if (!cli.ok) throw new Error(cli.error ?? 'devcontainer up failed');
+              rec.ms = pullMs + (cli.ms ?? 0);
+              rec.ok = true;
+            } catch (err) {
+              rec.error = (err as Error).message;
+            }
+            return rec;
+          },
+          node2Env,
+        );
+        await measure('bk-warm-exact', i, (a) => up2('bkexact', a, { expectedHit: 'exact', timeoutMs: warmTimeout }), node2Env);
+        // The layer cases alternate which goes first, so neither always runs on a warmer machine.
+        const layerCases = [
+          ['bk-warm-layers', false],
+          ['bk-pull-first', true],
+        ] as const;
+        for (const [c, pullFirst] of i % 2 === 0 ? [...layerCases].reverse() : layerCases) {
+          await measure(
+            c,
+            i,
+            async (a) => {
+              await newExactKey(repo, `${c} ${i}.${a}`);
+              return { ...(await up2(c === 'bk-warm-layers' ? 'bklayers' : 'bkpull', a, { expectedHit: 'layers', timeoutMs: warmTimeout, pullFirst })), exactTagInRegistry: false };
+            },
+            node2Env,
+          );
+        }
+      }
+
       const elapsed = performance.now() - started;
       const perIter = performance.now() - iterStart;
       const projected = elapsed + perIter * (N - i) + 60_000;
       log(`run ${i}/${N} took ${secs(perIter)}; projected total ${clock(projected)} (budget ${clock(BUDGET_MS)} incl. build)`);
-      if (i === 1 && N > 1 && projected > BUDGET_MS - 60_000) warn(`projected total ${clock(projected)} is close to or over the 15-minute budget`);
+      if (i === 1 && N > 1 && projected > BUDGET_MS - 60_000) warn(`projected total ${clock(projected)} is close to or over the 25-minute budget`);
     }
 
     // warmstart serve: memory and /health under load.
@@ -383,7 +486,12 @@ async function main(): Promise<number> {
     watch.stop();
     log('cleaning up: containers, workspaces, images of this run, registry namespaces, work dir');
     await removeContainers(`${BENCH_CONTAINER_LABEL}=${runId}`);
-    for (const id of workspaceIds) await removeWorkspace(id);
+    await removeContainers(`${BENCH_CONTAINER_LABEL}=${runId}`, node2Env);
+    for (const id of workspaceIds) {
+      await removeWorkspace(id);
+      await removeWorkspace(id, node2Env);
+    }
+    await freshNode(node2Env);
     const { left } = await wipeRunImages(runId);
     if (left > 0) warn(`${left} image(s) labelled ${runId} could not be removed`);
     for (const ns of namespaces) {
@@ -404,9 +512,14 @@ async function main(): Promise<number> {
   const ratioDefs: [string, CaseName, CaseName, number][] = [
     ['warm-layers/plain-cold', 'warm-layers', 'plain-cold', 0.15],
     ['warm-layers/floor', 'warm-layers', 'floor', 1.3],
-    ['warm-exact/floor', 'warm-exact', 'floor', 1.25],
+    ['warm-exact/floor', 'warm-exact', 'floor', 1.1],
     ['push-on/push-off', 'push-on', 'push-off', 1.05],
     ['overhead/plain-cold', 'overhead', 'plain-cold', 1.1],
+    ['BuildKit warm-exact/floor', 'bk-warm-exact', 'bk-floor', 1.1],
+    ['BuildKit warm-layers/plain-cold', 'bk-warm-layers', 'bk-plain-cold', 0.15],
+    ['BuildKit warm-layers/floor', 'bk-warm-layers', 'bk-floor', 1.3],
+    // Whether the build should wait for the moving pull under BuildKit: ≤ 1 says not waiting is no slower.
+    ['BuildKit no-wait/pull-first', 'bk-warm-layers', 'bk-pull-first', 1.0],
   ];
   const ratios: Record<string, PairRatio & { goal: number }> = {};
   for (const [name, a, b, g] of ratioDefs) {
@@ -414,7 +527,7 @@ async function main(): Promise<number> {
     ratios[name] = { median: round(r.median, 3), pairs: r.pairs.map((p) => round(p, 3)), n: r.n, goal: g };
   }
 
-  const upRss = CASES.filter((c) => c !== 'push-on' && c !== 'plain-cold' && c !== 'floor')
+  const upRss = CASES.filter((c) => !['push-on', 'plain-cold', 'floor', 'bk-plain-cold', 'bk-floor'].includes(c))
     .flatMap((c) => cases[c])
     .map((r) => r.peakRssMb)
     .filter((v): v is number => typeof v === 'number');
@@ -441,6 +554,23 @@ async function main(): Promise<number> {
     'warm-cold': phaseMedians('warm-cold'),
     'push-off': phaseMedians('push-off'),
     overhead: phaseMedians('overhead'),
+    'bk-warm-exact': phaseMedians('bk-warm-exact'),
+    'bk-warm-layers': phaseMedians('bk-warm-layers'),
+    'bk-pull-first': phaseMedians('bk-pull-first'),
+  };
+  /** Median start and end of each phase (ms from the job's first event): which phases overlap. */
+  const windowMedians = (c: CaseName): Record<string, { start: number; end: number }> => {
+    const ok = cases[c].filter((r) => r.ok && r.phaseWindows);
+    const keys = [...new Set(ok.flatMap((r) => Object.keys(r.phaseWindows!)))];
+    const pick = (k: string, side: 'start' | 'end'): number =>
+      round(median(ok.map((r) => r.phaseWindows![k]?.[side]).filter((v): v is number => typeof v === 'number')), 0) ?? -1;
+    return Object.fromEntries(keys.map((k) => [k, { start: pick(k, 'start'), end: pick(k, 'end') }]).sort((a, b) => (a[1] as { start: number }).start - (b[1] as { start: number }).start));
+  };
+  const phaseWindows = {
+    'warm-exact': windowMedians('warm-exact'),
+    'bk-warm-exact': windowMedians('bk-warm-exact'),
+    'warm-layers': windowMedians('warm-layers'),
+    'bk-warm-layers': windowMedians('bk-warm-layers'),
   };
 
   const caseResults = Object.fromEntries(
@@ -479,12 +609,14 @@ async function main(): Promise<number> {
     ratios,
     goals,
     phases,
+    phaseWindows,
     meta: {
       runId,
       runsPerCase: N,
       quick,
       fixture: quick ? 'QUICK: sleeps 1 s, 5 MB layer (not the real fixture)' : 'test/fixtures/repos/bench (sleep 22 + 110 MB layer, sleep 5, feature sleep 4)',
-      order: 'per i: plain-cold, overhead, warm-cold, floor, warm-exact, warm-layers (= push-on), push-off; then warmstart serve',
+      order:
+        'per i: node 1 (classic): plain-cold, overhead, warm-cold, floor, warm-exact, warm-layers (= push-on), push-off; node 2 (BuildKit): bk-plain-cold, bk-warm-cold, bk-floor, bk-warm-exact, bk-warm-layers and bk-pull-first (alternating first); then warmstart serve',
       ratios: 'pair by pair: run i of A / run i of B (adjacent in time), then the median of those ratios',
       startedAt,
       totalWallMs,
@@ -507,12 +639,12 @@ async function main(): Promise<number> {
   // --- table ---------------------------------------------------------------
   const out: string[] = [''];
   if (quick) out.push('*** QUICK MODE: not the real fixture; these numbers say nothing about warmstart ***', '');
-  out.push(`${'case'.padEnd(12)} ${'median'.padStart(8)}  runs`);
+  out.push(`${'case'.padEnd(14)} ${'median'.padStart(8)}  runs`);
   for (const c of CASES) {
     const r = caseResults[c]!;
     const runs = r.runs.map((v) => (v === null ? 'FAIL' : (v / 1000).toFixed(2))).join(' ');
     const hits = r.hits ? `  hits: ${r.hits.join(',')}` : '';
-    out.push(`${c.padEnd(12)} ${secs(r.medianMs).padStart(8)}  ${runs}${hits}`);
+    out.push(`${c.padEnd(14)} ${secs(r.medianMs).padStart(8)}  ${runs}${hits}`);
   }
   out.push('', 'ratios (median of per-pair ratios, run i of A / run i of B):');
   for (const g of goals) {
@@ -521,7 +653,9 @@ async function main(): Promise<number> {
     out.push(`  ${g.name.padEnd(34)} ${v.padStart(10)}  goal ≤ ${g.goal}${g.unit === 'MB' || g.unit === 'ms' ? ` ${g.unit}` : ''}: ${verdict}`);
   }
   out.push('', 'phase medians (ms, from timings):');
-  for (const [c, p] of Object.entries(phases)) out.push(`  ${c.padEnd(12)} ${Object.entries(p).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  for (const [c, p] of Object.entries(phases)) out.push(`  ${c.padEnd(14)} ${Object.entries(p).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  out.push('', 'phase windows (median start-end, ms from the job start; overlapping windows ran side by side):');
+  for (const [c, p] of Object.entries(phaseWindows)) out.push(`  ${c.padEnd(14)} ${Object.entries(p).map(([k, w]) => `${k} ${w.start}-${w.end}`).join(', ')}`);
   if (warnings.length) out.push('', `${warnings.length} warning(s):`, ...warnings.map((w) => `  - ${w}`));
   out.push('', `total wall time of the bench (harness only; npm run bench adds the build and testbed check): ${clock(totalWallMs)} (${secs(totalWallMs)})`);
   out.push(`results: ${outFile}`);

@@ -26,6 +26,8 @@ export interface RunRecord {
   wallMs?: number;
   push?: { status: string; ms: number | null; reason: string | null };
   timings?: Record<string, number>;
+  /** each phase's first start and last end, ms from the job's first event */
+  phaseWindows?: Record<string, { start: number; end: number }>;
   peakRssMb?: number | null;
   treePeakRssMb?: number | null;
   stepsCached?: number | null;
@@ -122,7 +124,8 @@ export async function warmstartUp(i: number, o: WarmstartUpOptions): Promise<Run
     if (result.outcome !== 'ready') {
       throw new Error(`outcome ${result.outcome}: ${result.error?.code ?? ''} ${result.error?.message ?? ''} (cache: ${result.cache.reason ?? ''})`);
     }
-    if (result.containerId) rec.postCreate = await fileInContainer(result.containerId, POSTCREATE_MARKER);
+    if (result.containerId) rec.postCreate = await fileInContainer(result.containerId, POSTCREATE_MARKER, o.env);
+    rec.phaseWindows = await phaseWindows(join(o.stateDir, 'workspaces', o.workspaceId, 'events.ndjson'));
     // spawn→ready as the user waits for it; if the progress line was not seen, ready as warmstart counts it.
     rec.ms = run.readyWallMs ?? result.timings.ready ?? null;
     rec.ok = rec.ms !== null;
@@ -131,9 +134,36 @@ export async function warmstartUp(i: number, o: WarmstartUpOptions): Promise<Run
     const events = await readFile(join(o.stateDir, 'workspaces', o.workspaceId, 'events.ndjson'), 'utf8').catch(() => '');
     if (FEATURE_COLLISION.test(events) || FEATURE_COLLISION.test(run?.stdout ?? '')) rec.featureContentCollision = true;
   } finally {
-    await removeWorkspace(o.workspaceId);
+    await removeWorkspace(o.workspaceId, o.env);
   }
   return rec;
+}
+
+/**
+ * When each phase ran, from the job's event log: its first start and last
+ * end, in ms from the job's first event (phases that overlap show it here;
+ * `timings` only sums durations).
+ */
+async function phaseWindows(eventsFile: string): Promise<Record<string, { start: number; end: number }>> {
+  const text = await readFile(eventsFile, 'utf8').catch(() => '');
+  const out: Record<string, { start: number; end: number }> = {};
+  let t0: number | null = null;
+  for (const line of text.split('\n')) {
+    let e: { ts?: string; type?: string; phase?: string };
+    try {
+      e = JSON.parse(line) as typeof e;
+    } catch {
+      continue;
+    }
+    const t = e.ts ? Date.parse(e.ts) : NaN;
+    if (!Number.isFinite(t)) continue;
+    t0 ??= t;
+    if (!e.phase || (e.type !== 'phase-start' && e.type !== 'phase-end')) continue;
+    const w = (out[e.phase] ??= { start: t - t0, end: t - t0 });
+    if (e.type === 'phase-start') w.start = Math.min(w.start, t - t0);
+    else w.end = Math.max(w.end, t - t0);
+  }
+  return out;
 }
 
 /** The pinned devcontainers CLI's `up`, alone (no warmstart): spawn→exit. Removes its container after. */
@@ -163,13 +193,13 @@ export async function devcontainerUp(
       throw new Error(`devcontainer up: ${result.message ?? ''} (exit ${run.code}${run.timedOut ? ', timed out' : ''}) ${tail(run.stderr)}`);
     }
     rec.containerId = result.containerId;
-    rec.postCreate = await fileInContainer(result.containerId, POSTCREATE_MARKER);
+    rec.postCreate = await fileInContainer(result.containerId, POSTCREATE_MARKER, o.env);
     rec.ms = run.wallMs;
     rec.ok = true;
   } catch (err) {
     rec.error = (err as Error).message;
   } finally {
-    await removeContainers(label);
+    await removeContainers(label, o.env);
   }
   return rec;
 }
@@ -184,6 +214,6 @@ export async function pullAndRun(ref: string, runId: string, env: NodeJS.Process
     timeoutMs: 120_000,
   });
   if (run.code !== 0) throw new Error(`docker run ${ref}: ${run.stderr.trim()}`);
-  await docker(['rm', '-f', run.stdout.trim()]);
+  await docker(['rm', '-f', run.stdout.trim()], env);
   return { pullMs: pull.wallMs, runMs: run.wallMs };
 }

@@ -1,6 +1,7 @@
 import { tooOld } from '../cache/exact-max-age.js';
 import { repositoryIdentity } from '../cache/identity.js';
 import { labelMismatch } from '../cache/image-labels.js';
+import { builderRef, type Builder } from '../cache/ref.js';
 import { readImageConfig, type ImageConfigFacts } from '../cache/relabel.js';
 import { signatureRefusal } from '../cache/signature-store.js';
 import type { AgentConfig } from '../config/agent-config.js';
@@ -54,6 +55,8 @@ export class CacheSession {
   readonly pushBlocked: Promise<string | null>;
   /** the moving image's labels and age, read from the registry beside its pull (null: none, or unreadable) */
   readonly movingConfig: Promise<ImageConfigFacts | null>;
+  /** the moving ref of this node's builder (agent/src/cache/ref.ts builderRef), known once the builder probe answers */
+  readonly movingRef: Promise<string>;
   private credentialNote: string | null = null;
 
   constructor(
@@ -62,25 +65,18 @@ export class CacheSession {
     private readonly rec: PhaseRecorder,
     /** false: the moving ref is not pulled (a prebuild's check before it decides to build, workspace/prebuild.ts) */
     pullMoving = true,
+    /** the node's builder, whose probe runs beside the login; absent: `plan.cacheRef` is the moving ref as it is */
+    builder?: Promise<Builder>,
   ) {
-    const host = plan.registryHost;
-    const sources = plan.jobCredentials ? [{ get: async () => plan.jobCredentials }, ...deps.credentialSources] : deps.credentialSources;
-    this.credentials = rec.phase('credentials', async () => {
-      try {
-        return await resolveCredentials(sources, host);
-      } catch (err) {
-        this.credentialNote = `credentials unavailable: ${describeError(err)}`;
-        rec.note(this.credentialNote, 'credentials');
-        return null;
-      }
-    });
+    this.movingRef = builder ? builder.then((b) => builderRef(plan.cacheRef, b)) : Promise.resolve(plan.cacheRef);
+    const afterLogin = Promise.all([this.movingRef, (this.credentials = this.login(plan, deps, rec))]);
     this.moving = pullMoving
-      ? this.credentials.then((c) => rec.phase('pull', () => this.ensureTrusted(plan.cacheRef, c, null, null)))
+      ? afterLogin.then(([ref, c]) => rec.phase('pull', () => this.ensureTrusted(ref, c, null, null)))
       : Promise.resolve({ available: false, reason: 'not pulled' });
     this.movingConfig = pullMoving
-      ? this.credentials.then((c) =>
+      ? afterLogin.then(([ref, c]) =>
           rec.phase('moving-labels', () =>
-            readImageConfig(deps.oci ?? createOciApi(), repositoryOf(plan.cacheRef), tagOf(plan.cacheRef), c).catch((err: unknown) => {
+            readImageConfig(deps.oci ?? createOciApi(), repositoryOf(ref), tagOf(ref), c).catch((err: unknown) => {
               rec.note(`moving image labels not read: ${describeError(err)}`, 'moving-labels');
               return null;
             }),
@@ -98,14 +94,28 @@ export class CacheSession {
   }
 
   /** Starts a session when the job has a cache ref; null otherwise. */
-  static start(deps: CacheDeps, plan: JobPlan, rec: PhaseRecorder, options: { pullMoving?: boolean } = {}): CacheSession | null {
+  static start(deps: CacheDeps, plan: JobPlan, rec: PhaseRecorder, options: { pullMoving?: boolean; builder?: Promise<Builder> } = {}): CacheSession | null {
     if (!plan.cacheRef || !plan.registryHost) return null;
-    const session = new CacheSession(deps, plan as JobPlan & { cacheRef: string; registryHost: string }, rec, options.pullMoving ?? true);
+    const session = new CacheSession(deps, plan as JobPlan & { cacheRef: string; registryHost: string }, rec, options.pullMoving ?? true, options.builder);
     // Settle quietly if the job ends before anyone awaits these (lightweight, no config).
+    session.movingRef.catch(() => undefined);
     session.moving.catch(() => undefined);
     session.movingConfig.catch(() => undefined);
     session.pushBlocked.catch(() => undefined);
     return session;
+  }
+
+  private login(plan: JobPlan & { registryHost: string }, deps: CacheDeps, rec: PhaseRecorder): Promise<RegistryCredentials | null> {
+    const sources = plan.jobCredentials ? [{ get: async () => plan.jobCredentials }, ...deps.credentialSources] : deps.credentialSources;
+    return rec.phase('credentials', async () => {
+      try {
+        return await resolveCredentials(sources, plan.registryHost);
+      } catch (err) {
+        this.credentialNote = `credentials unavailable: ${describeError(err)}`;
+        rec.note(this.credentialNote, 'credentials');
+        return null;
+      }
+    });
   }
 
   /**
@@ -130,14 +140,15 @@ export class CacheSession {
   async movingAsExact(identity: string, key: string, maxAgeMs: number): Promise<{ image: string; digest: string } | null> {
     const facts = await this.movingConfig;
     if (!facts || labelMismatch(facts.labels, identity, key) !== null || tooOld(facts.created, maxAgeMs) !== null) return null;
-    const repository = repositoryOf(this.plan.cacheRef);
+    const ref = await this.movingRef;
+    const repository = repositoryOf(ref);
     const trusted = this.deps.config?.cacheTrustedKeys;
     if (trusted) {
       const creds = await this.credentials;
       if (await signatureRefusal({ repository, digest: facts.digest, identity, contentKey: key, trusted, creds })) return null;
     }
     if (!(await this.moving).available) return null;
-    const local = await this.deps.engine.imageRepoDigests(this.plan.cacheRef).catch(() => [] as string[]);
+    const local = await this.deps.engine.imageRepoDigests(ref).catch(() => [] as string[]);
     const image = `${repository}@${facts.digest}`;
     return local.includes(image) ? { image, digest: facts.digest } : null;
   }

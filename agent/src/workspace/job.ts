@@ -40,7 +40,8 @@ export class Job {
 
   constructor(
     private readonly deps: PipelineDeps,
-    private readonly plan: JobPlan,
+    /** its cacheRef becomes this node's builder's moving ref once the builder probe answers (run) */
+    private plan: JobPlan,
     recorder: PhaseRecorder,
     private readonly jobDir: string,
     private readonly signal: AbortSignal,
@@ -60,15 +61,21 @@ export class Job {
   }
 
   async run(): Promise<WorkspaceResult> {
-    const { deps, plan, rec } = this;
+    const { deps, rec } = this;
+    let plan = this.plan;
     try {
-      // Logging in, the push probe and the moving-ref pull need none of the
-      // repository's files: they start now and overlap the clone.
-      const cache = plan.lightweight ? null : CacheSession.start(deps, plan, rec);
+      // Logging in, the builder probe, the push probe and the moving-ref pull
+      // need none of the repository's files: they start now and overlap the clone.
+      const cache = plan.lightweight ? null : CacheSession.start(deps, plan, rec, { builder: builderOf(deps.devcontainer) });
       const src = deps.store.sourceDir(plan.workspaceId);
       // Clone before creating the volume, so a repository that cannot be
       // cloned leaves no volume behind.
       await rec.phase('clone', () => this.clone(src));
+      if (cache) {
+        // Each builder reads and writes its own moving tag (agent/src/cache/ref.ts builderRef).
+        plan = this.plan = { ...plan, cacheRef: await cache.movingRef };
+        this.result.cache.ref = plan.cacheRef;
+      }
       // The volume and the old containers need only the clone; reading the
       // config, the key and the exact lookup run beside them. Everything that
       // starts a container waits for `this.volumeReady` first.

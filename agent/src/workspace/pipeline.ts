@@ -14,7 +14,7 @@ import { makeJobDir } from '../state/runtime-dir.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
 import { Job } from './job.js';
 import type { Mutex } from './mutex.js';
-import { builderOf, forBuilder, planJob } from './plan.js';
+import { planJob } from './plan.js';
 import type { PrepareRequest } from './request.js';
 
 /** Everything the pipeline talks to; wired once in createAgent. */
@@ -59,8 +59,7 @@ export async function prepareWorkspace(
   sink: EventSink,
   options: PrepareOptions = {},
 ): Promise<PreparedWorkspace> {
-  // Each builder reads and writes its own moving tag (agent/src/cache/ref.ts builderRef).
-  const plan = forBuilder(planJob(req, deps.config), await builderOf(deps.devcontainer));
+  const plan = planJob(req, deps.config);
   const existing = await deps.store.load(plan.workspaceId);
   if (existing && existing.repository !== plan.repo.cloneUrl) {
     throw new WarmstartError('WORKSPACE_CONFLICT', `workspace ${plan.workspaceId} already exists for another repository`, {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, it, expect } from 'vitest';
 import { WarmstartError } from '../../../agent/src/errors.js';
 import {
+  builderRef,
   cacheRef,
   cacheRepository,
   cacheTag,
@@ -256,5 +257,27 @@ describe('resolveCacheRef', () => {
   it('returns null without a ref or registry', () => {
     expect(resolveCacheRef({ repo: r })).toBeNull();
     expect(resolveCacheRef({ registry: null, repo: r, configName: 'x' })).toBeNull();
+  });
+});
+
+describe('builderRef', () => {
+  const moving = 'ghcr.io/acme/app:devcontainer-cache';
+  it('keeps the classic tag and prefixes BuildKit\'s', () => {
+    expect(builderRef(moving, 'classic')).toBe(moving);
+    expect(builderRef(moving, 'buildkit')).toBe('ghcr.io/acme/app:buildkit-devcontainer-cache');
+    expect(builderRef('localhost:5000/a/b:devcontainer-cache-py', 'buildkit')).toBe('localhost:5000/a/b:buildkit-devcontainer-cache-py');
+  });
+  it('never gives one config\'s BuildKit tag to another config, and stays a valid tag when long', () => {
+    // A config named "buildkit" under the classic builder is not the default config under BuildKit.
+    const named = `ghcr.io/acme/app:${cacheTag('buildkit')}`;
+    expect(builderRef(moving, 'buildkit')).not.toBe(named);
+    const long = `ghcr.io/acme/app:${cacheTag('x'.repeat(200))}`;
+    const a = builderRef(long, 'buildkit');
+    const b = builderRef(`ghcr.io/acme/app:${cacheTag(`${'x'.repeat(199)}y`)}`, 'buildkit');
+    const tag = a.slice(a.lastIndexOf(':') + 1);
+    expect(tag.length).toBeLessThanOrEqual(128);
+    expect(tag.startsWith('buildkit-devcontainer-cache-')).toBe(true);
+    expect(() => parseImageRef(a)).not.toThrow();
+    expect(a).not.toBe(b);
   });
 });

@@ -1,0 +1,77 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { configFromEnv } from '../../../agent/src/config/agent-config.js';
+import { DockerodeEngine } from '../../../agent/src/docker/dockerode-engine.js';
+import type { DockerEngine } from '../../../agent/src/docker/engine.js';
+import { PhaseRecorder } from '../../../agent/src/events/phase-recorder.js';
+import { createOciApi } from '../../../agent/src/registry/oci-api.js';
+import { createRegistryClient } from '../../../agent/src/registry/registry-client.js';
+import { CacheSession } from '../../../agent/src/workspace/cache-phase.js';
+import { planJob } from '../../../agent/src/workspace/plan.js';
+import { pushTinyImage, removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
+import { loadTestbed } from '../../support/testbed.js';
+
+// The cache session's use of the moving image as the exact image, and BuildKit's
+// layer source, against the real engine and the testbed's open registry.
+const tb = loadTestbed();
+const ns = uniqueNamespace('movex');
+const engine = new DockerodeEngine();
+const api = createOciApi();
+const config = configFromEnv({ WARMSTART_STATE_DIR: '/nonexistent', WARMSTART_CACHE_REGISTRY: `${tb.openRegistry}/${ns}` });
+const plan = planJob({ workspaceId: 'w1', repository: 'https://github.com/acme/app' }, config);
+const ref = plan.cacheRef!;
+const repository = ref.slice(0, ref.lastIndexOf(':'));
+const identity = 'github.com/acme/app';
+const key = 'c'.repeat(64);
+const DAY = 86_400_000;
+
+function session(e: DockerEngine = engine): CacheSession {
+  const rec = new PhaseRecorder('w1', { emit: () => undefined });
+  return CacheSession.start({ engine: e, registry: createRegistryClient(), credentialSources: [] }, plan, rec)!;
+}
+
+afterAll(async () => {
+  await removeLocal([ref]);
+  await removeLabelled(ns);
+  for (const tag of await api.listTags(repository, null).catch(() => [])) {
+    const m = await api.getManifest(repository, tag, null).catch(() => null);
+    if (m) await api.deleteManifest(repository, m.digest, null).catch(() => false);
+  }
+});
+
+describe('the moving image as the exact image', () => {
+  it('is used, by digest, when its labels name this repository and key; not for another key, repository or age', async () => {
+    const digest = await pushTinyImage(ref, tb.baseImage, { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key });
+    await removeLocal([ref]);
+    expect(await session().movingAsExact(identity, key, DAY)).toEqual({ image: `${repository}@${digest}`, digest });
+    // the image named that way is on the engine now
+    expect(await engine.imageId(`${repository}@${digest}`)).not.toBeNull();
+    expect(await session().movingAsExact(identity, 'd'.repeat(64), DAY)).toBeNull();
+    expect(await session().movingAsExact('github.com/evil/app', key, DAY)).toBeNull();
+    expect(await session().movingAsExact(identity, key, 0)).toBeNull();
+  }, 60_000);
+
+  it('is not used when the pull brought another image than the one whose labels were read', async () => {
+    // An engine whose pull lands elsewhere: the local tag never carries the digest the labels came from.
+    const elsewhere: DockerEngine = Object.assign(Object.create(engine) as DockerEngine, {
+      pullImage: async () => undefined,
+      imageRepoDigests: async () => [`${repository}@sha256:${'0'.repeat(64)}`],
+    });
+    expect(await session(elsewhere).movingAsExact(identity, key, DAY)).toBeNull();
+  }, 60_000);
+
+  it("BuildKit's layer source does not wait for the pull; the classic builder's does", async () => {
+    let release: () => void = () => undefined;
+    const pulled = new Promise<void>((r) => (release = r));
+    const slowPull: DockerEngine = Object.assign(Object.create(engine) as DockerEngine, {
+      imageRepoDigests: async () => [],
+      pullImage: async () => pulled,
+    });
+    const s = session(slowPull);
+    expect(await s.layerSource(false)).toEqual({ available: true, reason: null });
+    const waiting = s.layerSource(true);
+    const first = await Promise.race([waiting.then(() => 'settled'), new Promise((r) => setTimeout(() => r('still pulling'), 500))]);
+    expect(first).toBe('still pulling');
+    release();
+    expect(await waiting).toEqual({ available: true, reason: null });
+  }, 60_000);
+});
