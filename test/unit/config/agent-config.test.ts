@@ -12,6 +12,19 @@ describe('configFromEnv', () => {
     expect(c.pushTimeoutMs).toBe(600_000);
   });
 
+  it('reads WARMSTART_CACHE_PULL_FIRST: auto by default, always, and refuses anything else', () => {
+    expect(configFromEnv({}).cachePullFirst).toBe('auto');
+    expect(configFromEnv({ WARMSTART_CACHE_PULL_FIRST: 'always' }).cachePullFirst).toBe('always');
+    for (const v of ['never', 'yes', 'ALWAYS']) {
+      try {
+        configFromEnv({ WARMSTART_CACHE_PULL_FIRST: v });
+        expect.unreachable();
+      } catch (e) {
+        expect(isWarmstartError(e, 'INVALID_ARGUMENT')).toBe(true);
+      }
+    }
+  });
+
   it('defaults to ghcr.io only when GitHub App credentials are configured', () => {
     const app = { WARMSTART_GITHUB_APP_ID: '1', WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE: '/k.pem', WARMSTART_GITHUB_INSTALLATION_ID: '2' };
     expect(configFromEnv(app).cacheRegistry).toBe('ghcr.io');
