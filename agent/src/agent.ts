@@ -2,7 +2,7 @@ import { configFromEnv, type AgentConfig } from './config/agent-config.js';
 import { PushQueue } from './cache/push-queue.js';
 import { DevcontainerCliRunner } from './devcontainer/cli-runner.js';
 import type { DevcontainerCli } from './devcontainer/cli.js';
-import { DockerodeEngine } from './docker/dockerode-engine.js';
+import { lazyEngine } from './docker/lazy-engine.js';
 import type { DockerEngine } from './docker/engine.js';
 import type { EventSink } from './events/events.js';
 import { GitCli } from './git/git-cli.js';
@@ -62,7 +62,7 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
   const config = options.config ?? configFromEnv(options.env);
   const deps: PipelineDeps = {
     config,
-    engine: options.engine ?? new DockerodeEngine(),
+    engine: options.engine ?? lazyEngine(),
     devcontainer: options.devcontainer ?? new DevcontainerCliRunner({ script: config.devcontainerCli, cliPluginDirs: config.dockerCliPluginDirs ?? [] }),
     git: options.git ?? new GitCli(),
     registry: options.registry ?? createRegistryClient(),
