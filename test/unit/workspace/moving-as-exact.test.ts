@@ -1,4 +1,7 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseSigningKey, parseTrustedKey } from '../../../agent/src/cache/signature.js';
+import { signPushed } from '../../../agent/src/cache/signature-store.js';
 import { configFromEnv } from '../../../agent/src/config/agent-config.js';
 import { DockerodeEngine } from '../../../agent/src/docker/dockerode-engine.js';
 import type { DockerEngine } from '../../../agent/src/docker/engine.js';
@@ -24,9 +27,13 @@ const identity = 'github.com/acme/app';
 const key = 'c'.repeat(64);
 const DAY = 86_400_000;
 
-function session(e: DockerEngine = engine): CacheSession {
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const signingKey = parseSigningKey(privateKey.export({ type: 'pkcs8', format: 'pem' }));
+const trusted = [parseTrustedKey(publicKey.export({ type: 'spki', format: 'pem' }).toString(), 'k.pub')];
+
+function session(e: DockerEngine = engine, keys: typeof trusted | null = null): CacheSession {
   const rec = new PhaseRecorder('w1', { emit: () => undefined });
-  return CacheSession.start({ engine: e, registry: createRegistryClient(), credentialSources: [] }, plan, rec)!;
+  return CacheSession.start({ engine: e, registry: createRegistryClient(), credentialSources: [], config: { cacheTrustedKeys: keys } }, plan, rec)!;
 }
 
 afterAll(async () => {
@@ -48,6 +55,21 @@ describe('the moving image as the exact image', () => {
     expect(await session().movingAsExact(identity, 'd'.repeat(64), DAY)).toBeNull();
     expect(await session().movingAsExact('github.com/evil/app', key, DAY)).toBeNull();
     expect(await session().movingAsExact(identity, key, 0)).toBeNull();
+  }, 60_000);
+
+  it('with trusted keys, only when a trusted key signed it for this key: labels anyone can write are not enough', async () => {
+    // The right labels, and a trusted signature only as a moving tag (no content key):
+    // labels anyone who can push may write, so the key must be in what was signed.
+    const forged = await pushTinyImage(ref, tb.baseImage, { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key, n: 'forged' });
+    await removeLocal([ref]);
+    await signPushed({ engine, ref, key: signingKey, identity, contentKey: null, creds: null }).catch(() => undefined);
+    expect(await session(engine, trusted).movingAsExact(identity, key, DAY)).toBeNull();
+    // Signed for this key by a trusted key: used.
+    await pushTinyImage(ref, tb.baseImage, { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key, n: 'genuine' });
+    const digest = await signPushed({ engine, ref, key: signingKey, identity, contentKey: key, creds: null });
+    expect(digest).not.toBe(forged);
+    await removeLocal([ref]);
+    expect(await session(engine, trusted).movingAsExact(identity, key, DAY)).toEqual({ image: `${repository}@${digest}`, digest });
   }, 60_000);
 
   it('is not used when the pull brought another image than the one whose labels were read', async () => {
