@@ -3,10 +3,14 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { WorkspaceResult } from '../../shared/src/workspace-result.js';
 import { parseResult, runCli, testEnv, type CliRun } from '../support/cli.js';
-import { cleanUp, containersWithLabel } from '../support/docker.js';
+import { containersWithLabel } from '../support/docker.js';
+import { missExactTag } from '../support/config-edit.js';
+import { startEngineGateProxy, type EngineGateProxy } from '../support/engine-gate-proxy.js';
+import { forgetRun } from '../support/node-docker.js';
+import { crossNodePairs, testNodes, type TestNode } from '../support/nodes.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
-import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
+import { startThrottleProxy } from '../support/throttle-proxy.js';
 import { expectedCacheRef } from '../support/cache-ref.js';
 
 /**
@@ -16,6 +20,11 @@ import { expectedCacheRef } from '../support/cache-ref.js';
  * and the cause is in cache.reason / push.reason.
  */
 const tb = loadTestbed();
+const nodes = testNodes(tb);
+// The registry-trouble cases a BuildKit build meets on its own (it reads the
+// cache from the registry itself; the agent does not wait for the pull) run on
+// node 2 as well; the push timeout is the engine's `docker push`, the same for both builders.
+const builders = [nodes.node1, nodes.node2];
 
 interface Case {
   run: string;
@@ -23,37 +32,42 @@ interface Case {
   repo: string;
   env: Record<string, string>;
   refs: string[];
+  node: TestNode;
+  /** other workspaces of the case, on other nodes */
+  more: { id: string; node: TestNode }[];
 }
 
 const cases: Case[] = [];
-const proxies: ThrottleProxy[] = [];
+const proxies: { close(): Promise<void> }[] = [];
 
-/** One scenario's own run id, workspace, repository (the `small` fixture) and state dir. */
-async function scenario(prefix: string): Promise<Case> {
-  const run = runId(prefix);
+/** One scenario's own run id, workspace, repository (the `small` fixture) and state dir, on `node` (default node 1). */
+async function scenario(prefix: string, node: TestNode = nodes.node1): Promise<Case> {
+  const run = runId(node.builder === 'buildkit' ? `${prefix}bk` : prefix);
   const c: Case = {
     run,
     id: `${run}-ws`,
     repo: await makeRepo('small', { runId: run, baseImage: tb.baseImage, owner: 'acme', name: 'small' }),
-    env: await testEnv(tb.baseImage),
+    env: await testEnv(tb.baseImage, node.env),
     refs: [],
+    node,
+    more: [],
   };
   cases.push(c);
   return c;
 }
 
 /** `up --json` against `registry` (host:port) with the given password on stdin. */
-function up(c: Case, registry: string, password: string, extra: string[] = []): Promise<CliRun> {
+function up(c: Case, registry: string, password: string, extra: string[] = [], on: { id: string; node: TestNode; env: Record<string, string> } = c): Promise<CliRun> {
   const namespace = `warmstart-test/${c.run}`;
-  c.refs.push(expectedCacheRef(`${registry}/${namespace}`, c.repo));
+  c.refs.push(expectedCacheRef(`${registry}/${namespace}`, c.repo, null, on.node.builder));
   return runCli(
     [
-      'up', c.repo, '--workspace-id', c.id,
+      'up', c.repo, '--workspace-id', on.id,
       '--cache-registry', `${registry}/${namespace}`,
       '--registry-username', tb.registryUser, '--registry-password-stdin',
       ...extra, '--json',
     ],
-    { env: c.env, input: `${password}\n` },
+    { env: on.env, input: `${password}\n` },
   );
 }
 
@@ -66,7 +80,7 @@ async function expectReady(c: Case, cli: CliRun): Promise<WorkspaceResult> {
   expect(r.error).toBeNull();
   expect(r.workspaceId).toBe(c.id);
   expect(r.containerId).toMatch(/^[0-9a-f]{64}$/);
-  expect(await containersWithLabel(`warmstart.workspace=${c.id}`)).toEqual([r.containerId!.slice(0, 12)]);
+  expect(await containersWithLabel(`warmstart.workspace=${c.id}`, c.node.dockerHost)).toEqual([r.containerId!.slice(0, 12)]);
   expect(r.timings.ready).toBeGreaterThan(0);
   expect(r.timings.ready).toBeLessThanOrEqual(cli.wallMs);
   expect(r.cache.ref).toBe(c.refs.at(-1));
@@ -84,15 +98,16 @@ async function eventTypes(c: Case): Promise<string[]> {
 afterAll(async () => {
   for (const p of proxies) await p.close();
   for (const c of cases) {
-    await cleanUp({ runId: c.run, workspaceIds: [c.id], refs: c.refs });
+    await forgetRun(c.node, { runId: c.run, workspaceIds: [c.id], refs: c.refs });
+    for (const m of c.more) await forgetRun(m.node, { runId: c.run, workspaceIds: [m.id], refs: c.refs });
     await rm(c.env.WARMSTART_STATE_DIR!, { recursive: true, force: true });
     await rm(join(c.repo, '..', '..'), { recursive: true, force: true });
   }
 });
 
 describe('cache trouble never fails a workspace (real engine, registry, devcontainers CLI)', () => {
-  it('registry stopped: cache miss REGISTRY_UNREACHABLE, push failed, still ready', async () => {
-    const c = await scenario('regdown');
+  it.each(builders)('registry stopped: cache miss REGISTRY_UNREACHABLE, push failed, still ready ($builder builder)', async (node) => {
+    const c = await scenario('regdown', node);
     // A port where a registry answered a moment ago and now nobody listens.
     const proxy = await startThrottleProxy({ upstream: tb.registry, bytesPerSecond: Infinity });
     const alive = await fetch(`http://${proxy.host}/v2/`);
@@ -110,8 +125,8 @@ describe('cache trouble never fails a workspace (real engine, registry, devconta
     expect(r.push.ref).toBe(c.refs.at(-1));
   });
 
-  it('wrong password: cache miss REGISTRY_AUTH_FAILED, push not made, still ready', async () => {
-    const c = await scenario('badpw');
+  it.each(builders)('wrong password: cache miss REGISTRY_AUTH_FAILED, push not made, still ready ($builder builder)', async (node) => {
+    const c = await scenario('badpw', node);
     const wrong = `wrong-${tb.registryPassword.slice(0, 6)}-${c.run}`;
     const cli = await up(c, tb.registry, wrong);
     const r = await expectReady(c, cli);
@@ -124,8 +139,8 @@ describe('cache trouble never fails a workspace (real engine, registry, devconta
     expect(cli.stderr).not.toContain(wrong);
   });
 
-  it('push denied: read-only registry, right credentials → miss, push failed REGISTRY_PUSH_DENIED', async () => {
-    const c = await scenario('ro');
+  it.each(builders)('push denied: read-only registry, right credentials → miss, push failed REGISTRY_PUSH_DENIED ($builder builder)', async (node) => {
+    const c = await scenario('ro', node);
     const cli = await up(c, tb.readonlyRegistry, tb.registryPassword);
     const r = await expectReady(c, cli);
     // The credentials are good: the pull reached the registry and found nothing.
@@ -170,4 +185,52 @@ describe('cache trouble never fails a workspace (real engine, registry, devconta
         `up ${r.timings.up} ms, ${proxy.bytesUp()} bytes through the proxy`,
     );
   });
+
+  // BuildKit only: the classic builder reads the cache from the local image
+  // the agent pulled (a failed pull is the miss above); BuildKit reads the
+  // registry itself during the build, after the agent has read the moving
+  // image's labels and decided to pass --cache-from.
+  const bk = crossNodePairs(nodes).find((p) => p.builder === 'buildkit')!;
+  it.each(['down', 'unauthorized'] as const)(
+    'registry %s to the engine after the agent read the moving labels: a BuildKit build on another node still ends ready, without claiming the layers',
+    async (how) => {
+      const c = await scenario(`gate${how === 'down' ? 'd' : 'u'}`, bk.build);
+      const gate: EngineGateProxy = await startEngineGateProxy(tb.registry);
+      proxies.push(gate);
+      // A cache in the registry, pushed from node 2 through the open gate.
+      const cold = await up(c, gate.host, tb.registryPassword);
+      const first = parseResult(cold);
+      expect(cold.code, cold.stderr).toBe(0);
+      expect(first.push.status, JSON.stringify(first.push)).toBe('pushed');
+      expect(first.cache.stepsTotal).toBeGreaterThan(0);
+
+      // Node 3 never saw the repository (BuildKit's own cache keys a RUN by
+      // the files before it, not by the run's LABEL: another case's build of
+      // the same fixture would serve it); another exact key, the same layers.
+      await forgetRun(bk.start, { runId: c.run });
+      await missExactTag(c.repo);
+      const on = { id: `${c.run}-n3`, node: bk.start, env: await testEnv(tb.baseImage, bk.start.env) };
+      c.more.push({ id: on.id, node: on.node });
+      gate.closeToEngines(how);
+      // The engine cannot push either: --push-timeout keeps its retries short.
+      const cli = await up(c, gate.host, tb.registryPassword, ['--push-timeout', '2'], on);
+      const r = parseResult(cli);
+      const events = await readFile(join(on.env.WARMSTART_STATE_DIR!, 'workspaces', on.id, 'events.ndjson'), 'utf8');
+      // The engine did go to the registry, and was turned away.
+      expect(gate.refused().length, JSON.stringify(gate.agents())).toBeGreaterThan(0);
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(r.outcome).toBe('ready');
+      expect(r.profile).toBe('devcontainer');
+      expect(r.error).toBeNull();
+      expect(await containersWithLabel(`warmstart.workspace=${on.id}`, on.node.dockerHost)).toEqual([r.containerId!.slice(0, 12)]);
+      expect(events).toMatch(/Run: \S*docker buildx build /);
+      // Nothing came from the cache, and the result says so, with the reason.
+      expect(r.cache.stepsTotal).toBe(first.cache.stepsTotal);
+      expect(r.cache.stepsCached).toBe(0);
+      expect(r.cache, JSON.stringify(r.cache)).toMatchObject({ ref: c.refs.at(-1), hit: 'miss' });
+      expect(r.cache.reason).toBeTruthy();
+      expect(r.push.status).not.toBe('pushed');
+      expect(r.push.reason).toBeTruthy();
+    },
+  );
 });

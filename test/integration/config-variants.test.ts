@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResult, runCli, testEnv } from '../support/cli.js';
 import { cleanUp, containersWithLabel, readFromVolume } from '../support/docker.js';
 import { missExactTag } from '../support/config-edit.js';
+import { catOn, forgetRun } from '../support/node-docker.js';
+import { crossNodePairs, testNodes } from '../support/nodes.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
 import { expectedCacheRef } from '../support/cache-ref.js';
@@ -15,11 +17,17 @@ const run = runId('cfgv');
 // checked by looking for images carrying that label.
 const lightRun = runId('cfgl');
 const namespace = `warmstart-test/${run}`;
+const nodes = testNodes(tb);
+const pairs = crossNodePairs(nodes);
 const ids = {
   jsonc1: `${run}-jsonc-1`,
   jsonc2: `${run}-jsonc-2`,
+  jsoncBk1: `${run}-jsonc-bk-1`,
+  jsoncBk2: `${run}-jsonc-bk-2`,
   alpha: `${run}-alpha`,
   beta: `${run}-beta`,
+  alphaBk: `${run}-alpha-bk`,
+  betaBk: `${run}-beta-bk`,
   gamma: `${run}-gamma`,
   root: `${run}-root`,
   none: `${run}-none`,
@@ -59,48 +67,66 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
     env = await testEnv(tb.baseImage);
   });
   afterAll(async () => {
-    await cleanUp({ runId: run, workspaceIds: allIds, refs });
+    const elsewhere = [ids.jsonc1, ids.jsoncBk1, ids.jsoncBk2, ids.alphaBk, ids.betaBk];
+    await cleanUp({ runId: run, workspaceIds: allIds.filter((id) => !elsewhere.includes(id)), refs });
     await cleanUp({ runId: lightRun });
+    // The matrix cases ran on node 2 (both builders) and node 3 as well.
+    await forgetRun(nodes.node2, { runId: run, workspaceIds: [ids.jsonc1, ids.jsoncBk1, ids.alphaBk, ids.betaBk], refs });
+    await forgetRun(nodes.node3, { runId: run, workspaceIds: [ids.jsoncBk2], refs });
   });
 
-  it('JSONC config with its own cacheFrom: builds its own Dockerfile, ours goes first, second start hits', async () => {
-    const repo = await makeRepo('jsonc-own-cachefrom', { runId: run, baseImage: tb.baseImage, owner: 'Acme', name: 'Jsonc-Own' });
-    const ref = expectedCacheRef(`${tb.registry}/${namespace}`, repo);
+  // Per builder: the cacheFrom merge and the layer hit, built on one node and
+  // started on another (BuildKit imports both cache refs from the registry
+  // itself; the repo's own does not exist).
+  it.each(pairs)('JSONC config with its own cacheFrom ($builder builder): builds its own Dockerfile, ours goes first, a start on another node hits', async (pair) => {
+    const bk = pair.builder === 'buildkit';
+    const repo = await makeRepo('jsonc-own-cachefrom', { runId: run, baseImage: tb.baseImage, owner: 'Acme', name: bk ? 'Jsonc-Own-Bk' : 'Jsonc-Own' });
+    const ref = expectedCacheRef(`${tb.registry}/${namespace}`, repo, null, pair.builder);
     const own = '127.0.0.1:5002/elsewhere/own-cache:latest';
     refs.push(ref);
+    const [id1, id2] = bk ? [ids.jsoncBk1, ids.jsoncBk2] : [ids.jsonc1, ids.jsonc2];
+    const buildEnv = { ...env, ...pair.build.env };
+    const startEnv = { ...env, ...pair.start.env };
     const args = (id: string) => [
       'up', repo, '--workspace-id', id, '--cache-registry', `${tb.registry}/${namespace}`,
       '--registry-username', tb.registryUser, '--registry-password-stdin', '--json',
     ];
 
-    const cold = await runCli(args(ids.jsonc1), { env, input: `${tb.registryPassword}\n` });
+    const cold = await runCli(args(id1), { env: buildEnv, input: `${tb.registryPassword}\n` });
     const first = parseResult(cold);
     expect(cold.code, cold.stderr).toBe(0);
     expect(first.outcome).toBe('ready');
     expect(first.profile).toBe('devcontainer');
     expect(first.error).toBeNull();
     expect(first.cache).toMatchObject({ ref, hit: 'miss' });
+    expect(first.cache.stepsTotal).toBeGreaterThan(0);
+    expect(first.cache.stepsCached).toBe(0);
     expect(first.push).toMatchObject({ status: 'pushed', ref });
-    expect(await catInContainer(first.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
+    expect(await catOn(pair.build, first.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
 
     // Another exact key, same layers: the layer path (an exact hit would build nothing).
     await missExactTag(repo);
-    const warm = await runCli(args(ids.jsonc2), { env, input: `${tb.registryPassword}\n` });
+    // The start node never saw the repository (BuildKit's own cache is keyed by content, not by the run's LABEL).
+    await forgetRun(pair.start, { runId: run });
+    const warm = await runCli(args(id2), { env: startEnv, input: `${tb.registryPassword}\n` });
     const second = parseResult(warm);
     expect(warm.code, warm.stderr).toBe(0);
     expect(second.outcome).toBe('ready');
     expect(second.profile).toBe('devcontainer');
     expect(second.cache).toMatchObject({ ref, hit: 'layers', reason: null });
+    expect(second.cache.stepsTotal).toBe(first.cache.stepsTotal);
+    expect(second.cache.stepsCached).toBe(second.cache.stepsTotal);
     expect(second.containerId).not.toBe(first.containerId);
-    expect(await catInContainer(second.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
+    expect(await catOn(pair.start, second.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
 
     // The docker build the CLI ran names both cache images, ours first; the
     // repo's own (which does not exist anywhere) did not break the build.
-    const build = (await events(env, ids.jsonc2)).find(
+    const build = (await events(startEnv, id2)).find(
       (e) => e.type === 'log' && e.text !== undefined && e.text.includes(`--cache-from ${ref}`),
     );
     expect(build, 'no event shows the docker build with our --cache-from').toBeDefined();
     const line = build!.text!;
+    expect(line).toMatch(bk ? /docker buildx build / : /docker build /);
     const ours = line.indexOf(`--cache-from ${ref}`);
     const theirs = line.indexOf(`--cache-from ${own}`);
     expect(theirs, line).toBeGreaterThan(-1);
@@ -116,23 +142,27 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
     beforeAll(async () => {
       repo = await makeRepo('named', { runId: run, baseImage: tb.baseImage, owner: 'Acme', name: 'Named' });
     });
-    const up = (id: string, name: string) =>
-      runCli(['up', repo, '--workspace-id', id, '--config-name', name, '--cache-registry', registry, '--no-push', '--json'], { env });
+    const up = (id: string, name: string, extra: Record<string, string> = {}) =>
+      runCli(['up', repo, '--workspace-id', id, '--config-name', name, '--cache-registry', registry, '--no-push', '--json'], { env: { ...env, ...extra } });
 
-    it('--config-name alpha and beta build their own config, each with its own cache ref', async () => {
-      const a = await up(ids.alpha, 'alpha');
+    // Per builder: a config name and the builder both go into the moving tag.
+    it.each([nodes.node1, nodes.node2])('--config-name alpha and beta build their own config, each with its own cache ref ($builder builder)', async (node) => {
+      const bk = node.builder === 'buildkit';
+      const a = await up(bk ? ids.alphaBk : ids.alpha, 'alpha', node.env);
       const ra = parseResult(a);
       expect(a.code, a.stderr).toBe(0);
       expect(ra).toMatchObject({ outcome: 'ready', profile: 'devcontainer', error: null });
-      expect(ra.cache.ref).toBe(expectedCacheRef(registry, repo, 'alpha'));
-      expect(await catInContainer(ra.containerId!, '/which-config')).toBe('alpha');
+      expect(ra.cache.ref).toBe(expectedCacheRef(registry, repo, 'alpha', node.builder));
+      expect(ra.cache.stepsTotal).toBeGreaterThan(0);
+      expect(await catOn(node, ra.containerId!, '/which-config')).toBe('alpha');
 
-      const b = await up(ids.beta, 'beta');
+      const b = await up(bk ? ids.betaBk : ids.beta, 'beta', node.env);
       const rb = parseResult(b);
       expect(b.code, b.stderr).toBe(0);
       expect(rb).toMatchObject({ outcome: 'ready', profile: 'devcontainer', error: null });
-      expect(rb.cache.ref).toBe(expectedCacheRef(registry, repo, 'beta'));
-      expect(await catInContainer(rb.containerId!, '/which-config')).toBe('beta');
+      expect(rb.cache.ref).toBe(expectedCacheRef(registry, repo, 'beta', node.builder));
+      expect(rb.cache.ref).not.toBe(ra.cache.ref);
+      expect(await catOn(node, rb.containerId!, '/which-config')).toBe('beta');
       expect(rb.containerId).not.toBe(ra.containerId);
     });
 

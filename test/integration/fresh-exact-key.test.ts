@@ -3,60 +3,72 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readImageConfig } from '../../agent/src/cache/relabel.js';
 import { pinnedCliScript } from '../../agent/src/devcontainer/cli-runner.js';
+import { createOciApi } from '../../agent/src/registry/oci-api.js';
 import { parseResult, runCli, testEnv } from '../support/cli.js';
-import { cleanUp, wipeImages } from '../support/docker.js';
+import { wipeImages } from '../support/docker.js';
 import { eventsOnDisk } from '../support/events.js';
+import { dockerOn, forgetRun, shOn } from '../support/node-docker.js';
+import { testNodes, type TestNode } from '../support/nodes.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
 
 const tb = loadTestbed();
-const run = runId('fresh');
-const namespace = `warmstart-test/${run}`;
-const ids = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((s) => `${run}-${s}`);
-// A team's moving base tag, in the open registry.
-const baseRef = `${tb.openRegistry}/${run}/base:stable`;
-// A local-only tag in the same registry's name space: the build finds it on the engine, the registry has no such tag.
-const unpushedRef = `${tb.openRegistry}/${run}/base:never-pushed`;
-// The pinned CLI (0.89.0) fetches a feature over plain http only from a host named `localhost`
-// (its registry scheme function); the agent's own HEAD treats localhost as loopback too.
-const featureRepo = `localhost:${tb.openRegistry.split(':')[1]}/${run}/features`;
-const featureRef = `${featureRepo}/marker:1`;
+const nodes = testNodes(tb);
 
-const files = (base: string): Record<string, string> => ({
-  '.devcontainer/devcontainer.json': `{
-    "build": { "dockerfile": "Dockerfile" },
-    "features": { "${featureRef}": {} },
-  }`,
-  '.devcontainer/Dockerfile': `FROM ${base}\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo built > /built\n`,
-  'README.md': 'fresh exact key fixture\n',
-});
+// Per builder, on one node of it: the classic builder (node 1) takes `FROM`
+// from the engine's images, BuildKit (node 2) resolves it in the registry
+// itself, and `--no-cache` (an expired exact image) must also skip BuildKit's
+// own build cache, which outlives the images.
+describe.each([nodes.node1, nodes.node2])('exact keys follow moving base and feature tags, $builder builder (real engines, registries, devcontainers CLI)', (node: TestNode) => {
+  const run = runId(node.builder === 'buildkit' ? 'frbk' : 'fresh');
+  const namespace = `warmstart-test/${run}`;
+  const ids = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((s) => `${run}-${s}`);
+  // A team's moving base tag, in the open registry.
+  const baseRef = `${tb.openRegistry}/${run}/base:stable`;
+  // A local-only tag in the same registry's name space: the build finds it on the engine, the registry has no such tag.
+  const unpushedRef = `${tb.openRegistry}/${run}/base:never-pushed`;
+  // The pinned CLI (0.89.0) fetches a feature over plain http only from a host named `localhost`
+  // (its registry scheme function); the agent's own HEAD treats localhost as loopback too.
+  const featureRepo = `localhost:${tb.openRegistry.split(':')[1]}/${run}/features`;
+  const featureRef = `${featureRepo}/marker:1`;
 
-/** Builds `ref` as the testbed base plus /base-version, labelled with the run so wipes remove it, and pushes it unless told not to. */
-async function makeBase(ref: string, version: string, push = true): Promise<void> {
-  const dockerfile = `FROM ${tb.baseImage}\nLABEL warmstart.test-run=${run}\nRUN echo ${version} > /base-version\n`;
-  await execa('docker', ['build', '-q', '-t', ref, '-'], { input: dockerfile });
-  if (push) await execa('docker', ['push', ref]);
-}
+  const files = (base: string): Record<string, string> => ({
+    '.devcontainer/devcontainer.json': `{
+      "build": { "dockerfile": "Dockerfile" },
+      "features": { "${featureRef}": {} },
+    }`,
+    '.devcontainer/Dockerfile': `FROM ${base}\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo built > /built\n`,
+    'README.md': 'fresh exact key fixture\n',
+  });
 
-/** Publishes the `marker` feature at `version` with the pinned CLI: tags 1, 1.0, <version> and latest move to it. */
-async function publishFeature(version: string, writes: string): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'warmstart-feature-'));
-  try {
-    await mkdir(join(dir, 'src', 'marker'), { recursive: true });
-    await writeFile(join(dir, 'src', 'marker', 'devcontainer-feature.json'), JSON.stringify({ id: 'marker', version, name: 'marker' }));
-    await writeFile(join(dir, 'src', 'marker', 'install.sh'), `#!/bin/sh\necho ${writes} > /feature-version\n`, { mode: 0o755 });
-    await execa(process.execPath, [pinnedCliScript(), 'features', 'publish', join(dir, 'src'), '--registry', featureRepo.split('/')[0]!, '--namespace', `${run}/features`]);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  /**
+   * Builds `ref` as the testbed base plus /base-version, labelled with the run so wipes remove it, and pushes it unless told not to;
+   * on `on`'s engine (default node 1), with the classic builder.
+   */
+  async function makeBase(ref: string, version: string, push = true, on: TestNode = nodes.node1): Promise<void> {
+    const dockerfile = `FROM ${tb.baseImage}\nLABEL warmstart.test-run=${run}\nRUN echo ${version} > /base-version\n`;
+    const env = { DOCKER_BUILDKIT: '0', ...(on.dockerHost ? { DOCKER_HOST: on.dockerHost } : {}) };
+    await execa('docker', ['build', '-q', '-t', ref, '-'], { input: dockerfile, env });
+    if (push) await execa('docker', ['push', ref], { env });
   }
-}
 
-async function exec(containerId: string, cmd: string): Promise<string> {
-  return String((await execa('docker', ['exec', containerId, 'sh', '-c', cmd])).stdout).trim();
-}
+  /** Publishes the `marker` feature at `version` with the pinned CLI: tags 1, 1.0, <version> and latest move to it. */
+  async function publishFeature(version: string, writes: string): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'warmstart-feature-'));
+    try {
+      await mkdir(join(dir, 'src', 'marker'), { recursive: true });
+      await writeFile(join(dir, 'src', 'marker', 'devcontainer-feature.json'), JSON.stringify({ id: 'marker', version, name: 'marker' }));
+      await writeFile(join(dir, 'src', 'marker', 'install.sh'), `#!/bin/sh\necho ${writes} > /feature-version\n`, { mode: 0o755 });
+      await execa(process.execPath, [pinnedCliScript(), 'features', 'publish', join(dir, 'src'), '--registry', featureRepo.split('/')[0]!, '--namespace', `${run}/features`]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
 
-describe('exact keys follow moving base and feature tags (real engine, registries, devcontainers CLI)', () => {
+  const exec = (containerId: string, cmd: string): Promise<string> => shOn(node, containerId, cmd);
+
   let repo: string;
   let env: Record<string, string>;
   const up = (id: string, extra: Record<string, string> = {}) =>
@@ -64,20 +76,22 @@ describe('exact keys follow moving base and feature tags (real engine, registrie
       env: { ...env, ...extra },
       input: `${tb.registryPassword}\n`,
     });
-  /** A node that never saw the repository: its containers and every image of this run are gone (the testbed base stays). */
+  /** A node that never saw the repository: its containers, every image of this run and BuildKit's cache are gone (the testbed base stays). */
   const freshNode = async (id: string) => {
-    await cleanUp({ runId: run, workspaceIds: [id] });
-    await wipeImages(run, [baseRef]);
+    await forgetRun(node, { runId: run, workspaceIds: [id] });
+    await wipeImages(run, [baseRef], node.dockerHost);
   };
 
   beforeAll(async () => {
     await makeBase(baseRef, 'one');
     await publishFeature('1.0.0', 'one');
     repo = await makeRepo(files(baseRef), { runId: run, baseImage: tb.baseImage, owner: 'acme', name: 'fresh' });
-    env = await testEnv(tb.baseImage, { WARMSTART_CACHE_REGISTRY: `${tb.registry}/${namespace}` });
+    env = await testEnv(tb.baseImage, { WARMSTART_CACHE_REGISTRY: `${tb.registry}/${namespace}`, ...node.env });
   });
   afterAll(async () => {
-    await cleanUp({ runId: run, workspaceIds: ids, refs: [baseRef, unpushedRef] });
+    await forgetRun(node, { runId: run, workspaceIds: ids, refs: [baseRef, unpushedRef] });
+    // makeBase builds and pushes the moving base on node 1.
+    if (node.dockerHost) await forgetRun(nodes.node1, { runId: run, refs: [baseRef, unpushedRef] });
   });
 
   it('builds on a moved base tag instead of starting the old exact image, then hits the new one', async () => {
@@ -120,7 +134,7 @@ describe('exact keys follow moving base and feature tags (real engine, registrie
     const again = parseResult(await up(ids[6]!));
     expect(again.cache.hit).toBe('exact');
     expect(await exec(again.containerId!, 'cat /base-version /feature-version')).toBe('two\ntwo');
-    await cleanUp({ runId: run, workspaceIds: [ids[6]!] });
+    await forgetRun(node, { runId: run, workspaceIds: [ids[6]!] });
   });
 
   it('does not start an exact image older than WARMSTART_EXACT_MAX_AGE: it builds every step again and pushes a fresh one', async () => {
@@ -135,19 +149,21 @@ describe('exact keys follow moving base and feature tags (real engine, registrie
     expect(fifth.cache.stepsTotal).toBeGreaterThan(0);
     expect(fifth.cache.reason).toMatch(/^EXACT_IMAGE_EXPIRED: the exact image was made \S+ \(\S+ ago\), older than WARMSTART_EXACT_MAX_AGE \(1s\)$/);
     expect(fifth.push.status).toBe('pushed');
-    // The exact tag now names the newly built image.
-    const repository = fifth.cache.ref!.slice(0, fifth.cache.ref!.lastIndexOf(':'));
-    const tags = String((await execa('docker', ['image', 'ls', '--format', '{{.Tag}}', repository])).stdout).split('\n');
-    const exactTag = tags.find((t) => t.startsWith('exact-'));
-    expect(exactTag).toBeDefined();
-    const created = String((await execa('docker', ['image', 'inspect', '-f', '{{.Created}}', `${repository}:${exactTag}`])).stdout).trim();
-    expect(Date.parse(created)).toBeGreaterThan(before);
+    // The exact tag in the registry now names the newly built image, and the
+    // node keeps no local tag of the expired one it pulled.
+    const noted = (await eventsOnDisk(env.WARMSTART_STATE_DIR!, ids[4]!)).map((e) => e.text ?? '').join('\n');
+    const exactRef = /(\S+:exact-[0-9a-f]{40}) is in the registry/.exec(noted)?.[1];
+    expect(exactRef).toBeDefined();
+    expect((await dockerOn(node, ['image', 'inspect', exactRef!])).exitCode).not.toBe(0);
+    const creds = { registry: tb.registry, username: tb.registryUser, password: tb.registryPassword, source: 'static' as const };
+    const facts = await readImageConfig(createOciApi(), exactRef!.slice(0, exactRef!.lastIndexOf(':')), exactRef!.slice(exactRef!.lastIndexOf(':') + 1), creds);
+    expect(Date.parse(facts!.created!)).toBeGreaterThan(before);
   });
 
   it('starts without an exact lookup when a base cannot be resolved in its registry, with the reason', async () => {
     await freshNode(ids[4]!);
     // A base only this engine has: the build uses it, the registry has never heard of the tag.
-    await makeBase(unpushedRef, 'local', false);
+    await makeBase(unpushedRef, 'local', false, node);
     await execa('sh', ['-c', `sed -i 's#^FROM .*#FROM ${unpushedRef}#' .devcontainer/Dockerfile && git -c user.email=t@t -c user.name=t commit -qam local-base`], { cwd: repo });
     const sixth = parseResult(await up(ids[5]!));
     expect(sixth.outcome).toBe('ready');

@@ -24,6 +24,8 @@ export interface TestNodes {
   node3: TestNode;
   /** node 2's engine reached without the buildx plugin: the classic builder on engine 26 */
   node2Classic: TestNode;
+  /** node 3 likewise */
+  node3Classic: TestNode;
 }
 
 export function testNodes(tb: Testbed = loadTestbed()): TestNodes {
@@ -40,6 +42,7 @@ export function testNodes(tb: Testbed = loadTestbed()): TestNodes {
       dockerHost: n2.dockerHost,
       env: { DOCKER_HOST: n2.dockerHost, WARMSTART_DEFAULT_IMAGE: tb.baseImage },
     },
+    node3Classic: { name: 'node 3 (engine 26, classic builder)', builder: 'classic', dockerHost: n3, env: { DOCKER_HOST: n3, WARMSTART_DEFAULT_IMAGE: tb.baseImage } },
   };
 }
 
@@ -50,10 +53,15 @@ export interface NodePair {
   start: TestNode;
 }
 
-/** The cache suites' matrix: each builder, built on one node and started on another. */
+/**
+ * The cache suites' matrix: each builder, built on one node and started on
+ * another of the same engine version. (The classic builders of engine 20.10
+ * and 26 hash a `COPY` of the same files differently, so between them the
+ * layer cache holds only up to the first feature step: README "Known limits".)
+ */
 export function crossNodePairs(nodes: TestNodes = testNodes()): NodePair[] {
   return [
-    { builder: 'classic', build: nodes.node2Classic, start: nodes.node1 },
+    { builder: 'classic', build: nodes.node2Classic, start: nodes.node3Classic },
     { builder: 'buildkit', build: nodes.node2, start: nodes.node3 },
   ];
 }

@@ -12,6 +12,9 @@ const CLASSIC_CACHED = /^ ---> Using cache\s*$/;
 const BUILDKIT_VERTEX = /^#(\d+) \[(?:\S+ )?(\d+)\/(\d+)\] (\S+)/;
 const BUILDKIT_NEW_BUILD = /^#\d+ \[internal\] load build definition/;
 const BUILDKIT_CACHED = /^#(\d+) CACHED\s*$/;
+// BuildKit reads each `--cache-from` itself, in a vertex of its own; when it cannot, it says so there and builds on without it.
+const BUILDKIT_IMPORTING = /^#(\d+) importing cache manifest from (\S+)/;
+const BUILDKIT_IMPORT_FAILED = /^#(\d+) ERROR: (failed to configure registry cache importer: .*)$/;
 const ANSI = /\u001b\[[0-9;]*[A-Za-z]/g;
 // The CLI logs each command it runs as `Run: docker build ...`.
 const BUILD_COMMAND = /^Run: \S*docker (?:buildx )?build\b/;
@@ -76,6 +79,11 @@ export class BuildStepCounter {
     for (const l of record.text.split('\n')) this.onLine(l);
   }
 
+  /** BuildKit's own words for each `--cache-from` ref it could not read (the first time) */
+  readonly cacheImportErrors = new Map<string, string>();
+  /** which ref each importing vertex reads */
+  private readonly importing = new Map<number, string>();
+
   /** The counts so far, or null when no countable build step was seen. */
   result(): BuildStepCount | null {
     this.flush();
@@ -110,7 +118,12 @@ export class BuildStepCounter {
       return this.onVertex(Number(m[1]), line, (m[4] ?? '').toUpperCase(), PLUMBING_STAGE.test(stage) || this.plumbingBuild);
     }
     m = BUILDKIT_CACHED.exec(line);
-    if (m) this.markCached(this.vertices.get(Number(m[1]))?.step ?? null);
+    if (m) return this.markCached(this.vertices.get(Number(m[1]))?.step ?? null);
+    m = BUILDKIT_IMPORTING.exec(line);
+    if (m) return void this.importing.set(Number(m[1]), m[2] ?? '');
+    m = BUILDKIT_IMPORT_FAILED.exec(line);
+    const ref = m ? this.importing.get(Number(m[1])) : undefined;
+    if (m && ref !== undefined && !this.cacheImportErrors.has(ref)) this.cacheImportErrors.set(ref, (m[2] ?? '').slice(0, 500));
   }
 
   private onClassicStep(n: number, instruction: string): void {

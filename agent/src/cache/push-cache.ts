@@ -77,6 +77,11 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
       if (labelled) {
         // One manifest under both tags: one signature, with the content key, serves both.
         await sign(o.exact.ref, o.exact.contentKey ?? null, labelled);
+        // A local exact tag now names an older image (an expired one this start
+        // pulled, exact-max-age.ts): drop it, so the node keeps no stale exact
+        // tag; the next start here takes the new one from the registry. Losing
+        // it is harmless (a tag of an image no container needs), so a failure only leaves it.
+        await o.engine.removeImage(o.exact.ref).catch(() => undefined);
       } else {
         if (ref) await sign(ref, null);
         // Tagged straight from the build, so no temporary tag is left to remove;

@@ -58,6 +58,8 @@ export class CacheSession {
   /** the moving ref of this node's builder (agent/src/cache/ref.ts builderRef), known once the builder probe answers */
   readonly movingRef: Promise<string>;
   private credentialNote: string | null = null;
+  /** what the moving pull came to, once it has */
+  private movingSettled: MovingPull | null = null;
 
   constructor(
     private readonly deps: CacheDeps,
@@ -99,7 +101,7 @@ export class CacheSession {
     const session = new CacheSession(deps, plan as JobPlan & { cacheRef: string; registryHost: string }, rec, options.pullMoving ?? true, options.builder);
     // Settle quietly if the job ends before anyone awaits these (lightweight, no config).
     session.movingRef.catch(() => undefined);
-    session.moving.catch(() => undefined);
+    session.moving.then((m) => (session.movingSettled = m)).catch(() => undefined);
     session.movingConfig.catch(() => undefined);
     session.pushBlocked.catch(() => undefined);
     return session;
@@ -165,6 +167,8 @@ export class CacheSession {
   async layerSource(waitForPull: boolean): Promise<MovingPull> {
     if (waitForPull || this.deps.config?.cacheTrustedKeys) return this.moving;
     const facts = await this.movingConfig;
+    // A pull that has already failed says the engine cannot reach the image either.
+    if (this.movingSettled && !this.movingSettled.available) return this.movingSettled;
     return facts ? { available: true, reason: null } : this.moving;
   }
 

@@ -83,6 +83,7 @@ export async function findExact(
   }
   const digest = await rec.phase('exact-lookup', () => cache.lookup(ref));
   if (!digest) return { ref, key, hit: false, reason: null };
+  rec.note(`${ref} is in the registry (${digest.slice(0, 19)}…)`, 'exact-lookup');
   const credentials = await cache.credentials;
   const local = await rec.phase('pull-exact', () => cache.ensureTrusted(ref, credentials, digest, key));
   if (!local.available) {

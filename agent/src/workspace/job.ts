@@ -133,6 +133,12 @@ export class Job {
         this.result.cache.stepsCached = counted.stepsCached;
         this.result.cache.stepsTotal = counted.stepsTotal;
       }
+      // BuildKit reads the cache from the registry itself (the engine's network, not the agent's): its word decides.
+      const importError = plan.cacheRef ? steps.cacheImportErrors.get(plan.cacheRef) : undefined;
+      if (importError && this.result.cache.hit === 'layers') {
+        this.result.cache.hit = 'miss';
+        this.result.cache.reason = `CACHE_IMPORT_FAILED: BuildKit could not read ${plan.cacheRef}: ${importError}`;
+      }
       this.planPush(containerId, discovered.kind, cache ? await cache.pushBlocked : null, credentials, exact);
       return this.ready(containerId, 'devcontainer');
     } catch (err) {
