@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { configFromEnv, type AgentConfig } from './config/agent-config.js';
 import { PushQueue } from './cache/push-queue.js';
 import { DevcontainerCliRunner } from './devcontainer/cli-runner.js';
@@ -63,7 +64,11 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
   const deps: PipelineDeps = {
     config,
     engine: options.engine ?? lazyEngine(),
-    devcontainer: options.devcontainer ?? new DevcontainerCliRunner({ script: config.devcontainerCli, cliPluginDirs: config.dockerCliPluginDirs ?? [] }),
+    devcontainer: options.devcontainer ?? new DevcontainerCliRunner({
+        script: config.devcontainerCli,
+        cliPluginDirs: config.dockerCliPluginDirs ?? [],
+        probeCacheFile: join(config.stateDir, 'builder-probe.json'),
+      }),
     git: options.git ?? new GitCli(),
     registry: options.registry ?? createRegistryClient(),
     credentialSources: options.credentialSources ?? (await credentialSourcesFromConfig(config)),

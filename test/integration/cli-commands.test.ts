@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResult, runCli, testEnv, type CliRun } from '../support/cli.js';
 import { cleanUp, containersWithLabel, readFromVolume, volumeExists } from '../support/docker.js';
 import { makeRepo, runId } from '../support/repos.js';
-import { loadTestbed } from '../support/testbed.js';
+import { loadTestbed, node2Env } from '../support/testbed.js';
 
 const tb = loadTestbed();
 const run = runId('cli');
@@ -105,6 +105,17 @@ describe('warmstart cache ref', () => {
       env: { ...env, WARMSTART_CACHE_REGISTRY: 'registry.example.com:5000/cache' },
     });
     expect(flag.stdout).toBe('ghcr.io/x/team/tool:devcontainer-cache');
+  });
+
+  it("prints this node's builder's ref: BuildKit's own tag where buildx is found, or the one --builder names", async () => {
+    const node2 = await runCli(['cache', 'ref', 'owner/repo', '--cache-registry', 'ghcr.io', '--json'], { env: { ...env, ...node2Env(tb) } });
+    expect(node2.code, node2.stderr).toBe(0);
+    expect(JSON.parse(node2.stdout)).toEqual({ ref: 'ghcr.io/owner/repo:buildkit-devcontainer-cache', builder: 'buildkit' });
+    const named = await runCli(['cache', 'ref', 'owner/repo', '--cache-registry', 'ghcr.io', '--builder', 'classic'], { env: { ...env, ...node2Env(tb) } });
+    expect(named.stdout).toBe('ghcr.io/owner/repo:devcontainer-cache');
+    const bad = await runCli(['cache', 'ref', 'owner/repo', '--cache-registry', 'ghcr.io', '--builder', 'kaniko', '--json'], { env });
+    expect(bad.code).toBe(2);
+    expect(onlyJson<{ error: { code: string } }>(bad).error.code).toBe('INVALID_ARGUMENT');
   });
 
   it('without a registry → exit 2', async () => {

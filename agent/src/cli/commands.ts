@@ -12,7 +12,7 @@ const USAGE = `usage:
   warmstart down <workspace-id> [--purge] [--json]
   warmstart prebuild <repository> [--config-name NAME] [--cache-registry HOST[:PORT][/NAMESPACE]] [--cache-ref REF]
       [--registry-username USER] [--registry-password-stdin] [--json] [--verbose]
-  warmstart cache ref <repository> [--config-name NAME] [--cache-registry ...] [--json]
+  warmstart cache ref <repository> [--config-name NAME] [--cache-registry ...] [--builder classic|buildkit] [--json]
   warmstart cache prune --registry HOST[:PORT][/NAMESPACE] [--keep N] [--older-than DAYS] [--dry-run]
       [--registry-username USER --registry-password-stdin] [--json]
   warmstart image create --workspace ID --name NAME [--tag TAG] [--capability C ...] [--owner USER]

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
+import { cachedProbe, probeFingerprint } from './builder-probe-cache.js';
 import { WarmstartError } from '../errors.js';
 import type { DevcontainerCli, UpOptions, UpResult } from './cli.js';
 
@@ -71,6 +72,8 @@ export interface CliRunnerOptions {
   killGraceMs?: number;
   /** the jobs' `cliPluginsExtraDirs` (AgentConfig.dockerCliPluginDirs): the buildx probe looks there too */
   cliPluginDirs?: readonly string[];
+  /** where the buildx probe's answer is kept between processes (builder-probe-cache.ts); absent: probe every time */
+  probeCacheFile?: string;
 }
 
 /** DevcontainerCli over the pinned @devcontainers/cli, run with execa. */
@@ -87,12 +90,19 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     this.dockerPath = options.dockerPath ?? 'docker';
     this.killGraceMs = options.killGraceMs ?? 5_000;
     this.cliPluginDirs = options.cliPluginDirs ?? [];
+    this.probeCacheFile = options.probeCacheFile ?? null;
   }
+
+  private readonly probeCacheFile: string | null;
 
   private classic: Promise<boolean> | null = null;
 
   usesClassicBuilder(): Promise<boolean> {
-    this.classic ??= this.cliPluginDirs.length === 0 ? this.buildxMissing() : this.buildxMissingWithPluginDirs();
+    const probe = (): Promise<boolean> => (this.cliPluginDirs.length === 0 ? this.buildxMissing() : this.buildxMissingWithPluginDirs());
+    const file = this.probeCacheFile;
+    this.classic ??= file
+      ? probeFingerprint({ pluginDirs: this.cliPluginDirs, dockerPath: this.dockerPath }).then((f) => cachedProbe(file, f, probe))
+      : probe();
     return this.classic;
   }
 
