@@ -210,6 +210,24 @@ async function main(): Promise<number> {
   const cases = Object.fromEntries(CASES.map((c) => [c, [] as RunRecord[]])) as Record<CaseName, RunRecord[]>;
   const coldTimeout = quick ? 180_000 : 420_000;
   const warmTimeout = 240_000;
+  /** The floor: `docker pull` of the finished image, then the CLI's `up` of an `image:` config (and `docker run -d` timed apart). */
+  const floorRun = async (i: number, ref: string, env: NodeJS.ProcessEnv, label: string): Promise<RunRecord> => {
+    const rec: RunRecord = { i, ok: false, ms: null };
+    try {
+      const { pullMs, runMs } = await pullAndRun(ref, runId, env);
+      const dir = join(workDir, 'floor', label);
+      await mkdir(join(dir, '.devcontainer'), { recursive: true });
+      await writeFile(join(dir, '.devcontainer', 'devcontainer.json'), `${JSON.stringify({ image: ref })}\n`);
+      const cli = await devcontainerUp(i, { tools, workspaceFolder: dir, runId, caseLabel: `${runId}-${label}`, env, timeoutMs: warmTimeout });
+      Object.assign(rec, { pullMs, runMs, upMs: cli.ms ?? undefined, postCreate: cli.postCreate, wallMs: pullMs + runMs + (cli.ms ?? 0) });
+      if (!cli.ok) throw new Error(cli.error ?? 'devcontainer up failed');
+      rec.ms = pullMs + (cli.ms ?? 0);
+      rec.ok = true;
+    } catch (err) {
+      rec.error = (err as Error).message;
+    }
+    return rec;
+  };
   let serve: ServeMeasurement | null = null;
   let pinning: PinMeasurement | null = null;
   let signature: SignatureMeasurement | null = null;
@@ -327,24 +345,7 @@ async function main(): Promise<number> {
       const exactTags = async (): Promise<boolean> => (await registry.tags(repoPathIn(ns))).some((t) => t.startsWith('exact-'));
 
       // floor: pull the finished image, start it without and with the CLI.
-      await measure('floor', i, async (a) => {
-        const rec: RunRecord = { i, ok: false, ms: null };
-        try {
-          const ref = movingRefIn(ns);
-          const { pullMs, runMs } = await pullAndRun(ref, runId, dockerEnv);
-          const dir = join(workDir, 'floor', `${i}-${a}`);
-          await mkdir(join(dir, '.devcontainer'), { recursive: true });
-          await writeFile(join(dir, '.devcontainer', 'devcontainer.json'), `${JSON.stringify({ image: ref })}\n`);
-          const cli = await devcontainerUp(i, { tools, workspaceFolder: dir, runId, caseLabel: `${runId}-floor-${i}-${a}`, env: dockerEnv, timeoutMs: warmTimeout });
-          Object.assign(rec, { pullMs, runMs, upMs: cli.ms ?? undefined, postCreate: cli.postCreate, wallMs: pullMs + runMs + (cli.ms ?? 0) });
-          if (!cli.ok) throw new Error(cli.error ?? 'devcontainer up failed');
-          rec.ms = pullMs + (cli.ms ?? 0);
-          rec.ok = true;
-        } catch (err) {
-          rec.error = (err as Error).message;
-        }
-        return rec;
-      });
+      await measure('floor', i, (a) => floorRun(i, movingRefIn(ns), dockerEnv, `floor-${i}-${a}`));
 
       // warm-exact: the exact tag warm-cold pushed.
       const hadExact = await exactTags();
@@ -387,29 +388,7 @@ async function main(): Promise<number> {
           cases[c].push({ i, ok: false, ms: null, error: 'no BuildKit cache image in the registry (bk-warm-cold did not push)' });
         }
       } else {
-        await measure(
-          'bk-floor',
-          i,
-          async (a) => {
-            const rec: RunRecord = { i, ok: false, ms: null };
-            try {
-              const ref = `${tb.registry}/${repoPathIn(ns2)}:${buildkitTag}`;
-              const { pullMs, runMs } = await pullAndRun(ref, runId, node2Env);
-              const dir = join(workDir, 'bk-floor', `${i}-${a}`);
-              await mkdir(join(dir, '.devcontainer'), { recursive: true });
-              await writeFile(join(dir, '.devcontainer', 'devcontainer.json'), `${JSON.stringify({ image: ref })}\n`);
-              const cli = await devcontainerUp(i, { tools, workspaceFolder: dir, runId, caseLabel: `${runId}-bkfloor-${i}-${a}`, env: node2Env, timeoutMs: warmTimeout });
-              Object.assign(rec, { pullMs, runMs, upMs: cli.ms ?? undefined, postCreate: cli.postCreate, wallMs: pullMs + runMs + (cli.ms ?? 0) });
-              if (!cli.ok) throw new Error(cli.error ?? 'devcontainer up failed');
-              rec.ms = pullMs + (cli.ms ?? 0);
-              rec.ok = true;
-            } catch (err) {
-              rec.error = (err as Error).message;
-            }
-            return rec;
-          },
-          node2Env,
-        );
+        await measure('bk-floor', i, (a) => floorRun(i, `${tb.registry}/${repoPathIn(ns2)}:${buildkitTag}`, node2Env, `bkfloor-${i}-${a}`), node2Env);
         await measure('bk-warm-exact', i, (a) => up2('bkexact', a, { expectedHit: 'exact', timeoutMs: warmTimeout }), node2Env);
         // The layer cases alternate which goes first, so neither always runs on a warmer machine.
         const layerCases = [

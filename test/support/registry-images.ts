@@ -64,3 +64,15 @@ export async function removeLabelled(marker: string): Promise<void> {
   const ids = [...new Set(String(stdout).split('\n').filter(Boolean))];
   if (ids.length) await execa('docker', ['rmi', '-f', ...ids], { reject: false });
 }
+
+/** Deletes every manifest under `repository` (a test's own namespace), ignoring what is already gone. */
+export async function deleteAllTags(
+  api: import('../../agent/src/registry/oci-api.js').OciApi,
+  repository: string,
+  creds: import('../../agent/src/registry/credentials.js').RegistryCredentials | null = null,
+): Promise<void> {
+  for (const tag of await api.listTags(repository, creds).catch(() => [])) {
+    const m = await api.getManifest(repository, tag, creds).catch(() => null);
+    if (m) await api.deleteManifest(repository, m.digest, creds).catch(() => false);
+  }
+}

@@ -6,7 +6,7 @@ import { parseSigningKey, parseTrustedKey } from '../../../agent/src/cache/signa
 import { cacheSigner, signatureRefusal } from '../../../agent/src/cache/signature-store.js';
 import { DockerodeEngine } from '../../../agent/src/docker/dockerode-engine.js';
 import { createOciApi } from '../../../agent/src/registry/oci-api.js';
-import { removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
+import { deleteAllTags, removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
 import { loadTestbed } from '../../support/testbed.js';
 
 // pushCache with the real engine and the testbed's open registry.
@@ -26,10 +26,7 @@ let imageId = '';
 afterAll(async () => {
   await removeLocal([moving, exact, `${ns}-src`]);
   await removeLabelled(ns);
-  for (const tag of await api.listTags(repository, null).catch(() => [])) {
-    const m = await api.getManifest(repository, tag, null).catch(() => null);
-    if (m) await api.deleteManifest(repository, m.digest, null).catch(() => false);
-  }
+  await deleteAllTags(api, repository);
 });
 
 describe('pushCache with a signer', () => {

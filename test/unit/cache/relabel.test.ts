@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { readImageConfig, relabelInRegistry } from '../../../agent/src/cache/relabel.js';
 import { createOciApi } from '../../../agent/src/registry/oci-api.js';
-import { pushTinyImage, removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
+import { deleteAllTags, pushTinyImage, removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
 import { loadTestbed } from '../../support/testbed.js';
 
 // Labelling in the registry itself, against the testbed's open registry.
@@ -14,10 +14,7 @@ const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 afterAll(async () => {
   await removeLocal([`${repository}:pushed`]);
   await removeLabelled(ns);
-  for (const tag of await api.listTags(repository, null).catch(() => [])) {
-    const m = await api.getManifest(repository, tag, null).catch(() => null);
-    if (m) await api.deleteManifest(repository, m.digest, null).catch(() => false);
-  }
+  await deleteAllTags(api, repository);
 });
 
 async function configOf(tag: string): Promise<Record<string, unknown>> {

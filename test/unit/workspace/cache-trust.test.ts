@@ -10,7 +10,7 @@ import { createOciApi } from '../../../agent/src/registry/oci-api.js';
 import { createRegistryClient } from '../../../agent/src/registry/registry-client.js';
 import { CacheSession } from '../../../agent/src/workspace/cache-phase.js';
 import { planJob } from '../../../agent/src/workspace/plan.js';
-import { pushTinyImage, removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
+import { deleteAllTags, pushTinyImage, removeLabelled, removeLocal, uniqueNamespace } from '../../support/registry-images.js';
 import { loadTestbed } from '../../support/testbed.js';
 
 // The cache session's moving pull with WARMSTART_CACHE_TRUSTED_KEYS, against the real engine and open registry.
@@ -36,10 +36,7 @@ function session(keys: typeof trusted | null): { s: CacheSession; events: Worksp
 afterAll(async () => {
   await removeLocal([ref]);
   await removeLabelled(ns);
-  for (const tag of await api.listTags(repository, null).catch(() => [])) {
-    const m = await api.getManifest(repository, tag, null).catch(() => null);
-    if (m) await api.deleteManifest(repository, m.digest, null).catch(() => false);
-  }
+  await deleteAllTags(api, repository);
 });
 
 describe('moving pull with trusted keys', () => {
