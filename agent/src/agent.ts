@@ -67,7 +67,8 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
     devcontainer: options.devcontainer ?? new DevcontainerCliRunner({
         script: config.devcontainerCli,
         cliPluginDirs: config.dockerCliPluginDirs ?? [],
-        probeCacheFile: join(config.stateDir, 'builder-probe.json'),
+        // Per boot: the runtime dir is a tmpfs under systemd (RuntimeDirectory=).
+        probeCacheFile: join(config.runtimeDir, 'builder-probe.json'),
       }),
     git: options.git ?? new GitCli(),
     registry: options.registry ?? createRegistryClient(),

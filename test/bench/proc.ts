@@ -85,27 +85,33 @@ export function runTimed(cmd: string, args: string[], o: RunOptions): Promise<Ti
         stderrLine += text;
         const lines = stderrLine.split('\n');
         stderrLine = lines.pop() ?? '';
-        if (lines.some((l) => o.readyPattern!.test(l))) readyWallMs = Math.round(performance.now() - t0);
+        if (lines.some((l) => o.readyPattern!.test(l))) {
+          readyWallMs = Math.round(performance.now() - t0);
+          if (o.pollRss) sample(false);
+        }
       }
     });
     child.stdin.end(o.input ?? '');
     child.stdin.on('error', () => undefined);
 
+    // The sampling must not load the machine it measures: VmHWM is a high-water
+    // mark, so a cheap read of one file every 200 ms misses nothing but the
+    // last moments (read again at the ready line); the whole tree (every
+    // thread's children of every process) is walked once a second.
     let polling = false;
-    const poll =
-      o.pollRss && child.pid !== undefined
-        ? setInterval(() => {
-            if (polling) return;
-            polling = true;
-            const pid = child.pid!;
-            void Promise.all([procStatusKb(pid, 'VmHWM'), treeRssKb(pid)])
-              .then(([hwm, tree]) => {
-                if (hwm !== null) peakRssKb = Math.max(peakRssKb ?? 0, hwm);
-                if (tree > 0) treePeakRssKb = Math.max(treePeakRssKb ?? 0, tree);
-              })
-              .finally(() => (polling = false));
-          }, 50)
-        : null;
+    let ticks = 0;
+    const sample = (withTree: boolean): void => {
+      if (polling || child.pid === undefined) return;
+      polling = true;
+      const pid = child.pid;
+      void Promise.all([procStatusKb(pid, 'VmHWM'), withTree ? treeRssKb(pid) : Promise.resolve(0)])
+        .then(([hwm, tree]) => {
+          if (hwm !== null) peakRssKb = Math.max(peakRssKb ?? 0, hwm);
+          if (tree > 0) treePeakRssKb = Math.max(treePeakRssKb ?? 0, tree);
+        })
+        .finally(() => (polling = false));
+    };
+    const poll = o.pollRss && child.pid !== undefined ? setInterval(() => sample(++ticks % 5 === 0), 200) : null;
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');

@@ -129,7 +129,7 @@ async function nextJobReady(agent: Agent, id: string, repo: string): Promise<str
 describe('the Docker engine restarts under a job', () => {
   it('while the job pulls the cache image', async () => {
     await faultRow(
-      { fault: 'Docker engine restarted while pulling', expected: 'ready without cache (the agent waits for the engine); next job ready' },
+      { fault: 'Docker engine restarted while pulling', expected: 'ready from the exact tag once the engine is back (the cut moving pull is not used); next job ready' },
       async () => {
         const run = runId('dkpull');
         const ids = [`${run}-seed`, `${run}-ws`, `${run}-next`];
@@ -162,10 +162,13 @@ describe('the Docker engine restarts under a job', () => {
 
         const v = (await waitForStatus(agent, ids[1]!, SETTLED, 240_000)) as unknown as View;
         const outcome = describeOutcome(v);
-        // The cut pull is a cache miss; the agent waits for the engine and builds.
+        // The cut pull of the moving tag (which is the exact image) is not used;
+        // the agent waits for the engine and takes the same image through the
+        // exact tag instead of building.
         expect(v.status).toBe('ready');
         expect(v.profile).toBe('devcontainer');
-        expect(v.cache?.hit).toBe('miss');
+        expect(v.cache?.hit).toBe('exact');
+        expect((await events(agent, ids[1]!)).some((e) => e.type === 'phase-start' && e.phase === 'pull-exact')).toBe(true);
         const inv = await agentInvariants(agent, [ids[1]!], v.status === 'failed' ? [] : [`warmstart-ws-${ids[1]}`]);
         const next = await nextJobReady(agent, ids[2]!, repo);
         return `restart during ${pulling.join('+')} (engine away ${(away / 1000).toFixed(1)} s): ${outcome}; ${next}; ${inv}`;

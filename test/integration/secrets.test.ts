@@ -18,6 +18,7 @@ import { parseResult, runCli, testEnv, type CliRun } from '../support/cli.js';
 import { cleanUp, imageExists, readFromVolume, volumeExists, wipeImages } from '../support/docker.js';
 import { addBareRepo, GIT_HTTP_USER, startGitHttpsServer, type GitHttpsServer } from '../support/git-https-server.js';
 import { makeRepo, runId } from '../support/repos.js';
+import { notThisImage } from '../support/registry-images.js';
 import { b64, fakeToken, needlesFor, placesFromBlob, placesFromTree, scan, type Hit, type Needle, type Place } from '../support/secret-scan.js';
 import { loadTestbed } from '../support/testbed.js';
 import { expectedCacheRef } from '../support/cache-ref.js';
@@ -98,7 +99,7 @@ const MANIFEST_TYPES = [
 const basic = `Basic ${b64(`${tb.registryUser}:${tb.registryPassword}`)}`;
 
 /** The pushed image as the registry stores it: manifest, config blob, every layer blob. */
-async function registryPlaces(ref: string, scratch: string): Promise<{ places: Place[]; digest: string; configDigest: string }> {
+async function registryPlaces(ref: string, scratch: string): Promise<{ places: Place[]; digest: string; configDigest: string; config: Buffer }> {
   const { registry, repo, tag } = splitRef(ref);
   const base = `http://${registry}/v2/${repo}`;
   const res = await fetch(`${base}/manifests/${tag}`, { headers: { Authorization: basic, Accept: MANIFEST_TYPES } });
@@ -106,14 +107,16 @@ async function registryPlaces(ref: string, scratch: string): Promise<{ places: P
   const manifestBytes = Buffer.from(await res.arrayBuffer());
   const manifest = JSON.parse(manifestBytes.toString('utf8')) as { config: { digest: string }; layers: { digest: string }[] };
   const places: Place[] = [{ name: `registry ${ref} manifest`, bytes: manifestBytes }];
+  let config = Buffer.alloc(0);
   for (const [kind, digest] of [['config', manifest.config.digest], ...manifest.layers.map((l) => ['layer', l.digest])] as const) {
     const blob = await fetch(`${base}/blobs/${digest}`, { headers: { Authorization: basic } });
     if (!blob.ok) throw new Error(`blob ${digest}: HTTP ${blob.status}`);
     const bytes = Buffer.from(await blob.arrayBuffer());
     expect(`sha256:${createHash('sha256').update(bytes).digest('hex')}`).toBe(digest);
+    if (kind === 'config') config = bytes;
     places.push(...(await placesFromBlob(`registry ${kind} ${digest.slice(0, 19)}`, bytes, scratch)));
   }
-  return { places, digest: res.headers.get('docker-content-digest') ?? '', configDigest: manifest.config.digest };
+  return { places, digest: res.headers.get('docker-content-digest') ?? '', configDigest: manifest.config.digest, config };
 }
 
 // --------------------------------------------------------------------- tests
@@ -385,7 +388,7 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
 
     // The pushed image as the registry holds it.
     const reg = await registryPlaces(ref, scratch);
-    expect(reg.configDigest).toBe(imageId);
+    expect(await notThisImage(reg.config, reg.configDigest, imageId)).toBeNull();
     places.push(...reg.places);
 
     // ... and as a node that never saw it gets it: no container, no local image, pull, docker save.
@@ -396,7 +399,7 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     const pull = await docker(['pull', ref], { DOCKER_CONFIG: testDockerConfig });
     expect(pull.exitCode, String(pull.stderr)).toBe(0);
     const pulled = await docker(['image', 'inspect', '--format', '{{.Id}}', ref]);
-    expect(String(pulled.stdout).trim()).toBe(imageId);
+    expect(String(pulled.stdout).trim()).toBe(reg.configDigest);
     const saveFile = join(scratch, `${o.label}-save.tar`);
     const save = await docker(['save', '-o', saveFile, ref]);
     expect(save.exitCode, String(save.stderr)).toBe(0);

@@ -9,7 +9,7 @@ import { configFromEnv } from '../../agent/src/config/agent-config.js';
 import { planJob } from '../../agent/src/workspace/plan.js';
 import { expectedCacheRef, registryPath } from '../support/cache-ref.js';
 import { parseResult, runCli, testEnv } from '../support/cli.js';
-import { cleanUp, wipeImages } from '../support/docker.js';
+import { cleanUp, imageExists, wipeImages } from '../support/docker.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { startAgent, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
@@ -30,7 +30,7 @@ const tb = loadTestbed();
 const run = runId('cid');
 const namespace = `warmstart-test/${run}`;
 const registry = `${tb.registry}/${namespace}`;
-const ids = { victim: `${run}-victim`, twin: `${run}-twin`, forged: `${run}-forged`, healed: `${run}-healed`, attacker: `${run}-attacker` };
+const ids = { victim: `${run}-victim`, twin: `${run}-twin`, viaMoving: `${run}-via-moving`, forged: `${run}-forged`, healed: `${run}-healed`, attacker: `${run}-attacker` };
 const AUDIENCE = `warmstart-agent-${run}`;
 const ISSUER = `https://control-plane.test/${run}`;
 const KID = 'cache-identity-key';
@@ -132,11 +132,11 @@ describe('cache identity: one cache path per repository, exact images carry who 
     expect(exactTag).toMatch(/^exact-[0-9a-f]{40}$/);
     exactRef = `${movingRef.slice(0, movingRef.lastIndexOf(':'))}:${exactTag}`;
 
-    // The exact tag names an image labelled with the victim's identity and key; the moving tag is the built image itself.
+    // The exact tag names an image labelled with the victim's identity and key; so does the moving tag (the same manifest).
     const labels = await registryLabels(exactRef);
     expect(labels['dev.warmstart.repository']).toBe(`local:${victim}`);
     expect(labels['dev.warmstart.content-key']).toMatch(new RegExp(`^${exactTag!.slice('exact-'.length)}[0-9a-f]{24}$`));
-    expect((await registryLabels(movingRef))['dev.warmstart.repository']).toBeUndefined();
+    expect(await registryLabels(movingRef)).toEqual(labels);
 
     await cleanUp({ runId: run, workspaceIds: [ids.victim] });
     await wipeImages(run, [movingRef, exactRef]);
@@ -210,7 +210,7 @@ describe('cache identity: one cache path per repository, exact images carry who 
     });
   });
 
-  it('(c) a forged image under the exact tag is not started; a correctly labelled one still is', async () => {
+  it('(c) a forged image under the exact tag is not started, nor under the moving tag; a correctly labelled one still is', async () => {
     expect(exactRef, 'runs after (a), which pushed the victim').toBeTruthy();
     const key = (await registryLabels(exactRef))['dev.warmstart.content-key']!;
     // Someone with push rights on the path puts another image under the victim's
@@ -224,7 +224,22 @@ describe('cache identity: one cache path per repository, exact images carry who 
     await docker(['push', exactRef]);
     expect((await registryLabels(exactRef))['dev.warmstart.repository']).toBe(`local:${twin}`);
 
-    // The victim starts on a wiped node.
+    // The victim starts on a wiped node: the moving tag is still the genuine image,
+    // labelled for this repository and key (push-cache.ts), so it is the exact
+    // image; the forged exact tag is never pulled.
+    await wipeImages(run, [movingRef, exactRef]);
+    const viaMoving = parseResult(await up(victim, ids.viaMoving));
+    expect(viaMoving.cache.hit).toBe('exact');
+    expect(await inContainer(viaMoving.containerId!, 'cat /made-by')).toBe('genuine');
+    expect(await imageExists(exactRef)).toBe(false);
+    await cleanUp({ runId: run, workspaceIds: [ids.viaMoving] });
+
+    // Now the moving tag too: the forged image under both tags.
+    await docker(
+      ['build', '-q', '-t', movingRef, '--label', `dev.warmstart.repository=local:${twin}`, '--label', `dev.warmstart.content-key=${key}`, '-'],
+      `FROM ${tb.baseImage}\nLABEL warmstart.test-run=${run}\nRUN echo forged > /made-by\n`,
+    );
+    await docker(['push', movingRef]);
     await wipeImages(run, [movingRef, exactRef]);
     const forgedRun = await up(victim, ids.forged);
     const forged = parseResult(forgedRun);
@@ -241,6 +256,7 @@ describe('cache identity: one cache path per repository, exact images carry who 
     // The job built, so it pushed the exact tag again, labelled for the victim.
     expect(forged.push.status).toBe('pushed');
     expect(await registryLabels(exactRef)).toMatchObject({ 'dev.warmstart.repository': `local:${victim}`, 'dev.warmstart.content-key': key });
+    expect(await registryLabels(movingRef)).toMatchObject({ 'dev.warmstart.repository': `local:${victim}`, 'dev.warmstart.content-key': key });
 
     // With the correct labels back, a wiped node starts the exact image again.
     await cleanUp({ runId: run, workspaceIds: [ids.forged] });

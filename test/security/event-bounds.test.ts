@@ -102,7 +102,8 @@ describe('attack 7b: a build that prints without end', () => {
     const fileMarkers = onDisk.filter((e) => markerCount(e) !== null);
     expect(fileMarkers).toHaveLength(1);
     const phases = (type: string): string[] => onDisk.filter((e) => e.type === type).map((e) => e.phase ?? '');
-    expect(phases('phase-end')).toEqual(phases('phase-start'));
+    // Every phase that started ended (phases overlap, so not in the same order).
+    expect(phases('phase-end').sort()).toEqual(phases('phase-start').sort());
     expect(phases('phase-start').length).toBeGreaterThan(2);
     expect(onDisk.some((e) => e.type === 'outcome' && e.status === 'ready')).toBe(true);
     expect(onDisk.some((e) => e.text?.includes('FLOOD-DONE'))).toBe(true);

@@ -76,3 +76,18 @@ export async function deleteAllTags(
     if (m) await api.deleteManifest(repository, m.digest, creds).catch(() => false);
   }
 }
+
+/**
+ * Whether the image config the registry holds (JSON) is the local image
+ * `imageId`: the same config, or its labelled copy (agent/src/cache/relabel.ts
+ * puts the content key and identity labels into a copy of the config), i.e.
+ * the same layers and history and a content-key label. Returns why not, or null.
+ */
+export async function notThisImage(registryConfig: Buffer, configDigest: string, imageId: string, dockerHost?: string): Promise<string | null> {
+  if (configDigest === imageId) return null;
+  const local = await execa('docker', ['image', 'inspect', '--format', '{{json .RootFS.Layers}}', imageId], dockerHost ? { env: { DOCKER_HOST: dockerHost } } : {});
+  const config = JSON.parse(registryConfig.toString('utf8')) as { rootfs?: { diff_ids?: string[] }; config?: { Labels?: Record<string, string> } };
+  if (JSON.stringify(config.rootfs?.diff_ids ?? []) !== String(local.stdout).trim()) return `other layers than ${imageId}`;
+  if (!config.config?.Labels?.['dev.warmstart.content-key']) return `another config than ${imageId}, and not its labelled copy`;
+  return null;
+}

@@ -49,6 +49,7 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
   const ms = (): number => Math.round(now() - t0);
   const ref = o.refs[0] ?? null;
   const unsigned: string[] = [];
+  const notes: string[] = [];
   const sign = async (r: string, contentKey: string | null, manifest?: FetchedManifest): Promise<void> => {
     try {
       await o.sign?.(r, contentKey, manifest);
@@ -70,10 +71,17 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
       const repository = o.exact.ref.slice(0, colon);
       const digest = pushed[0] ?? null;
       const sameRepository = ref !== null && ref.slice(0, ref.lastIndexOf(':')) === repository;
-      const labelled =
-        digest && sameRepository
-          ? await relabel({ repository, digest, labels: o.exact.labels, tags: [o.exact.ref.slice(colon + 1), ref.slice(ref.lastIndexOf(':') + 1)], creds: o.creds ?? null })
-          : null;
+      let labelled: FetchedManifest | null = null;
+      try {
+        labelled =
+          digest && sameRepository
+            ? await relabel({ repository, digest, labels: o.exact.labels, tags: [o.exact.ref.slice(colon + 1), ref.slice(ref.lastIndexOf(':') + 1)], creds: o.creds ?? null })
+            : null;
+      } catch (err) {
+        // A registry that took the push but cannot serve its manifest back (a 5xx on reads): the engine labels it, as below.
+        if (signal.aborted) throw err;
+        notes.push(`labelled through the engine: ${describeError(err)}`);
+      }
       if (labelled) {
         // One manifest under both tags: one signature, with the content key, serves both.
         await sign(o.exact.ref, o.exact.contentKey ?? null, labelled);
@@ -91,7 +99,7 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
         await sign(o.exact.ref, o.exact.contentKey ?? null);
       }
     }
-    const reason = unsigned.length > 0 ? `pushed but not signed: ${unsigned.join('; ')}` : null;
+    const reason = [...notes, ...(unsigned.length > 0 ? [`pushed but not signed: ${unsigned.join('; ')}`] : [])].join('; ') || null;
     return { status: 'pushed', ref, reason, ms: ms() };
   } catch (err) {
     if (signal.aborted) {

@@ -70,7 +70,10 @@ export class Job {
       const src = deps.store.sourceDir(plan.workspaceId);
       // Clone before creating the volume, so a repository that cannot be
       // cloned leaves no volume behind.
-      await rec.phase('clone', () => this.clone(src));
+      const cloned = rec.phase('clone', () => this.clone(src));
+      // The engine client loads on first use (agent/src/docker/lazy-engine.ts): let that be now, while git and the registry reads run.
+      deps.engine.waitForEngine?.().catch(() => undefined);
+      await cloned;
       if (cache) {
         // Each builder reads and writes its own moving tag (agent/src/cache/ref.ts builderRef).
         plan = this.plan = { ...plan, cacheRef: await cache.movingRef };

@@ -64,4 +64,26 @@ describe('pushCache with a signer', () => {
     expect(result.status).toBe('pushed');
     expect(result.reason).toMatch(/^pushed but not signed: .*devcontainer-cache: .*not at the image this node pushed/);
   }, 60_000);
+
+  it('a registry that cannot serve the pushed manifest back gets the exact image labelled through the engine', async () => {
+    const result = await pushCache({
+      engine,
+      imageId,
+      refs: [moving],
+      exact: { ref: exact, labels: { 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': 'b'.repeat(64) } },
+      auth: undefined,
+      timeoutMs: 60_000,
+      relabel: async () => {
+        throw new Error('registry 127.0.0.1: GET manifest answered HTTP 503');
+      },
+    });
+    expect(result).toMatchObject({ status: 'pushed', reason: 'labelled through the engine: registry 127.0.0.1: GET manifest answered HTTP 503' });
+    // The exact tag holds a labelled copy; the moving tag is the image as built (its digest differs).
+    const config = async (tag: string) => {
+      const m = JSON.parse((await api.getManifest(repository, tag, null))!.bytes.toString('utf8')) as { config: { digest: string } };
+      return JSON.parse((await api.getBlob(repository, m.config.digest, null, 1 << 20))!.toString('utf8')) as { config: { Labels?: Record<string, string> } };
+    };
+    expect((await config(`exact-${'a'.repeat(40)}`)).config.Labels?.['dev.warmstart.content-key']).toBe('b'.repeat(64));
+    expect((await config('devcontainer-cache')).config.Labels?.['dev.warmstart.content-key']).toBeUndefined();
+  }, 60_000);
 });
