@@ -9,7 +9,7 @@ import { expectedCacheRef } from '../support/cache-ref.js';
 import { parseResult, runCli, testEnv } from '../support/cli.js';
 import { missExactTag } from '../support/config-edit.js';
 import { cleanUp, imageExists, wipeImages } from '../support/docker.js';
-import { makeRepo, runId } from '../support/repos.js';
+import { makeRepo, runId, twoStepFiles } from '../support/repos.js';
 import { loadNode2, loadTestbed, node2Env } from '../support/testbed.js';
 
 const tb = loadTestbed();
@@ -19,15 +19,7 @@ const namespace = `warmstart-test/${run}`;
 const registry = `${tb.registry}/${namespace}`;
 const ids = { cold: `${run}-n2a`, warm: `${run}-n2b`, node1: `${run}-n1` };
 
-const files = {
-  '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" } }\n',
-  '.devcontainer/Dockerfile': `FROM @@BASE_IMAGE@@
-LABEL warmstart.test-run=@@RUN_ID@@
-RUN echo one > /step-one
-RUN echo two > /step-two && sleep 1
-`,
-  'README.md': 'buildkit node fixture\n',
-};
+const files = twoStepFiles('buildkit node fixture');
 
 const onNode2 = (args: string[]) => execa('docker', args, { env: { DOCKER_HOST: node2.dockerHost }, reject: false });
 

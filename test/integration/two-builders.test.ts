@@ -11,7 +11,7 @@ import { parseResult, runCli, testEnv } from '../support/cli.js';
 import { missExactTag } from '../support/config-edit.js';
 import { cleanUp, imageExists } from '../support/docker.js';
 import { testNodes, type TestNode } from '../support/nodes.js';
-import { makeRepo, runId } from '../support/repos.js';
+import { makeRepo, runId, twoStepFiles } from '../support/repos.js';
 import { loadTestbed } from '../support/testbed.js';
 
 const tb = loadTestbed();
@@ -21,15 +21,7 @@ const registry = `${tb.registry}/warmstart-test/${run}`;
 const auth = `Basic ${Buffer.from(`${tb.registryUser}:${tb.registryPassword}`).toString('base64')}`;
 const ACCEPT = ['application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.oci.image.manifest.v1+json'].join(', ');
 
-const files = {
-  '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" } }\n',
-  '.devcontainer/Dockerfile': `FROM @@BASE_IMAGE@@
-LABEL warmstart.test-run=@@RUN_ID@@
-RUN echo one > /step-one
-RUN echo two > /step-two && sleep 1
-`,
-  'README.md': 'two builders fixture\n',
-};
+const files = twoStepFiles('two builders fixture');
 
 interface Started {
   node: TestNode;

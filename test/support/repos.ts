@@ -51,3 +51,16 @@ export async function makeRepo(
   await git(['commit', '-q', '-m', 'fixture']);
   return dir;
 }
+
+/** A Dockerfile config with two RUN steps (`/step-one`, `/step-two`), for makeRepo: what the builder tests build on several nodes. */
+export function twoStepFiles(readme: string): Record<string, string> {
+  return {
+    '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" } }\n',
+    '.devcontainer/Dockerfile': `FROM @@BASE_IMAGE@@
+LABEL warmstart.test-run=@@RUN_ID@@
+RUN echo one > /step-one
+RUN echo two > /step-two && sleep 1
+`,
+    'README.md': `${readme}\n`,
+  };
+}
