@@ -35,7 +35,32 @@ export interface RelabelOptions {
 
 interface ManifestJson {
   mediaType?: unknown;
-  config?: { mediaType?: unknown; digest?: unknown; size?: unknown };
+  config: { mediaType?: unknown; digest: string; size?: unknown };
+}
+
+interface ConfigJson {
+  config?: { Labels?: unknown };
+  created?: unknown;
+}
+
+/**
+ * An image manifest's JSON, its media type and its config, read from the
+ * registry; null when `manifest` is not a single image (an index, or a media
+ * type this does not know). `config` is null when the blob is missing or not JSON.
+ */
+async function imageParts(
+  api: OciApi,
+  repository: string,
+  manifest: FetchedManifest,
+  creds: RegistryCredentials | null,
+): Promise<{ json: ManifestJson; mediaType: string; config: ConfigJson | null } | null> {
+  const json = parseJson(manifest.bytes) as Partial<ManifestJson> | null;
+  if (!json || typeof json.config?.digest !== 'string') return null;
+  const mediaType = typeof json.mediaType === 'string' ? json.mediaType : manifest.mediaType;
+  if (!IMAGE_MANIFESTS.has(mediaType)) return null;
+  const bytes = await api.getBlob(repository, json.config.digest, creds, MAX_CONFIG_BYTES);
+  const config = bytes ? parseJson(bytes) : null;
+  return { json: json as ManifestJson, mediaType, config: config && typeof config === 'object' ? (config as ConfigJson) : null };
 }
 
 /**
@@ -48,26 +73,21 @@ export async function relabelInRegistry(o: RelabelOptions): Promise<FetchedManif
   const api = o.api ?? createOciApi();
   const manifest = await api.getManifest(o.repository, o.digest, o.creds);
   if (!manifest) throw new Error(`${o.repository}@${o.digest} is not in the registry after its push`);
-  const parsed = parseJson(manifest.bytes) as ManifestJson | null;
-  const mediaType = typeof parsed?.mediaType === 'string' ? parsed.mediaType : manifest.mediaType;
-  if (!parsed || !IMAGE_MANIFESTS.has(mediaType) || typeof parsed.config?.digest !== 'string') return null;
-
-  const configBytes = await api.getBlob(o.repository, parsed.config.digest, o.creds, MAX_CONFIG_BYTES);
-  if (!configBytes) throw new Error(`the config of ${o.repository}@${o.digest} is not in the registry`);
-  const config = parseJson(configBytes) as { config?: { Labels?: Record<string, string> | null }; created?: string } | null;
-  if (!config || typeof config !== 'object') throw new Error(`the config of ${o.repository}@${o.digest} is not JSON`);
-  const inner = config.config ?? {};
+  const image = await imageParts(api, o.repository, manifest, o.creds);
+  if (!image) return null;
+  if (!image.config) throw new Error(`the config of ${o.repository}@${o.digest} is not in the registry, or not JSON`);
+  const inner = (image.config.config ?? {}) as { Labels?: Record<string, string> | null };
   const labelled = {
-    ...config,
+    ...image.config,
     // Exact-max-age (exact-max-age.ts) reads the age of the tag from here.
     created: (o.now?.() ?? new Date()).toISOString(),
     config: { ...inner, Labels: { ...(inner.Labels ?? {}), ...o.labels } },
   };
   const newConfig = Buffer.from(JSON.stringify(labelled));
   const configDigest = await api.putBlob(o.repository, newConfig, o.creds);
-  const newManifest = Buffer.from(JSON.stringify({ ...parsed, config: { ...parsed.config, digest: configDigest, size: newConfig.length } }));
-  for (const tag of o.tags) await api.putManifest(o.repository, tag, newManifest, mediaType, o.creds);
-  return { digest: sha256Digest(newManifest), mediaType, bytes: newManifest };
+  const newManifest = Buffer.from(JSON.stringify({ ...image.json, config: { ...image.json.config, digest: configDigest, size: newConfig.length } }));
+  for (const tag of o.tags) await api.putManifest(o.repository, tag, newManifest, image.mediaType, o.creds);
+  return { digest: sha256Digest(newManifest), mediaType: image.mediaType, bytes: newManifest };
 }
 
 /** What an image's config says about it: its labels and when it was made. */
@@ -90,13 +110,8 @@ export async function readImageConfig(
   creds: RegistryCredentials | null,
 ): Promise<ImageConfigFacts | null> {
   const manifest = await api.getManifest(repository, reference, creds);
-  const parsed = manifest ? (parseJson(manifest.bytes) as ManifestJson | null) : null;
-  if (!manifest || !parsed || typeof parsed.config?.digest !== 'string') return null;
-  const mediaType = typeof parsed.mediaType === 'string' ? parsed.mediaType : manifest.mediaType;
-  if (!IMAGE_MANIFESTS.has(mediaType)) return null;
-  const bytes = await api.getBlob(repository, parsed.config.digest, creds, MAX_CONFIG_BYTES);
-  const config = bytes ? (parseJson(bytes) as { config?: { Labels?: unknown }; created?: unknown } | null) : null;
-  if (!config) return null;
+  const config = manifest ? (await imageParts(api, repository, manifest, creds))?.config : null;
+  if (!manifest || !config) return null;
   const raw = config.config?.Labels;
   const labels: Record<string, string> = {};
   if (raw && typeof raw === 'object') for (const [k, v] of Object.entries(raw)) if (typeof v === 'string') labels[k] = v;
