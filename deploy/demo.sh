@@ -48,14 +48,23 @@ wipe_node() {
 
 say "starting from nothing: no local images of the example, no cache in the registry"
 wipe_node
+# Every tag of the example's cache repository goes (a manifest deleted by
+# digest takes each tag that names it): the moving tags, the exact tags of
+# earlier runs, their signatures.
 repo_path=${REF#*/}; repo_path=${repo_path%:*}
-digest=$(curl -s -u "$WARMSTART_TESTBED_REGISTRY_USER:$PASSWORD" -I \
-  -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-  "http://$WARMSTART_TESTBED_REGISTRY/v2/$repo_path/manifests/devcontainer-cache" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
-if [ -n "$digest" ]; then
-  curl -s -u "$WARMSTART_TESTBED_REGISTRY_USER:$PASSWORD" -X DELETE \
-    "http://$WARMSTART_TESTBED_REGISTRY/v2/$repo_path/manifests/$digest" >/dev/null
-fi
+REGISTRY=$WARMSTART_TESTBED_REGISTRY REPO_PATH=$repo_path USER_NAME=$WARMSTART_TESTBED_REGISTRY_USER PASSWORD=$PASSWORD node --input-type=module -e '
+const { REGISTRY, REPO_PATH, USER_NAME, PASSWORD } = process.env;
+const base = `http://${REGISTRY}/v2/${REPO_PATH}`;
+const authorization = `Basic ${Buffer.from(`${USER_NAME}:${PASSWORD}`).toString("base64")}`;
+const accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+const list = await fetch(`${base}/tags/list`, { headers: { authorization } });
+const tags = list.ok ? ((await list.json()).tags ?? []) : [];
+for (const tag of tags) {
+  const head = await fetch(`${base}/manifests/${tag}`, { method: "HEAD", headers: { authorization, accept } });
+  const digest = head.headers.get("docker-content-digest");
+  if (head.ok && digest) await fetch(`${base}/manifests/${digest}`, { method: "DELETE", headers: { authorization } });
+}
+'
 
 say "1/2 cold start: builds the dev container, reports ready, then pushes the cache"
 echo "$PASSWORD" | warmstart up "$REPO" --workspace-id demo-cold \
