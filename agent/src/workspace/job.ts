@@ -71,8 +71,11 @@ export class Job {
       // Clone before creating the volume, so a repository that cannot be
       // cloned leaves no volume behind.
       const cloned = rec.phase('clone', () => this.clone(src));
-      // The engine client loads on first use (agent/src/docker/lazy-engine.ts): let that be now, while git and the registry reads run.
-      deps.engine.waitForEngine?.().catch(() => undefined);
+      // The engine client loads on first use (agent/src/docker/lazy-engine.ts): let that be while git runs,
+      // but after the builder probe's file reads, which the moving pull waits for (its loading would hold them up).
+      void (cache ? cache.movingRef : Promise.resolve())
+        .then(() => deps.engine.waitForEngine?.())
+        .catch(() => undefined);
       await cloned;
       if (cache) {
         // Each builder reads and writes its own moving tag (agent/src/cache/ref.ts builderRef).
