@@ -233,4 +233,38 @@ describe('cache trouble never fails a workspace (real engine, registry, devconta
       expect(r.push.reason).toBeTruthy();
     },
   );
+
+  // The moving image is taken as the exact image from its labels, before its
+  // pull has ended (cache-phase.ts movingAsExact), and `up` starts at once: a
+  // pull that then fails is cache trouble, and the workspace is built instead.
+  it('the engine turned away after the agent chose the moving image as the exact image: built without it, ready, a miss with the reason', async () => {
+    const c = await scenario('gatex', bk.build);
+    const gate: EngineGateProxy = await startEngineGateProxy(tb.registry);
+    proxies.push(gate);
+    const cold = await up(c, gate.host, tb.registryPassword);
+    const first = parseResult(cold);
+    expect(cold.code, cold.stderr).toBe(0);
+    expect(first.push.status, JSON.stringify(first.push)).toBe('pushed');
+
+    // Node 3 never saw the repository; its key is the one the moving image is labelled with.
+    await forgetRun(bk.start, { runId: c.run });
+    const on = { id: `${c.run}-n3`, node: bk.start, env: await testEnv(tb.baseImage, bk.start.env) };
+    c.more.push({ id: on.id, node: on.node });
+    // The engine's requests hang 3 s and are then cut: long enough for the agent to decide.
+    gate.closeToEngines('down', 3000);
+    const cli = await up(c, gate.host, tb.registryPassword, ['--push-timeout', '2'], on);
+    const r = parseResult(cli);
+    const events = await readFile(join(on.env.WARMSTART_STATE_DIR!, 'workspaces', on.id, 'events.ndjson'), 'utf8');
+    expect(gate.refused().length, JSON.stringify(gate.agents())).toBeGreaterThan(0);
+    expect(events).toContain('the moving image is the exact image for this key');
+    expect(events).toContain('the exact image could not be pulled');
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(r.outcome).toBe('ready');
+    expect(r.profile).toBe('devcontainer');
+    expect(r.error).toBeNull();
+    expect(await containersWithLabel(`warmstart.workspace=${on.id}`, on.node.dockerHost)).toEqual([r.containerId!.slice(0, 12)]);
+    expect(events).toMatch(/Run: \S*docker buildx build /);
+    expect(r.cache, JSON.stringify(r.cache)).toMatchObject({ ref: c.refs.at(-1), hit: 'miss', stepsCached: 0, stepsTotal: first.cache.stepsTotal });
+    expect(r.cache.reason).toBeTruthy();
+  });
 });

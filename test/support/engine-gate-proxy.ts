@@ -17,8 +17,12 @@ import type { Socket } from 'node:net';
 export interface EngineGateProxy {
   /** `127.0.0.1:<port>`: use it as the registry host */
   readonly host: string;
-  /** From now on, engine requests get `how`: 'down' (connection reset) or 'unauthorized' (401). */
-  closeToEngines(how: 'down' | 'unauthorized'): void;
+  /**
+   * From now on, engine requests get `how`: 'down' (connection reset) or
+   * 'unauthorized' (401), each after `delayMs` (default 0): a registry that
+   * stops answering the engine while the agent has already read what it needed.
+   */
+  closeToEngines(how: 'down' | 'unauthorized', delayMs?: number): void;
   /** engine requests refused so far, as `METHOD path (user-agent)` */
   refused(): string[];
   /** every user-agent seen, with its request count */
@@ -33,6 +37,7 @@ export async function startEngineGateProxy(upstream: string): Promise<EngineGate
   const upHost = upstream.slice(0, sep);
   const upPort = Number(upstream.slice(sep + 1));
   let gate: 'open' | 'down' | 'unauthorized' = 'open';
+  let refuseAfterMs = 0;
   const refused: string[] = [];
   const agents: Record<string, number> = {};
   const sockets = new Set<Socket>();
@@ -43,16 +48,19 @@ export async function startEngineGateProxy(upstream: string): Promise<EngineGate
     agents[key] = (agents[key] ?? 0) + 1;
     if (gate !== 'open' && !NODE_UA.test(ua)) {
       refused.push(`${req.method} ${req.url} (${ua.slice(0, 60)})`);
-      if (gate === 'down') {
-        req.socket.destroy();
-        return;
-      }
-      res.writeHead(401, {
-        'content-type': 'application/json',
-        'docker-distribution-api-version': 'registry/2.0',
-        'www-authenticate': 'Basic realm="engine-gate"',
-      });
-      res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+      const how = gate;
+      setTimeout(() => {
+        if (how === 'down') {
+          req.socket.destroy();
+          return;
+        }
+        res.writeHead(401, {
+          'content-type': 'application/json',
+          'docker-distribution-api-version': 'registry/2.0',
+          'www-authenticate': 'Basic realm="engine-gate"',
+        });
+        res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+      }, refuseAfterMs);
       return;
     }
     const up = request(
@@ -85,8 +93,9 @@ export async function startEngineGateProxy(upstream: string): Promise<EngineGate
   };
   return {
     host: `127.0.0.1:${addr.port}`,
-    closeToEngines: (how) => {
+    closeToEngines: (how, delayMs = 0) => {
       gate = how;
+      refuseAfterMs = delayMs;
       // Kept-alive engine connections must not outlive the gate.
       for (const s of sockets) s.destroy();
     },

@@ -3,10 +3,10 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { execa } from 'execa';
 import { cachedProbe, probeFingerprint } from './builder-probe-cache.js';
 import { WarmstartError } from '../errors.js';
 import type { DevcontainerCli, UpOptions, UpResult } from './cli.js';
+import { loadExeca } from './load-execa.js';
 
 /** Path of the pinned CLI's entry script in node_modules (never a global install). */
 export function pinnedCliScript(): string {
@@ -106,10 +106,15 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     return this.classic;
   }
 
-  private buildxMissing(env?: Record<string, string>): Promise<boolean> {
-    return execa(this.dockerPath, ['buildx', 'version'], { reject: false, timeout: 15_000, stdin: 'ignore', ...(env ? { env } : {}) }).then(
-      (r) => r.exitCode !== 0,
-    );
+  private async buildxMissing(env?: Record<string, string>): Promise<boolean> {
+    const { execa } = await loadExeca();
+    const r = await execa(this.dockerPath, ['buildx', 'version'], { reject: false, timeout: 15_000, stdin: 'ignore', ...(env ? { env } : {}) });
+    return r.exitCode !== 0;
+  }
+
+  /** Loads what `up` runs the CLI with, so that its first call does not wait for it. */
+  async preload(): Promise<void> {
+    await loadExeca();
   }
 
   /** The probe as a job's docker CLI sees it: a throwaway DOCKER_CONFIG naming the same plugin dirs. */
@@ -124,6 +129,7 @@ export class DevcontainerCliRunner implements DevcontainerCli {
   }
 
   async version(): Promise<string> {
+    const { execa } = await loadExeca();
     const { stdout } = await execa(this.node, [this.script, '--version'], { timeout: 30_000 });
     return stdout.trim();
   }
@@ -131,6 +137,7 @@ export class DevcontainerCliRunner implements DevcontainerCli {
   async up(o: UpOptions): Promise<UpResult> {
     // Detached: the CLI starts docker builds of its own; on timeout the whole
     // process group must go, not just the node process.
+    const { execa } = await loadExeca();
     const child = execa(this.node, [this.script, ...upArgs(o, this.dockerPath)], {
       env: cliEnv(process.env, o.env),
       extendEnv: false,

@@ -1,6 +1,5 @@
 import { lstat, open, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { isRecord, list, shorten, type HostAccessFinding } from './host-access.js';
 import { capabilityProblem, securityOptProblem, volumeNameProblem } from './host-access-rules.js';
 import { within } from './within.js';
@@ -265,6 +264,8 @@ async function readCompose(file: string): Promise<unknown> {
     const st = await handle.stat();
     if (!st.isFile()) throw new Error('not a regular file');
     if (st.size > MAX_COMPOSE_BYTES) throw new Error(`larger than ${MAX_COMPOSE_BYTES} bytes`);
+    // yaml loads only for compose configs (~25 ms a start would otherwise pay).
+    const { parseAllDocuments } = await import('yaml');
     const docs = parseAllDocuments(await handle.readFile({ encoding: 'utf8' }), { merge: true });
     if (!Array.isArray(docs)) throw new Error('not YAML');
     if (docs.length > 1) throw new Error('more than one YAML document');

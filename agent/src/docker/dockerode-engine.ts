@@ -1,6 +1,5 @@
 import { PassThrough, Readable } from 'node:stream';
 import Docker from 'dockerode';
-import { execa } from 'execa';
 import { WarmstartError, describeError } from '../errors.js';
 import type {
   CommitSpec,
@@ -17,6 +16,7 @@ import type {
 } from './engine.js';
 import { classifyRegistryMessage } from './registry-errors.js';
 import { singleFileTar } from './single-file-tar.js';
+import { loadExeca } from '../devcontainer/load-execa.js';
 
 /** One line of a build's progress stream. */
 interface BuildEvent extends ProgressEvent {
@@ -244,6 +244,7 @@ export class DockerodeEngine implements DockerEngine {
       }),
     );
     try {
+      const { execa } = await loadExeca();
       const tar = execa('tar', ['--numeric-owner', '-C', hostDir, '-c', '.'], {
         buffer: false,
         stdout: 'pipe',

@@ -1,6 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { WarmstartError } from '../errors.js';
 import type { CloneOptions, GitClient } from './git.js';
 
@@ -27,13 +27,59 @@ export function cloneArgs(url: string, dest: string, o: CloneOptions): string[] 
   return args;
 }
 
+interface GitRun {
+  /** null when git was killed (timeout, cancel) */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/**
+ * Runs git with stdin closed and its output kept (at most 64 KiB of each
+ * stream's tail). node:child_process rather than execa: the clone starts a
+ * job, and execa's import would hold it up (agent/src/devcontainer/load-execa.ts).
+ */
+function runGit(file: string, args: string[], o: { env?: Record<string, string>; timeoutMs: number; signal?: AbortSignal }): Promise<GitRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = { stdout: '', stderr: '' };
+    const keep = (which: 'stdout' | 'stderr') => (chunk: Buffer) => {
+      out[which] = (out[which] + chunk.toString('utf8')).slice(-65_536);
+    };
+    child.stdout.on('data', keep('stdout'));
+    child.stderr.on('data', keep('stderr'));
+    let timedOut = false;
+    const kill = (): void => void child.kill('SIGKILL');
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, o.timeoutMs);
+    o.signal?.addEventListener('abort', kill, { once: true });
+    if (o.signal?.aborted) kill();
+    const settle = (): void => {
+      clearTimeout(timer);
+      o.signal?.removeEventListener('abort', kill);
+    };
+    child.on('error', (err) => {
+      settle();
+      reject(err);
+    });
+    child.on('close', (code) => {
+      settle();
+      resolve({ code, ...out, timedOut });
+    });
+  });
+}
+
 /** GitClient over the git binary. */
 export class GitCli implements GitClient {
   constructor(private readonly gitPath: string = 'git') {}
 
   async version(): Promise<string> {
-    const { stdout } = await execa(this.gitPath, ['--version'], { timeout: 10_000 });
-    return stdout.trim();
+    const r = await runGit(this.gitPath, ['--version'], { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new Error(`${this.gitPath} --version failed: ${r.timedOut ? 'timed out' : r.stderr.trim() || `exit code ${r.code}`}`);
+    return r.stdout.trim();
   }
 
   async clone(url: string, dest: string, o: CloneOptions = {}): Promise<void> {
@@ -45,20 +91,18 @@ export class GitCli implements GitClient {
       WARMSTART_GIT_PASSWORD: o.token ?? '',
       WARMSTART_GIT_HOST: o.token && o.tokenHost ? o.tokenHost.toLowerCase() : '',
     };
-    const result = await execa(this.gitPath, cloneArgs(url, dest, o), {
+    const result = await runGit(this.gitPath, cloneArgs(url, dest, o), {
       env,
-      extendEnv: true,
-      reject: false,
-      stdin: 'ignore',
-      timeout: o.timeoutMs ?? 10 * 60_000,
-      ...(o.signal ? { cancelSignal: o.signal } : {}),
+      timeoutMs: o.timeoutMs ?? 10 * 60_000,
+      ...(o.signal ? { signal: o.signal } : {}),
+    }).catch((err: unknown) => {
+      throw new WarmstartError('GIT_CLONE_FAILED', `git clone of ${url} failed`, { detail: `git did not run: ${(err as Error).message}` });
     });
-    if (result.exitCode !== 0) {
-      let stderr = String(result.stderr ?? '').trim();
+    if (result.code !== 0) {
+      let stderr = result.stderr.trim();
       if (o.token) stderr = stderr.split(o.token).join('***');
-      throw new WarmstartError('GIT_CLONE_FAILED', `git clone of ${url} failed`, {
-        detail: result.timedOut ? 'timed out' : stderr.slice(-2000) || `exit code ${result.exitCode}`,
-      });
+      const why = result.timedOut ? 'timed out' : o.signal?.aborted ? 'cancelled' : stderr.slice(-2000) || `exit code ${result.code}`;
+      throw new WarmstartError('GIT_CLONE_FAILED', `git clone of ${url} failed`, { detail: why });
     }
   }
 }

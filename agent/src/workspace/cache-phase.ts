@@ -42,6 +42,15 @@ function tagOf(ref: string): string {
   return ref.slice(ref.lastIndexOf(':') + 1);
 }
 
+/** The moving image taken as the exact image ({@link CacheSession.movingAsExact}). */
+export interface MovingExact {
+  /** `repository@digest`: the name `up` runs */
+  image: string;
+  digest: string;
+  /** the image's labels, as its config in the registry has them */
+  labels: Record<string, string>;
+}
+
 /**
  * The registry side of one job, started before the clone so that logging in,
  * probing push permission and pulling the moving ref overlap with it (none of
@@ -132,14 +141,17 @@ export class CacheSession {
 
   /**
    * The moving image, when it is the exact image for `key`: the labels read
-   * at t=0 name this repository and key, it is younger than `maxAgeMs`, a
-   * trusted key signed it for this key (when keys are set), and the pull
-   * started at t=0 brought that very digest (a tag moved in between is not
-   * used). Returns the local name to run, `repository@digest`, so another
-   * pull of the tag on this node cannot swap it; null otherwise, and the
-   * exact tag is looked up as usual.
+   * at t=0 name this repository and key, it is younger than `maxAgeMs`, and
+   * (when keys are set) a trusted key signed it for this key. Decided from
+   * the registry alone, so `up` can start while the pull begun at t=0 is
+   * still running: the image is named by digest (`repository@digest`), which
+   * pins it to the very manifest whose labels were read (a tag moved since
+   * cannot swap it), and the CLI's own pull of that name, if it gets there
+   * first, joins the engine's download in progress rather than fetching the
+   * layers again. `labels` are that image's (its `devcontainer.metadata`
+   * included). Null otherwise, and the exact tag is looked up as usual.
    */
-  async movingAsExact(identity: string, key: string, maxAgeMs: number): Promise<{ image: string; digest: string } | null> {
+  async movingAsExact(identity: string, key: string, maxAgeMs: number): Promise<MovingExact | null> {
     const facts = await this.movingConfig;
     if (!facts || labelMismatch(facts.labels, identity, key) !== null || tooOld(facts.created, maxAgeMs) !== null) return null;
     const ref = await this.movingRef;
@@ -149,10 +161,9 @@ export class CacheSession {
       const creds = await this.credentials;
       if (await signatureRefusal({ repository, digest: facts.digest, identity, contentKey: key, trusted, creds })) return null;
     }
-    if (!(await this.moving).available) return null;
-    const local = await this.deps.engine.imageRepoDigests(ref).catch(() => [] as string[]);
-    const image = `${repository}@${facts.digest}`;
-    return local.includes(image) ? { image, digest: facts.digest } : null;
+    // A pull that has already failed says the engine cannot fetch the image either.
+    if (this.movingSettled && !this.movingSettled.available) return null;
+    return { image: `${repository}@${facts.digest}`, digest: facts.digest, labels: facts.labels };
   }
 
   /**

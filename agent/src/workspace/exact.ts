@@ -18,6 +18,12 @@ export interface ExactLookup {
   reason: string | null;
   /** on a hit, the local name of the image to run when it is not `ref` (the moving image, by digest) */
   image?: string;
+  /**
+   * set when the hit is the moving image, decided from the registry while its
+   * pull may still be running: its labels (read from its config there) and
+   * the pull, which `up` may join before it has ended
+   */
+  fromMoving?: { labels: Record<string, string> };
 }
 
 /** No exact lookup for this job: an input behind a moving tag could not be pinned (why: `reason`). */
@@ -79,7 +85,7 @@ export async function findExact(
   const moving = await rec.phase('exact-from-moving', () => cache.movingAsExact(identity, key, deps.config.exactMaxAgeMs));
   if (moving) {
     rec.note(`the moving image is the exact image for this key (${moving.digest.slice(0, 19)}…): no second lookup or pull`, 'exact-from-moving');
-    return { ref, key, hit: true, reason: null, image: moving.image };
+    return { ref, key, hit: true, reason: null, image: moving.image, fromMoving: { labels: moving.labels } };
   }
   const digest = await rec.phase('exact-lookup', () => cache.lookup(ref));
   if (!digest) return { ref, key, hit: false, reason: null };

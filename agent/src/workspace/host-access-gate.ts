@@ -1,6 +1,6 @@
 import type { AgentConfig } from '../config/agent-config.js';
 import type { DiscoveredConfig } from '../devcontainer/discover.js';
-import { hostAccessDenied } from '../devcontainer/host-access.js';
+import { hostAccessDenied, metadataHostAccess } from '../devcontainer/host-access.js';
 import { imageHostAccess, repositoryHostAccess } from '../devcontainer/repository-host-access.js';
 import type { DockerEngine } from '../docker/engine.js';
 import type { WarmstartError } from '../errors.js';
@@ -20,14 +20,19 @@ export async function hostAccessRefusal(
   return findings.length === 0 ? null : hostAccessDenied(findings, discovered.relativePath);
 }
 
-/** The same for an exact hit's image, whose `devcontainer.metadata` label the CLI merges into the container. */
+/**
+ * The same for an exact hit's image, whose `devcontainer.metadata` label the
+ * CLI merges into the container: from `labels` when the registry's copy of
+ * its config was read (an image named by digest has no other), else from the engine.
+ */
 export async function exactImageRefusal(
   policy: AgentConfig['hostAccess'],
   engine: Pick<DockerEngine, 'inspectImage'>,
   ref: string,
+  labels?: Record<string, string>,
 ): Promise<WarmstartError | null> {
   if (policy === 'allow') return null;
-  const findings = await imageHostAccess(engine, ref);
+  const findings = labels ? metadataHostAccess(labels['devcontainer.metadata']) : await imageHostAccess(engine, ref);
   return findings.length === 0 ? null : hostAccessDenied(findings, `the exact-hit image ${ref}`);
 }
 

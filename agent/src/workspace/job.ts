@@ -72,9 +72,11 @@ export class Job {
       // cloned leaves no volume behind.
       const cloned = rec.phase('clone', () => this.clone(src));
       // The engine client loads on first use (agent/src/docker/lazy-engine.ts): let that be while git runs,
-      // but after the builder probe's file reads, which the moving pull waits for (its loading would hold them up).
+      // but after the builder probe's file reads, which the moving pull waits for (its loading would hold them up);
+      // then what runs the devcontainers CLI, which `up` needs later.
       void (cache ? cache.movingRef : Promise.resolve())
         .then(() => deps.engine.waitForEngine?.())
+        .then(() => deps.devcontainer.preload?.())
         .catch(() => undefined);
       await cloned;
       if (cache) {
@@ -110,24 +112,33 @@ export class Job {
         cliPluginDirs: deps.config.dockerCliPluginDirs ?? [],
       });
       this.disposeDockerConfig = dockerConfig.dispose;
-      const exact = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec, repositoryIdentity(plan.repo)) : null;
+      const found = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec, repositoryIdentity(plan.repo)) : null;
+      const hit = found?.hit ? found : null;
       // The image's devcontainer.metadata label is merged into the container like the repo's config.
-      const imageRefused = exact?.hit ? await rec.phase('host-access', () => exactImageRefusal(deps.config.hostAccess, deps.engine, exact.image ?? exact.ref)) : null;
+      const imageRefused = hit ? await rec.phase('host-access', () => exactImageRefusal(deps.config.hostAccess, deps.engine, hit.image ?? hit.ref, hit.fromMoving?.labels)) : null;
       if (imageRefused) return await this.recover(imageRefused);
-      const overridePath = await rec.phase('override', async () =>
-        writeOverrideFile(this.jobDir, this.withoutHostCommands(await this.override(discovered, cache, exact))),
-      );
 
-      await this.volumeReady;
-      const steps = new BuildStepCounter();
+      let steps = new BuildStepCounter();
       let containerId: string;
-      const buildsFeatures = exact?.hit !== true && hasFeatures(discovered.config);
+      let exact = found;
       try {
-        const up = () => this.up(src, discovered, overridePath, dockerConfig.dir, steps);
-        containerId = buildsFeatures ? await deps.featureBuilds.run(up) : await up();
+        containerId = await this.start(src, discovered, cache, exact, dockerConfig.dir, steps);
       } catch (err) {
         if (this.signal.aborted) throw cancelled();
-        return await this.recover(err);
+        // The moving image was taken as the exact image before its pull ended (cache-phase.ts movingAsExact).
+        // If that pull failed, this is cache trouble: the workspace is built as on a miss.
+        const pulled = hit?.fromMoving && cache ? await cache.moving : null;
+        if (!hit || !pulled || pulled.available) return await this.recover(err);
+        rec.note(`the exact image could not be pulled (${pulled.reason ?? 'unknown'}): building without it`, 'up');
+        exact = { ref: hit.ref, key: hit.key, hit: false, reason: null };
+        this.result.cache = { ...this.result.cache, ref: plan.cacheRef };
+        steps = new BuildStepCounter();
+        try {
+          containerId = await this.start(src, discovered, cache, exact, dockerConfig.dir, steps);
+        } catch (retryErr) {
+          if (this.signal.aborted) throw cancelled();
+          return await this.recover(retryErr);
+        }
       }
       if (deps.config.hostAccess !== 'allow') {
         const own = { runtimeDir: deps.config.runtimeDir, workspaceId: plan.workspaceId, cloneDir: src };
@@ -159,6 +170,23 @@ export class Job {
     } finally {
       await this.disposeDockerConfig?.().catch(() => undefined);
     }
+  }
+
+  /** Writes the config `up` gets and runs `up` with it (behind the feature-build gate when it builds features); the container. */
+  private async start(
+    src: string,
+    discovered: DiscoveredConfig,
+    cache: CacheSession | null,
+    exact: ExactLookup | NoExactKey | null,
+    dockerConfigDir: string,
+    steps: BuildStepCounter,
+  ): Promise<string> {
+    const overridePath = await this.rec.phase('override', async () =>
+      writeOverrideFile(this.jobDir, this.withoutHostCommands(await this.override(discovered, cache, exact))),
+    );
+    await this.volumeReady;
+    const up = () => this.up(src, discovered, overridePath, dockerConfigDir, steps);
+    return exact?.hit !== true && hasFeatures(discovered.config) ? await this.deps.featureBuilds.run(up) : await up();
   }
 
   /** The config `up` gets: the finished image on an exact hit, else the repo's with our changes. */

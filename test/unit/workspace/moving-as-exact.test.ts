@@ -44,10 +44,13 @@ afterAll(async () => {
 
 describe('the moving image as the exact image', () => {
   it('is used, by digest, when its labels name this repository and key; not for another key, repository or age', async () => {
-    const digest = await pushTinyImage(ref, tb.baseImage, { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key });
+    const labels = { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key };
+    const digest = await pushTinyImage(ref, tb.baseImage, labels);
     await removeLocal([ref]);
-    expect(await session().movingAsExact(identity, key, DAY)).toEqual({ image: `${repository}@${digest}`, digest });
-    // the image named that way is on the engine now
+    const s = session();
+    expect(await s.movingAsExact(identity, key, DAY)).toEqual({ image: `${repository}@${digest}`, digest, labels: expect.objectContaining(labels) });
+    // the pull begun at t=0 brings the image named that way
+    expect(await s.moving).toEqual({ available: true, reason: null });
     expect(await engine.imageId(`${repository}@${digest}`)).not.toBeNull();
     expect(await session().movingAsExact(identity, 'd'.repeat(64), DAY)).toBeNull();
     expect(await session().movingAsExact('github.com/evil/app', key, DAY)).toBeNull();
@@ -66,16 +69,25 @@ describe('the moving image as the exact image', () => {
     const digest = await signPushed({ engine, ref, key: signingKey, identity, contentKey: key, creds: null });
     expect(digest).not.toBe(forged);
     await removeLocal([ref]);
-    expect(await session(engine, trusted).movingAsExact(identity, key, DAY)).toEqual({ image: `${repository}@${digest}`, digest });
+    expect(await session(engine, trusted).movingAsExact(identity, key, DAY)).toMatchObject({ image: `${repository}@${digest}`, digest });
   }, 60_000);
 
-  it('is not used when the pull brought another image than the one whose labels were read', async () => {
-    // An engine whose pull lands elsewhere: the local tag never carries the digest the labels came from.
-    const elsewhere: DockerEngine = Object.assign(Object.create(engine) as DockerEngine, {
-      pullImage: async () => undefined,
-      imageRepoDigests: async () => [`${repository}@sha256:${'0'.repeat(64)}`],
+  it('is decided from the registry without waiting for the pull, and not used once that pull has failed', async () => {
+    const digest = await pushTinyImage(ref, tb.baseImage, { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key, n: 'slow' });
+    // A pull that never ends: the answer comes from the labels and names the image by digest.
+    const stuck: DockerEngine = Object.assign(Object.create(engine) as DockerEngine, {
+      imageRepoDigests: async () => [],
+      pullImage: () => new Promise<void>(() => undefined),
     });
-    expect(await session(elsewhere).movingAsExact(identity, key, DAY)).toBeNull();
+    expect(await session(stuck).movingAsExact(identity, key, DAY)).toMatchObject({ image: `${repository}@${digest}`, digest });
+    // A pull that failed first: the engine cannot fetch the image, so `up` would fail on it.
+    const refusing: DockerEngine = Object.assign(Object.create(engine) as DockerEngine, {
+      imageRepoDigests: async () => [],
+      pullImage: async () => Promise.reject(new Error('connection reset by peer')),
+    });
+    const s = session(refusing);
+    expect((await s.moving).available).toBe(false);
+    expect(await s.movingAsExact(identity, key, DAY)).toBeNull();
   }, 60_000);
 
   it("BuildKit's layer source does not wait for the pull; the classic builder's does", async () => {
