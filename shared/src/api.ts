@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CacheResult, ErrorResult, Outcome, Profile, PushResult } from './workspace-result.js';
+import { CacheResult, ErrorResult, JobControls, Outcome, Profile, PushResult } from './workspace-result.js';
 import { PrebuildResult } from './prebuild-result.js';
 
 /**
@@ -31,6 +31,12 @@ export const CreateWorkspaceBody = z
     /** token for cloning; never stored or echoed */
     gitToken: z.string().min(1).max(4096).optional(),
     cache: JobCacheSettings.optional(),
+    /** true: no moving pull, no cacheFrom, no exact lookup, no push (the CLI's --no-cache) */
+    noCache: z.boolean().optional(),
+    /** true: use the cache, push nothing (--no-push) */
+    noPush: z.boolean().optional(),
+    /** the push's limit, at most the node's own (WARMSTART_PUSH_TIMEOUT_SECONDS); the node's when absent (--push-timeout) */
+    pushTimeoutSeconds: z.number().positive().max(86_400).optional(),
     callback: z
       .object({
         url: z.string().url().max(2048).refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL'),
@@ -57,6 +63,8 @@ export const WorkspaceView = z.object({
   profile: Profile.nullable(),
   cache: CacheResult.nullable(),
   push: PushResult.nullable(),
+  /** the job's cache and push settings as applied; null until its job has a result */
+  controls: JobControls.nullable(),
   timings: z.record(z.string(), z.number().int().nonnegative()),
   error: ErrorResult.nullable(),
   /** set when the record says ready but its container is gone (seen at start-up) */

@@ -25,6 +25,18 @@ export const PushResult = z.object({
   ms: z.number().int().nonnegative().nullable(),
 });
 
+/**
+ * The job's own cache and push settings as the node applied them: what the
+ * caller asked (`noCache`, `noPush`, `pushTimeoutSeconds` in the API body;
+ * `--no-cache`, `--no-push`, `--push-timeout` on the CLI), with the node's
+ * push timeout where it asked none.
+ */
+export const JobControls = z.object({
+  noCache: z.boolean(),
+  noPush: z.boolean(),
+  pushTimeoutSeconds: z.number().positive(),
+});
+
 export const ErrorResult = z.object({
   code: z.string(),
   message: z.string(),
@@ -38,6 +50,7 @@ export const WorkspaceResult = z.object({
   profile: Profile.nullable(),
   cache: CacheResult,
   push: PushResult,
+  controls: JobControls,
   timings: z.record(z.string(), z.number().int().nonnegative()),
   error: ErrorResult.nullable(),
 });
@@ -48,4 +61,5 @@ export type Outcome = z.infer<typeof Outcome>;
 export type Profile = z.infer<typeof Profile>;
 export type CacheResult = z.infer<typeof CacheResult>;
 export type PushResult = z.infer<typeof PushResult>;
+export type JobControls = z.infer<typeof JobControls>;
 export type WorkspaceResult = z.infer<typeof WorkspaceResult>;

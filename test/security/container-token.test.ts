@@ -23,7 +23,7 @@ const tb = loadTestbed();
 const run = runId('secctr');
 const NODE_TOKEN = fakeToken();
 const JOB_TOKEN = fakeToken();
-const ids = { node: `${run}-node`, job: `${run}-job` };
+const ids = { node: `${run}-node`, job: `${run}-job`, light: `${run}-light`, rec: `${run}-rec`, nodeLight: `${run}-nodelight` };
 const DEV_UID = '4321';
 
 type View = { status: string; profile: string | null; containerId: string | null };
@@ -59,6 +59,15 @@ describe("attack 3: the node's git token never enters a container; a job's own t
       { runId: run, baseImage: tb.baseImage },
     );
     for (const root of ['home', 'own']) await addBareRepo(source, join(scratch, root), 'acme', 'app');
+    // A config that does not build: the workspace recovers into the default image.
+    const broken = await makeRepo(
+      {
+        '.devcontainer/Dockerfile': ['FROM @@BASE_IMAGE@@', 'LABEL warmstart.test-run=@@RUN_ID@@', 'RUN exit 3', ''].join('\n'),
+        '.devcontainer/devcontainer.json': JSON.stringify({ build: { dockerfile: 'Dockerfile' } }),
+      },
+      { runId: run, baseImage: tb.baseImage },
+    );
+    await addBareRepo(broken, join(scratch, 'own'), 'acme', 'broken');
     home = await startGitHttpsServer({ projectRoot: join(scratch, 'home'), token: NODE_TOKEN });
     own = await startGitHttpsServer({ projectRoot: join(scratch, 'own'), token: JOB_TOKEN });
     const ca = join(scratch, 'ca.pem');
@@ -119,5 +128,32 @@ describe("attack 3: the node's git token never enters a container; a job's own t
     expect((await helper(new URL(own.url).host)).stdout).toContain(`password=${JOB_TOKEN}`);
     expect((await helper('evil.example')).stdout).toBe('');
     expect(await filesHolding(cid, NODE_TOKEN)).toEqual([]);
+  });
+
+  it("lightweight and recovery containers get the job's own token as the dev container does, for the image's user; the node's token never", async () => {
+    const cases = [
+      { id: ids.light, body: { repository: `${own.url}/acme/app.git`, gitToken: JOB_TOKEN, lightweight: true }, status: 'ready', profile: 'lightweight' },
+      { id: ids.rec, body: { repository: `${own.url}/acme/broken.git`, gitToken: JOB_TOKEN }, status: 'recovery', profile: 'recovery' },
+    ];
+    for (const c of cases) {
+      const view = await prepare(c.id, c.body);
+      expect(view, c.profile).toMatchObject({ status: c.status, profile: c.profile });
+      const cid = view.containerId!;
+      const uid = (await docker(['exec', cid, 'id', '-u'])).stdout.trim();
+      expect(uid).toMatch(/^[0-9]+$/);
+      expect((await docker(['exec', cid, 'stat', '-c', '%a %u', '/run/warmstart-git/token'])).stdout.trim(), c.profile).toBe(`600 ${uid}`);
+      // Mounted read-only: code in the container cannot swap the helper git runs.
+      expect((await docker(['exec', cid, 'sh', '-c', 'echo x > /run/warmstart-git/git-credential-warmstart'])).exitCode).not.toBe(0);
+      const helper = (host: string) => docker(['exec', '-i', cid, 'sh', '-c', '"$GIT_CONFIG_VALUE_0" get'], `protocol=https\nhost=${host}\n`);
+      expect((await helper(new URL(own.url).host)).stdout, c.profile).toContain(`password=${JOB_TOKEN}`);
+      expect((await helper('evil.example')).stdout).toBe('');
+      expect(await filesHolding(cid, NODE_TOKEN)).toEqual([]);
+    }
+    // Cloned with the node's token: the lightweight container has no credentials at all.
+    const view = await prepare(ids.nodeLight, { repository: `${home.url}/acme/app.git`, lightweight: true });
+    expect(view).toMatchObject({ status: 'ready', profile: 'lightweight' });
+    expect((await docker(['exec', view.containerId!, 'ls', '/run/warmstart-git'])).exitCode).not.toBe(0);
+    expect((await docker(['inspect', view.containerId!])).stdout).not.toContain('warmstart-git');
+    expect(await filesHolding(view.containerId!, NODE_TOKEN)).toEqual([]);
   });
 });

@@ -212,7 +212,10 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async runContainer(spec: RunSpec): Promise<string> {
-    const binds = Object.entries(spec.volumes ?? {}).map(([vol, target]) => `${vol}:${target}`);
+    const binds = [
+      ...Object.entries(spec.volumes ?? {}).map(([vol, target]) => `${vol}:${target}`),
+      ...Object.entries(spec.readOnlyBinds ?? {}).map(([dir, target]) => `${dir}:${target}:ro`),
+    ];
     const container = await this.call(`create container from ${spec.image}`, () =>
       this.docker.createContainer({
         Image: spec.image,

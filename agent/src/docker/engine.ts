@@ -23,6 +23,8 @@ export interface RunSpec {
   labels: Record<string, string>;
   /** named volume → mount target */
   volumes?: Record<string, string>;
+  /** host directory → mount target, read-only */
+  readOnlyBinds?: Record<string, string>;
   workingDir?: string;
   env?: Record<string, string>;
   /** container name; the engine picks one when absent */

@@ -10,6 +10,9 @@ export const CONTAINER_GIT_DIR = '/run/warmstart-git';
 export interface ContainerGitCredentials {
   /** `docker run` arguments: the helper directory mounted read-only, and git's env pointing at it (no secret in them) */
   runArgs: string[];
+  /** the same for a container the agent starts itself (lightweight, recovery): the host directory to mount read-only, and the env */
+  dir: string;
+  env: Record<string, string>;
 }
 
 /** host[:port] as repository.ts checks it: nothing a shell would read as code. */
@@ -54,22 +57,21 @@ export async function writeContainerGitCredentials(
   await writeFile(join(dir, 'token'), token, { mode: 0o600, flag: 'wx' });
   await rm(join(dir, 'git-credential-warmstart'), { force: true });
   await writeFile(join(dir, 'git-credential-warmstart'), helperScript(host), { mode: 0o755 });
+  const env = { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'credential.helper', GIT_CONFIG_VALUE_0: `${CONTAINER_GIT_DIR}/git-credential-warmstart` };
   return {
-    runArgs: [
-      '--mount', `type=bind,source=${dir},target=${CONTAINER_GIT_DIR},readonly`,
-      '-e', 'GIT_CONFIG_COUNT=1',
-      '-e', 'GIT_CONFIG_KEY_0=credential.helper',
-      '-e', `GIT_CONFIG_VALUE_0=${CONTAINER_GIT_DIR}/git-credential-warmstart`,
-    ],
+    runArgs: ['--mount', `type=bind,source=${dir},target=${CONTAINER_GIT_DIR},readonly`, ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`])],
+    dir,
+    env,
   };
 }
 
 /**
  * Makes the token file readable by the container's remote user and nobody
- * else: owned by the uid `id -u <remoteUser>` finds in the container, mode
- * 0600 (the bind mount shares the host file, so a host chown is what the
- * container sees). Returns a note when that uid cannot be found: the file
- * is then left readable by all, as a non-root user could not use it otherwise.
+ * else: owned by the uid `id -u <remoteUser>` finds in the container (with
+ * no user named, the user the container runs as), mode 0600 (the bind mount
+ * shares the host file, so a host chown is what the container sees). Returns
+ * a note when that uid cannot be found: the file is then left readable by
+ * all, as a non-root user could not use it otherwise.
  */
 export async function shareTokenWith(
   engine: Pick<DockerEngine, 'execInContainer'>,
@@ -80,16 +82,15 @@ export async function shareTokenWith(
 ): Promise<string | null> {
   const file = join(runtimeDir, 'workspaces', workspaceId, 'git', 'token');
   let uid: number | null = null;
-  let why = 'devcontainer up named no remote user';
-  if (remoteUser) {
-    try {
-      const out = await engine.execInContainer(containerId, ['id', '-u', remoteUser]);
-      const text = out.stdout.trim();
-      if (out.exitCode === 0 && /^[0-9]+$/.test(text)) uid = Number(text);
-      else why = `id -u ${remoteUser} exited ${out.exitCode}`;
-    } catch (err) {
-      why = `id -u ${remoteUser} could not run: ${(err as Error).message}`;
-    }
+  const argv = remoteUser ? ['id', '-u', remoteUser] : ['id', '-u'];
+  let why: string;
+  try {
+    const out = await engine.execInContainer(containerId, argv);
+    const text = out.stdout.trim();
+    if (out.exitCode === 0 && /^[0-9]+$/.test(text)) uid = Number(text);
+    why = `${argv.join(' ')} exited ${out.exitCode}${out.exitCode === 0 ? ' without a uid' : ''}`;
+  } catch (err) {
+    why = `${argv.join(' ')} could not run: ${(err as Error).message}`;
   }
   if (uid !== null) {
     try {

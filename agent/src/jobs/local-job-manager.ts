@@ -91,7 +91,7 @@ export class LocalJobManager implements JobManager {
    */
   async submit(body: CreateWorkspaceBody, caller?: Caller): Promise<WorkspaceView> {
     if (!this.acceptingJobs) throw new WarmstartError('SHUTTING_DOWN', 'the agent is shutting down and takes no new jobs');
-    const request = requestFromBody(body, this.o.allowLocalRepos, caller);
+    const request = requestFromBody(body, { allowLocalRepos: this.o.allowLocalRepos, maxPushTimeoutMs: this.o.deps.config.pushTimeoutMs }, caller);
     const plan = planJob(request, this.o.deps.config); // every input error, before anything is created
     if (body.callback) await assertCallbackUrl(body.callback.url, this.o.callbackPolicy ?? { origins: new Set() });
     const id = plan.workspaceId;

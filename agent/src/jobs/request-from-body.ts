@@ -9,11 +9,24 @@ import type { Caller } from './job-manager.js';
  * are refused unless the operator allowed them: a control plane must not
  * make the agent read host directories.
  */
-export function requestFromBody(body: CreateWorkspaceBody, allowLocalRepos: boolean, caller?: Caller): PrepareRequest {
+export function requestFromBody(
+  body: CreateWorkspaceBody,
+  node: { allowLocalRepos: boolean; maxPushTimeoutMs: number },
+  caller?: Caller,
+): PrepareRequest {
+  const { allowLocalRepos, maxPushTimeoutMs } = node;
   if (!allowLocalRepos && parseRepository(body.repository, { cwd: '/' }).kind === 'local') {
     throw new WarmstartError(
       'INVALID_REPOSITORY',
       'local paths and file:// URLs are refused by this agent (set WARMSTART_ALLOW_LOCAL_REPOS=1 to allow them)',
+    );
+  }
+  const pushTimeoutMs = body.pushTimeoutSeconds === undefined ? null : Math.round(body.pushTimeoutSeconds * 1000);
+  // A caller may shorten the node's push limit, not lengthen it: pushes hold the node's push queue.
+  if (pushTimeoutMs !== null && (pushTimeoutMs < 1 || pushTimeoutMs > maxPushTimeoutMs)) {
+    throw new WarmstartError(
+      'INVALID_ARGUMENT',
+      `pushTimeoutSeconds must be between 0.001 and this node's limit of ${maxPushTimeoutMs / 1000} s (WARMSTART_PUSH_TIMEOUT_SECONDS)`,
     );
   }
   return {
@@ -28,8 +41,10 @@ export function requestFromBody(body: CreateWorkspaceBody, allowLocalRepos: bool
           ref: body.cache.ref ?? null,
           username: body.cache.username ?? null,
           password: body.cache.password ?? null,
+          disabled: body.noCache === true,
         }
-      : {},
+      : { disabled: body.noCache === true },
+    push: { disabled: body.noPush === true, timeoutMs: pushTimeoutMs },
     // No caller: the API's own tests and the static token; node-wide, no owner.
     scope: caller?.scope ?? 'node',
     owner: caller?.owner ?? null,

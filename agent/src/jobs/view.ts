@@ -15,6 +15,8 @@ export function toView(r: WorkspaceRecord): WorkspaceView {
     profile: res?.profile ?? null,
     cache: res?.cache ?? null,
     push: res?.push ?? null,
+    // Records written before the field existed have none.
+    controls: res?.controls ?? null,
     timings: res?.timings ?? {},
     error: r.error ?? res?.error ?? null,
     createdAt: r.createdAt,

@@ -1,4 +1,5 @@
 import type { DockerEngine } from '../docker/engine.js';
+import { CONTAINER_GIT_DIR, type ContainerGitCredentials } from '../git/container-credentials.js';
 import { describeError, WarmstartError } from '../errors.js';
 import type { CredentialSource } from '../registry/credentials.js';
 import { pullAuthFor } from '../registry/image-credentials.js';
@@ -38,6 +39,8 @@ export async function startDefaultContainer(
     workspaceFolder: string;
     profile: 'lightweight' | 'recovery';
     credentialSources?: readonly CredentialSource[];
+    /** the job's own git credentials (agent/src/git/container-credentials.ts), as the dev container gets them */
+    git?: Pick<ContainerGitCredentials, 'dir' | 'env'>;
   },
 ): Promise<string> {
   await ensureImage(engine, o.image, o.credentialSources);
@@ -48,6 +51,7 @@ export async function startDefaultContainer(
       labels: { [WORKSPACE_LABEL]: o.workspaceId, 'warmstart.profile': o.profile },
       volumes: { [o.volume]: o.workspaceFolder },
       workingDir: o.workspaceFolder,
+      ...(o.git ? { readOnlyBinds: { [o.git.dir]: CONTAINER_GIT_DIR }, env: o.git.env } : {}),
     });
   } catch (err) {
     throw new WarmstartError('DEFAULT_IMAGE_FAILED', `could not start the default image ${o.image}`, {

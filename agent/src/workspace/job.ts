@@ -13,7 +13,7 @@ import { buildOverride, writeOverrideFile } from '../devcontainer/override.js';
 import { describeError, toErrorBody, WarmstartError } from '../errors.js';
 import type { SecretSet } from '../events/events.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
-import { shareTokenWith, writeContainerGitCredentials } from '../git/container-credentials.js';
+import { shareTokenWith, writeContainerGitCredentials, type ContainerGitCredentials } from '../git/container-credentials.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
 import { createDockerConfig, toDockerAuthConfig } from '../registry/docker-config.js';
 import { nodeRegistryCredentials } from '../registry/image-credentials.js';
@@ -55,6 +55,7 @@ export class Job {
       profile: null,
       cache: { ref: plan.cacheRef, hit: 'disabled', reason: plan.cacheOffReason, stepsCached: null, stepsTotal: null },
       push: { status: 'skipped', ref: null, reason: 'nothing was built', ms: null },
+      controls: plan.controls,
       timings: recorder.timings,
       error: null,
     };
@@ -189,15 +190,22 @@ export class Job {
     return exact?.hit !== true && hasFeatures(discovered.config) ? await this.deps.featureBuilds.run(up) : await up();
   }
 
+  /**
+   * The git credentials a container of this workspace gets, whichever kind it
+   * is (dev container, lightweight, recovery): only a token the job brought;
+   * the node's never enters a container. Null when there is none.
+   */
+  private containerGitCredentials(): Promise<ContainerGitCredentials | null> {
+    const { plan, deps } = this;
+    if (!plan.gitToken || plan.gitTokenSource !== 'job' || plan.repo.kind === 'local') return Promise.resolve(null);
+    return writeContainerGitCredentials(deps.config.runtimeDir, plan.workspaceId, plan.gitToken, plan.gitTokenHost);
+  }
+
   /** The config `up` gets: the finished image on an exact hit, else the repo's with our changes. */
   private async override(discovered: DiscoveredConfig, cache: CacheSession | null, exact: ExactLookup | NoExactKey | null): Promise<Record<string, unknown>> {
     const { deps, plan } = this;
     const workspaceMount = `source=${plan.volume},target=${plan.workspaceFolder},type=volume`;
-    // Only a token the job brought is offered inside; the node's never enters a container.
-    const gitCredentials =
-      plan.gitToken && plan.gitTokenSource === 'job' && plan.repo.kind !== 'local'
-        ? await writeContainerGitCredentials(deps.config.runtimeDir, plan.workspaceId, plan.gitToken, plan.gitTokenHost)
-        : null;
+    const gitCredentials = await this.containerGitCredentials();
     this.containerToken = gitCredentials !== null;
     const runArgs = gitCredentials?.runArgs ?? [];
     // The CLI gives remoteUser the host user's UID with an extra image build
@@ -320,15 +328,26 @@ export class Job {
     return this.ready(id, 'lightweight');
   }
 
-  private startDefault(profile: 'lightweight' | 'recovery'): Promise<string> {
-    return startDefaultContainer(this.deps.engine, {
-      image: this.deps.config.defaultImage,
-      workspaceId: this.plan.workspaceId,
-      volume: this.plan.volume,
-      workspaceFolder: this.plan.workspaceFolder,
+  private async startDefault(profile: 'lightweight' | 'recovery'): Promise<string> {
+    const { deps, plan } = this;
+    const git = await this.containerGitCredentials();
+    const id = await startDefaultContainer(deps.engine, {
+      image: deps.config.defaultImage,
+      workspaceId: plan.workspaceId,
+      volume: plan.volume,
+      workspaceFolder: plan.workspaceFolder,
       profile,
-      credentialSources: this.deps.credentialSources,
+      credentialSources: deps.credentialSources,
+      ...(git ? { git } : {}),
     });
+    if (git) {
+      // The token file becomes the image's user's, as the dev container's becomes its remote user's.
+      const note = await shareTokenWith(deps.engine, id, deps.config.runtimeDir, plan.workspaceId, undefined).catch(
+        (err: unknown) => `git token in the container: its owner could not be set (${describeError(err)})`,
+      );
+      this.rec.note(note ?? `the job's git token is offered in the ${profile} container, for ${plan.gitTokenHost ?? 'its host'} only`, profile === 'recovery' ? 'fallback' : 'start-default');
+    }
+    return id;
   }
 
   /** The repo's config failed: keep its log in the workspace, start the default image. */

@@ -1,3 +1,4 @@
+import type { JobControls } from '../../../shared/src/workspace-result.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import { builderRef, parseCacheRegistry, parseImageRef, resolveCacheRef, type Builder } from '../cache/ref.js';
 import type { DevcontainerCli } from '../devcontainer/cli.js';
@@ -31,6 +32,8 @@ export interface JobPlan {
   jobCredentials: RegistryCredentials | null;
   pushOffReason: string | null;
   pushTimeoutMs: number;
+  /** the job's own cache and push settings, as the result reports them */
+  controls: JobControls;
   volume: string;
   /** where the repository appears inside the container */
   workspaceFolder: string;
@@ -105,6 +108,7 @@ export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
     jobCredentials,
     pushOffReason: req.push?.disabled ? 'push disabled for this job' : null,
     pushTimeoutMs,
+    controls: { noCache: cacheDisabled, noPush: req.push?.disabled === true, pushTimeoutSeconds: pushTimeoutMs / 1000 },
     volume: workspaceVolume(workspaceId),
     workspaceFolder: `/workspaces/${repo.name.replace(/[^A-Za-z0-9._-]/g, "-")}`,
   };

@@ -31,12 +31,13 @@ import { makeRepo, runId } from '../../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../../support/serve.js';
 import { loadTestbed } from '../../support/testbed.js';
 import { expectedCacheRef } from '../../support/cache-ref.js';
+import { createOciApi } from '../../../agent/src/registry/oci-api.js';
 
 const tb = loadTestbed();
 const run = runId('dapi');
 const namespace = `warmstart-test/${run}`;
 const cacheRegistry = `${tb.registry}/${namespace}`;
-const ids = { first: `${run}-a`, second: `${run}-b`, cli: `${run}-cli`, kept: `${run}-kept` };
+const ids = { first: `${run}-a`, second: `${run}-b`, cli: `${run}-cli`, kept: `${run}-kept`, noCache: `${run}-nc`, noPush: `${run}-np` };
 const AUDIENCE = `warmstart-agent-${run}`;
 const ISSUER = `https://control-plane.test/${run}`;
 const KID = 'test-key-1';
@@ -65,6 +66,12 @@ async function filesUnder(dir: string): Promise<string[]> {
     else if (e.isFile()) out.push(p);
   }
   return out;
+}
+
+/** The tags of a ref's repository in the testbed's registry, sorted. */
+async function registryTags(ref: string): Promise<string[]> {
+  const creds = { registry: tb.registry, username: tb.registryUser, password: tb.registryPassword, source: 'static' as const };
+  return (await createOciApi().listTags(ref.slice(0, ref.lastIndexOf(':')), creds)).sort();
 }
 
 /** Polls until the background push has settled (status no longer `pending`). */
@@ -458,6 +465,45 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     expect(events).toContain(`volume ${volume} exists: keeping its contents`);
     // Ready again, it is an id in use: 409 as before.
     expect((await agent.request('/v1/workspaces', json(body))).status).toBe(409);
+  });
+
+  it('per-job controls: noCache, noPush and a pushTimeoutSeconds no longer than the node allows; the result says what was applied', async () => {
+    const cache = { registry: cacheRegistry, username: tb.registryUser, password: tb.registryPassword };
+    // Longer than the node's limit (WARMSTART_PUSH_TIMEOUT_SECONDS, 600 by default), or not positive: refused, nothing made.
+    for (const [pushTimeoutSeconds, code] of [[601, 'INVALID_ARGUMENT'], [0, 'INVALID_REQUEST'], [-5, 'INVALID_REQUEST']] as const) {
+      const r = await agent.request('/v1/workspaces', json({ id: ids.noPush, repository: repo, cache, pushTimeoutSeconds }));
+      expect(r.status, String(pushTimeoutSeconds)).toBe(400);
+      const err = (await r.json()) as { code: string; message: string };
+      expect(err.code).toBe(code);
+      if (code === 'INVALID_ARGUMENT') expect(err.message).toContain('600 s');
+    }
+    expect((await agent.request(`/v1/workspaces/${ids.noPush}`)).status).toBe(404);
+    expect(await volumeExists(`warmstart-ws-${ids.noPush}`)).toBe(false);
+
+    // noCache: the registry is named, and still nothing is pulled, looked up or pushed.
+    expect((await agent.request('/v1/workspaces', json({ id: ids.noCache, repository: repo, cache, noCache: true }))).status).toBe(202);
+    const off = (await waitForStatus(agent, ids.noCache, ['ready', 'recovery', 'failed'])) as View;
+    expect(off.status, JSON.stringify(off.error)).toBe('ready');
+    expect(off.cache).toMatchObject({ hit: 'disabled', reason: 'cache disabled for this job' });
+    expect(off.controls).toEqual({ noCache: true, noPush: false, pushTimeoutSeconds: 600 });
+    expect((await waitForPush(agent, ids.noCache)).push.status).toBe('skipped');
+    const offPhases = ((await (await agent.request(`/v1/workspaces/${ids.noCache}/events`)).text()).trim().split('\n').map((l) => JSON.parse(l) as Ev))
+      .filter((e) => e.type === 'phase-start')
+      .map((e) => e.phase);
+    expect(offPhases).toContain('up');
+    for (const p of ['pull', 'moving-labels', 'exact-lookup', 'push']) expect(offPhases).not.toContain(p);
+
+    // noPush with a shorter timeout: a build from the layer cache (another exact key), no push, no new tag.
+    await missExactTag(repo);
+    const tagsBefore = await registryTags(cacheRef);
+    expect((await agent.request('/v1/workspaces', json({ id: ids.noPush, repository: repo, cache, noPush: true, pushTimeoutSeconds: 30 }))).status).toBe(202);
+    await waitForStatus(agent, ids.noPush, ['ready', 'recovery', 'failed']);
+    const noPush = await waitForPush(agent, ids.noPush);
+    expect(noPush.status, JSON.stringify(noPush.error)).toBe('ready');
+    expect(noPush.cache.hit).toBe('layers');
+    expect(noPush.push).toMatchObject({ status: 'skipped', reason: 'push disabled for this job' });
+    expect(noPush.controls).toEqual({ noCache: false, noPush: true, pushTimeoutSeconds: 30 });
+    expect(await registryTags(cacheRef)).toEqual(tagsBefore);
   });
 
   it('the registry password and the API token appear in no output and no file of the agent', async () => {

@@ -49,6 +49,7 @@ export class FakeJobManager implements JobManager {
       profile: null,
       cache: null,
       push: null,
+      controls: null,
       timings: {},
       error: null,
       createdAt: now,

@@ -114,7 +114,9 @@ describe('the credential helpers answer for their own host only', () => {
     expect(note).toContain('readable by every user');
     expect(note).toContain('id -u ghost exited 1');
     expect((await stat(file)).mode & 0o777).toBe(0o644);
-    expect(await shareTokenWith(engine(0, ''), 'c1', runtime, 'w2', undefined)).toContain('no remote user');
+    // No user named: the uid the container runs as.
+    expect(await shareTokenWith(engine(0, ''), 'c1', runtime, 'w2', undefined)).toContain('id -u exited 0 without a uid');
+    expect(asked.at(-1)).toEqual(['id', '-u']);
     // A new run starts from root's only again, whatever the last one left.
     await writeContainerGitCredentials(runtime, 'w2', JOB, 'other.host');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
