@@ -9,7 +9,8 @@ export interface Metrics {
   jobStatus(status: string): void;
   phase(name: string, ms: number): void;
   cache(hit: string, reason: string | null): void;
-  push(status: string): void;
+  /** a push's outcome; a failed or timed-out one also counts under its reason's code */
+  push(status: string, reason?: string | null): void;
   buildSteps(cached: number, total: number): void;
   /** event log lines cut to length or dropped by a cap (events/event-bounds.ts) */
   eventLines(action: BoundAction, lines: number): void;

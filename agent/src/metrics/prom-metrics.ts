@@ -51,6 +51,13 @@ export class PromMetrics implements Metrics {
     labelNames: ['status'] as const,
     registers: [this.registry],
   });
+  private readonly pushFailures = new Counter({
+    name: 'warmstart_push_failures_total',
+    help: 'Pushes that failed or timed out, by the error code in front of their reason (REGISTRY_AUTH_FAILED: the credentials could not be had)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+
   private readonly stepsCached = new Counter({
     name: 'warmstart_build_steps_cached_total',
     help: 'Build steps answered from the layer cache',
@@ -99,8 +106,9 @@ export class PromMetrics implements Metrics {
     this.caches.inc({ hit, reason: reasonBucket(reason) });
   }
 
-  push(status: string): void {
+  push(status: string, reason: string | null = null): void {
     this.pushes.inc({ status });
+    if (status === 'failed' || status === 'timeout') this.pushFailures.inc({ reason: reasonBucket(reason) });
   }
 
   buildSteps(cached: number, total: number): void {

@@ -6,7 +6,7 @@ import { readImageConfig, type ImageConfigFacts } from '../cache/relabel.js';
 import { signatureRefusal } from '../cache/signature-store.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import type { DockerEngine } from '../docker/engine.js';
-import { describeError } from '../errors.js';
+import { describeError, WarmstartError } from '../errors.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
 import { normalizeRegistryHost, resolveCredentials, type CredentialSource, type RegistryCredentials } from '../registry/credentials.js';
 import { toDockerAuthConfig } from '../registry/docker-config.js';
@@ -94,13 +94,17 @@ export class CacheSession {
           ),
         )
       : Promise.resolve(null);
+    // Credentials a source failed to give (a GitHub App that cannot mint a token) block the push
+    // as a failure an operator must see, not as the quiet "no credentials" of a pull-only node.
     this.pushBlocked = this.credentials.then((c) =>
       c
         ? deps.registry
             .probePush(repositoryOf(plan.cacheRef), c)
             .then(() => null)
             .catch((err: unknown) => `push permission probe: ${describeError(err)}`)
-        : null,
+        : this.credentialNote
+          ? `REGISTRY_AUTH_FAILED: ${this.credentialNote}`
+          : null,
     );
   }
 
@@ -122,7 +126,9 @@ export class CacheSession {
       try {
         return await resolveCredentials(sources, plan.registryHost);
       } catch (err) {
-        this.credentialNote = `credentials unavailable: ${describeError(err)}`;
+        // The source's detail (GitHub's status and message, scrubbed by github-app.ts) is what an operator acts on.
+        const detail = err instanceof WarmstartError && err.detail ? ` (${err.detail})` : '';
+        this.credentialNote = `credentials unavailable: ${describeError(err)}${detail}`;
         rec.note(this.credentialNote, 'credentials');
         return null;
       }

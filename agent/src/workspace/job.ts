@@ -18,7 +18,8 @@ import type { RegistryCredentials } from '../registry/credentials.js';
 import { createDockerConfig, toDockerAuthConfig } from '../registry/docker-config.js';
 import { nodeRegistryCredentials } from '../registry/image-credentials.js';
 import { BuildLog } from './build-log.js';
-import { exactImageRefusal, hostAccessRefusal, nodeCredentialsPushOff } from './host-access-gate.js';
+import { exactImageRefusal, hostAccessRefusal } from './host-access-gate.js';
+import { pushDecision } from './push-decision.js';
 import { startedContainerRefusal } from './started-container-check.js';
 import { CacheSession } from './cache-phase.js';
 import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
@@ -382,18 +383,9 @@ export class Job {
     exact: ExactLookup | NoExactKey | null,
   ): void {
     const { plan, result, deps } = this;
-    const skip = (reason: string): void => {
-      result.push = { status: 'skipped', ref: plan.cacheRef, reason, ms: null };
-    };
-    if (!plan.cacheRef) return skip(plan.cacheOffReason ?? 'no cache ref');
-    if (kind !== 'dockerfile') return skip(`${kind}-based config: no built image to cache`);
-    if (exact?.hit) return skip('exact hit: the image is in the registry already');
-    if (plan.pushOffReason) return skip(plan.pushOffReason);
-    if (!credentials) return skip('no registry credentials: pull only');
-    const untrusted = nodeCredentialsPushOff(deps.config, credentials);
-    if (untrusted) return skip(untrusted);
-    if (blocked) {
-      result.push = { status: 'failed', ref: plan.cacheRef, reason: blocked, ms: null };
+    const refused = pushDecision({ plan, kind, exactHit: exact?.hit === true, credentials, blocked, config: deps.config });
+    if (refused || !plan.cacheRef || !credentials) {
+      result.push = { status: refused?.status ?? 'skipped', ref: plan.cacheRef, reason: refused?.reason ?? 'no cache ref', ms: null };
       return;
     }
     const ref = plan.cacheRef;

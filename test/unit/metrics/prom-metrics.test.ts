@@ -12,6 +12,9 @@ describe('PromMetrics', () => {
     m.cache('layers', null);
     m.cache('miss', 'REGISTRY_AUTH_FAILED: registry refused the credentials');
     m.push('pushed');
+    m.push('failed', 'REGISTRY_AUTH_FAILED: credentials unavailable: GITHUB_APP_AUTH_FAILED: refused');
+    m.push('timeout', 'push did not finish within 2 s');
+    m.push('skipped', 'no registry credentials: pull only');
     m.buildSteps(3, 5);
     m.buildSteps(1, 2);
     m.setGauges({ running: 2, queued: 1, pushing: 1 });
@@ -29,6 +32,10 @@ describe('PromMetrics', () => {
     expect(body).toContain('warmstart_cache_total{hit="layers",reason="none"} 1');
     expect(body).toContain('warmstart_cache_total{hit="miss",reason="REGISTRY_AUTH_FAILED"} 1');
     expect(body).toContain('warmstart_pushes_total{status="pushed"} 1');
+    expect(body).toContain('warmstart_pushes_total{status="failed"} 1');
+    expect(body).toContain('warmstart_push_failures_total{reason="REGISTRY_AUTH_FAILED"} 1');
+    expect(body).toContain('warmstart_push_failures_total{reason="other"} 1');
+    expect(body).not.toMatch(/warmstart_push_failures_total\{reason="none"\}/);
     expect(body).toContain('warmstart_build_steps_cached_total 4');
     expect(body).toContain('warmstart_build_steps_total 7');
     expect(body).toContain('warmstart_jobs_running 2');
