@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,9 @@ export function upArgs(o: UpOptions, dockerPath: string): string[] {
 }
 
 /** Finds the result: the last stdout line that is a JSON object. */
+/** How much of the CLI's stdout is kept: its result is one JSON line at the end. */
+const MAX_STDOUT = 4 * 1024 * 1024;
+
 export function parseUpResult(stdout: string): Record<string, unknown> | null {
   const lines = stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{'));
   for (let i = lines.length - 1; i >= 0; i--) {
@@ -112,10 +116,7 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     return r.exitCode !== 0;
   }
 
-  /** Loads what `up` runs the CLI with, so that its first call does not wait for it. */
-  async preload(): Promise<void> {
-    await loadExeca();
-  }
+
 
   /** The probe as a job's docker CLI sees it: a throwaway DOCKER_CONFIG naming the same plugin dirs. */
   private async buildxMissingWithPluginDirs(): Promise<boolean> {
@@ -136,15 +137,22 @@ export class DevcontainerCliRunner implements DevcontainerCli {
 
   async up(o: UpOptions): Promise<UpResult> {
     // Detached: the CLI starts docker builds of its own; on timeout the whole
-    // process group must go, not just the node process.
-    const { execa } = await loadExeca();
-    const child = execa(this.node, [this.script, ...upArgs(o, this.dockerPath)], {
+    // process group must go, not just the node process. node:child_process
+    // rather than execa: a start should not wait for execa's loading (load-execa.ts).
+    const child = spawn(this.node, [this.script, ...upArgs(o, this.dockerPath)], {
       env: cliEnv(process.env, o.env),
-      extendEnv: false,
       detached: true,
-      reject: false,
-      stdin: 'ignore',
-      all: false,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      // The result is the last line; the CLI's log goes to stderr.
+      stdout = (stdout + chunk).slice(-MAX_STDOUT);
+    });
+    const exited = new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+      child.on('error', (error) => resolve({ exitCode: null, signal: null, error }));
+      child.on('close', (exitCode, signal) => resolve({ exitCode, signal }));
     });
     if (child.pid !== undefined) o.onStart?.(child.pid);
     let timedOut = false;
@@ -175,11 +183,9 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     o.signal?.addEventListener('abort', onAbort, { once: true });
     if (o.signal?.aborted) onAbort();
 
-    if (child.stderr) {
-      const rl = createInterface({ input: child.stderr });
-      rl.on('line', (line) => o.onLog?.(line));
-    }
-    const done = await child;
+    const rl = createInterface({ input: child.stderr });
+    rl.on('line', (line) => o.onLog?.(line));
+    const done = await exited;
     clearTimeout(timer);
     o.signal?.removeEventListener('abort', onAbort);
 
@@ -189,10 +195,10 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     if (cancelled) {
       throw new WarmstartError('DEVCONTAINER_UP_FAILED', 'devcontainer up was cancelled');
     }
-    const result = parseUpResult(String(done.stdout ?? ''));
+    const result = parseUpResult(stdout);
     if (!result) {
       throw new WarmstartError('DEVCONTAINER_NO_RESULT', 'devcontainer up printed no result', {
-        detail: `exit code ${done.exitCode ?? 'none'}${done.signal ? `, signal ${done.signal}` : ''}`,
+        detail: done.error ? `it did not start: ${done.error.message}` : `exit code ${done.exitCode ?? 'none'}${done.signal ? `, signal ${done.signal}` : ''}`,
       });
     }
     if (result.outcome !== 'success' || typeof result.containerId !== 'string') {

@@ -36,6 +36,4 @@ export interface DevcontainerCli {
    * CLI decides the same way. Asked once per process.
    */
   usesClassicBuilder(): Promise<boolean>;
-  /** Loads what `up` needs ahead of its first call (a job starts it beside the pull). */
-  preload?(): Promise<void>;
 }

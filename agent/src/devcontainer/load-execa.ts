@@ -1,8 +1,9 @@
 /**
- * execa, loaded on first use. Its import takes about 75 ms, which
- * `warmstart up` would otherwise spend before its clone and moving pull start;
- * the clone runs git through node:child_process (agent/src/git/git-cli.ts),
- * so nothing needs execa until the devcontainers CLI runs.
+ * execa, loaded on first use. Its import takes about 75 ms of the main
+ * thread, which `warmstart up` would otherwise spend before its clone and
+ * moving pull start, and again before `up`. So what a start runs (git, the
+ * volume fill's tar, the devcontainers CLI) goes through node:child_process,
+ * and execa serves the rest (the uncached builder probe, the VM backends).
  */
 let loading: Promise<typeof import('execa')> | null = null;
 

@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { PassThrough, Readable } from 'node:stream';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import DockerClient from './dockerode-module.js';
 import { WarmstartError, describeError } from '../errors.js';
 import type {
   CommitSpec,
@@ -16,7 +18,6 @@ import type {
 } from './engine.js';
 import { classifyRegistryMessage } from './registry-errors.js';
 import { singleFileTar } from './single-file-tar.js';
-import { loadExeca } from '../devcontainer/load-execa.js';
 
 /** One line of a build's progress stream. */
 interface BuildEvent extends ProgressEvent {
@@ -79,7 +80,7 @@ export class DockerodeEngine implements DockerEngine {
   private readonly retryEveryMs: number;
 
   constructor(
-    private readonly docker: Docker = new Docker(),
+    private readonly docker: Docker = new DockerClient(),
     options: DockerodeEngineOptions = {},
   ) {
     this.engineWaitMs = options.engineWaitMs ?? 30_000;
@@ -247,16 +248,23 @@ export class DockerodeEngine implements DockerEngine {
       }),
     );
     try {
-      const { execa } = await loadExeca();
-      const tar = execa('tar', ['--numeric-owner', '-C', hostDir, '-c', '.'], {
-        buffer: false,
-        stdout: 'pipe',
-        stderr: 'pipe',
+      // node:child_process rather than execa: the volume fill is on a start's way to `up` (load-execa.ts).
+      const tar = spawn('tar', ['--numeric-owner', '-C', hostDir, '-c', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      tar.stderr.setEncoding('utf8');
+      tar.stderr.on('data', (chunk: string) => void (stderr = (stderr + chunk).slice(-4096)));
+      const tarDone = new Promise<void>((resolve, reject) => {
+        tar.on('error', reject);
+        tar.on('close', (code, signal) =>
+          code === 0 ? resolve() : reject(new Error(`tar of ${hostDir} failed (${signal ?? `exit code ${code}`}): ${stderr.trim().slice(-500)}`)),
+        );
       });
-      await Promise.all([
-        this.call(`copy into volume ${volume}`, () => helper.putArchive(tar.stdout, { path: '/target' })),
-        tar,
-      ]);
+      tarDone.catch(() => undefined); // observed below; a failed upload must not leave it unhandled
+      try {
+        await Promise.all([this.call(`copy into volume ${volume}`, () => helper.putArchive(tar.stdout, { path: '/target' })), tarDone]);
+      } finally {
+        if (tar.exitCode === null && tar.signalCode === null) tar.kill('SIGKILL');
+      }
     } finally {
       await this.removeContainer(helper.id).catch(() => undefined);
     }

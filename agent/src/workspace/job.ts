@@ -74,11 +74,9 @@ export class Job {
       // cloned leaves no volume behind.
       const cloned = rec.phase('clone', () => this.clone(src));
       // The engine client loads on first use (agent/src/docker/lazy-engine.ts): let that be while git runs,
-      // but after the builder probe's file reads, which the moving pull waits for (its loading would hold them up);
-      // then what runs the devcontainers CLI, which `up` needs later.
+      // but after the builder probe's file reads, which the moving pull waits for (its loading would hold them up).
       void (cache ? cache.movingRef : Promise.resolve())
         .then(() => deps.engine.waitForEngine?.())
-        .then(() => deps.devcontainer.preload?.())
         .catch(() => undefined);
       await cloned;
       if (cache) {
