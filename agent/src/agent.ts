@@ -6,6 +6,7 @@ import type { DevcontainerCli } from './devcontainer/cli.js';
 import { lazyEngine } from './docker/lazy-engine.js';
 import type { DockerEngine } from './docker/engine.js';
 import type { EventSink } from './events/events.js';
+import type { GithubApp } from './registry/github-app.js';
 import { GitCli } from './git/git-cli.js';
 import type { GitClient } from './git/git.js';
 import { staticCredentials, type CredentialSource } from './registry/credentials.js';
@@ -32,20 +33,24 @@ export interface Agent extends PipelineDeps {
   prepare(req: PrepareRequest, sink: EventSink): Promise<PreparedWorkspace>;
 }
 
+/** The configured GitHub App, its key read and checked; null without one. */
+export async function githubAppFromConfig(config: AgentConfig): Promise<GithubApp | null> {
+  if (!config.githubApp) return null;
+  // Octokit is loaded only where a GitHub App is configured.
+  const { githubApp, loadPrivateKey } = await import('./registry/github-app.js');
+  return githubApp({
+    appId: config.githubApp.appId,
+    installationId: config.githubApp.installationId,
+    privateKey: await loadPrivateKey(config.githubApp.privateKeyFile),
+    ...(config.githubApp.apiUrl ? { baseUrl: config.githubApp.apiUrl } : {}),
+  });
+}
+
 /** The agent's static credential sources, in DESIGN.md's order after the job's own. */
-export async function credentialSourcesFromConfig(config: AgentConfig): Promise<CredentialSource[]> {
+export async function credentialSourcesFromConfig(config: AgentConfig, app?: GithubApp | null): Promise<CredentialSource[]> {
   const sources: CredentialSource[] = [];
-  if (config.githubApp) {
-    // Octokit is loaded only where a GitHub App is configured.
-    const { githubAppCredentials, loadPrivateKey } = await import('./registry/github-app.js');
-    sources.push(
-      githubAppCredentials({
-        appId: config.githubApp.appId,
-        installationId: config.githubApp.installationId,
-        privateKey: await loadPrivateKey(config.githubApp.privateKeyFile),
-      }),
-    );
-  }
+  const theApp = app === undefined ? await githubAppFromConfig(config) : app;
+  if (theApp) sources.push(theApp.registry);
   if (config.registryUsername && config.registryPassword) {
     // Bound to the configured hosts: a job naming another registry gets nothing from the node.
     sources.push(
@@ -61,6 +66,7 @@ export async function credentialSourcesFromConfig(config: AgentConfig): Promise<
 /** Wires the agent in one place. */
 export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
   const config = options.config ?? configFromEnv(options.env);
+  const app = options.credentialSources ? null : await githubAppFromConfig(config);
   const deps: PipelineDeps = {
     config,
     engine: options.engine ?? lazyEngine(),
@@ -72,7 +78,8 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
       }),
     git: options.git ?? new GitCli(),
     registry: options.registry ?? createRegistryClient(),
-    credentialSources: options.credentialSources ?? (await credentialSourcesFromConfig(config)),
+    credentialSources: options.credentialSources ?? (await credentialSourcesFromConfig(config, app)),
+    githubAppClone: app && config.githubApp ? { hosts: config.githubApp.gitHosts, token: (name, signal) => app.cloneToken(name, signal) } : null,
     store: options.store ?? new WorkspaceStore(config.stateDir),
     pushQueue: options.pushQueue ?? new PushQueue(),
     featureBuilds: new Mutex(),

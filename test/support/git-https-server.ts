@@ -58,7 +58,10 @@ async function makeCertificate(): Promise<{ dir: string; keyFile: string; certFi
   return { dir, keyFile, certFile };
 }
 
-function authOf(req: IncomingMessage, token: string): GitHttpRequest['auth'] {
+/** Whether a password (token) given for a request path is accepted; a fixed token, or a check of one's own. */
+export type GitTokenCheck = string | ((given: string, path: string) => boolean);
+
+function authOf(req: IncomingMessage, token: GitTokenCheck, path: string): GitHttpRequest['auth'] {
   const header = req.headers.authorization;
   if (!header) return 'none';
   const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
@@ -67,6 +70,7 @@ function authOf(req: IncomingMessage, token: string): GitHttpRequest['auth'] {
   const colon = decoded.indexOf(':');
   if (colon < 0) return 'wrong';
   const user = decoded.slice(0, colon);
+  if (typeof token === 'function') return user === GIT_HTTP_USER && token(decoded.slice(colon + 1), path) ? 'ok' : 'wrong';
   const given = Buffer.from(decoded.slice(colon + 1));
   const want = Buffer.from(token);
   const same = given.length === want.length && timingSafeEqual(given, want);
@@ -147,7 +151,7 @@ function runBackend(req: IncomingMessage, res: ServerResponse, projectRoot: stri
  * Starts the server on 127.0.0.1, a free port. `projectRoot` holds bare repos
  * as `<owner>/<name>.git` (see {@link addBareRepo}).
  */
-export async function startGitHttpsServer(o: { projectRoot: string; token: string }): Promise<GitHttpsServer> {
+export async function startGitHttpsServer(o: { projectRoot: string; token: GitTokenCheck }): Promise<GitHttpsServer> {
   if (o.token.length === 0) throw new Error('startGitHttpsServer needs a non-empty token');
   await need('git', ['--version']);
   const cert = await makeCertificate();
@@ -162,7 +166,7 @@ export async function startGitHttpsServer(o: { projectRoot: string; token: strin
         method: req.method ?? '?',
         path: full.pathname,
         query: full.search.replace(/^\?/, ''),
-        auth: authOf(req, o.token),
+        auth: authOf(req, o.token, full.pathname),
         status: 0,
       };
       requests.push(entry);

@@ -11,8 +11,8 @@ import { startPruneSchedule } from '../cache/prune-schedule.js';
 import { parseCacheRegistry } from '../cache/ref.js';
 import { configFromEnv } from '../config/agent-config.js';
 import { pruneScheduleFromEnv } from '../config/prune-config.js';
-import { WarmstartError } from '../errors.js';
-import { resolveCredentials } from '../registry/credentials.js';
+import { describeError, WarmstartError } from '../errors.js';
+import { GHCR_HOST, resolveCredentials, type CredentialSource } from '../registry/credentials.js';
 import { serveConfigFromEnv } from '../config/serve-config.js';
 import { LocalJobManager } from '../jobs/local-job-manager.js';
 import { PrebuildManager } from '../jobs/prebuild-manager.js';
@@ -24,6 +24,7 @@ import { PromMetrics } from '../metrics/prom-metrics.js';
 import { sweepJobDirs } from '../state/runtime-dir.js';
 import { buildServer } from '../server/app.js';
 import { authOptionsFromEnv } from '../server/auth-config.js';
+import type { Logger } from 'pino';
 import { createLogger } from '../server/logger.js';
 import { tlsOptionsFromEnv } from '../server/tls.js';
 import { parseCommandArgs } from './args.js';
@@ -123,6 +124,8 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     const prebuilds = new PrebuildManager({ deps: agent, slots: jobs, logger, allowLocalRepos: serve.allowLocalRepos });
     const app = buildServer({ jobs, metrics, auth, version, logger, https, machines, images: agent, prebuilds });
     await app.listen({ host: serve.host, port: serve.port });
+    // A GitHub App that cannot get what the agent asks for is reported now, in words to act on, not at the first push.
+    if (config.githubApp) void probeGithubApp(agent.credentialSources, logger);
     const cacheRegistry = config.cacheRegistry;
     const prune =
       pruneConfig && cacheRegistry
@@ -181,5 +184,16 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     return EXIT.ready;
   } catch (err) {
     return reportError(io, err, false);
+  }
+}
+
+/** Asks the App for its registry token once at start-up; a refusal is logged as an error (the agent still serves). */
+async function probeGithubApp(sources: readonly CredentialSource[], logger: Logger): Promise<void> {
+  try {
+    await resolveCredentials(sources, GHCR_HOST);
+    logger.info('GitHub App: installation token for ghcr.io granted (packages: write)');
+  } catch (err) {
+    const detail = err instanceof WarmstartError ? err.detail : undefined;
+    logger.error({ err: describeError(err), ...(detail ? { detail } : {}) }, 'GitHub App cannot get its ghcr.io token: cache pushes will fail until this is fixed');
   }
 }

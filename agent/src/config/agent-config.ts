@@ -19,7 +19,13 @@ export interface AgentConfig {
   /** static registry credentials (third in the credential order) */
   registryUsername: string | null;
   registryPassword: string | null;
-  githubApp: { appId: string; privateKeyFile: string; installationId: string } | null;
+  /**
+   * A GitHub App: ghcr.io credentials (`packages: write`) and clone tokens
+   * (`contents: read`, one repository) for repositories on `gitHosts`
+   * (WARMSTART_GITHUB_APP_GIT_HOSTS, default github.com); `apiUrl` for GitHub
+   * Enterprise Server (WARMSTART_GITHUB_API_URL, default https://api.github.com).
+   */
+  githubApp: { appId: string; privateKeyFile: string; installationId: string; apiUrl: string | null; gitHosts: string[] } | null;
   /** git token for https clones when a job brings none */
   gitToken: string | null;
   buildTimeoutMs: number;
@@ -156,7 +162,16 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
       'GitHub App credentials need all of WARMSTART_GITHUB_APP_ID, WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE and WARMSTART_GITHUB_INSTALLATION_ID',
     );
   }
-  const githubApp = appParts === 3 ? { appId: appId!, privateKeyFile: keyFile!, installationId: installationId! } : null;
+  const githubApp =
+    appParts === 3
+      ? {
+          appId: appId!,
+          privateKeyFile: keyFile!,
+          installationId: installationId!,
+          apiUrl: nonEmpty(env.WARMSTART_GITHUB_API_URL),
+          gitHosts: hostList(nonEmpty(env.WARMSTART_GITHUB_APP_GIT_HOSTS) ?? 'github.com'),
+        }
+      : null;
   // ghcr.io is the default registry only when a GitHub App can log in to it.
   const cacheRegistry = nonEmpty(env.WARMSTART_CACHE_REGISTRY) ?? (githubApp ? 'ghcr.io' : null);
   const credentialHosts = nonEmpty(env.WARMSTART_REGISTRY_CREDENTIAL_HOSTS);

@@ -31,6 +31,11 @@ export interface GithubAppCredentialsOptions {
   request?: StrategyOptions['request'];
 }
 
+/** What the registry token asks for: pushing to (and pulling from) ghcr.io, nothing else. */
+export const REGISTRY_PERMISSIONS = { packages: 'write' } as const;
+/** What a clone token asks for, for one repository. */
+export const CLONE_PERMISSIONS = { contents: 'read' } as const;
+
 const DEFAULT_REFRESH_MARGIN_MS = 5 * 60_000;
 const DEFAULT_TIMEOUT_MS = 15_000;
 
@@ -39,21 +44,55 @@ interface CachedToken {
   expiresAtMs: number;
 }
 
-/**
- * A credential source that answers for ghcr.io only, with an installation
- * token (username `x-access-token`). The token is reused until
- * `refreshMarginMs` before it expires; concurrent callers share one request.
- * Failures throw GITHUB_APP_AUTH_FAILED without key or token bytes.
- */
-export function githubAppCredentials(opts: GithubAppCredentialsOptions): CredentialSource {
-  const now = opts.now ?? Date.now;
-  const margin = opts.refreshMarginMs ?? DEFAULT_REFRESH_MARGIN_MS;
+/** The App's two uses: registry credentials for ghcr.io, and clone tokens for single repositories. */
+export interface GithubApp {
+  registry: CredentialSource;
+  /**
+   * A fresh installation token for cloning one repository of the
+   * installation's account (`contents: read`, that repository only). Never
+   * cached: it lives as long as the job's clone needs it, in memory.
+   */
+  cloneToken(repositoryName: string, signal?: AbortSignal): Promise<string>;
+}
+
+/** Both uses of one App (see {@link GithubApp}). */
+export function githubApp(opts: GithubAppCredentialsOptions): GithubApp {
   const auth = createAppAuth({
     appId: opts.appId,
     privateKey: opts.privateKey,
     installationId: opts.installationId,
     request: opts.request ?? quietRequest(opts.baseUrl, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS),
   });
+  return {
+    registry: registrySource(auth, opts),
+    async cloneToken(repositoryName, signal) {
+      signal?.throwIfAborted();
+      const asked = `contents: read on ${repositoryName}`;
+      try {
+        const result = await auth({ type: 'installation', refresh: true, repositoryNames: [repositoryName], permissions: CLONE_PERMISSIONS });
+        if (!result.token) throw new WarmstartError('GITHUB_APP_AUTH_FAILED', 'GitHub returned no usable installation token', { detail: 'response lacked a token' });
+        return result.token;
+      } catch (err) {
+        throw toAuthError(err, opts.installationId, asked);
+      }
+    },
+  };
+}
+
+/**
+ * A credential source that answers for ghcr.io only, with an installation
+ * token (username `x-access-token`) that asks for `packages: write` and
+ * nothing more. The token is reused until `refreshMarginMs` before it
+ * expires; concurrent callers share one request. Failures throw
+ * GITHUB_APP_AUTH_FAILED without key or token bytes.
+ */
+export function githubAppCredentials(opts: GithubAppCredentialsOptions): CredentialSource {
+  return githubApp(opts).registry;
+}
+
+function registrySource(auth: ReturnType<typeof createAppAuth>, opts: GithubAppCredentialsOptions): CredentialSource {
+  const now = opts.now ?? Date.now;
+  const margin = opts.refreshMarginMs ?? DEFAULT_REFRESH_MARGIN_MS;
 
   let cached: CachedToken | null = null;
   let inFlight: Promise<CachedToken> | null = null;
@@ -62,7 +101,7 @@ export function githubAppCredentials(opts: GithubAppCredentialsOptions): Credent
     try {
       // refresh: auth-app keeps its own LRU (59 min on the real clock); we
       // only get here when *we* decided the token is too old, so bypass it.
-      const result = await auth({ type: 'installation', refresh: true });
+      const result = await auth({ type: 'installation', refresh: true, permissions: REGISTRY_PERMISSIONS });
       const expiresAtMs = Date.parse(result.expiresAt);
       if (!result.token || Number.isNaN(expiresAtMs)) {
         throw new WarmstartError('GITHUB_APP_AUTH_FAILED', 'GitHub returned no usable installation token', {
@@ -71,7 +110,7 @@ export function githubAppCredentials(opts: GithubAppCredentialsOptions): Credent
       }
       return { token: result.token, expiresAtMs };
     } catch (err) {
-      throw toAuthError(err, opts.installationId);
+      throw toAuthError(err, opts.installationId, 'packages: write');
     }
   };
 
@@ -155,7 +194,7 @@ function quietRequest(baseUrl: string | undefined, timeoutMs: number): StrategyO
  * status and GitHub's own message: the octokit error carries the request
  * (headers, JWT-bearing options) and must not travel on as `cause`.
  */
-function toAuthError(err: unknown, installationId: string | number): WarmstartError {
+function toAuthError(err: unknown, installationId: string | number, asked: string): WarmstartError {
   if (err instanceof WarmstartError) return err;
   const e = err as { status?: unknown; response?: { data?: unknown }; message?: unknown; name?: unknown };
   const status = typeof e.status === 'number' ? e.status : undefined;
@@ -172,7 +211,10 @@ function toAuthError(err: unknown, installationId: string | number): WarmstartEr
         ? 'GitHub rejected the App JWT (wrong app id or private key, or clock skew)'
         : status === 404
           ? `GitHub App installation ${installationId} not found`
-          : `GitHub refused an installation token for installation ${installationId}`;
+          : status === 422
+            ? // GitHub's answer when the installation lacks a permission or a repository that was asked for.
+              `GitHub App installation ${installationId} does not grant ${asked}: give the App that permission and accept it in the installation (or install it on that repository)`
+            : `GitHub refused an installation token for installation ${installationId}`;
     detail = `HTTP ${status}${ghMessage ? `: ${scrub(ghMessage)}` : ''}`;
   } else {
     message = 'could not reach GitHub for an installation token';

@@ -297,13 +297,37 @@ export class Job {
     const partial = `${src}.partial`;
     await rm(partial, { recursive: true, force: true });
     await mkdir(join(src, '..'), { recursive: true, mode: 0o700 });
+    const token = this.plan.gitTokenSource === 'github-app' ? await this.appCloneToken() : this.plan.gitToken;
     if (this.plan.gitTokenNote) this.rec.note(this.plan.gitTokenNote, 'clone');
-    else if (this.plan.gitTokenSource) this.rec.note(`cloning with the ${this.plan.gitTokenSource === 'job' ? "job's" : "node's"} git token, for ${this.plan.gitTokenHost ?? 'this host'} only`, 'clone');
+    else if (token) {
+      const whose = { job: "the job's git token", 'github-app': "the GitHub App's token for this repository", node: "the node's git token" }[this.plan.gitTokenSource!];
+      this.rec.note(`cloning with ${whose}, for ${this.plan.gitTokenHost ?? 'this host'} only`, 'clone');
+    }
     await this.deps.git.clone(this.plan.repo.cloneUrl, partial, {
-      ...(this.plan.gitToken ? { token: this.plan.gitToken, tokenHost: this.plan.gitTokenHost } : {}),
+      ...(token ? { token, tokenHost: this.plan.gitTokenHost } : {}),
       signal: this.signal,
     });
     await rename(partial, src);
+  }
+
+  /**
+   * An installation token of the GitHub App for this one repository, asked
+   * for now and kept only in memory (git's credential helper reads it from
+   * the clone's environment). If the App cannot give one, the clone goes on
+   * without it (a public repository still clones) and the events say why.
+   */
+  private async appCloneToken(): Promise<string | null> {
+    const app = this.deps.githubAppClone;
+    if (!app) return null;
+    try {
+      const token = await this.rec.phase('clone-token', () => app.token(this.plan.repo.name, this.signal));
+      this.secrets.add(token);
+      return token;
+    } catch (err) {
+      if (this.signal.aborted) throw err;
+      this.rec.note(`no GitHub App token for ${this.plan.repo.owner}/${this.plan.repo.name}, cloning without one: ${describeError(err)}${err instanceof WarmstartError && err.detail ? ` (${err.detail})` : ''}`, 'clone');
+      return null;
+    }
   }
 
   /** A new volume gets the clone; an existing one is the user's work and is left as it is. */

@@ -25,6 +25,8 @@ export interface PipelineDeps {
   git: GitClient;
   registry: RegistryClient;
   credentialSources: CredentialSource[];
+  /** clone tokens of the configured GitHub App, for repositories on `hosts` (agent.ts); absent or null without an App */
+  githubAppClone?: { hosts: readonly string[]; token(repositoryName: string, signal?: AbortSignal): Promise<string> } | null;
   store: WorkspaceStore;
   pushQueue: PushQueue;
   /**

@@ -20,7 +20,7 @@ export interface JobPlan {
   /** the token the clone uses (git-token.ts decides which, if any) */
   gitToken: string | null;
   /** whose it is: only a `job` token is offered inside the container */
-  gitTokenSource: 'job' | 'node' | null;
+  gitTokenSource: 'job' | 'github-app' | 'node' | null;
   /** host[:port] the clone's credential helper answers for */
   gitTokenHost: string | null;
   /** why the node's token was held back (for the events), or null */

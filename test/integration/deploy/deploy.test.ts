@@ -242,6 +242,22 @@ describe('cloud-init.yaml', () => {
     expect(text).toContain('bash /opt/warmstart-src/deploy/install.sh');
   });
 
+  it("writes an apt configuration that apt itself reads: retries, a lock timeout, connection timeouts", async () => {
+    const text = await readFile(join(ROOT, 'deploy/cloud-init.yaml'), 'utf8');
+    const m = /- path: \/etc\/apt\/apt\.conf\.d\/80warmstart-retries\n(?:\s+\w+: .*\n)*?\s+content: \|\n((?:\s{6}.*\n)+)/.exec(text);
+    expect(m, 'the apt.conf.d entry').not.toBeNull();
+    const dir = await mkdtemp(join(tmpdir(), 'warmstart-aptconf-'));
+    const conf = join(dir, '80warmstart-retries');
+    await writeFile(conf, m![1]!.replace(/^ {6}/gm, ''));
+    // apt-config parses the file as apt-get would, and refuses a malformed one.
+    const r = await run('apt-config', ['-c', conf, 'dump']);
+    expect(r.code, show(r)).toBe(0);
+    for (const line of ['Acquire::Retries "5";', 'DPkg::Lock::Timeout "300";', 'Acquire::http::Timeout "30";']) expect(r.stdout).toContain(line);
+    await writeFile(join(dir, 'bad'), 'Acquire::Retries "5"\n');
+    expect((await run('apt-config', ['-c', join(dir, 'bad'), 'dump'])).code).not.toBe(0);
+    await rm(dir, { recursive: true, force: true });
+  });
+
   const cloudInit = existsSync('/usr/bin/cloud-init');
   it.skipIf(!cloudInit)('passes cloud-init schema (when cloud-init is installed)', async () => {
     const r = await run('cloud-init', ['schema', '--config-file', join(ROOT, 'deploy/cloud-init.yaml')]);

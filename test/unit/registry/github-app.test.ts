@@ -6,7 +6,7 @@ import { inspect } from 'node:util';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WarmstartError, toErrorBody } from '../../../agent/src/errors.js';
-import { githubAppCredentials, loadPrivateKey } from '../../../agent/src/registry/github-app.js';
+import { githubApp, githubAppCredentials, loadPrivateKey } from '../../../agent/src/registry/github-app.js';
 
 const API = 'https://api.github.com';
 const APP_ID = 424242;
@@ -189,6 +189,33 @@ describe('githubAppCredentials', () => {
     });
     expect((await source.get('ghcr.io'))?.password).toBe('ghs_ghe');
     expect(scope.isDone()).toBe(true);
+  });
+});
+
+describe('what the App asks GitHub for', () => {
+  it('the registry token asks for packages: write and nothing else; a clone token for contents: read on one repository', async () => {
+    const bodies: unknown[] = [];
+    const scope = nock(API)
+      .post('/app/installations/9/access_tokens', (b: unknown) => (bodies.push(b), true))
+      .times(2)
+      .reply(201, { token: 'ghs_registry_or_clone', expires_at: new Date(Date.now() + HOUR).toISOString() });
+    const app = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9 });
+    expect((await app.registry.get('ghcr.io'))?.password).toBe('ghs_registry_or_clone');
+    expect(await app.cloneToken('app')).toBe('ghs_registry_or_clone');
+    expect(scope.isDone()).toBe(true);
+    expect(bodies).toEqual([{ permissions: { packages: 'write' } }, { repositories: ['app'], permissions: { contents: 'read' } }]);
+  });
+
+  it('a 422 (not granted) says what to grant, for the registry token and for a clone token', async () => {
+    const notGranted = { message: 'The permissions requested are not granted to this installation.', documentation_url: 'https://docs.github.com/rest' };
+    nock(API).post('/app/installations/9/access_tokens').times(2).reply(422, notGranted);
+    const app = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9 });
+    const registry = (await app.registry.get('ghcr.io').catch((e: unknown) => e)) as WarmstartError;
+    expect(registry.code).toBe('GITHUB_APP_AUTH_FAILED');
+    expect(registry.message).toBe('GitHub App installation 9 does not grant packages: write: give the App that permission and accept it in the installation (or install it on that repository)');
+    expect(registry.detail).toBe(`HTTP 422: ${notGranted.message}`);
+    const clone = (await app.cloneToken('app').catch((e: unknown) => e)) as WarmstartError;
+    expect(clone.message).toContain('does not grant contents: read on app');
   });
 });
 

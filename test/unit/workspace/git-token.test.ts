@@ -47,6 +47,18 @@ describe('which git token a job clones with', () => {
     expect(chooseGitToken(parseRepository('/tmp/a/b'), JOB, config).token).toBeNull();
   });
 
+  it("with a GitHub App: its clone token for https repositories on the App's git hosts, before the node's; a job's own first", () => {
+    const app = { ...config, githubApp: { gitHosts: ['github.com', 'ghe.example:8443'] } };
+    expect(chooseGitToken(parseRepository('acme/app'), null, app)).toEqual({ token: null, source: 'github-app', host: 'github.com', note: null });
+    expect(chooseGitToken(parseRepository('https://ghe.example:8443/a/b'), null, app)).toMatchObject({ source: 'github-app', host: 'ghe.example:8443' });
+    expect(chooseGitToken(parseRepository('acme/app'), JOB, app)).toMatchObject({ token: JOB, source: 'job' });
+    // Not for another host (the node's token where it is bound), not over ssh, not for a local path.
+    expect(chooseGitToken(parseRepository('https://git.example:8443/a/b'), null, app)).toMatchObject({ token: NODE, source: 'node' });
+    expect(chooseGitToken(parseRepository('https://ghe.example/a/b'), null, app).source).not.toBe('github-app');
+    expect(chooseGitToken(parseRepository('ssh://git@github.com/a/b'), null, app).source).toBeNull();
+    expect(chooseGitToken(parseRepository('/tmp/a/b'), null, app).source).toBeNull();
+  });
+
   it('is recorded in the plan', () => {
     const plan = planJob({ workspaceId: 'w1', repository: 'https://other.host/acme/app' }, config);
     expect(plan).toMatchObject({ gitToken: null, gitTokenSource: null, gitTokenHost: null });
