@@ -191,39 +191,49 @@ describe('cache trouble never fails a workspace (real engine, registry, devconta
   // registry itself during the build, after the agent has read the moving
   // image's labels and decided to pass --cache-from.
   const bk = crossNodePairs(nodes).find((p) => p.builder === 'buildkit')!;
+
+  /** A cache pushed from node 2 through an engine gate (open), and node 3, which never saw the repository, to start on. */
+  async function cachedBehindGate(prefix: string) {
+    const c = await scenario(prefix, bk.build);
+    const gate: EngineGateProxy = await startEngineGateProxy(tb.registry);
+    proxies.push(gate);
+    const cold = await up(c, gate.host, tb.registryPassword);
+    const first = parseResult(cold);
+    expect(cold.code, cold.stderr).toBe(0);
+    expect(first.push.status, JSON.stringify(first.push)).toBe('pushed');
+    expect(first.cache.stepsTotal).toBeGreaterThan(0);
+    // BuildKit's own cache keys a RUN by the files before it, not by the
+    // run's LABEL: another case's build of the same fixture would serve it.
+    await forgetRun(bk.start, { runId: c.run });
+    const on = { id: `${c.run}-n3`, node: bk.start, env: await testEnv(tb.baseImage, bk.start.env) };
+    c.more.push({ id: on.id, node: on.node });
+    return { c, gate, first, on };
+  }
+
+  /** The start on node 3 through the closed gate: the engine went to the registry and was turned away; ready all the same, built by BuildKit. */
+  async function readyWithoutTheEngine(c: Case, gate: EngineGateProxy, on: { id: string; node: TestNode; env: Record<string, string> }) {
+    // The engine cannot push either: --push-timeout keeps its retries short.
+    const cli = await up(c, gate.host, tb.registryPassword, ['--push-timeout', '2'], on);
+    const r = parseResult(cli);
+    const events = await readFile(join(on.env.WARMSTART_STATE_DIR!, 'workspaces', on.id, 'events.ndjson'), 'utf8');
+    expect(gate.refused().length, JSON.stringify(gate.agents())).toBeGreaterThan(0);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(r.outcome).toBe('ready');
+    expect(r.profile).toBe('devcontainer');
+    expect(r.error).toBeNull();
+    expect(await containersWithLabel(`warmstart.workspace=${on.id}`, on.node.dockerHost)).toEqual([r.containerId!.slice(0, 12)]);
+    expect(events).toMatch(/Run: \S*docker buildx build /);
+    return { r, events };
+  }
+
   it.each(['down', 'unauthorized'] as const)(
     'registry %s to the engine after the agent read the moving labels: a BuildKit build on another node still ends ready, without claiming the layers',
     async (how) => {
-      const c = await scenario(`gate${how === 'down' ? 'd' : 'u'}`, bk.build);
-      const gate: EngineGateProxy = await startEngineGateProxy(tb.registry);
-      proxies.push(gate);
-      // A cache in the registry, pushed from node 2 through the open gate.
-      const cold = await up(c, gate.host, tb.registryPassword);
-      const first = parseResult(cold);
-      expect(cold.code, cold.stderr).toBe(0);
-      expect(first.push.status, JSON.stringify(first.push)).toBe('pushed');
-      expect(first.cache.stepsTotal).toBeGreaterThan(0);
-
-      // Node 3 never saw the repository (BuildKit's own cache keys a RUN by
-      // the files before it, not by the run's LABEL: another case's build of
-      // the same fixture would serve it); another exact key, the same layers.
-      await forgetRun(bk.start, { runId: c.run });
+      const { c, gate, first, on } = await cachedBehindGate(`gate${how === 'down' ? 'd' : 'u'}`);
+      // Another exact key, the same layers.
       await missExactTag(c.repo);
-      const on = { id: `${c.run}-n3`, node: bk.start, env: await testEnv(tb.baseImage, bk.start.env) };
-      c.more.push({ id: on.id, node: on.node });
       gate.closeToEngines(how);
-      // The engine cannot push either: --push-timeout keeps its retries short.
-      const cli = await up(c, gate.host, tb.registryPassword, ['--push-timeout', '2'], on);
-      const r = parseResult(cli);
-      const events = await readFile(join(on.env.WARMSTART_STATE_DIR!, 'workspaces', on.id, 'events.ndjson'), 'utf8');
-      // The engine did go to the registry, and was turned away.
-      expect(gate.refused().length, JSON.stringify(gate.agents())).toBeGreaterThan(0);
-      expect(cli.code, cli.stderr).toBe(0);
-      expect(r.outcome).toBe('ready');
-      expect(r.profile).toBe('devcontainer');
-      expect(r.error).toBeNull();
-      expect(await containersWithLabel(`warmstart.workspace=${on.id}`, on.node.dockerHost)).toEqual([r.containerId!.slice(0, 12)]);
-      expect(events).toMatch(/Run: \S*docker buildx build /);
+      const { r } = await readyWithoutTheEngine(c, gate, on);
       // Nothing came from the cache, and the result says so, with the reason.
       expect(r.cache.stepsTotal).toBe(first.cache.stepsTotal);
       expect(r.cache.stepsCached).toBe(0);
@@ -238,32 +248,13 @@ describe('cache trouble never fails a workspace (real engine, registry, devconta
   // pull has ended (cache-phase.ts movingAsExact), and `up` starts at once: a
   // pull that then fails is cache trouble, and the workspace is built instead.
   it('the engine turned away after the agent chose the moving image as the exact image: built without it, ready, a miss with the reason', async () => {
-    const c = await scenario('gatex', bk.build);
-    const gate: EngineGateProxy = await startEngineGateProxy(tb.registry);
-    proxies.push(gate);
-    const cold = await up(c, gate.host, tb.registryPassword);
-    const first = parseResult(cold);
-    expect(cold.code, cold.stderr).toBe(0);
-    expect(first.push.status, JSON.stringify(first.push)).toBe('pushed');
-
-    // Node 3 never saw the repository; its key is the one the moving image is labelled with.
-    await forgetRun(bk.start, { runId: c.run });
-    const on = { id: `${c.run}-n3`, node: bk.start, env: await testEnv(tb.baseImage, bk.start.env) };
-    c.more.push({ id: on.id, node: on.node });
+    // The same key on node 3: the moving image is labelled for it.
+    const { c, gate, first, on } = await cachedBehindGate('gatex');
     // The engine's requests hang 3 s and are then cut: long enough for the agent to decide.
     gate.closeToEngines('down', 3000);
-    const cli = await up(c, gate.host, tb.registryPassword, ['--push-timeout', '2'], on);
-    const r = parseResult(cli);
-    const events = await readFile(join(on.env.WARMSTART_STATE_DIR!, 'workspaces', on.id, 'events.ndjson'), 'utf8');
-    expect(gate.refused().length, JSON.stringify(gate.agents())).toBeGreaterThan(0);
+    const { r, events } = await readyWithoutTheEngine(c, gate, on);
     expect(events).toContain('the moving image is the exact image for this key');
     expect(events).toContain('the exact image could not be pulled');
-    expect(cli.code, cli.stderr).toBe(0);
-    expect(r.outcome).toBe('ready');
-    expect(r.profile).toBe('devcontainer');
-    expect(r.error).toBeNull();
-    expect(await containersWithLabel(`warmstart.workspace=${on.id}`, on.node.dockerHost)).toEqual([r.containerId!.slice(0, 12)]);
-    expect(events).toMatch(/Run: \S*docker buildx build /);
     expect(r.cache, JSON.stringify(r.cache)).toMatchObject({ ref: c.refs.at(-1), hit: 'miss', stepsCached: 0, stepsTotal: first.cache.stepsTotal });
     expect(r.cache.reason).toBeTruthy();
   });
