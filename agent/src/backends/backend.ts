@@ -42,6 +42,13 @@ export interface SnapshotBackend {
   /** Captures a machine's disk as a new image named `image`; the machine keeps running afterwards where the backend allows it. */
   captureImage(machine: string, image: string, properties?: Record<string, string>): Promise<MachineImage>;
   imageExists(image: string): Promise<boolean>;
+  /** The image with its properties, or null when there is none (backends that can say it in one call). */
+  imageInfo?(image: string): Promise<MachineImage | null>;
+  /**
+   * Writes a file into a running machine, creating its parent directories,
+   * without running anything in it (backends with a file API). Root's, with `mode`.
+   */
+  writeFile?(machine: string, path: string, content: Buffer, mode: number): Promise<void>;
   listImages(prefix?: string): Promise<MachineImage[]>;
   removeImage(image: string): Promise<void>;
   listMachines(): Promise<Machine[]>;

@@ -86,3 +86,34 @@ async function readLog(client: IncusClient, path: string | undefined): Promise<s
   await client.raw('DELETE', path).catch(() => undefined); // best effort: a leftover log is harmless
   return text;
 }
+
+/**
+ * Writes a file through the instance's file API (no exec): the parent
+ * directories first, each created only where it is missing (a directory
+ * push over an existing one is refused), then the file, replacing one there.
+ */
+export async function incusWriteFile(client: IncusClient, machine: string, path: string, content: Buffer, mode: number): Promise<void> {
+  if (!path.startsWith('/') || path.split('/').includes('..')) throw new WarmstartError('INVALID_ARGUMENT', `not an absolute path: ${path}`);
+  const base = `/1.0/instances/${encodeURIComponent(machine)}/files?path=`;
+  const kind = (type: 'file' | 'directory', m: number): Record<string, string> => ({
+    ...fileHeaders,
+    'x-lxd-type': type,
+    'x-incus-type': type,
+    'x-lxd-mode': m.toString(8).padStart(4, '0'),
+    'x-incus-mode': m.toString(8).padStart(4, '0'),
+    'x-lxd-write': 'overwrite',
+    'x-incus-write': 'overwrite',
+  });
+  const parents = path.split('/').slice(1, -1).map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}`);
+  for (const dir of parents) {
+    const there = await client.raw('GET', `${base}${encodeURIComponent(dir)}`, undefined, undefined, { notFound: 'NOT_FOUND' }).then(
+      () => true,
+      (err: unknown) => {
+        if (isWarmstartError(err, 'NOT_FOUND')) return false;
+        throw err;
+      },
+    );
+    if (!there) await client.raw('POST', `${base}${encodeURIComponent(dir)}`, Buffer.alloc(0), kind('directory', 0o755), { notFound: 'MACHINE_NOT_FOUND' });
+  }
+  await client.raw('POST', `${base}${encodeURIComponent(path)}`, content, kind('file', mode), { notFound: 'MACHINE_NOT_FOUND' });
+}

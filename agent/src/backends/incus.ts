@@ -5,10 +5,10 @@
  * instances (containers, or VMs when the image is one).
  */
 import { randomBytes } from 'node:crypto';
-import { WarmstartError } from '../errors.js';
+import { isWarmstartError, WarmstartError } from '../errors.js';
 import type { ExecResult, Machine, MachineImage, MachineState, SnapshotBackend, StateSnapshot } from './backend.js';
 import { IncusClient, type IncusClientOptions } from './incus-client.js';
-import { incusExec } from './incus-exec.js';
+import { incusExec, incusWriteFile } from './incus-exec.js';
 
 /** Options of {@link IncusBackend}: where the daemon is and how long to wait for it. */
 export type IncusBackendOptions = IncusClientOptions;
@@ -104,6 +104,20 @@ export class IncusBackend implements SnapshotBackend {
 
   async imageExists(image: string): Promise<boolean> {
     return this.api.exists(aliasPath(image));
+  }
+
+  async imageInfo(image: string): Promise<MachineImage | null> {
+    const alias = await this.api.get<Alias>(aliasPath(image), { notFound: 'IMAGE_NOT_FOUND' }).catch((err: unknown) => {
+      if (isWarmstartError(err, 'IMAGE_NOT_FOUND')) return null;
+      throw err;
+    });
+    if (!alias) return null;
+    const img = await this.api.get<Image>(`/1.0/images/${alias.target}`, { notFound: 'IMAGE_NOT_FOUND' });
+    return { name: image, properties: img.properties ?? {}, createdAt: img.created_at ?? null };
+  }
+
+  writeFile(machine: string, path: string, content: Buffer, mode: number): Promise<void> {
+    return incusWriteFile(this.api, machine, path, content, mode);
   }
 
   /** Images are their aliases: an image without one (the daemon's cached remote images) is not listed. */

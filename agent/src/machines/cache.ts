@@ -13,6 +13,8 @@ export const CACHE_PROPERTIES = {
   key: 'dev.warmstart.cache-key',
   base: 'dev.warmstart.base',
   backend: 'dev.warmstart.backend',
+  /** `present` or `absent`: whether git is in the image, so a hit's post-launch hook knows without asking the machine */
+  git: 'dev.warmstart.git',
 } as const;
 
 /** The cached image of a key: its first 16 hex digits (64 bits: collisions are not a concern at cache sizes). */

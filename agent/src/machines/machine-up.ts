@@ -19,6 +19,8 @@ export interface PostLaunchContext {
   key: string;
   cache: 'hit' | 'miss';
   base: string;
+  /** whether git is in the machine's image, when known (recorded on the cache image at capture); null: unknown */
+  gitInImage: boolean | null;
 }
 
 /** Runs after every launch, hit or miss (see `hostSpecificsHook` for the default). */
@@ -55,7 +57,13 @@ export async function machineUp(backend: SnapshotBackend, opts: MachineUpOptions
   const files = normalizeFiles(opts.files ?? []);
   const key = machineKey({ backend: backend.name, base: opts.base, provisionScript: opts.provision?.content, files });
   const image = cacheImageName(key);
-  const cache = (await backend.imageExists(image)) ? 'hit' : 'miss';
+  const found: { properties: Record<string, string> } | null = backend.imageInfo
+    ? await backend.imageInfo(image)
+    : (await backend.imageExists(image))
+      ? { properties: {} }
+      : null;
+  const cache = found ? 'hit' : 'miss';
+  let gitInImage = found ? gitProperty(found.properties[CACHE_PROPERTIES.git]) : null;
 
   // launch throws before creating anything (missing image, name taken): the
   // name may be someone else's machine, so cleanup starts only after it.
@@ -64,9 +72,10 @@ export async function machineUp(backend: SnapshotBackend, opts: MachineUpOptions
     if (cache === 'miss') {
       for (const f of files) await copyFileIn(backend, opts.name, f);
       if (opts.provision) await runProvisionScript(backend, opts.name, opts.provision.content, opts.provision.path);
-      await capture(backend, opts.name, image, { key, base: opts.base });
+      gitInImage = await hasGit(backend, opts.name);
+      await capture(backend, opts.name, image, { key, base: opts.base, git: gitInImage });
     }
-    await opts.postLaunch?.({ backend, instance: opts.name, key, cache, base: opts.base });
+    await opts.postLaunch?.({ backend, instance: opts.name, key, cache, base: opts.base, gitInImage });
   });
   return { instance: opts.name, cache, key, ms: Math.round(now() - started) };
 }
@@ -80,12 +89,13 @@ async function capture(
   backend: SnapshotBackend,
   machine: string,
   image: string,
-  facts: { key: string; base: string },
+  facts: { key: string; base: string; git: boolean | null },
 ): Promise<void> {
-  const properties = {
+  const properties: Record<string, string> = {
     [CACHE_PROPERTIES.key]: facts.key,
     [CACHE_PROPERTIES.base]: facts.base,
     [CACHE_PROPERTIES.backend]: backend.name,
+    ...(facts.git === null ? {} : { [CACHE_PROPERTIES.git]: facts.git ? 'present' : 'absent' }),
   };
   try {
     await backend.captureImage(machine, image, properties);
@@ -93,6 +103,21 @@ async function capture(
     if (isWarmstartError(err, 'BACKEND_PRECONDITION') && (await backend.imageExists(image))) return;
     throw err;
   }
+}
+
+function gitProperty(value: string | undefined): boolean | null {
+  return value === 'present' ? true : value === 'absent' ? false : null;
+}
+
+/**
+ * Whether the provisioned machine has git, asked once on a miss and kept on
+ * the cache image: a hit then needs no exec to learn it (post-launch.ts).
+ * Null when the machine cannot say (the hook then asks as before).
+ */
+async function hasGit(backend: SnapshotBackend, machine: string): Promise<boolean | null> {
+  const r = await backend.exec(machine, ['sh', '-c', 'command -v git >/dev/null 2>&1 && echo present || echo absent']).catch(() => null);
+  const out = r?.exitCode === 0 ? r.stdout.trim() : '';
+  return out === 'present' ? true : out === 'absent' ? false : null;
 }
 
 /** A failed `machine up` leaves no half-made machine behind (the cache image, once captured, stays: it is sound). */

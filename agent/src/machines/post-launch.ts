@@ -3,7 +3,7 @@
  * carry because it differs per machine or per host, applied to every machine
  * after launch (hit or miss, so both end up alike).
  */
-import { WarmstartError } from '../errors.js';
+import { describeError, WarmstartError } from '../errors.js';
 import type { PostLaunchContext, PostLaunchHook } from './machine-up.js';
 
 /** Where the hook records which machine this is and which cache key it came from. */
@@ -54,9 +54,17 @@ export function hostSpecificsHook(opts: HostSpecificsOptions = {}): PostLaunchHo
       base: ctx.base,
       launchedAt: now().toISOString(),
     };
+    const content = `${JSON.stringify(state, null, 2)}\n`;
+    // Nothing to run in the machine (no identity to set, or no git to set it for): one file write, no exec.
+    if (ctx.backend.writeFile && (!opts.git || ctx.gitInImage === false)) {
+      await ctx.backend.writeFile(ctx.instance, stateFile, Buffer.from(content), 0o644).catch((err: unknown) => {
+        throw new WarmstartError('BACKEND_ERROR', `post-launch setup of ${ctx.instance} failed: ${describeError(err)}`, { cause: err });
+      });
+      return;
+    }
     const git = opts.git ? [opts.git.name, opts.git.email] : [];
     const r = await ctx.backend.exec(ctx.instance, ['sh', '-c', APPLY, 'sh', stateFile, ...git], {
-      input: `${JSON.stringify(state, null, 2)}\n`,
+      input: content,
     });
     if (r.exitCode !== 0) {
       throw new WarmstartError('BACKEND_ERROR', `post-launch setup of ${ctx.instance} failed (exit ${r.exitCode})`, {

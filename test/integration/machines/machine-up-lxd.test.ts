@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IncusBackend } from '../../../agent/src/backends/incus.js';
 import { isWarmstartError } from '../../../agent/src/errors.js';
-import { cacheImageName, cacheList } from '../../../agent/src/machines/cache.js';
+import { CACHE_PROPERTIES, cacheImageName, cacheList } from '../../../agent/src/machines/cache.js';
 import { machineUp, type MachineUpOptions } from '../../../agent/src/machines/machine-up.js';
 import { hostSpecificsHook, MACHINE_STATE_FILE } from '../../../agent/src/machines/post-launch.js';
 import { benchMachineUpHit } from '../../bench/lxd.js';
@@ -99,6 +99,40 @@ describe('machine up on real LXD', () => {
     expect((err as Error).message).toContain('exited with 4');
     expect(isWarmstartError(err) && err.detail).toContain('broken');
     expect((await backend.listMachines()).map((m) => m.name)).not.toContain(`${prefix}-four`);
+  });
+
+  it('the cache image says whether git is in it: a hit without git runs nothing in the machine; with git, the identity is set', async () => {
+    // Counts what runs inside the machines (the miss provisions and probes; a git-less hit should not exec at all).
+    const execs: string[] = [];
+    const counting = Object.assign(Object.create(backend) as IncusBackend, {
+      exec: (machine: string, argv: string[], o?: { input?: string }) => {
+        execs.push(`${machine}: ${argv.join(' ').slice(0, 60)}`);
+        return backend.exec(machine, argv, o);
+      },
+    });
+    const noGit = await machineUp(counting, opts('nogit-a', script('nogit')));
+    keys.add(noGit.key);
+    const images = await cacheList(backend);
+    expect(images.find((i) => i.name === cacheImageName(noGit.key))?.properties[CACHE_PROPERTIES.git]).toBe('absent');
+    execs.length = 0;
+    const hit = await machineUp(counting, opts('nogit-b', script('nogit')));
+    expect(hit.cache).toBe('hit');
+    expect(execs).toEqual([]);
+    expect(JSON.parse(await sh('nogit-b', `cat ${MACHINE_STATE_FILE}`))).toMatchObject({ instance: `${prefix}-nogit-b`, cache: 'hit', key: noGit.key });
+    expect(await sh('nogit-b', `stat -c '%a %u' ${MACHINE_STATE_FILE}`)).toBe('644 0');
+
+    // An image with git (a stand-in that records what it is asked): the hit sets the identity through it.
+    const fakeGit = Buffer.concat([
+      script('git'),
+      Buffer.from('printf \'#!/bin/sh\\necho "$*" >> /opt/ws/git-calls\\n\' > /usr/bin/git && chmod 755 /usr/bin/git\n'),
+    ]);
+    const withGit = await machineUp(counting, opts('git-a', fakeGit));
+    keys.add(withGit.key);
+    expect((await cacheList(backend)).find((i) => i.name === cacheImageName(withGit.key))?.properties[CACHE_PROPERTIES.git]).toBe('present');
+    execs.length = 0;
+    expect((await machineUp(counting, opts('git-b', fakeGit))).cache).toBe('hit');
+    expect(execs.length).toBe(1);
+    expect(await sh('git-b', 'cat /opt/ws/git-calls')).toBe('config --global user.name Test User\nconfig --global user.email test@warmstart.invalid');
   });
 
   it('bench: machine up on a hit against a raw lxc launch of the same image', async () => {

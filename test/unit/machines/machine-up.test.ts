@@ -30,13 +30,15 @@ describe('machineUp control flow (fake backend)', () => {
     expect(Object.keys(first).sort()).toEqual(['cache', 'instance', 'key', 'ms']);
     const image = cacheImageName(first.key);
     expect(image).toBe(`warmstart-cache-${first.key.slice(0, 16)}`);
-    expect(b.calls.map((c) => c.op)).toEqual(['launch', 'exec', 'exec', 'capture']);
+    expect(b.calls.map((c) => c.op)).toEqual(['launch', 'exec', 'exec', 'exec', 'capture']);
     expect(b.calls[0]).toMatchObject({ image: 'base', machine: 'm1' });
-    const [copy, run] = [b.calls[1], b.calls[2]];
+    const [copy, run, probe] = [b.calls[1], b.calls[2], b.calls[3]];
+    // whether git is there, asked once on a miss for the cache image's properties
+    expect(probe?.op === 'exec' && probe.argv.join(' ')).toContain('command -v git');
     expect(copy?.op === 'exec' && copy.argv.at(-1)).toBe('/etc/app.conf');
     expect(copy?.op === 'exec' && Buffer.from(copy.input ?? '', 'base64')).toEqual(Buffer.from([1, 2, 3]));
     expect(run?.op === 'exec' && Buffer.from(run.input ?? '', 'base64').toString()).toBe('echo hi > /provisioned\n');
-    expect(b.calls[3]).toMatchObject({
+    expect(b.calls[4]).toMatchObject({
       image,
       properties: { [CACHE_PROPERTIES.key]: first.key, [CACHE_PROPERTIES.base]: 'base', [CACHE_PROPERTIES.backend]: 'incus' },
     });
@@ -111,8 +113,9 @@ describe('hostSpecificsHook', () => {
     const hook = hostSpecificsHook({ git: { name: 'Ada L', email: 'ada@example.org' }, now: () => new Date('2026-01-02T03:04:05Z') });
     const r = await machineUp(b, { name: 'm1', base: 'base', postLaunch: hook });
     const execs = b.calls.filter((c) => c.op === 'exec');
-    expect(execs.length).toBe(1); // one round trip for all of it
-    const e = execs[0]!;
+    // The git probe of the miss (for the cache image), then the hook: one round trip for all of it.
+    expect(execs.length).toBe(2);
+    const e = execs[1]!;
     expect(e.op === 'exec' && e.argv.slice(4)).toEqual([MACHINE_STATE_FILE, 'Ada L', 'ada@example.org']);
     expect(e.op === 'exec' && e.argv[2]).toContain('command -v git >/dev/null 2>&1 || exit 0');
     expect(JSON.parse((e.op === 'exec' && e.input) || '')).toEqual({
@@ -123,6 +126,42 @@ describe('hostSpecificsHook', () => {
       base: 'base',
       launchedAt: '2026-01-02T03:04:05.000Z',
     });
+  });
+
+  it('on a hit from an image recorded without git, writes the state file through the file API and runs nothing; with git, runs the setup', async () => {
+    class FileApiBackend extends FakeBackend {
+      props = new Map<string, Record<string, string>>();
+      files: { machine: string; path: string; content: string; mode: number }[] = [];
+      override async captureImage(machine: string, image: string, properties: Record<string, string> = {}) {
+        this.props.set(image, properties);
+        return super.captureImage(machine, image, properties);
+      }
+      async imageInfo(image: string) {
+        return (await this.imageExists(image)) ? { name: image, properties: this.props.get(image) ?? {}, createdAt: null } : null;
+      }
+      async writeFile(machine: string, path: string, content: Buffer, mode: number) {
+        this.files.push({ machine, path, content: content.toString('utf8'), mode });
+      }
+    }
+    for (const [answer, wantExecs] of [['absent', 0], ['present', 1]] as const) {
+      const b = new FileApiBackend(['base']);
+      b.onExec = (_m, argv) => ({ exitCode: 0, stdout: argv.join(' ').includes('command -v git') && argv.join(' ').includes('echo present') ? `${answer}\n` : '', stderr: '' });
+      const hook = hostSpecificsHook({ git: { name: 'Ada L', email: 'ada@example.org' } });
+      const miss = await machineUp(b, { name: 'm1', base: 'base', postLaunch: hook });
+      expect(b.props.get(cacheImageName(miss.key))?.[CACHE_PROPERTIES.git]).toBe(answer);
+      b.calls.length = 0;
+      b.files.length = 0;
+      const hit = await machineUp(b, { name: 'm2', base: 'base', postLaunch: hook });
+      expect(hit.cache).toBe('hit');
+      expect(b.calls.filter((c) => c.op === 'exec').length, answer).toBe(wantExecs);
+      if (answer === 'absent') {
+        expect(b.files).toHaveLength(1);
+        expect(b.files[0]).toMatchObject({ machine: 'm2', path: MACHINE_STATE_FILE, mode: 0o644 });
+        expect(JSON.parse(b.files[0]!.content)).toMatchObject({ instance: 'm2', cache: 'hit', key: miss.key });
+      } else {
+        expect(b.files).toEqual([]);
+      }
+    }
   });
 
   it('fails typed when the machine refuses the setup', async () => {
