@@ -96,10 +96,13 @@ describe('POST /v1/machines', () => {
     expect(a).toMatchObject({ instance: 'dev-1', cache: 'miss' });
     expect(a.key).toMatch(/^[0-9a-f]{64}$/);
     const execs = fakes.incus.calls.filter((c) => c.op === 'exec');
+    // the file, the script, then the git probe for the cache image's properties (no input)
     expect(execs.map((c) => c.input)).toEqual([
       Buffer.from('setting=1\n').toString('base64'),
       Buffer.from('#!/bin/sh\necho hi > /hi\n').toString('base64'),
+      undefined,
     ]);
+    expect(execs[2]?.op === 'exec' && execs[2].argv.join(' ')).toContain('command -v git');
     expect(execs[0]?.argv).toContain('/etc/tool.cfg');
 
     const second = await post('/v1/machines', up({ name: 'dev-2' }));
