@@ -132,3 +132,8 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? err.name;
   return String(err);
 }
+
+/** {@link describeError} with a WarmstartError's `detail` in parentheses: for notes an operator acts on (e.g. GitHub's status and message). */
+export function describeErrorWithDetail(err: unknown): string {
+  return err instanceof WarmstartError && err.detail ? `${describeError(err)} (${err.detail})` : describeError(err);
+}

@@ -42,7 +42,7 @@ export interface SnapshotBackend {
   /** Captures a machine's disk as a new image named `image`; the machine keeps running afterwards where the backend allows it. */
   captureImage(machine: string, image: string, properties?: Record<string, string>): Promise<MachineImage>;
   imageExists(image: string): Promise<boolean>;
-  /** The image with its properties, or null when there is none (backends that can say it in one call). */
+  /** The image with its properties, or null when there is none (backends that can look one image up without listing them all). */
   imageInfo?(image: string): Promise<MachineImage | null>;
   /**
    * Writes a file into a running machine, creating its parent directories,

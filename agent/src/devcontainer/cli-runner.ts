@@ -25,10 +25,10 @@ export function upArgs(o: UpOptions, dockerPath: string): string[] {
   return args;
 }
 
-/** Finds the result: the last stdout line that is a JSON object. */
 /** How much of the CLI's stdout is kept: its result is one JSON line at the end. */
 const MAX_STDOUT = 4 * 1024 * 1024;
 
+/** Finds the result: the last stdout line that is a JSON object. */
 export function parseUpResult(stdout: string): Record<string, unknown> | null {
   const lines = stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{'));
   for (let i = lines.length - 1; i >= 0; i--) {
@@ -115,8 +115,6 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     const r = await execa(this.dockerPath, ['buildx', 'version'], { reject: false, timeout: 15_000, stdin: 'ignore', ...(env ? { env } : {}) });
     return r.exitCode !== 0;
   }
-
-
 
   /** The probe as a job's docker CLI sees it: a throwaway DOCKER_CONFIG naming the same plugin dirs. */
   private async buildxMissingWithPluginDirs(): Promise<boolean> {

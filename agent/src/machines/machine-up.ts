@@ -105,6 +105,7 @@ async function capture(
   }
 }
 
+/** The `dev.warmstart.git` property's words (also what {@link hasGit} asks the machine to print). */
 function gitProperty(value: string | undefined): boolean | null {
   return value === 'present' ? true : value === 'absent' ? false : null;
 }
@@ -116,8 +117,7 @@ function gitProperty(value: string | undefined): boolean | null {
  */
 async function hasGit(backend: SnapshotBackend, machine: string): Promise<boolean | null> {
   const r = await backend.exec(machine, ['sh', '-c', 'command -v git >/dev/null 2>&1 && echo present || echo absent']).catch(() => null);
-  const out = r?.exitCode === 0 ? r.stdout.trim() : '';
-  return out === 'present' ? true : out === 'absent' ? false : null;
+  return r?.exitCode === 0 ? gitProperty(r.stdout.trim()) : null;
 }
 
 /** A failed `machine up` leaves no half-made machine behind (the cache image, once captured, stays: it is sound). */

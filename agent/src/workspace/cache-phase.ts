@@ -6,7 +6,7 @@ import { readImageConfig, type ImageConfigFacts } from '../cache/relabel.js';
 import { signatureRefusal } from '../cache/signature-store.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import type { DockerEngine } from '../docker/engine.js';
-import { describeError, WarmstartError } from '../errors.js';
+import { describeError, describeErrorWithDetail } from '../errors.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
 import { normalizeRegistryHost, resolveCredentials, type CredentialSource, type RegistryCredentials } from '../registry/credentials.js';
 import { toDockerAuthConfig } from '../registry/docker-config.js';
@@ -127,8 +127,7 @@ export class CacheSession {
         return await resolveCredentials(sources, plan.registryHost);
       } catch (err) {
         // The source's detail (GitHub's status and message, scrubbed by github-app.ts) is what an operator acts on.
-        const detail = err instanceof WarmstartError && err.detail ? ` (${err.detail})` : '';
-        this.credentialNote = `credentials unavailable: ${describeError(err)}${detail}`;
+        this.credentialNote = `credentials unavailable: ${describeErrorWithDetail(err)}`;
         rec.note(this.credentialNote, 'credentials');
         return null;
       }

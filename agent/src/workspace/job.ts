@@ -10,7 +10,7 @@ import { discoverConfig, type DiscoveredConfig } from '../devcontainer/discover.
 import { buildExactOverride } from '../devcontainer/exact-override.js';
 import { logLineText } from '../devcontainer/log-line.js';
 import { buildOverride, writeOverrideFile } from '../devcontainer/override.js';
-import { describeError, toErrorBody, WarmstartError } from '../errors.js';
+import { describeError, describeErrorWithDetail, toErrorBody, WarmstartError } from '../errors.js';
 import type { SecretSet } from '../events/events.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
 import { shareTokenWith, writeContainerGitCredentials, type ContainerGitCredentials } from '../git/container-credentials.js';
@@ -325,7 +325,7 @@ export class Job {
       return token;
     } catch (err) {
       if (this.signal.aborted) throw err;
-      this.rec.note(`no GitHub App token for ${this.plan.repo.owner}/${this.plan.repo.name}, cloning without one: ${describeError(err)}${err instanceof WarmstartError && err.detail ? ` (${err.detail})` : ''}`, 'clone');
+      this.rec.note(`no GitHub App token for ${this.plan.repo.owner}/${this.plan.repo.name}, cloning without one: ${describeErrorWithDetail(err)}`, 'clone');
       return null;
     }
   }
