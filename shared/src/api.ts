@@ -195,6 +195,8 @@ export const CreateImageBody = z
     capabilities: z.array(z.string().min(1).max(128)).max(32).optional(),
     owner: z.string().min(1).max(256).optional(),
     push: z.boolean().optional(),
+    /** the workspace folder's files (the repository) become the image's last layer */
+    withWorkspace: z.boolean().optional(),
   })
   .strict();
 

@@ -149,6 +149,16 @@ describe('attack 5: a workspace-scoped JWT and golden images', () => {
     const label = await execa('docker', ['image', 'inspect', '--format', '{{index .Config.Labels "dev.warmstart.owner"}}', `warmstart-golden/${name}:latest`]);
     expect(String(label.stdout).trim()).toBe('alice');
 
+    // With the repository in it: the same scope, the same owner; the folder's files are the workspace's.
+    const withRepo = `${A}-repo`;
+    madeRefs.push(`warmstart-golden/${withRepo}:latest`);
+    const repoImage = await call('/v1/images', alice, { workspaceId: A, name: withRepo, withWorkspace: true, owner: 'mallory' });
+    expect(repoImage.status, JSON.stringify(repoImage.json)).toBe(201);
+    const view = repoImage.json.image as { owner: unknown; labels: Record<string, string> };
+    expect(view.owner).toBe('alice');
+    expect(view.labels['dev.warmstart.workspace-folder']).toMatch(/^\/workspaces\/./);
+    expect((await call('/v1/images', alice, { workspaceId: B, name: `${A}-b-repo`, withWorkspace: true })).status).toBe(403);
+
     // A node-wide caller's `owner` is still a check against the recorded owner.
     const mismatch = await call('/v1/images', ops, { workspaceId: A, name: 'node-wide-name', owner: 'mallory' });
     expect(mismatch.json.code).toBe('OWNER_MISMATCH');

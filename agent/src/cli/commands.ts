@@ -15,7 +15,7 @@ const USAGE = `usage:
   warmstart cache ref <repository> [--config-name NAME] [--cache-registry ...] [--builder classic|buildkit] [--json]
   warmstart cache prune --registry HOST[:PORT][/NAMESPACE] [--keep N] [--older-than DAYS] [--dry-run]
       [--registry-username USER --registry-password-stdin] [--json]
-  warmstart image create --workspace ID --name NAME [--tag TAG] [--capability C ...] [--owner USER]
+  warmstart image create --workspace ID --name NAME [--tag TAG] [--capability C ...] [--owner USER] [--with-workspace]
       [--push [--cache-registry HOST[:PORT][/NAMESPACE]] [--registry-username USER --registry-password-stdin]] [--json]
   warmstart image list [--json]
   warmstart image rm NAME[:TAG] [--json]

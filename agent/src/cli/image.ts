@@ -14,6 +14,7 @@ const CREATE_FLAGS = {
   capability: { type: 'string', multiple: true },
   owner: { type: 'string' },
   push: { type: 'boolean' },
+  'with-workspace': { type: 'boolean' },
 } as const;
 
 /** `warmstart image create|list|rm`: golden images from workspaces. */
@@ -62,6 +63,7 @@ async function createCommand(argv: string[], io: Io): Promise<CommandResult> {
       capabilities: values.capability ?? [],
       owner: values.owner ?? null,
       push: values.push === true,
+      withWorkspace: values['with-workspace'] === true,
       registry: values['cache-registry'] ?? null,
       username,
       password,

@@ -286,7 +286,7 @@ export class DockerodeEngine implements DockerEngine {
       imageId: info.Image,
       labels: info.Config.Labels ?? {},
       env: info.Config.Env ?? [],
-      mounts: (info.Mounts ?? []).map((m) => ({ type: m.Type, source: m.Source, destination: m.Destination, rw: m.RW })),
+      mounts: (info.Mounts ?? []).map((m) => ({ type: m.Type, name: m.Name ?? '', source: m.Source, destination: m.Destination, rw: m.RW })),
       host: hostSettings(info.HostConfig as Record<string, unknown> | undefined),
       entrypoint: asArgv(info.Config.Entrypoint),
       cmd: asArgv(info.Config.Cmd),
@@ -353,20 +353,49 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async commitContainer(id: string, spec: CommitSpec): Promise<string> {
-    const { name, tag } = splitTag(spec.ref);
+    const query: Record<string, unknown> = { container: id, pause: true };
+    if (spec.ref !== null) Object.assign(query, { repo: splitTag(spec.ref).name, tag: splitTag(spec.ref).tag });
     const body: Record<string, unknown> = { Labels: spec.labels };
     if (spec.env) body.Env = spec.env;
     if (spec.entrypoint !== undefined && spec.entrypoint !== null) body.Entrypoint = spec.entrypoint;
     if (spec.cmd !== undefined && spec.cmd !== null) body.Cmd = spec.cmd;
     try {
-      const res = (await this.docker
-        .getContainer(id)
-        .commit({ _query: { container: id, repo: name, tag, pause: true }, _body: body })) as { Id?: string; id?: string };
+      const res = (await this.docker.getContainer(id).commit({ _query: query, _body: body })) as { Id?: string; id?: string };
       const imageId = res.Id ?? res.id;
       if (!imageId) throw new Error('the engine returned no image id');
       return imageId;
     } catch (err) {
       throw this.containerFailure(`commit container ${id}`, id, err);
+    }
+  }
+
+  async archiveOf(containerId: string, path: string): Promise<NodeJS.ReadableStream> {
+    try {
+      return await this.docker.getContainer(containerId).getArchive({ path });
+    } catch (err) {
+      throw this.containerFailure(`read ${path} of container ${containerId}`, containerId, err);
+    }
+  }
+
+  async commitWithArchive(
+    imageId: string,
+    archive: NodeJS.ReadableStream,
+    destDir: string,
+    spec: CommitSpec,
+    beforeCommit?: () => Promise<void>,
+  ): Promise<string> {
+    // No labels of its own: they would be committed into the image. Never started, so its command does not matter.
+    const helper = await this.call(`create a container of ${imageId}`, () => this.docker.createContainer({ Image: imageId }));
+    try {
+      try {
+        await helper.putArchive(archive, { path: destDir }); // not retried: the stream is read once
+      } catch (err) {
+        throw this.failure(`copy into ${destDir} of container ${helper.id}`, err);
+      }
+      await beforeCommit?.();
+      return await this.commitContainer(helper.id, spec);
+    } finally {
+      await this.removeContainer(helper.id).catch(() => undefined); // a created container holds nothing; reconcile does not look for it
     }
   }
 

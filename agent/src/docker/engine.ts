@@ -36,6 +36,8 @@ export interface RunSpec {
 /** One mount of a container, as the engine reports it. */
 export interface ContainerMount {
   type: string;
+  /** a volume's name ('' for other mounts) */
+  name?: string;
   source: string;
   destination: string;
   rw: boolean;
@@ -110,8 +112,8 @@ export interface ImageSummary {
  * are kept from the container (so a key is dropped by giving it a neutral value).
  */
 export interface CommitSpec {
-  /** `repo[:tag]` the new image is tagged with */
-  ref: string;
+  /** `repo[:tag]` the new image is tagged with; null leaves it untagged (a step towards another image) */
+  ref: string | null;
   labels: Record<string, string>;
   /** `KEY=value` entries that replace the container's for the same keys */
   env?: string[];
@@ -183,6 +185,18 @@ export interface DockerEngine {
   execInContainer(id: string, argv: string[], options?: { input?: string }): Promise<ExecOutput>;
   /** Commits the container as a new image (paused during the commit); returns the image id. MACHINE_NOT_FOUND when there is no such container. */
   commitContainer(id: string, spec: CommitSpec): Promise<string>;
+  /**
+   * A tar of `path` in the container (Engine API archive; reads through its
+   * mounts, volumes included). Its entries start with the path's last name.
+   */
+  archiveOf(containerId: string, path: string): Promise<NodeJS.ReadableStream>;
+  /**
+   * Unpacks `archive` at `destDir` into a container of `imageId` that is
+   * created but never started, and commits it per `spec`: the image plus one
+   * layer. `beforeCommit` runs once the archive is in; when it throws,
+   * nothing is committed. The container goes in every case.
+   */
+  commitWithArchive(imageId: string, archive: NodeJS.ReadableStream, destDir: string, spec: CommitSpec, beforeCommit?: () => Promise<void>): Promise<string>;
   /** The image's details, or null when it is not on this engine. */
   inspectImage(ref: string): Promise<ImageDetails | null>;
   /** Local images carrying every `key=value` label given. */

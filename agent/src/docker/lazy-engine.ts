@@ -25,6 +25,8 @@ const METHODS: Record<keyof DockerEngine, true> = {
   containerChanges: true,
   execInContainer: true,
   commitContainer: true,
+  archiveOf: true,
+  commitWithArchive: true,
   inspectImage: true,
   listImagesWithLabels: true,
 };

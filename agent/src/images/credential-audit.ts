@@ -2,8 +2,13 @@
  * The check a workspace container passes before it is committed as a golden
  * image: no credential may be in what `docker commit` keeps (the container's
  * own filesystem layer, its env, its labels). Pure functions over what the
- * engine reports, so every rule has a unit test.
+ * engine reports, so every rule has a unit test. With the repository in the
+ * image, the same holds for the workspace folder's files
+ * (`auditWorkspaceArchive`), read from the tar the image's last layer is
+ * made of.
  */
+import type { Readable } from 'node:stream';
+import { extract } from 'tar-stream';
 import type { ContainerChange, ContainerDetails } from '../docker/engine.js';
 import { WarmstartError } from '../errors.js';
 import { CONTAINER_GIT_DIR } from '../git/container-credentials.js';
@@ -96,4 +101,64 @@ export function neutralGitEnv(containerEnv: readonly string[], imageEnv: readonl
     out.push(imageValue.get(name) ?? (name === 'GIT_CONFIG_COUNT' ? `${name}=0` : `${name}=`));
   }
   return out;
+}
+
+/** git config keys and URLs that carry a credential: an HTTP header, or a URL's `user:password@`. */
+const GIT_CONFIG_CREDENTIAL: readonly { re: RegExp; what: string }[] = [
+  { re: /^\s*extraheader\s*=\s*\S/im, what: 'an http extraheader (a credential sent with every request)' },
+  { re: /[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]+@/i, what: 'a URL with a password in it' },
+];
+/** A git config file inside a `.git` directory: the repository's own, a submodule's, a worktree's. */
+const GIT_CONFIG_FILE = /(^|\/)\.git\/(modules\/.+\/)?config(\.worktree)?$/;
+/** Enough of a git config file to judge it; one larger than this is a problem of its own. */
+const GIT_CONFIG_MAX = 1 << 20;
+
+/**
+ * What in a tar of the workspace folder must not go into an image, one line
+ * each, naming paths and never a value: credential files (as in a
+ * container's layer), git configs that hold a credential, and any regular
+ * file holding one of `knownSecrets`' bytes. Reads the whole archive.
+ * The first path component (the folder's own name) is left out of the names.
+ */
+export async function auditWorkspaceArchive(archive: Readable, knownSecrets: readonly (string | null | undefined)[]): Promise<string[]> {
+  const secrets = knownSecrets.filter((s): s is string => typeof s === 'string' && s.length >= 4).map((s) => Buffer.from(s));
+  const carry = Math.max(0, ...secrets.map((s) => s.length - 1));
+  const problems: string[] = [];
+  const unpack = extract();
+  unpack.on('entry', (header, stream, next) => {
+    const path = header.name.replace(/^\.?\/?[^/]*\/?/, '').replace(/\/$/, '');
+    if (path !== '' && CREDENTIAL_FILES.some((re) => re.test(path))) problems.push(`${path} is a credential file; remove it first`);
+    const isGitConfig = GIT_CONFIG_FILE.test(path);
+    let tail = Buffer.alloc(0);
+    let hit = false;
+    const config: Buffer[] = [];
+    let configBytes = 0;
+    stream.on('data', (chunk: Buffer) => {
+      if (header.type !== 'file' && header.type !== 'contiguous-file') return;
+      const window = Buffer.concat([tail, chunk]);
+      if (!hit && secrets.some((s) => window.includes(s))) hit = true;
+      tail = window.subarray(Math.max(0, window.length - carry));
+      if (isGitConfig && configBytes <= GIT_CONFIG_MAX) {
+        config.push(chunk);
+        configBytes += chunk.length;
+      }
+    });
+    stream.on('end', () => {
+      if (hit) problems.push(`${path} holds a known secret`);
+      if (isGitConfig) {
+        if (configBytes > GIT_CONFIG_MAX) problems.push(`${path} is larger than a git config should be (${configBytes} bytes read)`);
+        const text = Buffer.concat(config).toString('utf8');
+        for (const c of GIT_CONFIG_CREDENTIAL) if (c.re.test(text)) problems.push(`${path} sets ${c.what}`);
+      }
+      next();
+    });
+    stream.resume();
+  });
+  await new Promise<void>((resolve, reject) => {
+    unpack.on('finish', resolve);
+    unpack.on('error', reject);
+    archive.on('error', reject);
+    archive.pipe(unpack);
+  });
+  return problems;
 }

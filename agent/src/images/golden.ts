@@ -14,6 +14,17 @@
  * the node, and the given owner (if any) is recorded. The image's `dev.warmstart.owner` label is the
  * workspace's owner, else the given one, else empty (no owner).
  *
+ * With the repository (`withWorkspace`). The workspace folder lives on the
+ * workspace's volume, which a commit does not capture. Its files are read
+ * from the running container as one tar, audited on the way (credential
+ * files, git configs holding a credential, any file with a known secret's
+ * bytes: credential-audit.ts) and unpacked into a never-started container of
+ * the committed image, which is committed again: the image plus one layer
+ * at the folder, labelled `dev.warmstart.workspace-folder`. The bytes
+ * audited are the bytes committed (one read), so nothing written between a
+ * check and a copy can slip in. The image's owner is then the workspace's
+ * alone; a given owner is only checked against it.
+ *
  * Names. Local images are `warmstart-golden/<name>:<tag>`; pushed ones
  * `<registry host>[/<namespace>]/golden/<name>:<tag>` in the cache registry
  * (`--cache-registry` or WARMSTART_CACHE_REGISTRY), with the registry
@@ -21,21 +32,23 @@
  * the agent's (GitHub App, static).
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import type { PushResult } from '../../../shared/src/workspace-result.js';
 import { sourceDefaults } from '../backends/docker.js';
 import { pushCache } from '../cache/push-cache.js';
 import { parseCacheRegistry, parseImageRef, type CacheRegistry } from '../cache/ref.js';
 import type { AgentConfig } from '../config/agent-config.js';
-import type { ContainerDetails, DockerEngine, ImageSummary } from '../docker/engine.js';
+import type { CommitSpec, ContainerDetails, DockerEngine, ImageSummary } from '../docker/engine.js';
 import { describeError, WarmstartError } from '../errors.js';
 import { CONTAINER_GIT_DIR } from '../git/container-credentials.js';
 import { resolveCredentials, staticCredentials, type CredentialSource } from '../registry/credentials.js';
 import { toDockerAuthConfig } from '../registry/docker-config.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
 import { WORKSPACE_LABEL } from '../workspace/default-container.js';
+import { workspaceVolume } from '../workspace/remove.js';
 import { validateWorkspaceId } from '../workspace/validate.js';
-import { assertNoCredentials, neutralGitEnv } from './credential-audit.js';
+import { assertNoCredentials, auditWorkspaceArchive, neutralGitEnv } from './credential-audit.js';
 import {
   LABELS,
   LOCAL_REPOSITORY_PREFIX,
@@ -78,6 +91,8 @@ export interface CreateGoldenOptions {
   /** the caller's token is scoped to this workspace: the owner comes from the record only, never a label */
   scoped?: boolean;
   push?: boolean;
+  /** the workspace folder's files go into the image as its last layer */
+  withWorkspace?: boolean;
   /** HOST[:PORT][/NAMESPACE]; the agent's cache registry when absent */
   registry?: string | null;
   /** registry credentials for this command (tried before the agent's) */
@@ -205,10 +220,13 @@ export async function createGoldenImage(deps: GoldenDeps, options: CreateGoldenO
   if (ownerOfWorkspace !== null && plan.owner !== null && plan.owner !== ownerOfWorkspace) {
     throw new WarmstartError('OWNER_MISMATCH', `workspace ${plan.workspaceId} belongs to another owner than ${plan.owner}`);
   }
-  const owner = ownerOfWorkspace ?? plan.owner;
+  const folder = options.withWorkspace ? workspaceFolder(container, plan.workspaceId) : null;
+  // The repository's files are the workspace's: they never go out under an owner the caller names.
+  const owner = folder ? ownerOfWorkspace : (ownerOfWorkspace ?? plan.owner);
 
   const changes = await engine.containerChanges(container.id);
-  assertNoCredentials({ container, changes, knownSecrets: await knownSecrets(deps, container, plan.workspaceId, options.password) });
+  const secrets = await knownSecrets(deps, container, plan.workspaceId, options.password);
+  assertNoCredentials({ container, changes, knownSecrets: secrets });
 
   const source = await engine.inspectImage(container.imageId);
   const inherited = parseCapabilitiesLabel(source?.labels[LABELS.capabilities]);
@@ -226,14 +244,13 @@ export async function createGoldenImage(deps: GoldenDeps, options: CreateGoldenO
     [LABELS.source]: SOURCE_WORKSPACE_COMMIT,
     [LABELS.capabilities]: capabilities.join(','),
   });
+  if (folder) labels[LABELS.workspaceFolder] = folder;
   const ref = localRef(plan.name, plan.tag);
   const env = neutralGitEnv(container.env, source?.env ?? []);
-  const imageId = await engine.commitContainer(container.id, {
-    ref,
-    labels,
-    ...(env.length ? { env } : {}),
-    ...sourceDefaults(source),
-  });
+  const spec = { labels, ...(env.length ? { env } : {}), ...sourceDefaults(source) };
+  const imageId = folder
+    ? await commitWithWorkspace(engine, container.id, folder, secrets, { ref, ...spec })
+    : await engine.commitContainer(container.id, { ref, ...spec });
 
   let push: PushResult = { status: 'skipped', ref: null, reason: 'not asked to push', ms: null };
   if (plan.pushRef && plan.registry) push = await pushGolden(deps, imageId, plan.pushRef, plan.registry.host, options);
@@ -241,6 +258,55 @@ export async function createGoldenImage(deps: GoldenDeps, options: CreateGoldenO
   const image = await describeImage(engine, ref);
   if (!image) throw new WarmstartError('BACKEND_ERROR', `the commit left no image ${ref}`);
   return { image, workspaceId: plan.workspaceId, containerId: container.id, push };
+}
+
+/** Where the workspace's volume is mounted in its container: the workspace folder. */
+function workspaceFolder(container: ContainerDetails, workspaceId: string): string {
+  const volume = workspaceVolume(workspaceId);
+  const mount = container.mounts.find((m) => m.type === 'volume' && m.name === volume);
+  if (!mount) {
+    throw new WarmstartError('BACKEND_PRECONDITION', `volume ${volume} is not mounted in workspace ${workspaceId}'s container: there is no workspace folder to add`);
+  }
+  if (dirname(mount.destination) === mount.destination) {
+    throw new WarmstartError('BACKEND_PRECONDITION', `workspace ${workspaceId}'s volume is mounted at ${mount.destination}, not in a folder an image can hold`);
+  }
+  return mount.destination;
+}
+
+/**
+ * Commits the container without its volume, then that image plus the
+ * workspace folder's files as one layer (see "With the repository" above).
+ * A refused audit leaves no image behind.
+ */
+async function commitWithWorkspace(engine: DockerEngine, containerId: string, folder: string, secrets: string[], spec: CommitSpec): Promise<string> {
+  const base = await engine.commitContainer(containerId, { ...spec, ref: null });
+  const source = await engine.archiveOf(containerId, folder);
+  const toAudit = new PassThrough();
+  const toLayer = new PassThrough();
+  source.on('error', (err: Error) => {
+    toAudit.destroy(err);
+    toLayer.destroy(err);
+  });
+  source.pipe(toAudit);
+  source.pipe(toLayer);
+  const audit = auditWorkspaceArchive(toAudit, secrets);
+  audit.catch(() => undefined); // awaited before the commit; a failed copy ends the create first
+  try {
+    return await engine.commitWithArchive(base, toLayer, dirname(folder), spec, async () => {
+      const problems = await audit;
+      if (problems.length > 0) {
+        throw new WarmstartError('BACKEND_PRECONDITION', `refusing to put workspace folder ${folder} into an image: it may hold a credential`, {
+          detail: problems.join('; '),
+        });
+      }
+    });
+  } catch (err) {
+    toAudit.destroy();
+    toLayer.destroy();
+    if ('destroy' in source && typeof source.destroy === 'function') source.destroy();
+    await engine.removeImage(base).catch(() => undefined); // untagged and unused: the error above is the one to report
+    throw err;
+  }
 }
 
 async function pushGolden(deps: GoldenDeps, imageId: string, ref: string, host: string, o: CreateGoldenOptions): Promise<PushResult> {

@@ -28,6 +28,8 @@ export const LABELS = {
   owner: 'dev.warmstart.owner',
   source: 'dev.warmstart.source',
   capabilities: 'dev.warmstart.capabilities',
+  /** where the repository is in an image made `--with-workspace` */
+  workspaceFolder: 'dev.warmstart.workspace-folder',
 } as const;
 export const SOURCE_WORKSPACE_COMMIT = 'workspace-commit';
 

@@ -276,6 +276,59 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     localRefs.push(`warmstart-golden/${NAME}:clean`);
   });
 
+  it('with --with-workspace, the repository at its last state is in the image; a credential in the folder refuses it and makes nothing', async () => {
+    const sh = (script: string) => execa('docker', ['exec', up.containerId!, 'sh', '-c', script]);
+    const info = (JSON.parse(String((await execa('docker', ['inspect', up.containerId!])).stdout)) as { Mounts: { Name?: string; Destination: string }[] }[])[0]!;
+    const folder = info.Mounts.find((m) => m.Name === `warmstart-ws-${id}`)?.Destination;
+    expect(folder, JSON.stringify(info.Mounts)).toMatch(/^\/workspaces\//);
+    // The workspace's last state: a tracked file changed, one added, one owned by another user, one removed.
+    await sh(`cd ${folder} && echo changed >> .devcontainer/Dockerfile && echo new-in-workspace > added.txt && echo theirs > owned.txt && chown 1234:2345 owned.txt && rm .devcontainer/devcontainer.json`);
+    const expected = String((await sh(`cd ${folder} && find . -path ./.git/objects -prune -o -print | sort && cat .git/HEAD .git/config`)).stdout);
+    const allImages = async (): Promise<string[]> =>
+      String((await execa('docker', ['image', 'ls', '-a', '-q', '--no-trunc', '--filter', `label=warmstart.test-run=${run}`])).stdout).split('\n').filter(Boolean).sort();
+    const before = await allImages();
+
+    // Refused, naming the file, for each kind of credential; nothing is left behind, not even the step image.
+    const leaks: [string, string, string][] = [
+      ['a credential file', `printf 'https://u:p@example.com\\n' > ${folder}/sub/.git-credentials`, 'sub/.git-credentials is a credential file'],
+      ['the git token itself', `printf 'x%sx' '${token}' > ${folder}/notes.txt`, 'notes.txt holds a known secret'],
+      ['a header in .git/config', `printf '[http]\\n\\textraheader = AUTHORIZATION: basic eA==\\n' >> ${folder}/.git/config`, '.git/config sets an http extraheader'],
+      ['a password in a remote URL', `printf '[remote "x"]\\n\\turl = https://me:pw@example.com/r.git\\n' >> ${folder}/.git/config`, '.git/config sets a URL with a password'],
+    ];
+    const cleanConfig = String((await sh(`cat ${folder}/.git/config`)).stdout);
+    for (const [what, plant, named] of leaks) {
+      await sh(`mkdir -p ${folder}/sub && ${plant}`);
+      const r = await image(['create', '--workspace', id, '--name', NAME, '--tag', 'leaky-ws', '--with-workspace', '--json']);
+      expect(r.code, `${what}: ${r.stderr}`).toBe(1);
+      expect(errorCode(r), what).toBe('BACKEND_PRECONDITION');
+      expect(r.stderr, what).toContain(named);
+      expect(r.stdout + r.stderr, what).not.toContain(token);
+      expect(await allImages(), what).toEqual(before);
+      await execa('docker', ['exec', '-i', up.containerId!, 'sh', '-c', `rm -rf ${folder}/sub ${folder}/notes.txt && cat > ${folder}/.git/config`], { input: `${cleanConfig}\n` }); // execa took the last newline off
+    }
+
+    const r = await image(['create', '--workspace', id, '--name', NAME, '--tag', 'with-ws', '--with-workspace', '--owner', 'someone-else', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const ref = `warmstart-golden/${NAME}:with-ws`;
+    localRefs.push(ref);
+    const result = JSON.parse(r.stdout) as { image: { owner: string | null; labels: Record<string, string> } };
+    // The owner is the workspace's (none here), never the one asked for.
+    expect(result.image.owner).toBeNull();
+    expect(result.image.labels['dev.warmstart.workspace-folder']).toBe(folder);
+
+    // A container started from the image, with no volume, sees the repository as the workspace left it.
+    const ran = await execa('docker', ['run', '--rm', '--label', 'warmstart.test=golden', ref, 'sh', '-c',
+      `cd ${folder} && find . -path ./.git/objects -prune -o -print | sort && cat .git/HEAD .git/config && echo --- && cat added.txt && tail -n 1 .devcontainer/Dockerfile && stat -c %u:%g owned.txt && ls .git/objects | head -n 1`], { reject: false });
+    expect(ran.exitCode, String(ran.stderr)).toBe(0);
+    const [tree, rest] = String(ran.stdout).split('\n---\n');
+    expect(tree).toBe(expected);
+    expect(rest!.split('\n').slice(0, 3)).toEqual(['new-in-workspace', 'changed', '1234:2345']);
+    expect(rest!.split('\n')[3], 'git objects travel with the repository').toMatch(/^([0-9a-f]{2}|pack|info)$/);
+    // The rest of the container's layer is there too, and the image holds neither secret.
+    expect(String((await execa('docker', ['run', '--rm', '--label', 'warmstart.test=golden', ref, 'cat', '/created.txt'])).stdout)).toBe('created-in-workspace');
+    expect(findings(await imagePlaces(ref, scratch), secretNeedles())).toEqual([]);
+  });
+
   it('refuses a workspace that is not running (WORKSPACE_NOT_RUNNING) or not there (WORKSPACE_NOT_FOUND)', async () => {
     const before = await runImages();
     const missing = await image(['create', '--workspace', `${run}-nope`, '--name', NAME, '--json']);

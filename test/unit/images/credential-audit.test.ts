@@ -4,10 +4,12 @@
  * shown to refuse, and the normal workspace container (git helper via a
  * read-only bind mount and GIT_CONFIG_* env) to pass.
  */
+import { Readable } from 'node:stream';
+import { pack } from 'tar-stream';
 import { describe, expect, it } from 'vitest';
 import type { ContainerChange, ContainerDetails } from '../../../agent/src/docker/engine.js';
 import { isWarmstartError } from '../../../agent/src/errors.js';
-import { assertNoCredentials, auditContainer, neutralGitEnv } from '../../../agent/src/images/credential-audit.js';
+import { assertNoCredentials, auditContainer, auditWorkspaceArchive, neutralGitEnv } from '../../../agent/src/images/credential-audit.js';
 
 const TOKEN = 'ghs_abcdefghijklmnopqrstuvwxyz0123456789';
 const HELPER_ENV = ['GIT_CONFIG_COUNT=1', 'GIT_CONFIG_KEY_0=credential.helper', 'GIT_CONFIG_VALUE_0=/run/warmstart-git/git-credential-warmstart'];
@@ -115,5 +117,72 @@ describe('neutralGitEnv', () => {
     expect(neutralGitEnv(['PATH=/bin', ...HELPER_ENV], image)).toEqual(image.slice(1));
     expect(neutralGitEnv(image, image)).toEqual([]);
     expect(neutralGitEnv(['PATH=/bin'], [])).toEqual([]);
+  });
+});
+
+/** A tar as the engine's archive of `/workspaces/repo` gives it: every name under `repo/`, file bodies in small chunks. */
+function folderTar(files: Record<string, string | null>, chunk = 7): Readable {
+  const p = pack();
+  p.entry({ name: 'repo', type: 'directory' });
+  for (const [name, body] of Object.entries(files)) {
+    if (body === null) p.entry({ name: `repo/${name}`, type: 'symlink', linkname: '/elsewhere' });
+    else p.entry({ name: `repo/${name}`, type: 'file' }, body);
+  }
+  p.finalize();
+  // Re-chunked small, so a secret straddles chunk boundaries.
+  const bytes: Buffer[] = [];
+  return Readable.from(
+    (async function* () {
+      for await (const b of p as AsyncIterable<Buffer>) bytes.push(b);
+      const all = Buffer.concat(bytes);
+      for (let i = 0; i < all.length; i += chunk) yield all.subarray(i, i + chunk);
+    })(),
+  );
+}
+
+describe('auditWorkspaceArchive', () => {
+  const CLEAN = {
+    'README.md': '# repo\n',
+    '.git/HEAD': 'ref: refs/heads/main\n',
+    '.git/config': '[core]\n\tbare = false\n[remote "origin"]\n\turl = https://github.com/acme/repo.git\n[credential]\n\thelper = /run/warmstart-git/git-credential-warmstart\n',
+    'docs/link': null,
+  };
+
+  it('passes a cloned repository: a remote without a password and a credential helper path are not credentials', async () => {
+    expect(await auditWorkspaceArchive(folderTar(CLEAN), [TOKEN, null, 'abc'])).toEqual([]);
+  });
+
+  it('finds a known secret anywhere in a file, also across the chunks it arrives in, naming the file without the folder', async () => {
+    for (const chunk of [1, 5, 4096]) {
+      const found = await auditWorkspaceArchive(folderTar({ ...CLEAN, 'src/app.env': `A=1\nTOKEN=${TOKEN}\n` }, chunk), [TOKEN]);
+      expect(found, `chunk ${chunk}`).toEqual(['src/app.env holds a known secret']);
+    }
+    // Not when only part of it is there.
+    expect(await auditWorkspaceArchive(folderTar({ 'a.txt': TOKEN.slice(0, -1) }, 3), [TOKEN])).toEqual([]);
+  });
+
+  it('refuses credential files by name, and git configs (the repository\'s, a submodule\'s, a worktree\'s) that hold a credential', async () => {
+    const found = await auditWorkspaceArchive(
+      folderTar({
+        ...CLEAN,
+        '.git-credentials': 'https://u:p@example.com\n',
+        'home/.netrc': 'machine x login y password z\n',
+        '.git/modules/lib/config': '[http "https://example.com/"]\n\textraHeader = AUTHORIZATION: bearer x\n',
+        '.git/config.worktree': '[remote "fork"]\n\turl = https://me:secret@example.com/r.git\n',
+      }),
+      [],
+    );
+    expect(found.sort()).toEqual([
+      '.git-credentials is a credential file; remove it first',
+      '.git/config.worktree sets a URL with a password in it',
+      '.git/modules/lib/config sets an http extraheader (a credential sent with every request)',
+      'home/.netrc is a credential file; remove it first',
+    ]);
+    // A file that only looks like git's config outside .git is the repository's business.
+    expect(await auditWorkspaceArchive(folderTar({ 'docs/config': 'extraheader = x\nhttps://a:b@c/' }), [])).toEqual([]);
+  });
+
+  it('fails on an archive that is not a tar', async () => {
+    await expect(auditWorkspaceArchive(Readable.from([Buffer.alloc(1024, 7)]), [])).rejects.toThrow();
   });
 });

@@ -44,6 +44,7 @@ export function registerImageRoutes(app: FastifyInstance, deps: GoldenDeps, acce
         owner: scoped ? null : (b.owner ?? null),
         scoped,
         push: b.push === true,
+        withWorkspace: b.withWorkspace === true,
       });
       return reply.code(201).send(result);
     },
