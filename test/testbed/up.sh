@@ -30,11 +30,24 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 # node 2: its own bridge, and the keys that check the next release's archive
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need_pkgs+=(debian-archive-keyring)
+# the cloud-hypervisor SSH channel tests run their own sshd (as the test user, on a loopback high port)
+sshd_new=no
+[ -x /usr/sbin/sshd ] || { need_pkgs+=(openssh-server); sshd_new=yes; }
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+# Installed only for its binary: the package's own service (port 22) is stopped and disabled.
+# A machine that had sshd before (its admins log in with it) is left alone.
+if [ "$sshd_new" = yes ]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+  else
+    service ssh stop >/dev/null 2>&1 || true
+    update-rc.d ssh disable >/dev/null 2>&1 || true
+  fi
 fi
 command -v docker >/dev/null || { say "no docker client after install"; exit 1; }
 

@@ -6,6 +6,7 @@ import { WarmstartError } from '../errors.js';
 import { cacheList, cachePrune } from '../machines/cache.js';
 import type { MachineFile } from '../machines/machine-key.js';
 import { machineUp } from '../machines/machine-up.js';
+import { machineSnapshotUp, type BackendTiming } from '../machines/machine-snapshot.js';
 import { hostGitIdentity } from '../machines/host-git-identity.js';
 import { hostSpecificsHook } from '../machines/post-launch.js';
 import { parseCommandArgs } from './args.js';
@@ -42,6 +43,7 @@ export async function machineCommand(argv: string[], io: Io): Promise<CommandRes
           base: { type: 'string' },
           provision: { type: 'string' },
           file: { type: 'string', multiple: true },
+          snapshot: { type: 'string' },
           json: { type: 'boolean' },
         },
         0,
@@ -53,6 +55,22 @@ export async function machineCommand(argv: string[], io: Io): Promise<CommandRes
         ? { path: values.provision, content: (await readFileFlag(`${values.provision}:/provision.sh`, io.cwd)).content }
         : undefined;
       const files = await Promise.all((values.file ?? []).map((f) => readFileFlag(f, io.cwd)));
+      if (values.snapshot !== undefined) {
+        // restore the machine's own snapshot, or boot, provision and take it (machines/machine-snapshot.ts)
+        const timings: BackendTiming[] = [];
+        const backend = await createBackend(values.backend, io.env, config.stateDir, { onTiming: (t) => timings.push({ ...t }) });
+        const result = await machineSnapshotUp(backend, {
+          name: values.name,
+          base: values.base,
+          snapshot: values.snapshot,
+          ...(provision ? { provision } : {}),
+          files,
+          lastTiming: () => timings[timings.length - 1],
+        });
+        const ready = result.path === 'restore' ? result.restoreToReadyMs : result.bootToReadyMs;
+        io.stdout(json ? `${JSON.stringify(result)}\n` : `${result.instance}: ${result.path} (snapshot ${result.snapshot}), ready in ${ready ?? '?'} ms, ${(result.ms / 1000).toFixed(1)}s in all\n`);
+        return EXIT.ready;
+      }
       const backend = await createBackend(values.backend, io.env, config.stateDir);
       const result = await machineUp(backend, {
         name: values.name,
