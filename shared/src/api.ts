@@ -149,16 +149,38 @@ export const CreateMachineBody = z
     /** the provision script's text (run with sh inside the machine) */
     provision: z.string().max(512 * 1024).optional(),
     files: z.array(MachineFileBody).max(100).optional(),
+    /**
+     * Keep this machine warm by a state snapshot of that name: restore it when
+     * the machine has it, else boot, provision and take it (no shared cache
+     * image; backends with state snapshots only).
+     */
+    snapshot: SnapshotName.optional(),
   })
   .strict();
 
-export const MachineUpResult = z.object({
+const MachineCacheUpResult = z.object({
   instance: z.string(),
   cache: z.enum(['hit', 'miss']),
   /** sha256 of the inputs; the cached image is `warmstart-cache-<first 16>` */
   key: z.string(),
   ms: z.number().int().nonnegative(),
 });
+
+/** With `snapshot`: which path was taken and its times (agent/src/machines/machine-snapshot.ts). */
+export const MachineSnapshotUpResult = z.object({
+  instance: z.string(),
+  snapshot: z.string(),
+  path: z.enum(['restore', 'boot']),
+  from: z.enum(['cold-boot', 'image']).optional(),
+  restoreToReadyMs: z.number().int().nonnegative().optional(),
+  bootToReadyMs: z.number().int().nonnegative().optional(),
+  provisionMs: z.number().int().nonnegative().optional(),
+  snapshotMs: z.number().int().nonnegative().optional(),
+  timing: z.record(z.string(), z.union([z.number(), z.string()])).optional(),
+  ms: z.number().int().nonnegative(),
+});
+
+export const MachineUpResult = z.union([MachineCacheUpResult, MachineSnapshotUpResult]);
 
 export const MachineView = z.object({ name: z.string(), state: z.enum(['running', 'stopped', 'paused', 'unknown']) });
 export const MachineList = z.object({ machines: z.array(MachineView) });

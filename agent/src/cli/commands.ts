@@ -21,7 +21,7 @@ const USAGE = `usage:
   warmstart image rm NAME[:TAG] [--json]
   warmstart doctor [--cache-registry ...] [--registry-username USER] [--registry-password-stdin] [--json]
   warmstart machine up --backend docker|incus|lima|cloud-hypervisor --name N --base IMAGE
-      [--provision SCRIPT] [--file HOST_PATH[:MACHINE_PATH] ...] [--json]
+      [--provision SCRIPT] [--file HOST_PATH[:MACHINE_PATH] ...] [--snapshot NAME] [--json]
   warmstart machine cache list|prune --backend B [--keep N] [--json]
   warmstart snapshot create|restore|list|delete --backend B --machine M [--name S]
   warmstart serve [--listen HOST:PORT] [--state-dir DIR]

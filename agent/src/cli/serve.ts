@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { createAgent } from '../agent.js';
 import type { BackendName, SnapshotBackend } from '../backends/backend.js';
 import { createBackend } from '../backends/factory.js';
+import type { BackendTiming } from '../machines/machine-snapshot.js';
 import { callbackUrlProblem } from '../callbacks/callback-url.js';
 import { FileOutbox } from '../callbacks/file-outbox.js';
 import { defaultNodeId, startHeartbeat } from '../callbacks/heartbeat.js';
@@ -50,12 +51,17 @@ function shutdownSignal(): Promise<string> {
  * per name for the life of the process (cloud-hypervisor keeps its VMMs).
  * A failed construction is not kept, so the next request tries again.
  */
-function backendsFor(env: NodeJS.ProcessEnv, stateDir: string): (name: BackendName) => Promise<SnapshotBackend> {
+function backendsFor(
+  env: NodeJS.ProcessEnv,
+  stateDir: string,
+  timings: Map<string, BackendTiming>,
+): (name: BackendName) => Promise<SnapshotBackend> {
   const made = new Map<BackendName, Promise<SnapshotBackend>>();
   return (name) => {
     let backend = made.get(name);
     if (!backend) {
-      backend = createBackend(name, env, stateDir);
+      // A machine's last launch/boot/restore timing, for `machine up` with a snapshot (kept per machine, replaced each time).
+      backend = createBackend(name, env, stateDir, { onTiming: (t) => void timings.set(`${name}/${t.machine}`, { ...t }) });
       made.set(name, backend);
       backend.catch(() => made.delete(name));
     }
@@ -116,8 +122,10 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
       allowLocalRepos: serve.allowLocalRepos,
       callbackPolicy,
     });
+    const timings = new Map<string, BackendTiming>();
     const machines = {
-      backends: backendsFor(env, config.stateDir),
+      backends: backendsFor(env, config.stateDir, timings),
+      lastTiming: (backend: BackendName, machine: string) => timings.get(`${backend}/${machine}`),
       postLaunch: hostSpecificsHook({ git: (await hostGitIdentity()) ?? undefined }),
     };
     // Prebuilds take their build slots from the workspace jobs: one limit for every build on this node.

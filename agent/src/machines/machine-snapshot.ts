@@ -19,6 +19,9 @@ export interface ColdBootBackend {
   boot(image: string, machine: string): Promise<Machine>;
 }
 
+/** Backends with VM or instance state snapshots (docker.ts throws BACKEND_UNSUPPORTED for them); checked before anything is made. */
+const STATE_SNAPSHOTS: ReadonlySet<string> = new Set(['incus', 'lima', 'cloud-hypervisor']);
+
 function canColdBoot(backend: SnapshotBackend): backend is SnapshotBackend & ColdBootBackend {
   const b = backend as Partial<ColdBootBackend>;
   return typeof b.boot === 'function' && typeof b.bootable === 'function';
@@ -71,6 +74,9 @@ export async function machineSnapshotUp(backend: SnapshotBackend, opts: MachineS
     const t = opts.lastTiming?.();
     return t && t.operation === operation ? t : undefined;
   };
+  if (!STATE_SNAPSHOTS.has(backend.name)) {
+    throw new WarmstartError('BACKEND_UNSUPPORTED', `the ${backend.name} backend has no state snapshots: use machine up without a snapshot (the image cache)`);
+  }
   const machine = (await backend.listMachines()).find((m) => m.name === opts.name);
 
   if (machine) {

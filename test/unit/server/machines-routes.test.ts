@@ -116,6 +116,33 @@ describe('POST /v1/machines', () => {
     expect(changed.json().key).not.toBe(a.key);
   });
 
+  it('with a snapshot: 201 boot (provisioned, snapshot taken), then 201 restore; 409 for a machine without that snapshot; no post-launch hook', async () => {
+    const { post, fakes, postLaunch } = setup();
+    const first = await post('/v1/machines', up({ snapshot: 'warm' }));
+    expect(first.statusCode, first.body).toBe(201);
+    expect(MachineUpResult.parse(first.json())).toMatchObject({ instance: 'dev-1', snapshot: 'warm', path: 'boot', from: 'image' });
+    // the file and the script reached the machine, launched from the base (no cache image made)
+    expect(fakes.incus.calls.filter((c) => c.op === 'exec').map((c) => c.input)).toEqual([
+      Buffer.from('setting=1\n').toString('base64'),
+      Buffer.from('#!/bin/sh\necho hi > /hi\n').toString('base64'),
+    ]);
+    expect(fakes.incus.calls.filter((c) => c.op === 'launch' || c.op === 'capture').map((c) => c.op)).toEqual(['launch']);
+    expect((await fakes.incus.listSnapshots('dev-1')).map((x) => x.name)).toEqual(['warm']);
+
+    const again = await post('/v1/machines', up({ snapshot: 'warm' }));
+    expect(again.statusCode, again.body).toBe(201);
+    const restored = MachineUpResult.parse(again.json());
+    expect(restored).toMatchObject({ path: 'restore', snapshot: 'warm' });
+    expect(typeof (restored as { restoreToReadyMs?: number }).restoreToReadyMs).toBe('number');
+    expect(fakes.incus.restored).toEqual(['dev-1/warm']);
+
+    const other = await post('/v1/machines', up({ snapshot: 'other' }));
+    expect(other.statusCode).toBe(409);
+    expect(other.json()).toMatchObject({ code: 'BACKEND_PRECONDITION' });
+    expect(postLaunch).toEqual([]);
+    expect((await post('/v1/machines', up({ name: 'dev-2', snapshot: 'bad name!' }))).statusCode).toBe(400);
+  });
+
   it('409 BACKEND_PRECONDITION for a name taken, 404 IMAGE_NOT_FOUND for a missing base, in the one error shape', async () => {
     const { post } = setup();
     expect((await post('/v1/machines', up())).statusCode).toBe(201);

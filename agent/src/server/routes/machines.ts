@@ -3,6 +3,7 @@ import { CreateMachineBody, type MachineUpResult } from '../../../../shared/src/
 import { BackendQuery, MachineParams } from '../../../../shared/src/openapi.js';
 import type { BackendName, Machine, MachineImage, SnapshotBackend } from '../../backends/backend.js';
 import { cacheList } from '../../machines/cache.js';
+import { machineSnapshotUp, type BackendTiming } from '../../machines/machine-snapshot.js';
 import { machineUp, type PostLaunchHook } from '../../machines/machine-up.js';
 import { apiError } from '../http-error.js';
 import { requireJson } from './workspace-routes.js';
@@ -13,6 +14,8 @@ export interface MachineRouteDeps {
   backends: (name: BackendName) => Promise<SnapshotBackend>;
   /** Runs after every launch, hit or miss; serve passes the host-specifics hook, as the CLI does. */
   postLaunch?: PostLaunchHook;
+  /** The backend's own timing of a machine's last launch, boot or restore (cloud-hypervisor reports them). */
+  lastTiming?: (backend: BackendName, machine: string) => BackendTiming | undefined;
 }
 
 /** Machine bodies carry a provision script and files (base64): more room than the API's default 64 KiB. */
@@ -50,13 +53,16 @@ export function registerMachineRoutes(app: FastifyInstance, deps: MachineRouteDe
       // miss provisions, which may take minutes), so clients need a long
       // timeout. A client that goes away does not stop it; a failure removes
       // the half-made machine, as on the CLI.
-      const result: MachineUpResult = await machineUp(backend, {
+      const inputs = {
         name: body.name,
         base: body.base,
         ...(body.provision !== undefined ? { provision: { path: 'provision (request body)', content: Buffer.from(body.provision, 'utf8') } } : {}),
         files: (body.files ?? []).map((f) => ({ path: f.path, content: Buffer.from(f.content, 'base64') })),
-        ...(deps.postLaunch ? { postLaunch: deps.postLaunch } : {}),
-      });
+      };
+      const result: MachineUpResult =
+        body.snapshot !== undefined
+          ? await machineSnapshotUp(backend, { ...inputs, snapshot: body.snapshot, lastTiming: () => deps.lastTiming?.(body.backend, body.name) })
+          : await machineUp(backend, { ...inputs, ...(deps.postLaunch ? { postLaunch: deps.postLaunch } : {}) });
       return reply.code(201).send(result);
     },
   );
