@@ -455,7 +455,7 @@ async function main(): Promise<number> {
     // machine up on a cache hit vs the raw launch of the same image, on real LXD.
     if (tb.lxd) {
       log('machine up (incus backend on LXD): cache hit vs raw lxc launch');
-      lxd = await benchMachineUpHit({ socket: tb.lxd.socket, baseImage: tb.lxd.image, prefix: `b${runId.replace(/[^a-z0-9]/g, '')}`, runs: N });
+      lxd = await benchMachineUpHit({ socket: tb.lxd.socket, baseImage: tb.lxd.image, prefix: `b${runId.replace(/[^a-z0-9]/g, '')}`, runs: Math.max(N, 9) });
       log(`machine up hit median ${lxd.medianHitMs} ms vs raw lxc launch ${lxd.medianRawLaunchMs} ms: ratio ${round(lxd.ratio, 2)}`);
     } else warn('no LXD in the testbed: machine up vs lxc launch not measured');
   } catch (err) {

@@ -33,10 +33,29 @@ export interface ExecResult {
   stderr: string;
 }
 
+/** A file a launch writes into the new machine before it first starts (see `launch`). */
+export interface LaunchFile {
+  /** absolute path in the machine */
+  path: string;
+  content: string;
+}
+
 export interface SnapshotBackend {
   readonly name: BackendName;
-  /** Starts a new machine from an image (created and running on return). */
-  launch(image: string, machine: string): Promise<Machine>;
+  /**
+   * Starts a new machine from an image (created and running on return).
+   * `files` are written before the machine first starts where the image was
+   * captured with a launch template for their path (`addLaunchTemplate`);
+   * `filesWritten` names those written. Backends without templates write none.
+   */
+  launch(image: string, machine: string, options?: { files?: LaunchFile[] }): Promise<Machine & { filesWritten?: string[] }>;
+  /**
+   * Makes images captured from `machine` from now on write `path` at each
+   * launch, from the launch's `files` (Incus/LXD: an image template rendered
+   * when an instance is created; the content travels in the instance's
+   * config). Nothing is written into the running machine.
+   */
+  addLaunchTemplate?(machine: string, path: string): Promise<void>;
   /** Runs a command inside a running machine (provisioning, post-launch hooks). */
   exec(machine: string, argv: string[], options?: { input?: string }): Promise<ExecResult>;
   /** Captures a machine's disk as a new image named `image`; the machine keeps running afterwards where the backend allows it. */

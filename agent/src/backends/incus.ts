@@ -4,9 +4,9 @@
  * LXD (the tests use a real LXD 5.0). Images are named by alias; machines are
  * instances (containers, or VMs when the image is one).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { isWarmstartError, WarmstartError } from '../errors.js';
-import type { ExecResult, Machine, MachineImage, MachineState, SnapshotBackend, StateSnapshot } from './backend.js';
+import type { ExecResult, LaunchFile, Machine, MachineImage, MachineState, SnapshotBackend, StateSnapshot } from './backend.js';
 import { IncusClient, type IncusClientOptions } from './incus-client.js';
 import { incusExec, incusWriteFile } from './incus-exec.js';
 
@@ -32,6 +32,10 @@ interface Snapshot {
   name: string;
   created_at: string;
 }
+interface InstanceMetadata {
+  templates?: Record<string, { when: string[]; create_only: boolean; template: string; properties: Record<string, string> }> | null;
+  [field: string]: unknown;
+}
 
 /** Instance names as the daemon accepts them; checked here so a bad name is the caller's error, not the daemon's. */
 const MACHINE_NAME = /^[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
@@ -46,15 +50,19 @@ export class IncusBackend implements SnapshotBackend {
     this.api = new IncusClient(options);
   }
 
-  async launch(image: string, machine: string): Promise<Machine> {
+  async launch(image: string, machine: string, options: { files?: LaunchFile[] } = {}): Promise<Machine & { filesWritten: string[] }> {
     checkMachineName(machine);
-    const alias = await this.api.get<Alias>(aliasPath(image), { notFound: 'IMAGE_NOT_FOUND' });
+    const [alias, taken] = await Promise.all([
+      this.api.get<Alias>(aliasPath(image), { notFound: 'IMAGE_NOT_FOUND' }),
+      this.api.exists(instancePath(machine)),
+    ]);
     // Creating over an existing name fails only inside the operation, as a generic 400: say it plainly first.
-    if (await this.api.exists(instancePath(machine))) {
-      throw new WarmstartError('BACKEND_PRECONDITION', `machine ${machine} already exists`);
-    }
+    if (taken) throw new WarmstartError('BACKEND_PRECONDITION', `machine ${machine} already exists`);
     const source = { type: 'image', alias: image };
-    await this.api.run('POST', '/1.0/instances', { name: machine, type: alias.type ?? 'container', source });
+    const files = options.files ?? [];
+    // The image's create template for each path renders its config key into the file on the first start.
+    const config = Object.fromEntries(files.map((f) => [launchFileKey(f.path), f.content]));
+    await this.api.run('POST', '/1.0/instances', { name: machine, type: alias.type ?? 'container', source, config });
     try {
       await this.setState(machine, 'start');
     } catch (err) {
@@ -62,7 +70,26 @@ export class IncusBackend implements SnapshotBackend {
       await this.api.run('DELETE', instancePath(machine), undefined).catch(() => undefined);
       throw err;
     }
-    return { name: machine, state: 'running' };
+    return { name: machine, state: 'running', filesWritten: files.map((f) => f.path) };
+  }
+
+  /**
+   * Adds an image template to the instance's metadata: `path` rendered from
+   * the config key `launchFileKey(path)` whenever an instance is created (or
+   * copied) from an image published from it. The daemon renders it before
+   * the instance's first start, parent directories included, mode 0644.
+   */
+  async addLaunchTemplate(machine: string, path: string): Promise<void> {
+    if (!path.startsWith('/') || path.split('/').includes('..')) throw new WarmstartError('INVALID_ARGUMENT', `not an absolute path: ${path}`);
+    const key = launchFileKey(path);
+    const template = `${key.replace(/^user\./, '').replaceAll('.', '-')}.tpl`;
+    const base = `${instancePath(machine)}/metadata`;
+    await this.api.raw('POST', `${base}/templates?path=${encodeURIComponent(template)}`, Buffer.from(`{{ config_get("${key}", "") }}`), {
+      'content-type': 'application/octet-stream',
+    }, { notFound: 'MACHINE_NOT_FOUND' });
+    const metadata = await this.api.get<InstanceMetadata>(base, { notFound: 'MACHINE_NOT_FOUND' });
+    const templates = { ...(metadata.templates ?? {}), [path]: { when: ['create', 'copy'], create_only: false, template, properties: {} } };
+    await this.api.run('PUT', base, { ...metadata, templates }, { notFound: 'MACHINE_NOT_FOUND' });
   }
 
   exec(machine: string, argv: string[], options: { input?: string } = {}): Promise<ExecResult> {
@@ -227,5 +254,7 @@ function machineState(status: string): MachineState {
 }
 
 const instancePath = (m: string): string => `/1.0/instances/${encodeURIComponent(m)}`;
+/** The instance config key a launch file's content travels in (`user.*`: free for users, kept with the instance). */
+const launchFileKey = (path: string): string => `user.warmstart.file.${createHash('sha256').update(path).digest('hex').slice(0, 16)}`;
 const aliasPath = (a: string): string => `/1.0/images/aliases/${encodeURIComponent(a)}`;
 const snapshotPath = (m: string, s: string): string => `${instancePath(m)}/snapshots/${encodeURIComponent(s)}`;

@@ -15,6 +15,8 @@ export const CACHE_PROPERTIES = {
   backend: 'dev.warmstart.backend',
   /** `present` or `absent`: whether git is in the image, so a hit's post-launch hook knows without asking the machine */
   git: 'dev.warmstart.git',
+  /** comma-separated paths the image writes at each launch from the launch's files (machine-up.ts "Launch files") */
+  launchFiles: 'dev.warmstart.launch-files',
 } as const;
 
 /** The cached image of a key: its first 16 hex digits (64 bits: collisions are not a concern at cache sizes). */

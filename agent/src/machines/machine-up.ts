@@ -5,8 +5,17 @@
  * running). Hit: launch from the cache image. Both then run the post-launch
  * hook, which re-applies what differs per machine and per host and so must
  * never be baked into the cache image.
+ *
+ * Launch files. Files the hook writes (the machine's state file) can be
+ * written by the launch itself on a hit, before the machine first starts,
+ * where the backend has launch templates (Incus/LXD): on a miss the paths
+ * get a template before the capture and are listed on the cache image
+ * (`dev.warmstart.launch-files`); a hit passes their content to `launch` and
+ * tells the hook which were written. That saves the round trip into a
+ * freshly started machine (LXD's first file-API call starts a file server
+ * in it, about 50 ms here).
  */
-import type { SnapshotBackend } from '../backends/backend.js';
+import type { LaunchFile, SnapshotBackend } from '../backends/backend.js';
 import { isWarmstartError } from '../errors.js';
 import { CACHE_PROPERTIES, cacheImageName } from './cache.js';
 import { machineKey, normalizeFiles, type MachineFile } from './machine-key.js';
@@ -21,10 +30,19 @@ export interface PostLaunchContext {
   base: string;
   /** whether git is in the machine's image, when known (recorded on the cache image at capture); null: unknown */
   gitInImage: boolean | null;
+  /** paths of the hook's `launchFiles` the launch wrote already */
+  filesWritten: readonly string[];
 }
 
+/** What a launch file's content may depend on: everything known before the launch. */
+export type LaunchFileContext = Omit<PostLaunchContext, 'gitInImage' | 'filesWritten'>;
+
 /** Runs after every launch, hit or miss (see `hostSpecificsHook` for the default). */
-export type PostLaunchHook = (ctx: PostLaunchContext) => Promise<void>;
+export interface PostLaunchHook {
+  (ctx: PostLaunchContext): Promise<void>;
+  /** files the hook would write that a launch can write instead (see "Launch files" above) */
+  launchFiles?: (ctx: LaunchFileContext) => LaunchFile[];
+}
 
 /** Options of {@link machineUp}. */
 export interface MachineUpOptions {
@@ -64,18 +82,28 @@ export async function machineUp(backend: SnapshotBackend, opts: MachineUpOptions
       : null;
   const cache = found ? 'hit' : 'miss';
   let gitInImage = found ? gitProperty(found.properties[CACHE_PROPERTIES.git]) : null;
+  const launchCtx = { backend, instance: opts.name, key, cache, base: opts.base } as const;
+  const templated = new Set((found?.properties[CACHE_PROPERTIES.launchFiles] ?? '').split(',').filter(Boolean));
+  const launchFiles = found ? (opts.postLaunch?.launchFiles?.(launchCtx) ?? []).filter((f) => templated.has(f.path)) : [];
 
   // launch throws before creating anything (missing image, name taken): the
   // name may be someone else's machine, so cleanup starts only after it.
-  await backend.launch(cache === 'hit' ? image : opts.base, opts.name);
+  const launched = await backend.launch(cache === 'hit' ? image : opts.base, opts.name, launchFiles.length ? { files: launchFiles } : undefined);
   await removingOnFailure(backend, opts.name, async () => {
     if (cache === 'miss') {
       for (const f of files) await copyFileIn(backend, opts.name, f);
       if (opts.provision) await runProvisionScript(backend, opts.name, opts.provision.content, opts.provision.path);
       gitInImage = await hasGit(backend, opts.name);
-      await capture(backend, opts.name, image, { key, base: opts.base, git: gitInImage });
+      const templates: string[] = [];
+      if (backend.addLaunchTemplate) {
+        for (const f of opts.postLaunch?.launchFiles?.(launchCtx) ?? []) {
+          await backend.addLaunchTemplate(opts.name, f.path);
+          templates.push(f.path);
+        }
+      }
+      await capture(backend, opts.name, image, { key, base: opts.base, git: gitInImage, launchFiles: templates });
     }
-    await opts.postLaunch?.({ backend, instance: opts.name, key, cache, base: opts.base, gitInImage });
+    await opts.postLaunch?.({ ...launchCtx, gitInImage, filesWritten: launched.filesWritten ?? [] });
   });
   return { instance: opts.name, cache, key, ms: Math.round(now() - started) };
 }
@@ -89,13 +117,14 @@ async function capture(
   backend: SnapshotBackend,
   machine: string,
   image: string,
-  facts: { key: string; base: string; git: boolean | null },
+  facts: { key: string; base: string; git: boolean | null; launchFiles: string[] },
 ): Promise<void> {
   const properties: Record<string, string> = {
     [CACHE_PROPERTIES.key]: facts.key,
     [CACHE_PROPERTIES.base]: facts.base,
     [CACHE_PROPERTIES.backend]: backend.name,
     ...(facts.git === null ? {} : { [CACHE_PROPERTIES.git]: facts.git ? 'present' : 'absent' }),
+    ...(facts.launchFiles.length ? { [CACHE_PROPERTIES.launchFiles]: facts.launchFiles.join(',') } : {}),
   };
   try {
     await backend.captureImage(machine, image, properties);

@@ -4,7 +4,7 @@
  * after launch (hit or miss, so both end up alike).
  */
 import { describeError, WarmstartError } from '../errors.js';
-import type { PostLaunchContext, PostLaunchHook } from './machine-up.js';
+import type { LaunchFileContext, PostLaunchContext, PostLaunchHook } from './machine-up.js';
 
 /** Where the hook records which machine this is and which cache key it came from. */
 export const MACHINE_STATE_FILE = '/etc/warmstart/machine.json';
@@ -30,12 +30,13 @@ export interface MachineStateFile {
 }
 
 /**
- * The state file arrives on stdin; the git identity (when given) is set only
- * where git is installed: a machine without git has nothing to configure.
- * One exec for both, since every exec is a round trip to the backend.
+ * The state file arrives on stdin (unless `$1` is empty: the launch wrote it);
+ * the git identity (when given) is set only where git is installed: a
+ * machine without git has nothing to configure. One exec for both, since
+ * every exec is a round trip to the backend.
  */
 const APPLY = [
-  'mkdir -p "$(dirname "$1")" && cat > "$1" || exit',
+  '[ -z "$1" ] || { mkdir -p "$(dirname "$1")" && cat > "$1"; } || exit',
   '[ "$#" -ge 3 ] || exit 0',
   'command -v git >/dev/null 2>&1 || exit 0',
   'git config --global user.name "$2" && git config --global user.email "$3"',
@@ -45,7 +46,7 @@ const APPLY = [
 export function hostSpecificsHook(opts: HostSpecificsOptions = {}): PostLaunchHook {
   const stateFile = opts.stateFile ?? MACHINE_STATE_FILE;
   const now = opts.now ?? (() => new Date());
-  return async (ctx: PostLaunchContext) => {
+  const stateContent = (ctx: LaunchFileContext): string => {
     const state: MachineStateFile = {
       instance: ctx.instance,
       key: ctx.key,
@@ -54,16 +55,22 @@ export function hostSpecificsHook(opts: HostSpecificsOptions = {}): PostLaunchHo
       base: ctx.base,
       launchedAt: now().toISOString(),
     };
-    const content = `${JSON.stringify(state, null, 2)}\n`;
+    return `${JSON.stringify(state, null, 2)}\n`;
+  };
+  const hook: PostLaunchHook = async (ctx: PostLaunchContext) => {
+    const written = ctx.filesWritten.includes(stateFile);
+    const needGit = opts.git !== undefined && ctx.gitInImage !== false;
+    if (written && !needGit) return; // the launch wrote the state file and there is no identity to set
+    const content = written ? '' : stateContent(ctx);
     // Nothing to run in the machine (no identity to set, or no git to set it for): one file write, no exec.
-    if (ctx.backend.writeFile && (!opts.git || ctx.gitInImage === false)) {
+    if (!written && ctx.backend.writeFile && !needGit) {
       await ctx.backend.writeFile(ctx.instance, stateFile, Buffer.from(content), 0o644).catch((err: unknown) => {
         throw new WarmstartError('BACKEND_ERROR', `post-launch setup of ${ctx.instance} failed: ${describeError(err)}`, { cause: err });
       });
       return;
     }
     const git = opts.git ? [opts.git.name, opts.git.email] : [];
-    const r = await ctx.backend.exec(ctx.instance, ['sh', '-c', APPLY, 'sh', stateFile, ...git], {
+    const r = await ctx.backend.exec(ctx.instance, ['sh', '-c', APPLY, 'sh', written ? '' : stateFile, ...git], {
       input: content,
     });
     if (r.exitCode !== 0) {
@@ -72,4 +79,6 @@ export function hostSpecificsHook(opts: HostSpecificsOptions = {}): PostLaunchHo
       });
     }
   };
+  hook.launchFiles = (ctx) => [{ path: stateFile, content: stateContent(ctx) }];
+  return hook;
 }

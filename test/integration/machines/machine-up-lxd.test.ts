@@ -77,7 +77,9 @@ describe('machine up on real LXD', () => {
     const key = [...keys][0]!;
     await backend.launch(cacheImageName(key), `${prefix}-raw`);
     expect(await sh('raw', 'cat /opt/ws/provisioned.txt')).toBe('v1');
-    expect(await sh('raw', `test -e ${MACHINE_STATE_FILE} && echo present || echo absent`)).toBe('absent');
+    // The state file's launch template renders what the launch gives it: nothing, for a launch outside machine up.
+    expect(await sh('raw', `wc -c < ${MACHINE_STATE_FILE}`)).toBe('0');
+    expect(await sh('raw', 'ls /etc/warmstart')).toBe('machine.json');
     expect(await sh('raw', 'ls /tmp')).toBe(''); // no stdin or script files left behind
   });
 
@@ -101,19 +103,28 @@ describe('machine up on real LXD', () => {
     expect((await backend.listMachines()).map((m) => m.name)).not.toContain(`${prefix}-four`);
   });
 
-  it('the cache image says whether git is in it: a hit without git runs nothing in the machine; with git, the identity is set', async () => {
-    // Counts what runs inside the machines (the miss provisions and probes; a git-less hit should not exec at all).
+  it('the cache image says whether git is in it: a hit without git reaches into the machine not once; with git, the identity is set', async () => {
+    // Counts what reaches inside the machines: execs and file writes (the miss provisions and probes;
+    // a git-less hit should do neither: the launch template wrote the state file before the first start).
     const execs: string[] = [];
     const counting = Object.assign(Object.create(backend) as IncusBackend, {
       exec: (machine: string, argv: string[], o?: { input?: string }) => {
         execs.push(`${machine}: ${argv.join(' ').slice(0, 60)}`);
         return backend.exec(machine, argv, o);
       },
+      writeFile: (machine: string, path: string, content: Buffer, mode: number) => {
+        execs.push(`${machine}: write ${path}`);
+        return backend.writeFile(machine, path, content, mode);
+      },
     });
     const noGit = await machineUp(counting, opts('nogit-a', script('nogit')));
     keys.add(noGit.key);
     const images = await cacheList(backend);
-    expect(images.find((i) => i.name === cacheImageName(noGit.key))?.properties[CACHE_PROPERTIES.git]).toBe('absent');
+    const made = images.find((i) => i.name === cacheImageName(noGit.key));
+    expect(made?.properties[CACHE_PROPERTIES.git]).toBe('absent');
+    expect(made?.properties[CACHE_PROPERTIES.launchFiles]).toBe(MACHINE_STATE_FILE);
+    // the miss itself wrote its state file through the file API (its own launch had no template)
+    expect(execs).toContain(`${prefix}-nogit-a: write ${MACHINE_STATE_FILE}`);
     execs.length = 0;
     const hit = await machineUp(counting, opts('nogit-b', script('nogit')));
     expect(hit.cache).toBe('hit');

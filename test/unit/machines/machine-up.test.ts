@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isWarmstartError } from '../../../agent/src/errors.js';
+import type { LaunchFile } from '../../../agent/src/backends/backend.js';
+import { isWarmstartError, WarmstartError } from '../../../agent/src/errors.js';
 import { CACHE_PROPERTIES, cacheImageName, cacheList, cachePrune } from '../../../agent/src/machines/cache.js';
 import { machineUp, type PostLaunchContext } from '../../../agent/src/machines/machine-up.js';
 import { hostSpecificsHook, MACHINE_STATE_FILE } from '../../../agent/src/machines/post-launch.js';
@@ -161,6 +162,66 @@ describe('hostSpecificsHook', () => {
       } else {
         expect(b.files).toEqual([]);
       }
+    }
+  });
+
+  it('with launch templates: the miss adds one per launch file before the capture; a hit hands the content to the launch and writes nothing after it', async () => {
+    /** Models Incus/LXD image templates: a template added to a machine travels into images captured from it. */
+    class TemplateBackend extends FakeBackend {
+      props = new Map<string, Record<string, string>>();
+      machineTemplates = new Map<string, string[]>();
+      imageTemplates = new Map<string, string[]>();
+      rendered = new Map<string, Map<string, string>>();
+      files: string[] = [];
+      order: string[] = [];
+      override async launch(image: string, machine: string, options: { files?: LaunchFile[] } = {}) {
+        const m = await super.launch(image, machine);
+        const templates = this.imageTemplates.get(image) ?? [];
+        // a file whose path has no template in the image is not written: the caller must not count it
+        const out = new Map((options.files ?? []).filter((f) => templates.includes(f.path)).map((f) => [f.path, f.content]));
+        this.rendered.set(machine, out);
+        this.machineTemplates.set(machine, [...templates]);
+        return { ...m, filesWritten: [...out.keys()] };
+      }
+      async addLaunchTemplate(machine: string, path: string) {
+        if (!this.machines.has(machine)) throw new WarmstartError('MACHINE_NOT_FOUND', machine);
+        this.order.push(`template ${path}`);
+        this.machineTemplates.set(machine, [...(this.machineTemplates.get(machine) ?? []), path]);
+      }
+      override async captureImage(machine: string, image: string, properties: Record<string, string> = {}) {
+        this.order.push('capture');
+        this.props.set(image, properties);
+        this.imageTemplates.set(image, [...(this.machineTemplates.get(machine) ?? [])]);
+        return super.captureImage(machine, image, properties);
+      }
+      async imageInfo(image: string) {
+        return (await this.imageExists(image)) ? { name: image, properties: this.props.get(image) ?? {}, createdAt: null } : null;
+      }
+      async writeFile(machine: string, path: string) {
+        this.files.push(`${machine}:${path}`);
+      }
+    }
+    for (const [answer, wantExecs] of [['absent', 0], ['present', 1]] as const) {
+      const b = new TemplateBackend(['base']);
+      b.onExec = (_m, argv) => ({ exitCode: 0, stdout: argv.join(' ').includes('echo present') ? `${answer}\n` : '', stderr: '' });
+      const hook = hostSpecificsHook({ git: { name: 'Ada L', email: 'ada@example.org' }, now: () => new Date('2026-01-02T03:04:05Z') });
+      const miss = await machineUp(b, { name: 'm1', base: 'base', postLaunch: hook });
+      expect(b.order).toEqual([`template ${MACHINE_STATE_FILE}`, 'capture']);
+      expect(b.props.get(cacheImageName(miss.key))?.[CACHE_PROPERTIES.launchFiles]).toBe(MACHINE_STATE_FILE);
+      // the miss's own launch had no template: its state file went the usual way
+      expect(b.rendered.get('m1')?.size).toBe(0);
+      b.calls.length = 0;
+      b.files.length = 0;
+      const hit = await machineUp(b, { name: 'm2', base: 'base', postLaunch: hook });
+      expect(hit.cache).toBe('hit');
+      expect(JSON.parse(b.rendered.get('m2')?.get(MACHINE_STATE_FILE) ?? '')).toEqual({
+        instance: 'm2', key: miss.key, cache: 'hit', backend: 'incus', base: 'base', launchedAt: '2026-01-02T03:04:05.000Z',
+      });
+      expect(b.files, answer).toEqual([]);
+      const execs = b.calls.filter((c) => c.op === 'exec');
+      expect(execs.length, answer).toBe(wantExecs);
+      // with git: the identity only; the state file argument is empty and nothing arrives on stdin
+      if (wantExecs) expect(execs[0]?.op === 'exec' && [execs[0].argv.slice(4), execs[0].input]).toEqual([['', 'Ada L', 'ada@example.org'], '']);
     }
   });
 
