@@ -28,7 +28,7 @@ export default defineConfig({
       },
       {
         test: {
-          // One test per attack on the trust boundaries (README "Trust model"),
+          // One test per attack on the trust boundaries (docs/how-it-works.md "Trust model"),
           // against a real agent, engine, registry and git, with stand-in
           // servers on loopback that record what reached them.
           name: 'security',
@@ -38,7 +38,7 @@ export default defineConfig({
           hookTimeout: 300_000,
           // After the integration tests, not beside them: two agents building
           // features at once on one engine share the CLI's feature-content tag
-          // (README "Known limits").
+          // (docs/operations.md "Known limits").
           sequence: { groupOrder: 1 },
         },
       },

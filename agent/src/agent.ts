@@ -46,7 +46,7 @@ export async function githubAppFromConfig(config: AgentConfig): Promise<GithubAp
   });
 }
 
-/** The agent's static credential sources, in DESIGN.md's order after the job's own. */
+/** The agent's static credential sources, in the order of docs/how-it-works.md "Registry credentials" after the job's own. */
 export async function credentialSourcesFromConfig(config: AgentConfig, app?: GithubApp | null): Promise<CredentialSource[]> {
   const sources: CredentialSource[] = [];
   const theApp = app === undefined ? await githubAppFromConfig(config) : app;

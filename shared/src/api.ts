@@ -204,7 +204,7 @@ export const SnapshotDeleted = z.object({ machine: z.string(), name: z.string(),
 /**
  * `POST /v1/images`: a golden image from a running workspace, as `warmstart
  * image create`. Name, tag, capability and owner rules are the agent's
- * (DESIGN.md); a value outside them is a 400 with its own INVALID_* code.
+ * (docs/machines.md "Golden images"); a value outside them is a 400 with its own INVALID_* code.
  * A push uses the agent's cache registry and credentials. `owner` is a
  * check against the workspace's recorded owner for node-wide callers and
  * ignored for a workspace-scoped token (agent/src/server/routes/images.ts).

@@ -44,8 +44,8 @@ export interface RunRecord {
   leftoverImages?: number;
   /**
    * The build failed because another build on the engine retagged the CLI's
-   * shared `dev_container_feature_content_temp` image meanwhile (README, known
-   * limits): not this run's fault, so the bench retries it.
+   * shared `dev_container_feature_content_temp` image meanwhile (docs/operations.md
+   * "Known limits"): not this run's fault, so the bench retries it.
    */
   featureContentCollision?: boolean;
   /** earlier attempts of this run that hit such a collision */

@@ -35,7 +35,7 @@ function exemptReason(rel: string): string | null {
   if (parts[0] === 'secrets') return 'the suite’s own secret files';
   if (parts[0] === 'containers') return 'container snapshots (searched apart, for the node’s secrets)';
   if (parts.at(-1) === 'api-token') return 'an agent’s API token file';
-  // The runtime dir is the tmpfs the agent keeps in-flight credentials in (DESIGN.md);
+  // The runtime dir is the tmpfs the agent keeps in-flight credentials in (docs/operations.md "The unit");
   // what must not outlive a job there is checked by the daemon's own tests.
   if (parts.some((p) => p.startsWith('warmstart-runtime-'))) return 'runtime dirs (in-flight credentials, a tmpfs under systemd)';
   return null;

@@ -14,7 +14,7 @@ import { startThrottleProxy } from '../support/throttle-proxy.js';
 import { expectedCacheRef } from '../support/cache-ref.js';
 
 /**
- * Registry trouble never fails a workspace (DESIGN.md steps 6, 10, 11): with
+ * Registry trouble never fails a workspace (docs/how-it-works.md "Pipeline" steps 6, 10, 11): with
  * the registry stopped, the password wrong, pushes denied, or a push slower
  * than its timeout, `up` still ends ready with the repo's own dev container,
  * and the cause is in cache.reason / push.reason.

@@ -9,7 +9,7 @@ import { loadTestbed } from '../support/testbed.js';
 import { expectedCacheRef } from '../support/cache-ref.js';
 
 /**
- * DESIGN.md step 9: a Dockerfile whose build fails gives a `recovery`
+ * docs/how-it-works.md "Pipeline" step 9: a Dockerfile whose build fails gives a `recovery`
  * workspace (exit 3) on the default image, with the build log kept in the
  * workspace volume, and the volume survives the next failed `up`.
  */

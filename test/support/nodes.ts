@@ -57,7 +57,7 @@ export interface NodePair {
  * The cache suites' matrix: each builder, built on one node and started on
  * another of the same engine version. (The classic builders of engine 20.10
  * and 26 hash a `COPY` of the same files differently, so between them the
- * layer cache holds only up to the first feature step: README "Known limits".)
+ * layer cache holds only up to the first feature step: docs/operations.md "Known limits".)
  */
 export function crossNodePairs(nodes: TestNodes = testNodes()): NodePair[] {
   return [

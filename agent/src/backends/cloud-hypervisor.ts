@@ -107,7 +107,7 @@ function hookFailed(message: string): (err: unknown) => never {
  * SnapshotBackend over cloud-hypervisor's REST API: an image and a machine
  * snapshot are both CH snapshot dirs plus disk copies; launching and restoring
  * are the same restore into a fresh VMM. Upstream rules honoured here (see
- * DESIGN.md): pause before vm.snapshot, destination dir made first, restore
+ * docs/machines.md "cloud-hypervisor"): pause before vm.snapshot, destination dir made first, restore
  * only into an empty VMM, resume after restore, virtiofsd sockets and TAPs
  * made to exist and disks put in place before vm.restore, credentials wiped
  * before a capture and injected after.

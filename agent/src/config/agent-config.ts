@@ -75,7 +75,7 @@ export interface AgentConfig {
    * `WARMSTART_CACHE_PULL_FIRST`: `auto` (default) waits for the moving
    * image's pull before a build only under the classic builder, which uses
    * local images alone; BuildKit reads the cache from the registry itself and
-   * takes the layers it needs (README "Two builders"). `always` waits under
+   * takes the layers it needs (docs/how-it-works.md "Two builders"). `always` waits under
    * both.
    */
   cachePullFirst?: 'auto' | 'always';

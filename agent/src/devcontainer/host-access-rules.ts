@@ -1,5 +1,5 @@
 /**
- * The building blocks of the host-access policy (README "Host access"): which
+ * The building blocks of the host-access policy (docs/how-it-works.md "Host access"): which
  * capabilities, security options and mounts a repository may ask for when the
  * operator's policy is `deny`. Each answer is null when the value is safe, else
  * the reason it opens the node. Shared by the devcontainer.json checks
@@ -32,7 +32,7 @@ export function capabilityProblem(value: unknown): string | null {
  *   profile blocks (personality to turn off ASLR, perf_event_open). The
  *   capability set stays docker's default and AppArmor stays on, so mount,
  *   module loading and raw devices still fail; what grows is the kernel surface
- *   the container can call, which the README says.
+ *   the container can call, which docs/how-it-works.md "Host access" says.
  * - no-new-privileges (any spelling): only takes rights away.
  * Refused: apparmor=unconfined (lifts the profile that denies writes to /proc
  * and /sys and mounts), label=... (SELinux labels are what keep a container off

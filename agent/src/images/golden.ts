@@ -1,6 +1,6 @@
 /**
  * Golden images: a running workspace container committed as a Docker image
- * other workspaces start from (DESIGN.md "Snapshot backends"), optionally
+ * other workspaces start from (docs/machines.md "Golden images"), optionally
  * pushed to the cache registry so any node can run it.
  *
  * Owner rule. A workspace's owner is the `owner` its record holds (the

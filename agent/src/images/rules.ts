@@ -1,13 +1,13 @@
 /**
- * Golden image naming rules and labels (DESIGN.md "Snapshot backends").
+ * Golden image naming rules and labels (docs/machines.md "Golden images").
  * Every check here runs before anything is created; a refusal is an input
  * error (exit 2, HTTP 400) with a stable code.
  */
 import { WarmstartError } from '../errors.js';
 
-/** DESIGN.md: the name. 2 to 64 characters. */
+/** docs/machines.md "Golden images": the name. 2 to 64 characters. */
 export const IMAGE_NAME = /^[a-z0-9][a-z0-9._-]{1,63}$/;
-/** DESIGN.md: the tag. 1 to 63 characters. */
+/** docs/machines.md "Golden images": the tag. 1 to 63 characters. */
 export const IMAGE_TAG = /^[A-Za-z0-9._-]{1,63}$/;
 /**
  * Docker's own grammar for a repository path component: separators

@@ -1,6 +1,6 @@
 /**
  * Registry credentials and the order in which the agent looks for them (see
- * DESIGN.md "Registry credentials"): the job's own, then a GitHub App
+ * docs/how-it-works.md "Registry credentials"): the job's own, then a GitHub App
  * installation token for ghcr.io, then static config; none means pull-only.
  */
 

@@ -1,5 +1,5 @@
 /**
- * GitHub App installation tokens as ghcr.io credentials (DESIGN.md "Registry
+ * GitHub App installation tokens as ghcr.io credentials (docs/how-it-works.md "Registry
  * credentials", step 2). The token is cached by us, not by @octokit/auth-app,
  * because we need an injectable clock and a refresh margin before expiry.
  */

@@ -51,7 +51,7 @@ export interface PrepareOptions {
 }
 
 /**
- * Prepares one workspace, DESIGN.md's pipeline top to bottom. Input errors
+ * Prepares one workspace, docs/how-it-works.md "Pipeline" top to bottom. Input errors
  * throw before anything is created; every later failure is an outcome
  * (`recovery` or `failed`), never an exception.
  */

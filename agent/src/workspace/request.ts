@@ -20,7 +20,7 @@ export interface PrepareRequest {
   };
   push?: { disabled?: boolean; timeoutMs?: number | null };
   /**
-   * How far the caller's token reaches (README "Trust model"): `node` (the
+   * How far the caller's token reaches (docs/how-it-works.md "Trust model"): `node` (the
    * CLI's operator, the API's static token, a JWT without a workspace claim)
    * or `workspace` (a workspace-scoped JWT). A workspace-scoped caller may
    * not name a cache ref outside its repository's own path. Default `node`.

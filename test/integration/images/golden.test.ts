@@ -1,7 +1,7 @@
 /**
  * Acceptance (issue 5, golden images): a golden image made with `warmstart
  * image create` from a real `warmstart up` workspace (repo cloned over HTTPS
- * with a git token, registry password from stdin) has the DESIGN.md labels,
+ * with a git token, registry password from stdin) has the labels of docs/machines.md "Golden images",
  * holds neither secret (the exported image searched down to every file of
  * every layer, and its config), is refused for a stopped workspace or
  * another owner, refuses bad names with exit 2 and makes nothing, and with
@@ -185,7 +185,7 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     expect(await imageExists(`warmstart-golden/${NAME}:latest`)).toBe(false);
   });
 
-  it('creates a golden image with the DESIGN.md labels, inherited and custom capabilities merged, holding neither secret', async () => {
+  it('creates a golden image with the documented labels (docs/machines.md), inherited and custom capabilities merged, holding neither secret', async () => {
     // The node's git token (WARMSTART_GIT_TOKEN) cloned the repository but is never offered
     // inside the container (test/security/container-token.test.ts): no credential mount, no helper env.
     const info = (JSON.parse(String((await execa('docker', ['inspect', up.containerId!])).stdout)) as Record<string, any>[])[0]!;

@@ -1,5 +1,5 @@
 /**
- * Golden image naming rules (DESIGN.md "Snapshot backends"): every rule has a
+ * Golden image naming rules (docs/machines.md "Golden images"): every rule has a
  * value just inside and just outside it, and each refusal has its stable code.
  */
 import { describe, expect, it } from 'vitest';
@@ -31,7 +31,7 @@ function codeOf(fn: () => unknown): string | null {
 }
 
 describe('image name: [a-z0-9][a-z0-9._-]{1,63}', () => {
-  it('is the DESIGN.md regex, anchored', () => {
+  it('is the documented regex (docs/machines.md), anchored', () => {
     expect(IMAGE_NAME.source).toBe('^[a-z0-9][a-z0-9._-]{1,63}$');
   });
 
@@ -63,7 +63,7 @@ describe('image name: [a-z0-9][a-z0-9._-]{1,63}', () => {
     expect(codeOf(() => validateImageName(name))).toBe('INVALID_IMAGE_NAME');
   });
 
-  // The DESIGN.md regex allows these, Docker's reference grammar does not:
+  // The documented regex (docs/machines.md "Golden images") allows these, Docker's reference grammar does not:
   // refused up front rather than by the engine halfway through a create.
   it.each([
     ['trailing -', 'ab-'],
@@ -78,7 +78,7 @@ describe('image name: [a-z0-9][a-z0-9._-]{1,63}', () => {
 });
 
 describe('image tag: [A-Za-z0-9._-]{1,63}, default latest', () => {
-  it('is the DESIGN.md regex, anchored', () => {
+  it('is the documented regex (docs/machines.md), anchored', () => {
     expect(IMAGE_TAG.source).toBe('^[A-Za-z0-9._-]{1,63}$');
   });
 
