@@ -43,6 +43,7 @@ export async function githubAppFromConfig(config: AgentConfig): Promise<GithubAp
     installationId: config.githubApp.installationId,
     privateKey: await loadPrivateKey(config.githubApp.privateKeyFile),
     ...(config.githubApp.apiUrl ? { baseUrl: config.githubApp.apiUrl } : {}),
+    registryScope: config.githubApp.registryScope,
   });
 }
 

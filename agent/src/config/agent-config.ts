@@ -25,7 +25,15 @@ export interface AgentConfig {
    * (WARMSTART_GITHUB_APP_GIT_HOSTS, default github.com); `apiUrl` for GitHub
    * Enterprise Server (WARMSTART_GITHUB_API_URL, default https://api.github.com).
    */
-  githubApp: { appId: string; privateKeyFile: string; installationId: string; apiUrl: string | null; gitHosts: string[] } | null;
+  githubApp: {
+    appId: string;
+    privateKeyFile: string;
+    installationId: string;
+    apiUrl: string | null;
+    gitHosts: string[];
+    /** WARMSTART_GITHUB_APP_REGISTRY_SCOPE: the registry token per job repository (default) or installation-wide */
+    registryScope: 'repository' | 'installation';
+  } | null;
   /** git token for https clones when a job brings none */
   gitToken: string | null;
   buildTimeoutMs: number;
@@ -170,6 +178,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
           installationId: installationId!,
           apiUrl: nonEmpty(env.WARMSTART_GITHUB_API_URL),
           gitHosts: hostList(nonEmpty(env.WARMSTART_GITHUB_APP_GIT_HOSTS) ?? 'github.com'),
+          registryScope: registryScope(env.WARMSTART_GITHUB_APP_REGISTRY_SCOPE),
         }
       : null;
   // ghcr.io is the default registry only when a GitHub App can log in to it.
@@ -198,4 +207,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     dockerCliPluginDirs: dockerCliPluginDirs(env),
     cachePullFirst: cachePullFirst(env),
   };
+}
+
+function registryScope(value: string | undefined): 'repository' | 'installation' {
+  const v = nonEmpty(value) ?? 'repository';
+  if (v !== 'repository' && v !== 'installation') {
+    throw new WarmstartError('INVALID_ARGUMENT', `WARMSTART_GITHUB_APP_REGISTRY_SCOPE takes repository or installation, got ${JSON.stringify(v)}`);
+  }
+  return v;
 }

@@ -18,10 +18,16 @@ export interface RegistryCredentials {
   source: 'job' | 'github-app' | 'static';
 }
 
+/** What the credentials are for, so a source that can narrow its token does (the GitHub App: one repository). */
+export interface CredentialScope {
+  /** the job's repository name (no owner) when it is on the GitHub App's git hosts */
+  githubRepository?: string;
+}
+
 /** Something that may hold credentials for a registry host. */
 export interface CredentialSource {
   /** null when this source has nothing for that registry */
-  get(registryHost: string, signal?: AbortSignal): Promise<RegistryCredentials | null>;
+  get(registryHost: string, signal?: AbortSignal, scope?: CredentialScope): Promise<RegistryCredentials | null>;
 }
 
 /**
@@ -34,10 +40,11 @@ export async function resolveCredentials(
   sources: readonly CredentialSource[],
   registryHost: string,
   signal?: AbortSignal,
+  scope?: CredentialScope,
 ): Promise<RegistryCredentials | null> {
   for (const source of sources) {
     signal?.throwIfAborted();
-    const found = await source.get(registryHost, signal);
+    const found = await source.get(registryHost, signal, scope);
     if (found) return found;
   }
   return null;

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { createAppAuth, type StrategyOptions } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import { WarmstartError } from '../errors.js';
-import { GHCR_HOST, type CredentialSource, type RegistryCredentials } from './credentials.js';
+import { GHCR_HOST, type CredentialScope, type CredentialSource, type RegistryCredentials } from './credentials.js';
 
 /** The only registry an installation token is good for. */
 export { GHCR_HOST };
@@ -29,6 +29,13 @@ export interface GithubAppCredentialsOptions {
   baseUrl?: string;
   /** replaces the HTTP layer entirely (tests); baseUrl/timeoutMs then do not apply */
   request?: StrategyOptions['request'];
+  /**
+   * `repository` (default): a job's registry token is limited to the job's
+   * repository when it is one of the installation's (a token per repository,
+   * as a workflow's GITHUB_TOKEN is); `installation`: one token for every
+   * job, for packages not linked to their repository.
+   */
+  registryScope?: 'repository' | 'installation';
 }
 
 /** What the registry token asks for: pushing to (and pulling from) ghcr.io, nothing else. */
@@ -90,18 +97,25 @@ export function githubAppCredentials(opts: GithubAppCredentialsOptions): Credent
   return githubApp(opts).registry;
 }
 
+/** Tokens kept per repository (and '' for the installation-wide one); a node serves a bounded set of repositories at a time. */
+const MAX_CACHED_TOKENS = 256;
+
 function registrySource(auth: ReturnType<typeof createAppAuth>, opts: GithubAppCredentialsOptions): CredentialSource {
   const now = opts.now ?? Date.now;
   const margin = opts.refreshMarginMs ?? DEFAULT_REFRESH_MARGIN_MS;
+  const perRepository = (opts.registryScope ?? 'repository') === 'repository';
 
-  let cached: CachedToken | null = null;
-  let inFlight: Promise<CachedToken> | null = null;
+  const cached = new Map<string, CachedToken>();
+  const inFlight = new Map<string, Promise<CachedToken>>();
+  /** repositories the installation cannot scope a token to: they get the installation-wide token */
+  const unscopable = new Set<string>();
 
-  const fetchToken = async (): Promise<CachedToken> => {
+  const fetchToken = async (repository: string): Promise<CachedToken> => {
     try {
       // refresh: auth-app keeps its own LRU (59 min on the real clock); we
       // only get here when *we* decided the token is too old, so bypass it.
-      const result = await auth({ type: 'installation', refresh: true, permissions: REGISTRY_PERMISSIONS });
+      const narrow = repository === '' ? {} : { repositoryNames: [repository] };
+      const result = await auth({ type: 'installation', refresh: true, ...narrow, permissions: REGISTRY_PERMISSIONS });
       const expiresAtMs = Date.parse(result.expiresAt);
       if (!result.token || Number.isNaN(expiresAtMs)) {
         throw new WarmstartError('GITHUB_APP_AUTH_FAILED', 'GitHub returned no usable installation token', {
@@ -110,27 +124,53 @@ function registrySource(auth: ReturnType<typeof createAppAuth>, opts: GithubAppC
       }
       return { token: result.token, expiresAtMs };
     } catch (err) {
-      throw toAuthError(err, opts.installationId, 'packages: write');
+      throw toAuthError(err, opts.installationId, repository === '' ? 'packages: write' : `packages: write on ${repository}`);
     }
   };
 
-  const current = (): Promise<CachedToken> => {
-    if (cached && now() < cached.expiresAtMs - margin) return Promise.resolve(cached);
-    inFlight ??= fetchToken()
-      .then((t) => (cached = t))
-      .finally(() => {
-        inFlight = null;
-      });
-    return inFlight;
+  const current = (repository: string): Promise<CachedToken> => {
+    const have = cached.get(repository);
+    if (have && now() < have.expiresAtMs - margin) return Promise.resolve(have);
+    let pending = inFlight.get(repository);
+    if (!pending) {
+      pending = fetchToken(repository)
+        .then((t) => {
+          if (cached.size >= MAX_CACHED_TOKENS) cached.delete(cached.keys().next().value!);
+          cached.set(repository, t);
+          return t;
+        })
+        .finally(() => inFlight.delete(repository));
+      inFlight.set(repository, pending);
+    }
+    return pending;
+  };
+
+  /**
+   * The job's repository's own token; the installation-wide one when the
+   * repository is not the installation's (GitHub answers 422 or 404: the
+   * API cannot scope a token to it) or when scoping is off.
+   */
+  const forScope = async (scope: CredentialScope | undefined): Promise<CachedToken> => {
+    const repository = perRepository ? (scope?.githubRepository ?? '') : '';
+    if (repository === '' || unscopable.has(repository)) return current('');
+    try {
+      return await current(repository);
+    } catch (err) {
+      if (!(err instanceof WarmstartError && /^HTTP (404|422)\b/.test(err.detail ?? ''))) throw err;
+      // Not asked again for this repository while the process lives (an installation changes rarely; a restart asks anew).
+      if (unscopable.size >= MAX_CACHED_TOKENS) unscopable.clear();
+      unscopable.add(repository);
+      return current('');
+    }
   };
 
   return {
-    async get(registryHost, signal) {
+    async get(registryHost, signal, scope) {
       if (registryHost.trim().toLowerCase() !== GHCR_HOST) return null;
       signal?.throwIfAborted();
       // One caller giving up must not cancel the request others share, so we
       // abandon the wait instead of aborting the fetch.
-      const t = await (signal ? raceAbort(current(), signal) : current());
+      const t = await (signal ? raceAbort(forScope(scope), signal) : forScope(scope));
       const creds: RegistryCredentials = {
         registry: GHCR_HOST,
         username: 'x-access-token',

@@ -124,7 +124,7 @@ export class CacheSession {
     const sources = plan.jobCredentials ? [{ get: async () => plan.jobCredentials }, ...deps.credentialSources] : deps.credentialSources;
     return rec.phase('credentials', async () => {
       try {
-        return await resolveCredentials(sources, plan.registryHost);
+        return await resolveCredentials(sources, plan.registryHost, undefined, plan.githubRepository ? { githubRepository: plan.githubRepository } : undefined);
       } catch (err) {
         // The source's detail (GitHub's status and message, scrubbed by github-app.ts) is what an operator acts on.
         this.credentialNote = `credentials unavailable: ${describeErrorWithDetail(err)}`;

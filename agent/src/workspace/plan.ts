@@ -7,7 +7,7 @@ import { WarmstartError } from '../errors.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
 import { workspaceVolume } from './remove.js';
 import { chooseGitToken } from './git-token.js';
-import { parseRepository, type Repository } from './repository.js';
+import { parseRepository, repositoryAuthority, type Repository } from './repository.js';
 import type { PrepareRequest } from './request.js';
 import { validateConfigName, validateWorkspaceId } from './validate.js';
 
@@ -25,6 +25,8 @@ export interface JobPlan {
   gitTokenHost: string | null;
   /** why the node's token was held back (for the events), or null */
   gitTokenNote: string | null;
+  /** the repository's name when it is on the GitHub App's git hosts: the App's registry token is narrowed to it */
+  githubRepository: string | null;
   /** the moving cache ref, or null with the reason in cacheOffReason */
   cacheRef: string | null;
   cacheOffReason: string | null;
@@ -102,6 +104,7 @@ export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
     gitTokenSource: gitToken.source,
     gitTokenHost: gitToken.host,
     gitTokenNote: gitToken.note,
+    githubRepository: onGithubAppHost(repo, config) ? repo.name : null,
     cacheRef,
     cacheOffReason,
     registryHost,
@@ -122,4 +125,11 @@ export async function builderOf(devcontainer: Pick<DevcontainerCli, 'usesClassic
 /** The plan with the moving ref of `builder` (agent/src/cache/ref.ts builderRef). */
 export function forBuilder<P extends JobPlan>(plan: P, builder: Builder): P {
   return plan.cacheRef ? { ...plan, cacheRef: builderRef(plan.cacheRef, builder) } : plan;
+}
+
+/** Whether the repository lives on one of the GitHub App's git hosts (any transport but a local path). */
+function onGithubAppHost(repo: Repository, config: { githubApp?: { gitHosts: string[] } | null }): boolean {
+  if (!config.githubApp || repo.kind === 'local') return false;
+  const host = repo.kind === 'ssh' ? (repo.host?.toLowerCase() ?? null) : repositoryAuthority(repo);
+  return host !== null && config.githubApp.gitHosts.includes(host);
 }

@@ -206,6 +206,48 @@ describe('what the App asks GitHub for', () => {
     expect(bodies).toEqual([{ permissions: { packages: 'write' } }, { repositories: ['app'], permissions: { contents: 'read' } }]);
   });
 
+  it("a job's registry token is narrowed to its repository, one token per repository; installation-wide when the API cannot narrow it or when asked", async () => {
+    const bodies: { repositories?: string[] }[] = [];
+    let n = 0;
+    nock(API)
+      .post('/app/installations/9/access_tokens', (b: { repositories?: string[] }) => (bodies.push(b), true))
+      .times(5)
+      .reply(() => {
+        const b = bodies[bodies.length - 1]!;
+        // GitHub refuses a repository the installation does not cover
+        if (b.repositories?.[0] === 'foreign') return [422, { message: 'There is at least one repository that does not exist or is not accessible to the parent installation.' }];
+        return [201, { token: `ghs_${b.repositories?.[0] ?? 'all'}_${++n}`, expires_at: new Date(Date.now() + HOUR).toISOString() }];
+      });
+    const app = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9 });
+    expect((await app.registry.get('ghcr.io', undefined, { githubRepository: 'app' }))?.password).toBe('ghs_app_1');
+    expect((await app.registry.get('ghcr.io', undefined, { githubRepository: 'app' }))?.password).toBe('ghs_app_1'); // cached
+    expect((await app.registry.get('ghcr.io', undefined, { githubRepository: 'lib' }))?.password).toBe('ghs_lib_2');
+    // not the installation's: the installation-wide token, and the repository is not asked for again
+    expect((await app.registry.get('ghcr.io', undefined, { githubRepository: 'foreign' }))?.password).toBe('ghs_all_3');
+    expect((await app.registry.get('ghcr.io', undefined, { githubRepository: 'foreign' }))?.password).toBe('ghs_all_3');
+    expect((await app.registry.get('ghcr.io'))?.password).toBe('ghs_all_3');
+    expect(bodies).toEqual([
+      { repositories: ['app'], permissions: { packages: 'write' } },
+      { repositories: ['lib'], permissions: { packages: 'write' } },
+      { repositories: ['foreign'], permissions: { packages: 'write' } },
+      { permissions: { packages: 'write' } },
+    ]);
+
+    // With registryScope installation, one token for every repository.
+    bodies.length = 0;
+    const wide = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9, registryScope: 'installation' });
+    expect((await wide.registry.get('ghcr.io', undefined, { githubRepository: 'app' }))?.password).toBe('ghs_all_4');
+    expect(bodies).toEqual([{ permissions: { packages: 'write' } }]);
+  });
+
+  it('a narrowed token that fails for another reason (401) fails the credentials, without falling back', async () => {
+    nock(API).post('/app/installations/9/access_tokens').reply(401, { message: 'A JSON web token could not be decoded' });
+    const app = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9 });
+    const err = (await app.registry.get('ghcr.io', undefined, { githubRepository: 'app' }).catch((e: unknown) => e)) as WarmstartError;
+    expect(err.code).toBe('GITHUB_APP_AUTH_FAILED');
+    expect(nock.pendingMocks()).toEqual([]);
+  });
+
   it('a 422 (not granted) says what to grant, for the registry token and for a clone token', async () => {
     const notGranted = { message: 'The permissions requested are not granted to this installation.', documentation_url: 'https://docs.github.com/rest' };
     nock(API).post('/app/installations/9/access_tokens').times(2).reply(422, notGranted);

@@ -66,6 +66,24 @@ describe('which git token a job clones with', () => {
     expect(own).toMatchObject({ gitToken: JOB, gitTokenSource: 'job', gitTokenHost: 'other.host' });
     expect(planJob({ workspaceId: 'w1', repository: 'acme/app' }, config)).toMatchObject({ gitToken: NODE, gitTokenSource: 'node' });
   });
+
+  it("names the repository the App's registry token is narrowed to: on the App's git hosts only, whatever the transport or token", () => {
+    const app = configFromEnv({
+      WARMSTART_GITHUB_APP_ID: '1',
+      WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE: '/nonexistent/key.pem',
+      WARMSTART_GITHUB_INSTALLATION_ID: '2',
+    });
+    expect(app.githubApp?.registryScope).toBe('repository');
+    const repoOf = (repository: string, gitToken?: string) => planJob({ workspaceId: 'w1', repository, ...(gitToken ? { gitToken } : {}) }, app).githubRepository;
+    expect(repoOf('acme/app')).toBe('app');
+    expect(repoOf('git@github.com:acme/tool.git')).toBe('tool');
+    expect(repoOf('https://github.com/acme/lib', JOB)).toBe('lib');
+    expect(repoOf('https://other.host/acme/app')).toBeNull();
+    expect(planJob({ workspaceId: 'w1', repository: 'acme/app' }, config).githubRepository).toBeNull(); // no App
+    expect(() => configFromEnv({
+      WARMSTART_GITHUB_APP_ID: '1', WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE: '/k.pem', WARMSTART_GITHUB_INSTALLATION_ID: '2', WARMSTART_GITHUB_APP_REGISTRY_SCOPE: 'org',
+    })).toThrow(/repository or installation/);
+  });
 });
 
 /** Asks git itself (`git credential fill`) what the helper gives for a host. */
