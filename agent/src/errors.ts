@@ -64,7 +64,7 @@ export const ERROR_CODES = [
   'CACHE_IDENTITY_MISMATCH',
   // WARMSTART_CACHE_TRUSTED_KEYS is set and the image carries no valid signature by one of them: not used
   'CACHE_SIGNATURE_INVALID',
-  // an exact image older than WARMSTART_EXACT_MAX_AGE: not started, the start builds from layers
+  // an exact image older than WARMSTART_EXACT_MAX_AGE: not started, the start rebuilds every step (no layer cache)
   'EXACT_IMAGE_EXPIRED',
   // machine backends
   'BACKEND_UNSUPPORTED',
