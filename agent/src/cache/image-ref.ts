@@ -1,8 +1,12 @@
 /**
- * Image and feature references split the way Docker reads them, so the
- * registry client can ask for the manifest a build would pull: `node:20` is
- * `docker.io/library/node`, tag `20` (the client maps docker.io to its API
- * host); no tag means `latest`; `@sha256:...` is already a digest.
+ * Image references split in one place. `splitTag`/`withTag` take a ref as
+ * the agent writes it (`host[:port]/path[:tag]`; the tag is what follows the
+ * last ':' after the last '/'), for the cache refs the agent made
+ * (cache/ref.ts checks those) and the refs it pushes. `parsePullRef` splits
+ * one the way Docker reads it, so the registry client can ask for the
+ * manifest a build would pull: `node:20` is `docker.io/library/node`, tag
+ * `20` (the client maps docker.io to its API host); no tag means `latest`;
+ * `@sha256:...` is already a digest.
  */
 import { registryOfImage } from '../registry/image-credentials.js';
 
@@ -15,6 +19,18 @@ export interface ParsedRef {
   reference: string;
   /** the digest the reference is pinned to, or null for a tag */
   digest: string | null;
+}
+
+/** `repository` (`host[:port]/path`) and `tag` (null when the ref has none) of `host[:port]/path[:tag]`. */
+export function splitTag(ref: string): { repository: string; tag: string | null } {
+  const colon = ref.lastIndexOf(':');
+  if (colon > ref.lastIndexOf('/')) return { repository: ref.slice(0, colon), tag: ref.slice(colon + 1) };
+  return { repository: ref, tag: null };
+}
+
+/** The same repository under another tag. */
+export function withTag(ref: string, tag: string): string {
+  return `${splitTag(ref).repository}:${tag}`;
 }
 
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;

@@ -4,6 +4,7 @@ import { describeError } from '../errors.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
 import type { FetchedManifest } from '../registry/oci-api.js';
 import { relabelInRegistry, type RelabelOptions } from './relabel.js';
+import { splitTag } from './image-ref.js';
 
 export interface PushCacheOptions {
   engine: DockerEngine;
@@ -67,15 +68,15 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
       if (!o.exact || r !== ref) await sign(r, null);
     }
     if (o.exact) {
-      const colon = o.exact.ref.lastIndexOf(':');
-      const repository = o.exact.ref.slice(0, colon);
+      const exact = splitTag(o.exact.ref);
+      const repository = exact.repository;
       const digest = pushed[0] ?? null;
-      const sameRepository = ref !== null && ref.slice(0, ref.lastIndexOf(':')) === repository;
+      const moving = ref === null ? null : splitTag(ref);
       let labelled: FetchedManifest | null = null;
       try {
         labelled =
-          digest && sameRepository
-            ? await relabel({ repository, digest, labels: o.exact.labels, tags: [o.exact.ref.slice(colon + 1), ref.slice(ref.lastIndexOf(':') + 1)], creds: o.creds ?? null })
+          digest && moving?.repository === repository && exact.tag && moving.tag
+            ? await relabel({ repository, digest, labels: o.exact.labels, tags: [exact.tag, moving.tag], creds: o.creds ?? null })
             : null;
       } catch (err) {
         // A registry that took the push but cannot serve its manifest back (a 5xx on reads): the engine labels it, as below.

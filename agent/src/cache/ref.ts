@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { WarmstartError } from '../errors.js';
 import { hostComponent, remoteHost } from './identity.js';
 import { parseHostPort, type Repository } from '../workspace/repository.js';
+import { splitTag, withTag } from './image-ref.js';
 
 /** Where cache images live: a registry host (with port) and an optional namespace path. */
 export interface CacheRegistry {
@@ -165,11 +166,11 @@ const BUILDKIT_PREFIX = 'buildkit-';
  */
 export function builderRef(movingRef: string, builder: Builder): string {
   if (builder === 'classic') return movingRef;
-  const colon = movingRef.lastIndexOf(':');
-  const tag = `${BUILDKIT_PREFIX}${movingRef.slice(colon + 1)}`;
-  if (tag.length <= TAG_MAX) return `${movingRef.slice(0, colon)}:${tag}`;
+  const { tag: moving } = splitTag(movingRef);
+  const tag = `${BUILDKIT_PREFIX}${moving ?? 'latest'}`;
+  if (tag.length <= TAG_MAX) return withTag(movingRef, tag);
   const suffix = `-${shortHash(tag)}`;
-  return `${movingRef.slice(0, colon)}:${tag.slice(0, TAG_MAX - suffix.length).replace(/[-.]+$/, '')}${suffix}`;
+  return withTag(movingRef, `${tag.slice(0, TAG_MAX - suffix.length).replace(/[-.]+$/, '')}${suffix}`);
 }
 
 /** The moving cache ref for a repository and config: `<cacheRepository>:<cacheTag>`. */

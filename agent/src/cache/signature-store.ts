@@ -13,6 +13,7 @@ import { describeError } from '../errors.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
 import { createOciApi, sha256Digest, type FetchedManifest, type OciApi } from '../registry/oci-api.js';
 import { signClaim, signatureProblem, SIGNATURE_MEDIA_TYPE, type SigningKey, type TrustedKey } from './signature.js';
+import { splitTag } from './image-ref.js';
 
 export const SIGNATURE_TAG_SUFFIX = '.warmstart-sig';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -32,8 +33,8 @@ export function signedDigestOf(tag: string): string | null {
 }
 
 function split(ref: string): { repository: string; tag: string } {
-  const colon = ref.lastIndexOf(':');
-  return { repository: ref.slice(0, colon), tag: ref.slice(colon + 1) };
+  const { repository, tag } = splitTag(ref);
+  return { repository, tag: tag ?? 'latest' };
 }
 
 export interface SignPushedOptions {

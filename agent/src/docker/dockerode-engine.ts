@@ -3,6 +3,7 @@ import { PassThrough, Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import DockerClient from './dockerode-module.js';
 import { WarmstartError, describeError } from '../errors.js';
+import { splitTag } from '../cache/image-ref.js';
 import type {
   CommitSpec,
   ContainerChange,
@@ -32,12 +33,10 @@ interface ProgressEvent {
   aux?: { Digest?: string; ID?: string };
 }
 
-/** Splits `host:port/path:tag` into the name and tag the push endpoint wants. */
-function splitTag(ref: string): { name: string; tag: string } {
-  const at = ref.lastIndexOf(':');
-  const slash = ref.lastIndexOf('/');
-  if (at > slash) return { name: ref.slice(0, at), tag: ref.slice(at + 1) };
-  return { name: ref, tag: 'latest' };
+/** The name and tag the push and commit endpoints want (`latest` when the ref has none). */
+function nameAndTag(ref: string): { name: string; tag: string } {
+  const { repository, tag } = splitTag(ref);
+  return { name: repository, tag: tag ?? 'latest' };
 }
 
 function statusOf(err: unknown): number | undefined {
@@ -147,7 +146,7 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async tagImage(source: string, ref: string): Promise<void> {
-    const { name, tag } = splitTag(ref);
+    const { name, tag } = nameAndTag(ref);
     await this.call(`tag ${ref}`, () => this.docker.getImage(source).tag({ repo: name, tag }));
   }
 
@@ -172,7 +171,7 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async pushImage(ref: string, auth: RegistryAuth | undefined, signal?: AbortSignal): Promise<string | null> {
-    const { name, tag } = splitTag(ref);
+    const { name, tag } = nameAndTag(ref);
     const opts: Record<string, unknown> = { tag };
     if (auth) opts.authconfig = auth;
     if (signal) opts.abortSignal = signal;
@@ -354,7 +353,7 @@ export class DockerodeEngine implements DockerEngine {
 
   async commitContainer(id: string, spec: CommitSpec): Promise<string> {
     const query: Record<string, unknown> = { container: id, pause: true };
-    if (spec.ref !== null) Object.assign(query, { repo: splitTag(spec.ref).name, tag: splitTag(spec.ref).tag });
+    if (spec.ref !== null) Object.assign(query, { repo: nameAndTag(spec.ref).name, tag: nameAndTag(spec.ref).tag });
     const body: Record<string, unknown> = { Labels: spec.labels };
     if (spec.env) body.Env = spec.env;
     if (spec.entrypoint !== undefined && spec.entrypoint !== null) body.Entrypoint = spec.entrypoint;

@@ -36,6 +36,7 @@ import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { PushResult } from '../../../shared/src/workspace-result.js';
 import { sourceDefaults } from '../backends/docker.js';
+import { splitTag } from '../cache/image-ref.js';
 import { pushCache } from '../cache/push-cache.js';
 import { parseCacheRegistry, parseImageRef, type CacheRegistry } from '../cache/ref.js';
 import type { AgentConfig } from '../config/agent-config.js';
@@ -341,10 +342,9 @@ function fromSummary(i: ImageSummary, name: string, tag: string): GoldenImage {
 /** `name` and `tag` of a local golden ref, or null. */
 function parseLocalRef(repoTag: string): { name: string; tag: string } | null {
   if (!repoTag.startsWith(LOCAL_REPOSITORY_PREFIX)) return null;
-  const rest = repoTag.slice(LOCAL_REPOSITORY_PREFIX.length);
-  const colon = rest.lastIndexOf(':');
-  if (colon <= 0 || rest.includes('/')) return null;
-  return { name: rest.slice(0, colon), tag: rest.slice(colon + 1) };
+  const { repository: name, tag } = splitTag(repoTag.slice(LOCAL_REPOSITORY_PREFIX.length));
+  if (name === '' || tag === null || name.includes('/')) return null;
+  return { name, tag };
 }
 
 async function describeImage(engine: DockerEngine, ref: string): Promise<GoldenImage | null> {

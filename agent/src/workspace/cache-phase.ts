@@ -13,6 +13,7 @@ import { toDockerAuthConfig } from '../registry/docker-config.js';
 import { createOciApi, type OciApi } from '../registry/oci-api.js';
 import type { RegistryClient } from '../registry/registry-client.js';
 import type { JobPlan } from './plan.js';
+import { splitTag } from '../cache/image-ref.js';
 
 export interface CacheDeps {
   engine: DockerEngine;
@@ -35,11 +36,11 @@ export interface MovingPull {
 }
 
 function repositoryOf(ref: string): string {
-  return ref.slice(0, ref.lastIndexOf(':'));
+  return splitTag(ref).repository;
 }
 
 function tagOf(ref: string): string {
-  return ref.slice(ref.lastIndexOf(':') + 1);
+  return splitTag(ref).tag ?? 'latest';
 }
 
 /** The moving image taken as the exact image ({@link CacheSession.movingAsExact}). */

@@ -7,6 +7,7 @@ import type { PhaseRecorder } from '../events/phase-recorder.js';
 import { labelMismatch } from '../cache/image-labels.js';
 import type { CacheSession } from './cache-phase.js';
 import type { PipelineDeps } from './pipeline.js';
+import { withTag } from '../cache/image-ref.js';
 
 /** The exact ref of a config's content, and whether the finished image is here now. */
 export interface ExactLookup {
@@ -36,7 +37,7 @@ export interface NoExactKey {
 
 /** `<repository of the moving ref>:exact-<key>`: the same repository, a tag per content key. */
 export function exactRefFor(movingRef: string, key: string): string {
-  return `${movingRef.slice(0, movingRef.lastIndexOf(':'))}:exact-${key.slice(0, 40)}`;
+  return withTag(movingRef, `exact-${key.slice(0, 40)}`);
 }
 
 /**
