@@ -8,6 +8,7 @@ import { WarmstartError } from '../errors.js';
 import { dockerfileSources } from './dockerfile-sources.js';
 import { cleanPath, compileGlob, DockerIgnore, hasWildcard } from './dockerignore.js';
 import { within } from '../devcontainer/within.js';
+import { RepoPathError, RepoPaths, type RepoPath } from '../devcontainer/repo-path.js';
 
 /** What the exact-hit content key is computed from. */
 export interface ContentKeyInput {
@@ -154,7 +155,7 @@ export async function readDockerfile(discovered: DiscoveredConfig, repoDir: stri
 }
 
 async function locateDockerfile(discovered: DiscoveredConfig, repoDir: string) {
-  const repo = new Repo(path.resolve(repoDir), await realpath(repoDir));
+  const repo = new Repo(await RepoPaths.of(repoDir));
   const config = discovered.config;
   const configDir = path.dirname(path.resolve(discovered.path));
   const build = isRecord(config.build) ? config.build : {};
@@ -214,47 +215,28 @@ function isNotFound(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
-interface Resolved {
-  /** Absolute, as written (symlinks not resolved). */
-  abs: string;
-  /** Relative to the repo, `/`-separated, `.` for the root. */
-  rel: string;
-  /** Symlinks resolved, or null when it does not exist. */
-  real: string | null;
-}
+type Resolved = RepoPath;
 
-/** The clone: every path read is checked to stay inside it, before and after resolving symlinks. */
+/** The clone: every path read stays inside it (devcontainer/repo-path.ts, the rule discovery applies too). */
 class Repo {
-  constructor(
-    readonly root: string,
-    readonly realRoot: string,
-  ) {}
+  constructor(private readonly paths: RepoPaths) {}
+
+  get root(): string {
+    return this.paths.root;
+  }
+
+  get realRoot(): string {
+    return this.paths.realRoot;
+  }
 
   async resolve(base: string, value: unknown, what: string): Promise<Resolved> {
     if (typeof value !== 'string' || value === '') throw invalid(`${what} must be a non-empty string`);
-    const abs = path.resolve(base, this.substitute(value, what));
-    const rel = path.relative(this.root, abs).split(path.sep).join('/') || '.';
-    if (!within(this.root, abs)) throw invalid(`${what} ${JSON.stringify(value)} points outside the repository`);
-    let real: string;
     try {
-      real = await realpath(abs);
+      return await this.paths.resolve(base, value);
     } catch (err) {
-      if (isNotFound(err)) return { abs, rel, real: null };
+      if (err instanceof RepoPathError) throw invalid(`${what} ${JSON.stringify(value)} ${err.why}`);
       throw err;
     }
-    if (!within(this.realRoot, real)) throw invalid(`${what} ${JSON.stringify(value)} resolves outside the repository`);
-    return { abs, rel, real };
-  }
-
-  /** The CLI substitutes variables before resolving paths; only the workspace ones are known here. */
-  private substitute(value: string, what: string): string {
-    const out = value
-      .replaceAll('${localWorkspaceFolder}', this.root)
-      .replaceAll('${localWorkspaceFolderBasename}', path.basename(this.root));
-    if (out.includes('${')) {
-      throw invalid(`${what} ${JSON.stringify(value)} uses a variable the content key cannot resolve`);
-    }
-    return out;
   }
 }
 

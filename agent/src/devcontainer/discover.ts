@@ -2,6 +2,7 @@ import { lstat, open, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { WarmstartError } from '../errors.js';
+import { RepoPathError, RepoPaths } from './repo-path.js';
 
 /** How the dev container is made: built from a Dockerfile, run from an image, or by Compose. */
 export type ConfigKind = 'dockerfile' | 'image' | 'compose';
@@ -86,8 +87,8 @@ async function readCandidate(root: string, rel: string): Promise<DiscoveredConfi
       detail: errnoOf(cause),
     });
   }
-  const realRoot = await realpath(root);
-  if (!isInside(realRoot, real)) {
+  const paths = await RepoPaths.of(root);
+  if (!isInside(paths.realRoot, real)) {
     throw new WarmstartError(
       'DEVCONTAINER_CONFIG_INVALID',
       `${rel} points outside the repository`,
@@ -97,7 +98,7 @@ async function readCandidate(root: string, rel: string): Promise<DiscoveredConfi
   const text = await readBounded(real, rel);
   const config = parseConfig(text, rel);
   const kind = kindOf(config, rel);
-  await checkPaths(config, { root, realRoot, configDir: path.dirname(abs), rel });
+  await checkPaths(config, { paths, configDir: path.dirname(path.resolve(abs)), rel });
   return { path: abs, relativePath: rel, text, config, kind };
 }
 
@@ -197,9 +198,8 @@ export function tooDeepAt(text: string, limit: number): number {
 }
 
 interface PathContext {
-  /** the clone, as given and symlink-resolved */
-  root: string;
-  realRoot: string;
+  /** the clone's path rule (repo-path.ts) */
+  paths: RepoPaths;
   /** the config file's directory, not symlink-resolved: the CLI resolves relative paths against it */
   configDir: string;
   rel: string;
@@ -235,53 +235,12 @@ async function checkPaths(config: Record<string, unknown>, ctx: PathContext): Pr
 
 async function checkPath(field: string, value: string, ctx: PathContext): Promise<void> {
   const shown = JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value);
-  const refuse = (why: string): never => {
-    throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${ctx.rel}: ${field} ${shown} ${why}`);
-  };
-  // A symlink loop, a name too long: the CLI could not use the path either.
-  const unusable = (err: unknown): never => refuse(`cannot be resolved (${errnoOf(err) ?? 'error'})`);
-  // The CLI substitutes variables before it resolves a path; only the
-  // workspace's own are known here, and any other (an env var of the agent's
-  // host) could point anywhere.
-  const substituted = value
-    .replaceAll('${localWorkspaceFolder}', ctx.root)
-    .replaceAll('${localWorkspaceFolderBasename}', path.basename(ctx.root));
-  if (substituted.includes('${')) refuse('uses a variable other than ${localWorkspaceFolder}: a path must stay in the repository');
-  const abs = path.resolve(ctx.configDir, substituted);
-  if (!isInsideOrRoot(ctx.root, abs)) refuse('points outside the repository');
-  // The nearest part of the path that exists, symlinks resolved, must be inside too.
-  let probe = abs;
-  for (;;) {
-    let linkOrFile = true;
-    try {
-      await lstat(probe);
-    } catch (err) {
-      if (!isNotFound(err)) unusable(err);
-      linkOrFile = false;
-    }
-    if (linkOrFile) {
-      let real: string;
-      try {
-        real = await realpath(probe);
-      } catch (err) {
-        if (!isNotFound(err)) unusable(err);
-        return refuse('is a symlink that leads nowhere');
-      }
-      if (!isInsideOrRoot(ctx.realRoot, real)) refuse('leads outside the repository through a symlink');
-      return;
-    }
-    if (probe === ctx.root) return;
-    probe = path.dirname(probe);
+  try {
+    await ctx.paths.resolve(ctx.configDir, value);
+  } catch (err) {
+    if (err instanceof RepoPathError) throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${ctx.rel}: ${field} ${shown} ${err.why}`);
+    throw err;
   }
-}
-
-function isInsideOrRoot(root: string, p: string): boolean {
-  return p === root || isInside(root, p);
-}
-
-function isNotFound(err: unknown): boolean {
-  const code = errnoOf(err);
-  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /**
