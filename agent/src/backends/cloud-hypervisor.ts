@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { WarmstartError, isWarmstartError } from '../errors.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
 import type { ExecResult, Machine, MachineImage, SnapshotBackend, StateSnapshot } from './backend.js';
 import type { ChVmConfig, CloudHypervisorApi } from './cloud-hypervisor-api.js';
 import {
@@ -121,7 +122,7 @@ export class CloudHypervisorBackend implements SnapshotBackend {
   private readonly tapName: (machine: string, index: number) => string;
   private readonly logger: ChBackendLogger;
   private readonly now: () => number;
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly queues = new KeyedQueue();
 
   constructor(private readonly options: CloudHypervisorBackendOptions) {
     this.layout = new ChLayout(options.stateDir);
@@ -488,12 +489,6 @@ export class CloudHypervisorBackend implements SnapshotBackend {
 
   /** One operation per machine at a time: a snapshot and a restore of one VM must not interleave. */
   private exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const run = (this.queues.get(key) ?? Promise.resolve()).then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.queues.set(key, tail);
-    void tail.then(() => {
-      if (this.queues.get(key) === tail) this.queues.delete(key);
-    });
-    return run;
+    return this.queues.run(key, fn);
   }
 }
