@@ -115,7 +115,8 @@ export const HeartbeatBody = z.object({
   queuedJobs: z.number().int().nonnegative(),
   load: z.array(z.number()),
   memory: z.object({ totalBytes: z.number(), freeBytes: z.number(), agentRssBytes: z.number() }),
-  disk: z.object({ path: z.string(), totalBytes: z.number(), freeBytes: z.number() }),
+  /** zeros with `error` when the path could not be read (the beat is still sent) */
+  disk: z.object({ path: z.string(), totalBytes: z.number(), freeBytes: z.number(), error: z.string().optional() }),
   ts: z.string(),
 });
 

@@ -138,7 +138,7 @@ export function spawnCloudHypervisor(binary = 'cloud-hypervisor', options: { tim
 /** Polls vmm.ping until the VMM answering is the process `pid` (not one still shutting down). */
 async function answersAs(api: CloudHypervisorApi, pid: number | undefined, deadline: number, signal: AbortSignal): Promise<boolean> {
   for (let wait = 10; Date.now() < deadline && !signal.aborted; wait = Math.min(wait * 2, 250)) {
-    const ping = await api.ping().catch(() => null);
+    const ping = await api.ping().catch(() => null); // not answering yet: polled again
     if (ping && (ping.pid === undefined || ping.pid === pid)) return true;
     await sleep(wait);
   }

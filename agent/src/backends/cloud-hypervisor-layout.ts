@@ -4,6 +4,7 @@ import { copyFile, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from
 import { extname, join } from 'node:path';
 import { WarmstartError } from '../errors.js';
 import type { ChVmConfig } from './cloud-hypervisor-api.js';
+import { unlessMissing } from '../util/best-effort.js';
 
 /**
  * Where the cloud-hypervisor backend keeps things under `stateDir`, and the
@@ -99,7 +100,7 @@ export async function exists(path: string): Promise<boolean> {
 
 /** The VM config recorded in a snapshot dir, or null when the dir holds no snapshot. */
 export async function readChConfig(dir: string): Promise<ChVmConfig | null> {
-  const text = await readFile(join(dir, CH_CONFIG), 'utf8').catch(() => null);
+  const text = await unlessMissing(readFile(join(dir, CH_CONFIG), 'utf8'), null);
   if (text === null) return null;
   try {
     return JSON.parse(text) as ChVmConfig;
@@ -109,7 +110,7 @@ export async function readChConfig(dir: string): Promise<ChVmConfig | null> {
 }
 
 export async function readMeta(dir: string): Promise<SnapshotMeta | null> {
-  const text = await readFile(join(dir, META), 'utf8').catch(() => null);
+  const text = await unlessMissing(readFile(join(dir, META), 'utf8'), null);
   return text === null ? null : (JSON.parse(text) as SnapshotMeta);
 }
 

@@ -6,6 +6,7 @@ import { WarmstartError } from '../errors.js';
 import type { ExecResult } from './backend.js';
 import type { CloudHypervisorGuest, HostHooks } from './cloud-hypervisor-host.js';
 import { checkName } from './cloud-hypervisor-layout.js';
+import { unlessMissing } from '../util/best-effort.js';
 
 /**
  * The SSH channel into cloud-hypervisor guests (the `CloudHypervisorGuest` of
@@ -131,7 +132,7 @@ export function parseInject(text: string | undefined): ChInjectEntry[] {
 }
 
 async function requireFile(path: string, variable: string, what: string): Promise<void> {
-  const s = await stat(path).catch(() => null);
+  const s = await unlessMissing(stat(path), null);
   if (!s?.isFile()) throw new WarmstartError('BACKEND_PRECONDITION', `${variable}: ${what} ${path} does not exist or is not a file`);
   await access(path, constants.R_OK).catch(() => {
     throw new WarmstartError('BACKEND_PRECONDITION', `${variable}: ${what} ${path} is not readable`);

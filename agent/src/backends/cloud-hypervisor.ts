@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { WarmstartError, isWarmstartError } from '../errors.js';
+import { unlessMissing } from '../util/best-effort.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
 import type { ExecResult, Machine, MachineImage, SnapshotBackend, StateSnapshot } from './backend.js';
 import type { ChVmConfig, CloudHypervisorApi } from './cloud-hypervisor-api.js';
@@ -221,7 +222,7 @@ export class CloudHypervisorBackend implements SnapshotBackend {
           await api.create(plan.config);
           await api.boot();
         } catch (err) {
-          await this.vmms.stop(machine).catch(() => undefined);
+          await this.vmms.stop(machine).catch(() => undefined); // the error above is the one to report
           throw err;
         }
         const booted = this.now();
@@ -248,7 +249,7 @@ export class CloudHypervisorBackend implements SnapshotBackend {
 
   private async readBootConfig(image: string): Promise<ChVmConfig | null> {
     const dir = this.layout.image(image);
-    const text = await readFile(join(dir, BOOT_CONFIG), 'utf8').catch(() => null);
+    const text = await unlessMissing(readFile(join(dir, BOOT_CONFIG), 'utf8'), null);
     if (text === null) return null;
     let config: ChVmConfig;
     try {
@@ -413,7 +414,7 @@ export class CloudHypervisorBackend implements SnapshotBackend {
       await api.restore(restoreDir, this.options.prefault === undefined ? {} : { prefault: this.options.prefault });
       await api.resume(); // a restored VM stays paused until resumed
     } catch (err) {
-      await this.vmms.stop(machine).catch(() => undefined);
+      await this.vmms.stop(machine).catch(() => undefined); // the error above is the one to report
       // the VMM could not read the snapshot: for a machine snapshot, say so in its own words
       if (operation === 'restore' && isWarmstartError(err, 'IMAGE_NOT_FOUND')) {
         throw new WarmstartError('SNAPSHOT_NOT_FOUND', `the snapshot of machine ${machine} is incomplete`, { cause: err, detail: err.detail });
@@ -476,7 +477,7 @@ export class CloudHypervisorBackend implements SnapshotBackend {
 
   /** Valid names in a dir; half-written `.tmp-*` dirs never match. */
   private async entries(dir: string): Promise<string[]> {
-    const names = await readdir(dir).catch(() => [] as string[]);
+    const names = await unlessMissing(readdir(dir), [] as string[]);
     return names.filter((n) => /^[A-Za-z0-9]/.test(n)).sort();
   }
 

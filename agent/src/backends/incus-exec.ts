@@ -61,7 +61,7 @@ export async function incusExec(
  */
 async function notRunning(client: IncusClient, base: string, machine: string, err: unknown): Promise<unknown> {
   if (!isWarmstartError(err, 'BACKEND_ERROR')) return err;
-  const inst = await client.get<{ status: string }>(base).catch(() => null);
+  const inst = await client.get<{ status: string }>(base).catch(() => null); // cannot read its state: the original error stands
   if (!inst || inst.status === 'Running') return err;
   return new WarmstartError('BACKEND_PRECONDITION', `machine ${machine} is not running (${inst.status})`, { cause: err });
 }

@@ -119,12 +119,13 @@ export class IncusBackend implements SnapshotBackend {
       try {
         await this.api.run('POST', '/1.0/images/aliases', { name: image, target: fingerprint });
       } catch (err) {
-        if (!reused) await this.api.run('DELETE', `/1.0/images/${fingerprint}`, undefined).catch(() => undefined);
+        if (!reused) await this.api.run('DELETE', `/1.0/images/${fingerprint}`, undefined).catch(() => undefined); // the alias error is the one to report
         throw err;
       }
       const img = await this.api.get<Image>(`/1.0/images/${fingerprint}`);
       return { name: image, properties: img.properties ?? {}, createdAt: img.created_at ?? null };
     } finally {
+      // a leftover publish snapshot is visible in the instance's list; the capture's outcome stands
       if (snapshot) await this.api.run('DELETE', snapshotPath(machine, snapshot), undefined).catch(() => undefined);
     }
   }

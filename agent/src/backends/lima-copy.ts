@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, readdir, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { readQcow2Backing, setQcow2Backing } from './lima-qcow2.js';
+import { unlessMissing } from '../util/best-effort.js';
 
 /**
  * What `limactl clone` does (pkg/instance/clone.go), for a Lima that lacks
@@ -61,17 +62,17 @@ const DISKS = ['disk', 'diffdisk'];
  */
 export async function repointBackingFiles(srcDir: string, dstDir: string): Promise<string[]> {
   const done: string[] = [];
-  const srcReal = await realpath(srcDir).catch(() => resolve(srcDir));
+  const srcReal = await realpath(srcDir).catch(() => resolve(srcDir)); // not resolvable: compared as written
   for (const disk of DISKS) {
     const path = join(dstDir, disk);
-    const st = await lstat(path).catch(() => null);
+    const st = await unlessMissing(lstat(path), null);
     if (st === null || !st.isFile()) continue; // absent, or a symlink to a disk handled by its own name
     const backing = await readQcow2Backing(path);
     if (backing === null || !isAbsolute(backing.name)) continue;
-    const backingDir = await realpath(dirname(backing.name)).catch(() => resolve(dirname(backing.name)));
+    const backingDir = await realpath(dirname(backing.name)).catch(() => resolve(dirname(backing.name))); // not resolvable: compared as written
     if (backingDir !== srcReal && backingDir !== resolve(srcDir)) continue;
     const own = join(dstDir, basename(backing.name));
-    const ownStat = await stat(own).catch(() => null);
+    const ownStat = await unlessMissing(stat(own), null);
     if (ownStat === null) throw new Error(`${path} is backed by ${backing.name}, which was not copied`);
     await setQcow2Backing(path, basename(backing.name));
     done.push(disk);

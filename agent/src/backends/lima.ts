@@ -5,6 +5,7 @@ import type { ExecResult, Machine, MachineImage, MachineState, SnapshotBackend, 
 import { failureMessage, type LimaInstance, Limactl, type LimactlOptions, logMessages, parseVersion } from './lima-cli.js';
 import { copyInstanceDir, repointBackingFiles } from './lima-copy.js';
 import { LimaSnapshots } from './lima-snapshots.js';
+import { unlessMissing } from '../util/best-effort.js';
 
 /**
  * Marks a Lima instance as an image warmstart made: `<instance dir>/warmstart-image.json`
@@ -72,7 +73,7 @@ export class LimaBackend implements SnapshotBackend {
     await rm(join(dir, IMAGE_MARKER), { force: true });
     const r = await this.cli.run(['start', '--tty=false', machine], { timeoutMs: this.options.startTimeoutMs ?? 10 * 60_000 });
     if (r.exitCode !== 0) {
-      await this.cli.run(['delete', '-f', machine]).catch(() => undefined);
+      await this.cli.run(['delete', '-f', machine]).catch(() => undefined); // the error above is the one to report
       throw new WarmstartError('BACKEND_ERROR', `limactl start ${machine} failed`, { detail: failureMessage(r) });
     }
     return { name: machine, state: 'running' };
@@ -116,7 +117,7 @@ export class LimaBackend implements SnapshotBackend {
       await writeFile(join(dir, IMAGE_MARKER), `${JSON.stringify({ properties, createdAt, source: machine }, null, 2)}\n`);
     } catch (err) {
       failure = err;
-      await this.cli.run(['delete', '-f', image]).catch(() => undefined);
+      await this.cli.run(['delete', '-f', image]).catch(() => undefined); // the error above is the one to report
     }
     if (wasRunning) {
       const r = await this.cli.run(['start', '--tty=false', machine], { timeoutMs: this.options.startTimeoutMs ?? 10 * 60_000 });
@@ -207,7 +208,7 @@ export class LimaBackend implements SnapshotBackend {
     try {
       await repointBackingFiles(src.dir, dir);
     } catch (err) {
-      await this.cli.run(['delete', '-f', target]).catch(() => undefined);
+      await this.cli.run(['delete', '-f', target]).catch(() => undefined); // the error above is the one to report
       throw new WarmstartError('BACKEND_ERROR', `making ${target}'s disks its own failed`, { detail: String(err), cause: err });
     }
     return dir;
@@ -228,10 +229,12 @@ export class LimaBackend implements SnapshotBackend {
 }
 
 async function readMarker(dir: string): Promise<{ properties: Record<string, string>; createdAt: string | null } | null> {
+  const text = await unlessMissing(readFile(join(dir, IMAGE_MARKER), 'utf8'), null);
+  if (text === null) return null; // no marker: not an image of ours
   try {
-    const m = JSON.parse(await readFile(join(dir, IMAGE_MARKER), 'utf8')) as { properties?: Record<string, string>; createdAt?: string };
+    const m = JSON.parse(text) as { properties?: Record<string, string>; createdAt?: string };
     return { properties: m.properties ?? {}, createdAt: m.createdAt ?? null };
   } catch {
-    return null;
+    return null; // a marker that is not JSON was not written by us (ours are written atomically)
   }
 }

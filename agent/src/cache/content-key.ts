@@ -9,6 +9,7 @@ import { dockerfileSources } from './dockerfile-sources.js';
 import { cleanPath, compileGlob, DockerIgnore, hasWildcard } from './dockerignore.js';
 import { within } from '../devcontainer/within.js';
 import { RepoPathError, RepoPaths, type RepoPath } from '../devcontainer/repo-path.js';
+import { unlessMissing } from '../util/best-effort.js';
 
 /** What the exact-hit content key is computed from. */
 export interface ContentKeyInput {
@@ -325,7 +326,7 @@ class ContextFiles {
     this.pending.set(rel, abs);
     if (!st.isSymbolicLink()) return;
     // COPY follows a named symlink: its target's content counts too, if inside.
-    const real = await realpath(abs).catch(() => null);
+    const real = await unlessMissing(realpath(abs), null); // a dangling link: its own text counts (describeEntry)
     if (real !== null && within(this.root, real)) {
       const target = path.relative(this.root, real).split(path.sep).join('/');
       if (target === '') return this.addDir('');
@@ -414,7 +415,7 @@ class ContextFiles {
 async function describeEntry(rel: string, p: Pending): Promise<Entry> {
   if (p === MISSING) return [rel, '!', ''];
   if (p === GIT_DIR) return [rel, 'g', ''];
-  const st = await lstat(p).catch(() => null);
+  const st = await unlessMissing(lstat(p), null);
   if (st === null) return [rel, '!', ''];
   // The link's own text: following it could leave the repo, and a target inside was added on its own.
   if (st.isSymbolicLink()) return [rel, 'l', sha256(await readlink(p))];

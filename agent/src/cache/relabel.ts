@@ -122,6 +122,6 @@ function parseJson(bytes: Buffer): unknown {
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch {
-    return null;
+    return null; // not JSON: the caller treats it as no document of the kind it asked for
   }
 }

@@ -130,7 +130,7 @@ export class FileOutbox implements CallbackOutbox {
       this.logger.info(context(cb), 'callback queued');
       this.pump(workspaceId, 0);
     });
-    this.writes = write.catch(() => undefined);
+    this.writes = write.catch(() => undefined); // each write reports to its caller; the chain only orders them
     await write;
   }
 
@@ -144,7 +144,7 @@ export class FileOutbox implements CallbackOutbox {
         // The reason only: a JSON parse error quotes the file, which holds a token.
         const reason = (err as NodeJS.ErrnoException).code ?? 'not a callback record';
         this.logger.warn({ file: name, reason }, 'unreadable callback file; moved aside');
-        await this.store.quarantine(name).catch(() => undefined);
+        await this.store.quarantine(name).catch(() => undefined); // a file that cannot be moved aside stays and is tried again
       }
     }
     this.running = true;

@@ -48,11 +48,13 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
   const beat = async (): Promise<void> => {
     const startedAt = Date.now();
     try {
+      const body = await collect(options, now);
+      if (body.disk.error) logger.warn({ path: body.disk.path, error: body.disk.error }, 'heartbeat: disk usage unknown');
       const outcome = await postJson({
         fetch: fetchImpl,
         url,
         token: options.token,
-        body: await collect(options, now),
+        body,
         timeoutMs: Math.min(options.intervalMs, 10_000),
         signal: abort.signal,
         now,
@@ -103,12 +105,12 @@ async function collect(options: HeartbeatOptions, now: () => number): Promise<He
   };
 }
 
-/** Zeros when the path cannot be read: a heartbeat is still worth sending. */
+/** Zeros and why when the path cannot be read: a heartbeat is still worth sending, and zeros alone would read as a full disk. */
 async function diskUsage(path: string): Promise<HeartbeatBody['disk']> {
   try {
     const s = await statfs(path);
     return { path, totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
-  } catch {
-    return { path, totalBytes: 0, freeBytes: 0 };
+  } catch (err) {
+    return { path, totalBytes: 0, freeBytes: 0, error: describeError(err) };
   }
 }

@@ -24,7 +24,7 @@ async function fileStamp(path: string): Promise<string> {
     const s = await stat(path);
     return `${s.size}:${Math.round(s.mtimeMs)}`;
   } catch {
-    return '-';
+    return '-'; // not there (or unreadable): part of the fingerprint too, so its appearing re-probes
   }
 }
 

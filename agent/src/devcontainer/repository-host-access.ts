@@ -5,6 +5,7 @@ import type { DockerEngine } from '../docker/engine.js';
 import { composeHostAccess } from './compose-host-access.js';
 import { MAX_CONFIG_DEPTH, tooDeepAt, type DiscoveredConfig } from './discover.js';
 import { configHostAccess, metadataHostAccess, type HostAccessFinding } from './host-access.js';
+import { isMissing } from '../util/best-effort.js';
 
 const MAX_FEATURE_JSON_BYTES = 1024 * 1024;
 
@@ -41,8 +42,9 @@ async function localFeature(dir: string, repoDir: string, field: string): Promis
   let real: string;
   try {
     real = await realpath(file);
-  } catch {
-    return []; // no such file: the CLI fails on the feature, nothing is started
+  } catch (err) {
+    if (isMissing(err)) return []; // no such file: the CLI fails on the feature, nothing is started
+    throw err;
   }
   const rel = path.relative(await realpath(repoDir), real);
   if (rel.startsWith('..') || path.isAbsolute(rel)) {

@@ -231,7 +231,7 @@ export class DockerodeEngine implements DockerEngine {
     try {
       await this.call(`start container ${container.id}`, () => container.start());
     } catch (err) {
-      await this.removeContainer(container.id).catch(() => undefined);
+      await this.removeContainer(container.id).catch(() => undefined); // the error above is the one to report
       throw err;
     }
     return container.id;
@@ -265,7 +265,7 @@ export class DockerodeEngine implements DockerEngine {
         if (tar.exitCode === null && tar.signalCode === null) tar.kill('SIGKILL');
       }
     } finally {
-      await this.removeContainer(helper.id).catch(() => undefined);
+      await this.removeContainer(helper.id).catch(() => undefined); // a created, never-started helper holds nothing; the copy's outcome is the one to report
     }
   }
 

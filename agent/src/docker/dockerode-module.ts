@@ -19,7 +19,7 @@ function deferSessionModule(): void {
   try {
     file = require.resolve('dockerode/lib/session.js');
   } catch {
-    return;
+    return; // a dockerode without that module: nothing to defer, it loads as it is
   }
   if (require.cache[file]) return;
   const standIn = new Module(file);

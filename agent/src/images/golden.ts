@@ -64,6 +64,7 @@ import {
   validateImageTag,
   validateOwner,
 } from './rules.js';
+import { unlessMissing } from '../util/best-effort.js';
 
 /** The container label that names a workspace's owner (set by whoever starts it on someone's behalf). */
 export const OWNER_LABEL = 'warmstart.owner';
@@ -186,7 +187,7 @@ async function detectOs(engine: DockerEngine, containerId: string, imageOs: stri
 async function knownSecrets(deps: GoldenDeps, container: ContainerDetails, workspaceId: string, password: string | null | undefined): Promise<string[]> {
   const dirs = new Set([join(deps.config.runtimeDir, 'workspaces', workspaceId, 'git')]);
   for (const m of container.mounts) if (m.destination === CONTAINER_GIT_DIR && m.type === 'bind') dirs.add(m.source);
-  const tokens = await Promise.all([...dirs].map((d) => readFile(join(d, 'token'), 'utf8').catch(() => null)));
+  const tokens = await Promise.all([...dirs].map((d) => unlessMissing(readFile(join(d, 'token'), 'utf8'), null)));
   return [...tokens, deps.config.gitToken, deps.config.registryPassword, password].filter((s): s is string => !!s);
 }
 

@@ -145,7 +145,7 @@ function gitProperty(value: string | undefined): boolean | null {
  * Null when the machine cannot say (the hook then asks as before).
  */
 async function hasGit(backend: SnapshotBackend, machine: string): Promise<boolean | null> {
-  const r = await backend.exec(machine, ['sh', '-c', 'command -v git >/dev/null 2>&1 && echo present || echo absent']).catch(() => null);
+  const r = await backend.exec(machine, ['sh', '-c', 'command -v git >/dev/null 2>&1 && echo present || echo absent']).catch(() => null); // cannot ask: null, and the hook asks again
   return r?.exitCode === 0 ? gitProperty(r.stdout.trim()) : null;
 }
 

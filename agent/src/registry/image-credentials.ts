@@ -47,7 +47,7 @@ export async function nodeRegistryCredentials(
 ): Promise<RegistryCredentials[]> {
   const found: RegistryCredentials[] = [];
   for (const host of nodeCredentialHosts(config)) {
-    const creds = await resolveCredentials(sources, host).catch(() => null);
+    const creds = await resolveCredentials(sources, host).catch(() => null); // no credentials for that host: the pull goes anonymous, and a refusal says so
     if (creds) found.push(creds);
   }
   return found;

@@ -65,7 +65,7 @@ export function createOciApi(opts: RegistryClientOptions & { pageSize?: number }
         return out;
       }
       if (!res.ok) await fail(s, what, res);
-      out.push(...pick(await res.json().catch(() => null)));
+      out.push(...pick(await res.json().catch(() => null))); // a page that is not JSON has no entries
       const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get('link') ?? '');
       next = link ? link[1]! : null;
     }

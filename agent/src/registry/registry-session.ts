@@ -138,7 +138,7 @@ export class Session {
       headers.authorization = basic(this.creds);
     }
     const res = await this.fetch(url.toString(), { method: 'GET', headers });
-    const text = await res.text().catch(() => '');
+    const text = await res.text().catch(() => ''); // no body: the status alone is reported
     if (res.status === 401 || res.status === 403) {
       if (!this.creds) {
         throw new WarmstartError('REGISTRY_AUTH_FAILED', `registry ${this.host} requires credentials and none are configured`, {
@@ -279,7 +279,7 @@ export async function bodySummary(res: Response): Promise<string> {
     await drain(res);
     return '';
   }
-  return summarize(await res.text().catch(() => ''));
+  return summarize(await res.text().catch(() => '')); // no body: the status alone is reported
 }
 
 /** `{"errors":[{code,message}]}` as `CODE: message; ...`, else the start of the text. */
@@ -300,7 +300,7 @@ export function summarize(text: string): string {
 
 /** Frees the connection of a response whose body we do not need. */
 export async function drain(res: Response): Promise<void> {
-  if (!res.bodyUsed) await res.body?.cancel().catch(() => {});
+  if (!res.bodyUsed) await res.body?.cancel().catch(() => {}); // freeing the socket only
 }
 
 /** The useful part of a fetch failure: undici hides it in `cause`. */

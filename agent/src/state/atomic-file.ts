@@ -30,7 +30,7 @@ export async function writeFileAtomic(path: string, content: string, mode = 0o60
       await dh.close();
     }
   } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
+    await rm(tmp, { force: true }).catch(() => undefined); // the write error is the one to report; a leftover temporary is swept at start-up
     throw new WarmstartError('STATE_WRITE_FAILED', `could not write ${path}`, {
       cause: err,
       detail: (err as Error).message,

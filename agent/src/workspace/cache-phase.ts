@@ -142,7 +142,7 @@ export class CacheSession {
    */
   credentialsFor(host: string): Promise<RegistryCredentials | null> {
     if (normalizeRegistryHost(host) === normalizeRegistryHost(this.plan.registryHost)) return this.credentials;
-    return resolveCredentials(this.deps.credentialSources, host).catch(() => null);
+    return resolveCredentials(this.deps.credentialSources, host).catch(() => null); // the node's credentials for another host failing: that read goes anonymous
   }
 
   /**
@@ -209,7 +209,7 @@ export class CacheSession {
     try {
       const local = await engine.imageRepoDigests(ref);
       if (local.length > 0) {
-        const want = digest ?? (await registry.headManifest(repositoryOf(ref), tagOf(ref), creds).catch(() => null));
+        const want = digest ?? (await registry.headManifest(repositoryOf(ref), tagOf(ref), creds).catch(() => null)); // no digest from the registry: the local image is not taken as that one
         if (want && local.includes(`${repositoryOf(ref)}@${want}`)) {
           this.rec.note(`${ref} is already on this engine (${want.slice(0, 19)}…): no pull`, 'pull');
           return { available: true, reason: null };
@@ -248,7 +248,7 @@ export class CacheSession {
     }
     const local = await this.ensureLocal(ref, creds, want);
     if (!local.available) return local;
-    const digests = await this.deps.engine.imageRepoDigests(ref).catch(() => [] as string[]);
+    const digests = await this.deps.engine.imageRepoDigests(ref).catch(() => [] as string[]); // no local image: nothing to compare
     if (!digests.includes(`${repository}@${want}`)) {
       const reason = `CACHE_SIGNATURE_INVALID: ${ref} changed between its signature check and the pull`;
       this.rec.note(`${ref} not used: ${reason}`, 'pull');

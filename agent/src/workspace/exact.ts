@@ -65,7 +65,7 @@ export async function findExact(
 ): Promise<ExactLookup | NoExactKey | null> {
   // Started first: the HEADs overlap the hashing of the build context.
   const pinned = rec.phase('pin', () => pinInputs(deps, cache, discovered, repoDir));
-  pinned.catch(() => undefined);
+  pinned.catch(() => undefined); // observed by whoever awaits it; never left unhandled
   let content: string;
   try {
     content = await rec.phase('key', async () => (await computeContentKey({ discovered, repoDir, platform: await deps.engine.platform() })).key);

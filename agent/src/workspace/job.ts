@@ -26,6 +26,7 @@ import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPAC
 import { findExact, type ExactLookup, type NoExactKey } from './exact.js';
 import type { PipelineDeps } from './pipeline.js';
 import { builderOf, type JobPlan } from './plan.js';
+import { bestEffort, isMissing } from '../util/best-effort.js';
 
 /** One run of the pipeline; holds what the phases hand each other. */
 export class Job {
@@ -168,7 +169,7 @@ export class Job {
     try {
       return this.pushTask ? await this.pushTask() : this.result.push;
     } finally {
-      await this.disposeDockerConfig?.().catch(() => undefined);
+      if (this.disposeDockerConfig) await bestEffort('remove the job docker config (it holds registry credentials)', this.disposeDockerConfig, (m) => this.rec.note(m, 'push'));
     }
   }
 
@@ -268,7 +269,7 @@ export class Job {
           timeoutMs: deps.config.buildTimeoutMs,
           signal: this.signal,
           // If the agent dies, the next start finds and stops this CLI (reconcile).
-          onStart: (pid) => void deps.store.saveCliPid(plan.workspaceId, pid).catch(() => undefined),
+          onStart: (pid) => void bestEffort('record the devcontainers CLI pid (a restarted agent cannot stop it)', deps.store.saveCliPid(plan.workspaceId, pid), (m) => rec.note(m, 'up')),
           onLog: (line) => {
             steps.push(line);
             const text = logLineText(line);
@@ -473,7 +474,8 @@ async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
-  } catch {
+  } catch (err) {
+    if (!isMissing(err)) throw err;
     return false;
   }
 }

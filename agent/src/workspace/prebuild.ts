@@ -13,6 +13,7 @@ import { prepareWorkspace, type PipelineDeps } from './pipeline.js';
 import { configSkipReason, planPrebuild, prebuildId, pushSkipReason, type PrebuildPlan, type PrebuildRequest } from './prebuild-plan.js';
 import { builderOf, forBuilder } from './plan.js';
 import { removeWorkspace, workspaceVolume } from './remove.js';
+import { unlessMissing } from '../util/best-effort.js';
 
 export interface PrebuildOptions {
   /** Aborting stops the prebuild at its next phase: `failed` with JOB_CANCELLED, and the clean-up still runs. */
@@ -141,7 +142,7 @@ async function cleanUp(deps: PipelineDeps, id: string, sink: EventSink): Promise
   const root = prebuildStateDir(deps.config.stateDir);
   // rmdir removes only an empty directory: one another prebuild is using stays.
   await rmdir(join(root, 'workspaces')).catch(() => undefined);
-  await rmdir(root).catch(() => undefined);
+  await rmdir(root).catch(() => undefined); // not empty (another prebuild) or gone: either is fine
 }
 
 /**
@@ -152,11 +153,11 @@ async function cleanUp(deps: PipelineDeps, id: string, sink: EventSink): Promise
  */
 export async function sweepPrebuilds(deps: PipelineDeps): Promise<string[]> {
   const pdeps: PipelineDeps = { ...deps, store: new WorkspaceStore(prebuildStateDir(deps.config.stateDir)) };
-  const ids = await readdir(join(prebuildStateDir(deps.config.stateDir), 'workspaces')).catch(() => [] as string[]);
+  const ids = await unlessMissing(readdir(join(prebuildStateDir(deps.config.stateDir), 'workspaces')), [] as string[]);
   const left = ids.filter((id) => /^prebuild-[0-9a-f]{12}$/.test(id));
   for (const id of left) await removeWorkspace(pdeps, id, true);
-  await rmdir(join(prebuildStateDir(deps.config.stateDir), 'workspaces')).catch(() => undefined);
-  await rmdir(prebuildStateDir(deps.config.stateDir)).catch(() => undefined);
+  await rmdir(join(prebuildStateDir(deps.config.stateDir), 'workspaces')).catch(() => undefined); // not empty or gone: either is fine
+  await rmdir(prebuildStateDir(deps.config.stateDir)).catch(() => undefined); // not empty or gone: either is fine
   return left;
 }
 

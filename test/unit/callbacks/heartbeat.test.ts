@@ -12,7 +12,7 @@ afterEach(async () => {
 });
 
 
-function beat(url: string, log = captureLogger(), intervalMs = 100): Heartbeat {
+function beat(url: string, log = captureLogger(), intervalMs = 100, diskPath = tmpdir()): Heartbeat {
   const hb = startHeartbeat({
     url: `${url}/`,
     nodeId: 'node-1',
@@ -20,7 +20,7 @@ function beat(url: string, log = captureLogger(), intervalMs = 100): Heartbeat {
     intervalMs,
     version: '1.2.3',
     stats: () => ({ activeWorkspaces: ['ws-1', 'ws-2'], queued: 3 }),
-    diskPath: tmpdir(),
+    diskPath,
     logger: log,
   });
   cleanup.push(() => hb.stop());
@@ -58,6 +58,19 @@ describe('heartbeat', () => {
     expect(body.memory.agentRssBytes).toBeGreaterThan(0);
     expect(body.disk).toMatchObject({ path: tmpdir() });
     expect(body.disk.totalBytes).toBeGreaterThan(0);
+  });
+
+  it('a disk path it cannot read is sent as zeros with the reason, and logged; the beat still goes', async () => {
+    const cp = await startControlPlane(() => ({ status: 204 }));
+    cleanup.push(() => cp.close());
+    const log = captureLogger();
+    const hb = beat(cp.url, log, 3_600_000, '/nonexistent/warmstart-state');
+    await cp.waitFor(1, 5_000);
+    hb.stop();
+    const body = HeartbeatBody.parse(JSON.parse(cp.requests[0]!.body));
+    expect(body.disk).toMatchObject({ path: '/nonexistent/warmstart-state', totalBytes: 0, freeBytes: 0 });
+    expect(body.disk.error).toMatch(/ENOENT/);
+    expect(log.lines.some((l) => l.level === 'warn' && l.msg === 'heartbeat: disk usage unknown')).toBe(true);
   });
 
   it('survives a control plane that is down and beats again once it is back', async () => {
