@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ErrorCode } from './error-codes.js';
 import { CacheResult, ErrorResult, JobControls, Outcome, Profile, PushResult } from './workspace-result.js';
 import { PrebuildResult } from './prebuild-result.js';
 
@@ -83,22 +84,57 @@ export const Health = z.object({
 
 /** The one error shape of the API (and of the CLI's JSON output). */
 export const ApiError = z.object({
-  code: z.string(),
+  code: ErrorCode,
   message: z.string(),
   detail: z.string().optional(),
   validations: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
 });
 
 /** One line of `GET /v1/workspaces/:id/events` (NDJSON). */
-export const WorkspaceEventSchema = z.object({
-  ts: z.string(),
-  workspaceId: z.string(),
-  type: z.enum(['phase-start', 'phase-end', 'log', 'outcome', 'push', 'note', 'status']),
-  phase: z.string().optional(),
-  ms: z.number().optional(),
-  text: z.string().optional(),
-  status: z.string().optional(),
-});
+/**
+ * Every phase a job can go through, in about the order they run (the
+ * result's `timings` uses the same names, plus `ready`). docs/how-it-works.md
+ * "The pipeline" says what each does.
+ */
+export const PhaseName = z.enum([
+  'clone-token',
+  'clone',
+  'volume',
+  'remove-old',
+  'config',
+  'host-access',
+  'key',
+  'moving-labels',
+  'exact-from-moving',
+  'exact-lookup',
+  'pin',
+  'credentials',
+  'pull',
+  'pull-exact',
+  'override',
+  'up',
+  'host-access-started',
+  'fallback',
+  'start-default',
+  'push',
+  'clean-up',
+]);
+
+const EventBase = { ts: z.string(), workspaceId: z.string() };
+
+/** One thing that happened to a workspace, by `type`. */
+export const WorkspaceEventSchema = z.discriminatedUnion('type', [
+  z.object({ ...EventBase, type: z.literal('phase-start'), phase: PhaseName }),
+  z.object({ ...EventBase, type: z.literal('phase-end'), phase: PhaseName, ms: z.number(), status: z.enum(['ok', 'failed']) }),
+  /** a line of the devcontainers CLI's (or git's) output */
+  z.object({ ...EventBase, type: z.literal('log'), text: z.string(), phase: PhaseName.optional() }),
+  /** something the agent decided or noticed, in words */
+  z.object({ ...EventBase, type: z.literal('note'), text: z.string(), phase: PhaseName.optional() }),
+  /** the workspace is ready, in recovery or failed; `ms` from the start */
+  z.object({ ...EventBase, type: z.literal('outcome'), status: Outcome, ms: z.number() }),
+  /** the background push settled; `text` is its reason */
+  z.object({ ...EventBase, type: z.literal('push'), status: PushResult.shape.status, ms: z.number().optional(), text: z.string().optional() }),
+]);
 
 /** Body of the ready / provisioning-failed callbacks to the control plane. */
 export const CallbackBody = z.object({

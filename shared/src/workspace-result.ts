@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ErrorCode } from './error-codes.js';
 
 /**
  * The result of preparing one workspace: what `warmstart up --json` prints and
@@ -38,7 +39,7 @@ export const JobControls = z.object({
 });
 
 export const ErrorResult = z.object({
-  code: z.string(),
+  code: ErrorCode,
   message: z.string(),
   detail: z.string().optional(),
 });

@@ -1,4 +1,4 @@
-import type { WorkspaceEvent } from './events.js';
+import { withText, type WorkspaceEvent } from './events.js';
 
 /**
  * Bounds on what a build's output can cost. A repository decides what its
@@ -42,9 +42,9 @@ const MARKER = /^warmstart: (\d+) earlier log lines? dropped /;
 
 /** The event with its text cut to MAX_EVENT_TEXT_CHARS (marked), or the same event when it fits. */
 export function cutEventText(e: WorkspaceEvent, max = MAX_EVENT_TEXT_CHARS): WorkspaceEvent {
-  if (e.text === undefined || e.text.length <= max) return e;
+  if (!('text' in e) || e.text === undefined || e.text.length <= max) return e;
   const kept = e.text.slice(0, max);
-  return { ...e, text: `${kept} … [warmstart: line cut, ${e.text.length - max} more characters dropped]` };
+  return withText(e, `${kept} … [warmstart: line cut, ${e.text.length - max} more characters dropped]`);
 }
 
 /**
@@ -62,8 +62,9 @@ export function boundEvent(e: WorkspaceEvent, max = MAX_EVENT_TEXT_CHARS): { eve
   const lines = e.text.replace(/\r?\n$/, '').split(/\r?\n|\r/);
   let cut = 0;
   const events = lines.map((text) => {
-    const one = cutEventText({ ...e, text }, max);
-    if (one.text !== text) cut += 1;
+    const whole = withText(e, text);
+    const one = cutEventText(whole, max);
+    if (one !== whole) cut += 1; // cutEventText hands back the same event when it fits
     return one;
   });
   return { events, cut };

@@ -1,12 +1,16 @@
-/** One thing that happened to a workspace: a phase began or ended, a log line, the outcome. */
-export interface WorkspaceEvent {
-  ts: string;
-  workspaceId: string;
-  type: 'phase-start' | 'phase-end' | 'log' | 'outcome' | 'push' | 'note';
-  phase?: string;
-  ms?: number;
-  text?: string;
-  status?: string;
+import type { z } from 'zod';
+import type { PhaseName as PhaseNameSchema, WorkspaceEventSchema } from '../../../shared/src/api.js';
+
+/** One thing that happened to a workspace: a phase began or ended, a log line, a note, the outcome, the push (shared/src/api.ts). */
+export type WorkspaceEvent = z.infer<typeof WorkspaceEventSchema>;
+/** The names of a job's phases, one list (shared/src/api.ts PhaseName). */
+export type PhaseName = z.infer<typeof PhaseNameSchema>;
+/** The event types that carry text: what a redaction or a cut applies to. */
+export type TextEvent = Extract<WorkspaceEvent, { text?: string }>;
+
+/** The same event with another text (for the kinds that carry one). */
+export function withText<E extends WorkspaceEvent>(e: E, text: string): E {
+  return { ...e, text };
 }
 
 /** Where events go: a file, stderr for people, the daemon's stream. */
@@ -41,5 +45,5 @@ export class SecretSet {
 
 /** A sink that scrubs every event's text with the job's secrets first. */
 export function redactingSink(inner: EventSink, secrets: SecretSet): EventSink {
-  return { emit: (e) => inner.emit(e.text === undefined ? e : { ...e, text: secrets.scrub(e.text) }) };
+  return { emit: (e) => inner.emit('text' in e && e.text !== undefined ? withText(e, secrets.scrub(e.text)) : e) };
 }

@@ -1,4 +1,7 @@
-import type { EventSink } from './events.js';
+import type { Outcome, PushStatus } from '../../../shared/src/workspace-result.js';
+import type { EventSink, PhaseName, WorkspaceEvent } from './events.js';
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /**
  * Test seam: `WARMSTART_FAILPOINTS=pause:clone=5000,pause:volume=2000` makes
@@ -44,10 +47,10 @@ export class PhaseRecorder {
   }
 
   /** Runs fn as the named phase; its duration is recorded even when it throws. */
-  async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  async phase<T>(name: PhaseName, fn: () => Promise<T>): Promise<T> {
     const t0 = this.now();
-    this.emit('phase-start', { phase: name });
-    let status = 'ok';
+    this.send({ type: 'phase-start', phase: name });
+    let status: 'ok' | 'failed' = 'ok';
     try {
       const pause = this.failpoints.get(name);
       if (pause !== undefined) await new Promise((r) => setTimeout(r, pause));
@@ -58,7 +61,7 @@ export class PhaseRecorder {
     } finally {
       const ms = Math.round(this.now() - t0);
       this.timings[name] = (this.timings[name] ?? 0) + ms;
-      this.emit('phase-end', { phase: name, ms, status });
+      this.send({ type: 'phase-end', phase: name, ms, status });
     }
   }
 
@@ -67,15 +70,25 @@ export class PhaseRecorder {
     return Math.round(this.now() - this.startedAt);
   }
 
-  log(text: string, phase?: string): void {
-    this.emit('log', phase === undefined ? { text } : { text, phase });
+  log(text: string, phase?: PhaseName): void {
+    this.send(phase === undefined ? { type: 'log', text } : { type: 'log', text, phase });
   }
 
-  note(text: string, phase?: string): void {
-    this.emit('note', phase === undefined ? { text } : { text, phase });
+  note(text: string, phase?: PhaseName): void {
+    this.send(phase === undefined ? { type: 'note', text } : { type: 'note', text, phase });
   }
 
-  emit(type: 'phase-start' | 'phase-end' | 'log' | 'outcome' | 'push' | 'note', fields: { phase?: string; ms?: number; text?: string; status?: string }): void {
-    this.sink.emit({ ts: new Date().toISOString(), workspaceId: this.workspaceId, type, ...fields });
+  /** The workspace's outcome, `ms` from the start. */
+  outcome(status: Outcome, ms: number): void {
+    this.send({ type: 'outcome', status, ms });
+  }
+
+  /** The background push settled. */
+  push(status: PushStatus, reason: string | null, ms: number | null): void {
+    this.send({ type: 'push', status, ...(reason ? { text: reason } : {}), ...(ms !== null ? { ms } : {}) });
+  }
+
+  private send(event: DistributiveOmit<WorkspaceEvent, 'ts' | 'workspaceId'>): void {
+    this.sink.emit({ ts: new Date().toISOString(), workspaceId: this.workspaceId, ...event } as WorkspaceEvent);
   }
 }

@@ -42,7 +42,7 @@ export function statusForCode(code: string): number {
 }
 
 /** fastify's own request errors (parsing, routing) in our shape; its messages hold no input. */
-const FASTIFY_CODES: Readonly<Record<string, { status: number; code: string; message?: string }>> = {
+const FASTIFY_CODES: Readonly<Record<string, { status: number; code: ErrorCode; message?: string }>> = {
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'INVALID_JSON', message: 'the body is not valid JSON' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'INVALID_JSON', message: 'the body is empty' },
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'PAYLOAD_TOO_LARGE', message: 'the body is larger than the limit' },

@@ -11,7 +11,7 @@ import { buildExactOverride } from '../devcontainer/exact-override.js';
 import { logLineText } from '../devcontainer/log-line.js';
 import { buildOverride, writeOverrideFile } from '../devcontainer/override.js';
 import { describeError, describeErrorWithDetail, toErrorBody, WarmstartError } from '../errors.js';
-import type { SecretSet } from '../events/events.js';
+import type { PhaseName, SecretSet } from '../events/events.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
 import { shareTokenWith, writeContainerGitCredentials, type ContainerGitCredentials } from '../git/container-credentials.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
@@ -457,7 +457,7 @@ export class Job {
 /** A view of the recorder whose phases refuse to start once the job is cancelled. */
 function cancellable(rec: PhaseRecorder, signal: AbortSignal): PhaseRecorder {
   return Object.assign(Object.create(rec) as PhaseRecorder, {
-    phase: <T>(name: string, fn: () => Promise<T>): Promise<T> => (signal.aborted ? Promise.reject(cancelled()) : rec.phase(name, fn)),
+    phase: <T>(name: PhaseName, fn: () => Promise<T>): Promise<T> => (signal.aborted ? Promise.reject(cancelled()) : rec.phase(name, fn)),
   });
 }
 

@@ -28,7 +28,7 @@ describe('GET /v1/workspaces/:id/events', () => {
     const { app, jobs } = server;
     await jobs.submit({ id: 'ws-1', repository: 'octo/hello' });
     jobs.emit('ws-1', { type: 'phase-start', phase: 'clone' });
-    jobs.emit('ws-1', { type: 'phase-end', phase: 'clone', ms: 120 });
+    jobs.emit('ws-1', { type: 'phase-end', phase: 'clone', ms: 120, status: 'ok' });
     jobs.emit('ws-1', { type: 'log', text: 'Step 1/3' });
     jobs.finish('ws-1', 'ready');
 
@@ -37,7 +37,7 @@ describe('GET /v1/workspaces/:id/events', () => {
     expect(res.headers['content-type']).toBe('application/x-ndjson; charset=utf-8');
     expect(res.body.endsWith('\n')).toBe(true);
     const events = lines(res.body).map((e) => WorkspaceEventSchema.parse(e));
-    expect(events.map((e) => `${e.type}:${e.phase ?? e.text}`)).toEqual(['phase-start:clone', 'phase-end:clone', 'log:Step 1/3']);
+    expect(events.map((e) => `${e.type}:${'phase' in e && e.phase ? e.phase : 'text' in e ? e.text : ''}`)).toEqual(['phase-start:clone', 'phase-end:clone', 'log:Step 1/3']);
     expect(events[1]).toMatchObject({ workspaceId: 'ws-1', ms: 120 });
   });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../../shared/src/error-codes.js';
 import { buildOpenApiDocument } from '../../../shared/src/openapi.js';
 
 type Json = Record<string, any>;
@@ -25,6 +26,23 @@ function resolve(doc: Json, pointer: string): unknown {
 
 describe('buildOpenApiDocument', () => {
   const doc = buildOpenApiDocument('1.2.3') as Json;
+
+  it('lists every error code, the event kinds and the phase names', () => {
+    const codeOf = (schema: string): unknown => {
+      const props = (doc.components.schemas[schema] as Json).properties as Json;
+      const code = props.code as Json;
+      return code.enum ?? (resolve(doc, code.$ref as string) as Json).enum;
+    };
+    expect(codeOf('ApiError')).toEqual([...ERROR_CODES]);
+    expect(codeOf('ErrorResult')).toEqual([...ERROR_CODES]);
+    const event = doc.components.schemas.WorkspaceEvent as Json;
+    const variants = (event.oneOf ?? event.anyOf) as Json[];
+    const types = variants.map((v) => (v.properties as Json).type.const);
+    expect(types.sort()).toEqual(['log', 'note', 'outcome', 'phase-end', 'phase-start', 'push']);
+    const phaseStart = variants.find((v) => (v.properties as Json).type.const === 'phase-start')!;
+    const phase = (phaseStart.properties as Json).phase as Json;
+    expect((phase.enum ?? (resolve(doc, phase.$ref as string) as Json).enum) as string[]).toContain('exact-from-moving');
+  });
 
   it('is an OpenAPI 3.1 document with the agent version', () => {
     expect(doc.openapi).toBe('3.1.0');
