@@ -27,10 +27,13 @@ import { findExact, type ExactLookup, type NoExactKey } from './exact.js';
 import type { PipelineDeps } from './pipeline.js';
 import { builderOf, type JobPlan } from './plan.js';
 import { bestEffort, isMissing } from '../util/best-effort.js';
+import { CacheOutcome } from './cache-outcome.js';
 
 /** One run of the pipeline; holds what the phases hand each other. */
 export class Job {
   private readonly result: WorkspaceResult;
+  /** what `result.cache` says (cache-outcome.ts); copied into the result when the job ends */
+  private readonly cacheOutcome: CacheOutcome;
   private readonly buildLog = new BuildLog();
   private pushTask: (() => Promise<PushResult>) | null = null;
   private disposeDockerConfig: (() => Promise<void>) | null = null;
@@ -50,12 +53,13 @@ export class Job {
     private readonly secrets: SecretSet,
   ) {
     this.rec = cancellable(recorder, signal);
+    this.cacheOutcome = new CacheOutcome(plan.cacheRef, plan.cacheOffReason);
     this.result = {
       outcome: 'failed',
       workspaceId: plan.workspaceId,
       containerId: null,
       profile: null,
-      cache: { ref: plan.cacheRef, hit: 'disabled', reason: plan.cacheOffReason, stepsCached: null, stepsTotal: null },
+      cache: this.cacheOutcome.result(),
       push: { status: 'skipped', ref: null, reason: 'nothing was built', ms: null },
       controls: plan.controls,
       timings: recorder.timings,
@@ -83,7 +87,7 @@ export class Job {
       if (cache) {
         // Each builder reads and writes its own moving tag (agent/src/cache/ref.ts builderRef).
         plan = this.plan = { ...plan, cacheRef: await cache.movingRef };
-        this.result.cache.ref = plan.cacheRef;
+        this.cacheOutcome.usesRef(plan.cacheRef!);
       }
       // The volume and the old containers need only the clone; reading the
       // config, the key and the exact lookup run beside them. Everything that
@@ -132,7 +136,7 @@ export class Job {
         if (!hit || !pulled || pulled.available) return await this.recover(err);
         rec.note(`the exact image could not be pulled (${pulled.reason ?? 'unknown'}): building without it`, 'up');
         exact = { ref: hit.ref, key: hit.key, hit: false, reason: null };
-        this.result.cache = { ...this.result.cache, ref: plan.cacheRef };
+        this.cacheOutcome.exactFellThrough(plan.cacheRef);
         steps = new BuildStepCounter();
         try {
           containerId = await this.start(src, discovered, cache, exact, dockerConfig.dir, steps);
@@ -147,16 +151,10 @@ export class Job {
         if (merged) return await this.recover(merged);
       }
       const counted = steps.result();
-      if (counted && discovered.kind === 'dockerfile' && this.result.cache.hit !== 'exact') {
-        this.result.cache.stepsCached = counted.stepsCached;
-        this.result.cache.stepsTotal = counted.stepsTotal;
-      }
+      if (counted && discovered.kind === 'dockerfile') this.cacheOutcome.steps(counted);
       // BuildKit reads the cache from the registry itself (the engine's network, not the agent's): its word decides.
       const importError = plan.cacheRef ? steps.cacheImportErrors.get(plan.cacheRef) : undefined;
-      if (importError && this.result.cache.hit === 'layers') {
-        this.result.cache.hit = 'miss';
-        this.result.cache.reason = `CACHE_IMPORT_FAILED: BuildKit could not read ${plan.cacheRef}: ${importError}`;
-      }
+      if (importError && plan.cacheRef) this.cacheOutcome.importFailed(plan.cacheRef, importError);
       this.planPush(containerId, discovered.kind, cache ? await cache.pushBlocked : null, credentials, exact);
       return this.ready(containerId, 'devcontainer');
     } catch (err) {
@@ -214,7 +212,7 @@ export class Job {
     // UID exists"): skip it.
     const settings = process.getuid?.() === 0 ? { updateRemoteUserUID: false } : {};
     if (exact?.hit) {
-      this.result.cache = { ref: exact.ref, hit: 'exact', reason: null, stepsCached: null, stepsTotal: null };
+      this.cacheOutcome.exactImage(exact.ref);
       return buildExactOverride({ discovered, image: exact.image ?? exact.ref, workspaceMount, workspaceFolder: plan.workspaceFolder, runArgs, settings });
     }
     const classic = await deps.devcontainer.usesClassicBuilder();
@@ -235,13 +233,9 @@ export class Job {
       ...(buildOptions.length > 0 ? { buildOptions } : {}),
     });
     if (discovered.kind !== 'dockerfile') {
-      // Nothing is built from this config: a cache image would go unused.
-      this.result.cache = { ...this.result.cache, hit: 'disabled', reason: override.cacheNote };
+      this.cacheOutcome.buildsNothing(override.cacheNote);
     } else if (moving) {
-      // An exact image refused (labels, age) is the reason worth showing: the layers may still have served.
-      // Without an exact key (a base that could not be pinned), a failed moving pull says more.
-      const reason = exact?.ref ? (exact.reason ?? moving.reason) : (moving.reason ?? exact?.reason ?? null);
-      this.result.cache = { ...this.result.cache, hit: moving.available && !refresh ? 'layers' : 'miss', reason };
+      this.cacheOutcome.layerSource(moving, exact ? { ref: exact.ref, reason: exact.reason } : null, refresh);
     }
     return override.config;
   }
@@ -346,7 +340,7 @@ export class Job {
   private async lightweight(noConfig: boolean): Promise<WorkspaceResult> {
     await this.volumeReady;
     const reason = noConfig ? 'no devcontainer config in the repository' : 'lightweight workspace: nothing is built';
-    this.result.cache = { ...this.result.cache, ref: null, hit: 'disabled', reason };
+    this.cacheOutcome.nothingBuilt(reason);
     this.result.push.reason = reason;
     const id = await this.rec.phase('start-default', () => this.startDefault('lightweight'));
     return this.ready(id, 'lightweight');
@@ -440,6 +434,7 @@ export class Job {
     this.result.containerId = containerId;
     this.result.profile = profile;
     this.result.outcome = profile === 'recovery' ? 'recovery' : 'ready';
+    this.result.cache = this.cacheOutcome.result();
     this.result.timings.ready = this.rec.elapsed();
     return this.result;
   }
@@ -449,6 +444,7 @@ export class Job {
     this.result.outcome = 'failed';
     this.result.error = original ? { ...body, detail: `${original.code}: ${original.message}; then ${body.detail ?? body.message}` } : body;
     this.result.push = { status: 'skipped', ref: null, reason: 'workspace failed', ms: null };
+    this.result.cache = this.cacheOutcome.result();
     this.result.timings.ready = this.rec.elapsed();
     return this.result;
   }
