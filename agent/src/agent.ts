@@ -5,16 +5,14 @@ import { DevcontainerCliRunner } from './devcontainer/cli-runner.js';
 import type { DevcontainerCli } from './devcontainer/cli.js';
 import { lazyEngine } from './docker/lazy-engine.js';
 import type { DockerEngine } from './docker/engine.js';
-import type { EventSink } from './events/events.js';
 import type { GithubApp } from './registry/github-app.js';
 import { GitCli } from './git/git-cli.js';
 import type { GitClient } from './git/git.js';
 import { staticCredentials, type CredentialSource } from './registry/credentials.js';
 import { createRegistryClient, type RegistryClient } from './registry/registry-client.js';
 import { WorkspaceStore } from './state/workspace-store.js';
-import { prepareWorkspace, type PipelineDeps, type PreparedWorkspace } from './workspace/pipeline.js';
+import type { PipelineDeps } from './workspace/deps.js';
 import { Mutex } from './workspace/mutex.js';
-import type { PrepareRequest } from './workspace/request.js';
 
 /** Every dependency is optional: createAgent fills in the real one. */
 export interface AgentOptions {
@@ -29,9 +27,8 @@ export interface AgentOptions {
   pushQueue?: PushQueue;
 }
 
-export interface Agent extends PipelineDeps {
-  prepare(req: PrepareRequest, sink: EventSink): Promise<PreparedWorkspace>;
-}
+/** The wired agent: what the pipeline, the daemon and the commands need. */
+export type Agent = PipelineDeps;
 
 /** The configured GitHub App, its key read and checked; null without one. */
 export async function githubAppFromConfig(config: AgentConfig): Promise<GithubApp | null> {
@@ -85,5 +82,5 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
     pushQueue: options.pushQueue ?? new PushQueue(),
     featureBuilds: new Mutex(),
   };
-  return { ...deps, prepare: (req, sink) => prepareWorkspace(deps, req, sink) };
+  return deps;
 }

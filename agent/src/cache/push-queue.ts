@@ -33,7 +33,9 @@ export class PushQueue {
 
   private start(ref: string, job: Waiting): void {
     this.running.add(ref);
-    job
+    // Not awaited: the queue runs in the background. The chain cannot reject:
+    // a failed task becomes a failed result before the next step.
+    void job
       .task()
       .catch((err: unknown): PushResult => ({ status: 'failed', ref, reason: String(err), ms: null }))
       .then((result) => {

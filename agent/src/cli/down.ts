@@ -1,6 +1,7 @@
 import { createAgent } from '../agent.js';
 import { configFromEnv } from '../config/agent-config.js';
 import { WarmstartError } from '../errors.js';
+import { WorkspaceLifecycle } from '../workspace/lifecycle.js';
 import { removeWorkspace, workspaceVolume } from '../workspace/remove.js';
 import { validateWorkspaceId } from '../workspace/validate.js';
 import { parseCommandArgs } from './args.js';
@@ -14,9 +15,11 @@ export async function downCommand(argv: string[], io: Io): Promise<CommandResult
     const id = validateWorkspaceId(positionals[0]!);
     const agent = await createAgent({ config: configFromEnv(io.env) });
     const volume = workspaceVolume(id);
-    const record = await agent.store.load(id);
+    // Its record changes only through the lifecycle (workspace/lifecycle.ts): with --purge, purge; without, it stays as it is.
+    const lifecycle = new WorkspaceLifecycle(agent.store);
+    const record = await lifecycle.load(id);
     const hadVolume = await agent.engine.volumeExists(volume);
-    const removed = await removeWorkspace(agent, id, values.purge === true);
+    const removed = await removeWorkspace({ ...agent, lifecycle }, id, values.purge === true);
     if (!record && !hadVolume && removed === 0) {
       throw new WarmstartError('WORKSPACE_NOT_FOUND', `no workspace ${id} on this node`);
     }

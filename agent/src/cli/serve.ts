@@ -16,7 +16,10 @@ import { describeError, WarmstartError } from '../errors.js';
 import { GHCR_HOST, resolveCredentials, type CredentialSource } from '../registry/credentials.js';
 import { serveConfigFromEnv } from '../config/serve-config.js';
 import { LocalJobManager } from '../jobs/local-job-manager.js';
+import { heartbeatStats, outboxNotifier } from '../jobs/notifier.js';
 import { PrebuildManager } from '../jobs/prebuild-manager.js';
+import { WorkspaceLifecycle } from '../workspace/lifecycle.js';
+import { prepareWorkspace } from '../workspace/pipeline.js';
 import { sweepPrebuilds } from '../workspace/prebuild.js';
 import { hostGitIdentity } from '../machines/host-git-identity.js';
 import { hostSpecificsHook } from '../machines/post-launch.js';
@@ -95,7 +98,9 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     const agent = await createAgent({ config });
     logger.info({ docker: await agent.engine.version(), version, stateDir: config.stateDir }, 'starting');
     await sweepJobDirs(config.runtimeDir);
-    const report = await reconcile(agent.store, agent.engine, logger);
+    // The one owner of the workspace records, from reconcile on (workspace/lifecycle.ts).
+    const lifecycle = new WorkspaceLifecycle(agent.store, { logger });
+    const report = await reconcile(agent.store, agent.engine, logger, lifecycle);
     if (report.restarted.length || report.missing.length) logger.warn(report, 'reconciled with Docker');
     const prebuildsLeft = await sweepPrebuilds(agent).catch((err: unknown) => {
       logger.error({ err: err instanceof Error ? err.message : String(err) }, 'could not remove what interrupted prebuilds left');
@@ -115,12 +120,13 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     await outbox.start();
     const jobs = new LocalJobManager({
       deps: agent,
+      pipeline: prepareWorkspace,
+      notifier: outboxNotifier(outbox, callbackPolicy),
+      lifecycle,
       metrics,
-      outbox,
       logger,
       maxConcurrent: serve.maxConcurrentBuilds,
       allowLocalRepos: serve.allowLocalRepos,
-      callbackPolicy,
     });
     const timings = new Map<string, BackendTiming>();
     const machines = {
@@ -155,10 +161,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
           ...(cp.tokenFile ? { token: (await readFile(cp.tokenFile, 'utf8')).trim() } : {}),
           intervalMs: cp.heartbeatMs,
           version,
-          stats: () => {
-            const s = jobs.stats();
-            return { activeWorkspaces: s.activeWorkspaces, queued: s.queued };
-          },
+          stats: heartbeatStats(jobs),
           diskPath: config.stateDir,
           logger,
         })

@@ -1,8 +1,10 @@
 import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import { createAgent } from '../agent.js';
 import { configFromEnv } from '../config/agent-config.js';
-import { WarmstartError } from '../errors.js';
+import { describeError, WarmstartError } from '../errors.js';
 import { teeSinks } from '../events/events.js';
+import { IllegalTransition, WorkspaceLifecycle } from '../workspace/lifecycle.js';
+import { prepareWorkspace } from '../workspace/pipeline.js';
 import type { PrepareRequest } from '../workspace/request.js';
 import { envWithCacheRegistryFlag, parseCommandArgs, registryPasswordFrom, REGISTRY_FLAGS } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
@@ -66,8 +68,29 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
     const agent = await createAgent({ config });
     const eventLog = agent.store.eventLog(request.workspaceId);
     const sink = teeSinks(progressSink(io.stderr, values.verbose === true), eventLog);
-    const prepared = await agent.prepare(request, sink);
+    // The pipeline records nothing itself: the workspace's record goes through the lifecycle (workspace/lifecycle.ts).
+    const lifecycle = new WorkspaceLifecycle(agent.store);
+    const prepared = await prepareWorkspace(agent, request, sink, {
+      record: {
+        started: async (plan) => {
+          await lifecycle.startForeground({
+            id: plan.workspaceId,
+            repository: plan.repo.cloneUrl,
+            configName: plan.configName,
+            lightweight: plan.lightweight,
+            owner: request.owner ?? null,
+          });
+        },
+        settled: async (r) => {
+          await lifecycle.settle(request.workspaceId, r);
+        },
+      },
+    });
     const push = await prepared.push;
+    // The record ends with the push's result; if that write fails, it keeps the rest and says so here.
+    // (Another process that took the record over since, e.g. a DELETE, keeps it: IllegalTransition, nothing written.)
+    const kept = await lifecycle.pushSettled(request.workspaceId, prepared.result.outcome, push).catch((err: unknown) => ({ writeError: err instanceof IllegalTransition ? null : err }));
+    if (kept.writeError) io.stderr(`warning: could not record the push result of workspace ${request.workspaceId}: ${describeError(kept.writeError)}\n`);
     await eventLog.flush();
     const result: WorkspaceResult = { ...prepared.result, push };
     if (json) {

@@ -1,34 +1,38 @@
 import type { Logger } from 'pino';
 import type { CreateWorkspaceBody, WorkspaceView } from '../../../shared/src/api.js';
-import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-result.js';
-import { assertCallbackUrl, callbackTarget, type CallbackPolicy } from '../callbacks/callback-url.js';
-import type { CallbackOutbox } from '../callbacks/outbox.js';
+import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import { describeError, WarmstartError } from '../errors.js';
 import { boundEvent, type BoundListener } from '../events/event-bounds.js';
 import { teeSinks, type EventSink, type WorkspaceEvent } from '../events/events.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { WorkspaceRecord, WorkspaceStatus } from '../state/workspace-store.js';
-import { planJob } from '../workspace/plan.js';
-import { prepareWorkspace, type PipelineDeps } from '../workspace/pipeline.js';
+import type { WorkspaceRecord } from '../state/workspace-store.js';
 import { removeWorkspaceContainers } from '../workspace/default-container.js';
+import { IllegalTransition, WorkspaceLifecycle } from '../workspace/lifecycle.js';
+import type { Pipeline, PipelineDeps } from '../workspace/pipeline.js';
+import { planJob } from '../workspace/plan.js';
 import { removeWorkspace, workspaceVolume } from '../workspace/remove.js';
 import type { PrepareRequest } from '../workspace/request.js';
 import { JobEvents } from './event-hub.js';
+import { JobQueue, workspaceExists } from './job-queue.js';
 import type { Caller, JobManager } from './job-manager.js';
+import type { NotificationKind, Notifier } from './notifier.js';
 import { requestFromBody } from './request-from-body.js';
 import { toView } from './view.js';
 
 export interface LocalJobManagerOptions {
   deps: PipelineDeps;
+  /** the workspace pipeline (workspace/pipeline.ts prepareWorkspace; a scripted one in tests) */
+  pipeline: Pipeline;
+  /** the control plane's callbacks (jobs/notifier.ts) */
+  notifier: Notifier;
   metrics: Metrics;
-  outbox: CallbackOutbox;
   logger: Logger;
   /** WARMSTART_MAX_CONCURRENT_BUILDS */
   maxConcurrent: number;
   /** WARMSTART_ALLOW_LOCAL_REPOS */
   allowLocalRepos: boolean;
-  /** where callbacks may go; absent: no origin listed, so private and loopback hosts are refused */
-  callbackPolicy?: CallbackPolicy;
+  /** the owner of the records; absent: one over deps.store */
+  lifecycle?: WorkspaceLifecycle;
 }
 
 interface Job {
@@ -45,41 +49,30 @@ interface Job {
   resolveDone: () => void;
 }
 
-/** How often records that could not be written (a full disk) are tried again. */
-const FLUSH_EVERY_MS = 5_000;
-
-/** Statuses a POST of the same id takes over: the job is over and the volume kept. */
-const PREPARED_AGAIN: ReadonlySet<WorkspaceStatus> = new Set(['failed', 'deleting']);
-
 /**
- * Runs workspace jobs on this node: a FIFO queue with a concurrency limit, at
- * most one job per workspace, the pipeline for each, then callbacks. Secrets
- * of a job (git token, registry password, callback token) live only in memory
- * here; records on disk never hold them.
+ * Runs workspace jobs on this node: the queue (jobs/job-queue.ts) runs the
+ * pipeline for each, the lifecycle (workspace/lifecycle.ts) records what
+ * happens, the notifier (jobs/notifier.ts) tells the control plane. Secrets
+ * of a job (git token, registry password, callback token) live only in
+ * memory here; records on disk never hold them.
  */
 export class LocalJobManager implements JobManager {
-  private readonly jobs = new Map<string, Job>();
-  private readonly queue: Job[] = [];
-  /** builds other than workspace jobs (prebuilds) waiting for a slot */
-  private readonly slotWaiters: Array<() => void> = [];
-  private running = 0;
-  private acceptingJobs = true;
-  /** ids a POST is working on right now (between its first await and its end) */
-  private readonly submitting = new Set<string>();
-  /** ids a DELETE is working on right now, with how many DELETEs */
-  private readonly removing = new Map<string, number>();
-  private flushTimer: NodeJS.Timeout | null = null;
+  private readonly queue: JobQueue<Job>;
+  private readonly lifecycle: WorkspaceLifecycle;
 
-  constructor(private readonly o: LocalJobManagerOptions) {}
+  constructor(private readonly o: LocalJobManagerOptions) {
+    this.lifecycle = o.lifecycle ?? new WorkspaceLifecycle(o.deps.store, { logger: o.logger });
+    this.queue = new JobQueue<Job>({ maxConcurrent: o.maxConcurrent, run: (job, free) => this.run(job, free) });
+  }
 
   private readonly countBound: BoundListener = (action, lines) => this.o.metrics.eventLines(action, lines);
 
   get accepting(): boolean {
-    return this.acceptingJobs;
+    return this.queue.accepting;
   }
 
   stopAccepting(): void {
-    this.acceptingJobs = false;
+    this.queue.stopAccepting();
   }
 
   /**
@@ -90,46 +83,22 @@ export class LocalJobManager implements JobManager {
    * refuses the request with STATE_WRITE_FAILED and leaves nothing behind.
    */
   async submit(body: CreateWorkspaceBody, caller?: Caller): Promise<WorkspaceView> {
-    if (!this.acceptingJobs) throw new WarmstartError('SHUTTING_DOWN', 'the agent is shutting down and takes no new jobs');
+    this.queue.admit();
     const request = requestFromBody(body, { allowLocalRepos: this.o.allowLocalRepos, maxPushTimeoutMs: this.o.deps.config.pushTimeoutMs }, caller);
     const plan = planJob(request, this.o.deps.config); // every input error, before anything is created
-    if (body.callback) await assertCallbackUrl(body.callback.url, this.o.callbackPolicy ?? { origins: new Set() });
+    if (body.callback) await this.o.notifier.checkCallback(body.callback.url);
     const id = plan.workspaceId;
-    const exists = (): WarmstartError => new WarmstartError('WORKSPACE_EXISTS', `workspace ${id} already exists on this node`);
-    // Claimed before the first await: two POSTs of one id at once make one job.
-    if (this.jobs.has(id) || this.submitting.has(id) || this.removing.has(id)) throw exists();
-    this.submitting.add(id);
+    const release = this.queue.claimForSubmit(id);
     try {
-      await this.flushUnsaved();
-      const existing = await this.o.deps.store.load(id);
-      if (existing && !PREPARED_AGAIN.has(existing.status)) throw exists();
-      if (existing && existing.repository !== plan.repo.cloneUrl) {
-        const was = existing.status === 'failed' ? 'failed earlier' : 'was deleted';
-        throw new WarmstartError('WORKSPACE_CONFLICT', `workspace ${id} ${was} with another repository on its volume: purge it first (DELETE ?purge=true)`, {
-          detail: `existing: ${existing.repository}`,
-        });
-      }
-      const now = new Date().toISOString();
-      const record: WorkspaceRecord = {
-        id,
-        repository: plan.repo.cloneUrl,
-        configName: plan.configName,
-        lightweight: plan.lightweight,
-        status: 'queued',
-        result: null,
-        // Recorded once, at creation: a workspace prepared again keeps its first owner.
-        owner: existing ? (existing.owner ?? null) : (request.owner ?? null),
-        createdAt: existing?.createdAt ?? now,
-        updatedAt: now,
-      };
-      try {
-        await this.o.deps.store.save(record);
-      } catch (err) {
-        // Refused: a new workspace leaves no directory; a failed one keeps its record as it was.
-        if (!existing) await this.o.deps.store.remove(id).catch(() => undefined);
-        this.o.logger.error({ workspaceId: id, err: describeError(err) }, 'could not record a new job; refused');
+      await this.lifecycle.flushUnsaved();
+      const spec = { id, repository: plan.repo.cloneUrl, configName: plan.configName, lightweight: plan.lightweight, owner: request.owner ?? null };
+      const { record, previous } = await this.lifecycle.queue(spec).catch((err: unknown) => {
+        if (err instanceof IllegalTransition) throw workspaceExists(id);
+        if (!(err instanceof WarmstartError && err.code === 'WORKSPACE_CONFLICT')) {
+          this.o.logger.error({ workspaceId: id, err: describeError(err) }, 'could not record a new job; refused');
+        }
         throw err;
-      }
+      });
       let resolveDone!: () => void;
       const done = new Promise<void>((r) => (resolveDone = r));
       const job: Job = {
@@ -143,14 +112,12 @@ export class LocalJobManager implements JobManager {
         done,
         resolveDone,
       };
-      this.jobs.set(job.id, job);
-      this.queue.push(job);
       this.o.metrics.jobStatus('queued');
-      this.o.logger.info({ workspaceId: job.id, repository: record.repository, retry: existing !== null }, 'job queued');
-      this.pump();
+      this.o.logger.info({ workspaceId: id, repository: record.repository, retry: previous !== null }, 'job queued');
+      this.queue.enqueue(job);
       return toView(record);
     } finally {
-      this.submitting.delete(id);
+      release();
     }
   }
 
@@ -165,49 +132,41 @@ export class LocalJobManager implements JobManager {
   }
 
   async remove(id: string, options: { purge: boolean }): Promise<WorkspaceView> {
-    const { store, engine } = this.o.deps;
-    this.removing.set(id, (this.removing.get(id) ?? 0) + 1);
+    const { engine } = this.o.deps;
+    const release = this.queue.claimForRemove(id);
     try {
-      const record = await store.load(id);
-      if (!record && !this.jobs.has(id) && !(await engine.volumeExists(workspaceVolume(id)))) {
+      const record = await this.lifecycle.load(id);
+      if (!record && !this.queue.get(id) && !(await engine.volumeExists(workspaceVolume(id)))) {
         throw new WarmstartError('WORKSPACE_NOT_FOUND', `no workspace ${id} on this node`);
       }
       const log = this.o.logger.child({ workspaceId: id });
       if (record) {
         try {
-          await store.save({ ...record, status: 'deleting', updatedAt: new Date().toISOString() });
+          await this.lifecycle.deleting(id);
         } catch (err) {
           // A purge removes the record anyway; without it the delete could not be recorded: refuse, change nothing.
           if (!options.purge) throw err;
           log.warn({ err: describeError(err) }, 'could not record the deletion; purging anyway');
         }
       }
-      const job = this.jobs.get(id);
+      const job = this.queue.get(id);
       if (job) {
         job.deleting = true;
         job.controller.abort();
-        const queued = this.queue.indexOf(job);
-        if (queued >= 0) {
-          this.queue.splice(queued, 1);
-          this.finish(job);
-        } else if (job.state === 'running') {
-          await job.done; // the pipeline stops at its next phase; the CLI is killed
-        }
+        if (this.queue.withdraw(job)) this.finish(job);
+        else if (job.state === 'running') await job.done; // the pipeline stops at its next phase; the CLI is killed
       }
-      await removeWorkspace(this.o.deps, id, options.purge);
-      const last: WorkspaceRecord = { ...(record ?? blankRecord(id)), status: 'deleting', updatedAt: new Date().toISOString() };
-      if (!options.purge) await store.save(last);
+      await removeWorkspace({ ...this.o.deps, lifecycle: this.lifecycle }, id, options.purge);
+      const last = options.purge ? this.lifecycle.asDeleting(record, id) : await this.lifecycle.deleting(id);
       log.info({ purge: options.purge }, 'workspace deleted');
       return toView(last);
     } finally {
-      const left = (this.removing.get(id) ?? 1) - 1;
-      if (left > 0) this.removing.set(id, left);
-      else this.removing.delete(id);
+      release();
     }
   }
 
   async *events(id: string, signal: AbortSignal): AsyncGenerator<WorkspaceEvent> {
-    const job = this.jobs.get(id);
+    const job = this.queue.get(id);
     if (job) {
       yield* job.events.follow(signal);
       return;
@@ -220,83 +179,29 @@ export class LocalJobManager implements JobManager {
   }
 
   stats(): { running: number; queued: number; pushing: number; activeWorkspaces: string[] } {
-    const all = [...this.jobs.values()];
-    return {
-      running: this.running,
-      queued: this.queue.length + this.slotWaiters.length,
-      pushing: all.filter((j) => j.state === 'pushing').length,
-      activeWorkspaces: all.map((j) => j.id),
-    };
+    return this.queue.stats();
   }
 
   /** Cancels queued and running builds (shutdown); pushes are left to finish. */
   cancelBuilds(): void {
-    for (const job of this.jobs.values()) if (job.state !== 'pushing') job.controller.abort();
+    for (const job of this.queue.all()) if (job.state !== 'pushing') job.controller.abort();
   }
 
   /** Resolves when every job, pushes included, is over, or after `ms`. */
   async drain(ms: number): Promise<boolean> {
-    const all = Promise.all([...this.jobs.values()].map((j) => j.done)).then(() => true);
+    const all = Promise.all(this.queue.all().map((j) => j.done)).then(() => true);
     const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
     return Promise.race([all, timeout]);
   }
 
-  /**
-   * Waits for one of this node's build slots (WARMSTART_MAX_CONCURRENT_BUILDS)
-   * for a build that is not a workspace job (jobs/prebuild-manager.ts);
-   * resolves with the function that frees it. Queued workspace jobs take a
-   * free slot first: someone is waiting for a workspace, nobody for a
-   * prebuild. Rejects with JOB_CANCELLED if `signal` aborts while waiting.
-   */
+  /** A build slot for a prebuild (jobs/prebuild-manager.ts): see JobQueue.buildSlot. */
   buildSlot(signal: AbortSignal): Promise<() => void> {
-    return new Promise((resolve, reject) => {
-      const cancelled = (): WarmstartError => new WarmstartError('JOB_CANCELLED', 'cancelled while waiting for a build slot');
-      if (signal.aborted) return reject(cancelled());
-      let freed = false;
-      const free = (): void => {
-        if (freed) return;
-        freed = true;
-        this.running -= 1;
-        this.pump();
-      };
-      const grant = (): void => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(free);
-      };
-      const onAbort = (): void => {
-        const i = this.slotWaiters.indexOf(grant);
-        if (i >= 0) this.slotWaiters.splice(i, 1);
-        reject(cancelled());
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.slotWaiters.push(grant);
-      this.pump();
-    });
+    return this.queue.buildSlot(signal);
   }
 
-  private pump(): void {
-    while (this.running < this.o.maxConcurrent && this.queue.length > 0) {
-      const job = this.queue.shift()!;
-      this.running += 1;
-      job.state = 'running';
-      void this.run(job);
-    }
-    while (this.running < this.o.maxConcurrent && this.slotWaiters.length > 0) {
-      this.running += 1;
-      this.slotWaiters.shift()!();
-    }
-  }
-
-  private async run(job: Job): Promise<void> {
+  private async run(job: Job, freeSlot: () => void): Promise<void> {
     const log = this.o.logger.child({ workspaceId: job.id });
     const { deps, metrics } = this.o;
-    let buildSlotFree = false;
-    const freeSlot = (): void => {
-      if (buildSlotFree) return;
-      buildSlotFree = true;
-      this.running -= 1;
-      this.pump();
-    };
     let result: WorkspaceResult | null = null;
     try {
       log.info('job started');
@@ -309,7 +214,13 @@ export class LocalJobManager implements JobManager {
           if (e.type === 'push' && e.status) metrics.push(e.status, e.text ?? null);
         },
       }));
-      const prepared = await prepareWorkspace(deps, job.request, sink, { signal: job.controller.signal });
+      const prepared = await this.o.pipeline(deps, job.request, sink, {
+        signal: job.controller.signal,
+        record: {
+          started: () => this.unlessDeleted(job, this.lifecycle.start(job.id)),
+          settled: (r) => this.unlessDeleted(job, this.lifecycle.settle(job.id, r)),
+        },
+      });
       result = prepared.result;
       this.recordResult(result);
       log.info({ outcome: result.outcome, cacheHit: result.cache.hit, readyMs: result.timings.ready }, 'job finished');
@@ -334,6 +245,19 @@ export class LocalJobManager implements JobManager {
   }
 
   /**
+   * A DELETE took the workspace over while its job ran (the record says
+   * `deleting`): the job goes on to its cancelled end unrecorded, and the
+   * DELETE writes the last record.
+   */
+  private async unlessDeleted(job: Job, transition: Promise<unknown>): Promise<void> {
+    try {
+      await transition;
+    } catch (err) {
+      if (!(err instanceof IllegalTransition && job.deleting)) throw err;
+    }
+  }
+
+  /**
    * The pipeline stopped with an error instead of an outcome: its record could
    * not be written (STATE_WRITE_FAILED, a full disk) or something unexpected.
    * The workspace is failed, kept in memory when the disk refuses it, with no
@@ -352,9 +276,12 @@ export class LocalJobManager implements JobManager {
     });
     if (removed > 0) log.warn({ containersRemoved: removed }, 'removed the containers of a job that could not be recorded');
     const error = stateLost
-      ? { code: 'STATE_WRITE_FAILED', message: 'the agent could not write the workspace state (is the state directory full?)', detail: (err as WarmstartError).detail ?? describeError(err) }
-      : { code: 'INTERNAL', message: 'the job failed unexpectedly', detail: describeError(err) };
-    const failed = await this.markFailed(job.id, error);
+      ? { code: 'STATE_WRITE_FAILED' as const, message: 'the agent could not write the workspace state (is the state directory full?)', detail: (err as WarmstartError).detail ?? describeError(err) }
+      : { code: 'INTERNAL' as const, message: 'the job failed unexpectedly', detail: describeError(err) };
+    const failed = await this.kept(this.lifecycle.fail(job.id, error)).catch((e: unknown) => {
+      log.error({ err: describeError(e) }, 'could not read the workspace record to mark it failed');
+      return null;
+    });
     if (failed) await this.notify(job, 'provisioning-failed').catch((e: unknown) => log.error({ err: describeError(e) }, 'could not queue the callback'));
   }
 
@@ -366,71 +293,41 @@ export class LocalJobManager implements JobManager {
   }
 
   /** The control plane hears ready (ready or recovery) or provisioning-failed, once. */
-  private async notify(job: Job, kind: 'ready' | 'provisioning-failed'): Promise<void> {
+  private async notify(job: Job, kind: NotificationKind): Promise<void> {
     if (!job.callback || job.deleting) return;
     const view = await this.get(job.id);
     if (!view) return;
-    await this.o.outbox.enqueue({
-      url: callbackTarget(job.callback.url, job.id, kind),
-      token: job.callback.token,
-      body: { workspaceId: job.id, status: view.status, workspace: view },
-      kind,
-      workspaceId: job.id,
+    await this.o.notifier.notify(job.callback, view, kind);
+  }
+
+  /** The push's result joins the record of the outcome it belongs to (not one a DELETE took over since). */
+  private async keepPushResult(id: string, outcome: WorkspaceResult['outcome'], push: WorkspaceResult['push']): Promise<void> {
+    await this.kept(this.lifecycle.pushSettled(id, outcome, push)).catch((err: unknown) => {
+      this.o.logger.error({ workspaceId: id, err: describeError(err) }, 'could not record the push result');
     });
   }
 
   /**
-   * The pipeline records the push's outcome but shrugs off a failed write; a
-   * record still saying `pending` after the push settled gets it here, kept in
-   * memory if the disk still refuses.
+   * What a transition of what has happened left: the record (kept in memory,
+   * and logged, when the disk refused it), or null when the record was
+   * gone or in no status to take it (being deleted).
    */
-  private async keepPushResult(id: string, outcome: WorkspaceStatus, push: PushResult): Promise<void> {
-    const latest = await this.o.deps.store.load(id).catch(() => null);
-    if (!latest?.result || latest.status !== outcome || latest.result.push.status !== 'pending') return;
-    await this.saveOrKeep({ ...latest, result: { ...latest.result, push }, updatedAt: new Date().toISOString() });
-  }
-
-  /** Marks a workspace failed unless it is being deleted; resolves with the record (null if none). */
-  private async markFailed(id: string, error: NonNullable<WorkspaceRecord['error']>): Promise<WorkspaceRecord | null> {
-    const record = await this.o.deps.store.load(id).catch(() => null);
-    if (!record || record.status === 'deleting') return null;
-    const failed: WorkspaceRecord = { ...record, status: 'failed', error, updatedAt: new Date().toISOString() };
-    await this.saveOrKeep(failed);
-    return failed;
-  }
-
-  /** Saves a record of what happened; if the disk refuses, keeps it in memory and tries again later. */
-  private async saveOrKeep(record: WorkspaceRecord): Promise<void> {
+  private async kept(transition: Promise<{ record: WorkspaceRecord; writeError: unknown }>): Promise<WorkspaceRecord | null> {
     try {
-      await this.o.deps.store.save(record, { keepIfUnwritten: true });
+      const { record, writeError } = await transition;
+      if (writeError) {
+        this.o.logger.error({ workspaceId: record.id, status: record.status, err: describeError(writeError) }, 'could not write the workspace record; kept in memory, will retry');
+      }
+      return record;
     } catch (err) {
-      this.o.logger.error({ workspaceId: record.id, status: record.status, err: describeError(err) }, 'could not write the workspace record; kept in memory, will retry');
-      this.scheduleFlush();
-    }
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushTimer) return;
-    this.flushTimer = setInterval(() => void this.flushUnsaved(), FLUSH_EVERY_MS);
-    this.flushTimer.unref();
-  }
-
-  /** Writes records kept in memory, if any; stops retrying once none is left. */
-  private async flushUnsaved(): Promise<void> {
-    const { store } = this.o.deps;
-    const before = store.unsavedCount();
-    if (before === 0) return;
-    const left = await store.flushUnsaved();
-    if (left < before) this.o.logger.info({ written: before - left, left }, 'workspace records written again');
-    if (left === 0 && this.flushTimer) {
-      clearInterval(this.flushTimer);
-      this.flushTimer = null;
+      if (err instanceof IllegalTransition) return null;
+      throw err;
     }
   }
 
   private finish(job: Job): void {
     job.events.close();
-    this.jobs.delete(job.id);
+    this.queue.forget(job);
     job.resolveDone();
   }
 }
@@ -445,9 +342,3 @@ function cutLongText(onBound: BoundListener, inner: EventSink): EventSink {
     },
   };
 }
-
-function blankRecord(id: string): WorkspaceRecord {
-  const now = new Date().toISOString();
-  return { id, repository: '', configName: null, lightweight: false, status: 'deleting', result: null, createdAt: now, updatedAt: now };
-}
-

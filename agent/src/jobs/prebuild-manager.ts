@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { CreatePrebuildBody, PrebuildView } from '../../../shared/src/api.js';
 import { describeError, toErrorBody, WarmstartError } from '../errors.js';
 import type { EventSink } from '../events/events.js';
-import type { PipelineDeps } from '../workspace/pipeline.js';
+import type { PipelineDeps } from '../workspace/deps.js';
 import { runPrebuild } from '../workspace/prebuild.js';
 import { planPrebuild, type PrebuildRequest } from '../workspace/prebuild-plan.js';
 import { parseRepository } from '../workspace/repository.js';
@@ -107,7 +107,7 @@ export class PrebuildManager {
       log.info({ status: result.status, reason: result.reason, pushed: result.pushed, totalMs: result.timings.totalMs }, 'prebuild finished');
     } catch (err) {
       // Cancelled while queued, or thrown before anything was made (runPrebuild reports everything later as its result).
-      const error = err instanceof WarmstartError ? toErrorBody(err) : { code: 'INTERNAL', message: 'the prebuild failed unexpectedly', detail: describeError(err) };
+      const error = err instanceof WarmstartError ? toErrorBody(err) : { code: 'INTERNAL' as const, message: 'the prebuild failed unexpectedly', detail: describeError(err) };
       log.warn({ err: describeError(err) }, 'prebuild failed');
       this.update(view, {
         status: 'failed',

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { DockerEngine } from '../docker/engine.js';
 import { describeError } from '../errors.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
+import { WorkspaceLifecycle } from '../workspace/lifecycle.js';
 import { removeWorkspaceContainers, WORKSPACE_LABEL } from '../workspace/default-container.js';
 
 export interface ReconcileReport {
@@ -36,9 +37,13 @@ async function stopLeftoverCli(pid: number): Promise<boolean> {
  * is flagged; a push that never settled is recorded as failed; temporary
  * files of record writes cut off by the crash are removed.
  */
-export async function reconcile(store: WorkspaceStore, engine: DockerEngine, logger: Logger): Promise<ReconcileReport> {
+export async function reconcile(
+  store: WorkspaceStore,
+  engine: DockerEngine,
+  logger: Logger,
+  lifecycle: WorkspaceLifecycle = new WorkspaceLifecycle(store),
+): Promise<ReconcileReport> {
   const report: ReconcileReport = { restarted: [], missing: [] };
-  const now = (): string => new Date().toISOString();
   // A record write cut off by the kill leaves its temporary beside the record (never in its place).
   const swept = await store.sweepTemporaries().catch(() => 0);
   if (swept > 0) logger.warn({ files: swept }, 'removed temporary files of record writes cut off by the previous agent');
@@ -50,12 +55,7 @@ export async function reconcile(store: WorkspaceStore, engine: DockerEngine, log
         if (pid !== null && (await stopLeftoverCli(pid))) log.warn({ pid }, 'stopped a devcontainers CLI left by the previous agent');
         await store.clearCliPid(record.id);
         const removed = await removeWorkspaceContainers(engine, record.id);
-        await store.save({
-          ...record,
-          status: 'failed',
-          error: { code: 'AGENT_RESTARTED', message: 'the agent stopped while this workspace was being prepared' },
-          updatedAt: now(),
-        });
+        await lifecycle.interrupt(record.id);
         report.restarted.push(record.id);
         log.warn({ containersRemoved: removed }, 'job interrupted by an agent restart marked failed');
         continue;
@@ -66,11 +66,7 @@ export async function reconcile(store: WorkspaceStore, engine: DockerEngine, log
         const alive = containers.some((c) => c.id === id && c.state === 'running');
         const pushPending = record.result?.push.status === 'pending';
         if (alive && !pushPending && !record.containerMissing) continue;
-        const result =
-          pushPending && record.result
-            ? { ...record.result, push: { ...record.result.push, status: 'failed' as const, reason: 'the agent restarted before the push finished' } }
-            : record.result;
-        await store.save({ ...record, result, containerMissing: !alive, updatedAt: now() });
+        await lifecycle.recheck(record.id, { running: alive });
         if (!alive) {
           report.missing.push(record.id);
           log.warn({ containerId: id }, 'ready workspace has no running container');

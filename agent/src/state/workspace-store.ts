@@ -1,6 +1,7 @@
 import { appendFile, mkdir, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import type { ErrorCode } from '../../../shared/src/error-codes.js';
 import { boundEvent, MAX_EVENT_LOG_BYTES, type BoundListener } from '../events/event-bounds.js';
 import type { EventSink, WorkspaceEvent } from '../events/events.js';
 import { writeFileAtomic } from './atomic-file.js';
@@ -17,7 +18,7 @@ export interface WorkspaceRecord {
   status: WorkspaceStatus;
   result: WorkspaceResult | null;
   /** an error outside a pipeline result (e.g. AGENT_RESTARTED) */
-  error?: { code: string; message: string; detail?: string } | null;
+  error?: { code: ErrorCode; message: string; detail?: string } | null;
   /** a ready workspace whose container was found gone at start-up */
   containerMissing?: boolean;
   /**
@@ -226,7 +227,8 @@ export class WorkspaceStore {
       emit: (emitted: WorkspaceEvent) => {
         // One event per line, each cut to the cap (already so when the job manager did it first).
         for (const e of boundEvent(emitted).events) {
-          this.enqueue(id, async () => {
+          // Not awaited: emit is synchronous; enqueue's promise never rejects and flush() waits for it.
+          void this.enqueue(id, async () => {
             if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
             made = true;
             size ??= (await stat(path).catch(() => null))?.size ?? 0;

@@ -6,7 +6,7 @@ import { describeError } from '../errors.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
 import { labelMismatch } from '../cache/image-labels.js';
 import type { CacheSession } from './cache-phase.js';
-import type { PipelineDeps } from './pipeline.js';
+import type { PipelineDeps } from './deps.js';
 import { withTag } from '../cache/image-ref.js';
 
 /** The exact ref of a config's content, and whether the finished image is here now. */

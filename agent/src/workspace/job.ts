@@ -24,7 +24,7 @@ import { startedContainerRefusal } from './started-container-check.js';
 import { CacheSession } from './cache-phase.js';
 import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
 import { findExact, type ExactLookup, type NoExactKey } from './exact.js';
-import type { PipelineDeps } from './pipeline.js';
+import type { PipelineDeps } from './deps.js';
 import { builderOf, type JobPlan } from './plan.js';
 import { bestEffort, isMissing } from '../util/best-effort.js';
 import { CacheOutcome } from './cache-outcome.js';

@@ -3,24 +3,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { configFromEnv } from '../../../agent/src/config/agent-config.js';
+import { LocalJobManager } from '../../../agent/src/jobs/local-job-manager.js';
+import { outboxNotifier } from '../../../agent/src/jobs/notifier.js';
+import { WorkspaceStore } from '../../../agent/src/state/workspace-store.js';
+import type { Pipeline, PipelineDeps } from '../../../agent/src/workspace/pipeline.js';
+import { planJob } from '../../../agent/src/workspace/plan.js';
 import { readyResult } from '../../support/results.js';
 
 /**
  * Prebuilds share the node's build slots with workspace jobs
- * (LocalJobManager.buildSlot), around a scripted pipeline: the slots, not
- * the builds, are under test here.
+ * (LocalJobManager.buildSlot, jobs/job-queue.ts), around a scripted pipeline
+ * given to the manager as a function: the slots, not the builds, are under test here.
  */
-vi.mock('../../../agent/src/workspace/pipeline.js', () => ({ prepareWorkspace: vi.fn() }));
-
-const { LocalJobManager } = await import('../../../agent/src/jobs/local-job-manager.js');
-const { WorkspaceStore } = await import('../../../agent/src/state/workspace-store.js');
-const { configFromEnv } = await import('../../../agent/src/config/agent-config.js');
-const { prepareWorkspace } = await import('../../../agent/src/workspace/pipeline.js');
-type PipelineDeps = import('../../../agent/src/workspace/pipeline.js').PipelineDeps;
-
-const prepare = vi.mocked(prepareWorkspace);
+const prepare = vi.fn<Pipeline>();
 let dir: string;
-let jobs: InstanceType<typeof LocalJobManager>;
+let jobs: LocalJobManager;
 /** resolves the running workspace job */
 let finishJob: () => void;
 
@@ -28,11 +26,12 @@ const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
 beforeEach(async () => {
   prepare.mockReset();
-  prepare.mockImplementation(async (deps, req) => {
+  finishJob = undefined as unknown as () => void;
+  prepare.mockImplementation(async (deps, req, _sink, options) => {
+    await options?.record?.started(planJob(req, deps.config));
     await new Promise<void>((r) => (finishJob = r));
-    const rec = (await deps.store.load(req.workspaceId))!;
     const res = readyResult(req.workspaceId);
-    await deps.store.save({ ...rec, status: 'ready', result: res });
+    await options?.record?.settled(res);
     return { result: res, push: Promise.resolve(res.push) };
   });
   dir = await mkdtemp(join(tmpdir(), 'warmstart-slots-'));
@@ -42,8 +41,9 @@ beforeEach(async () => {
   } as unknown as PipelineDeps;
   jobs = new LocalJobManager({
     deps,
+    pipeline: prepare,
     metrics: new Proxy({}, { get: () => () => undefined }) as never,
-    outbox: { enqueue: async () => undefined, start: async () => undefined, stop: async () => undefined, pending: () => 0 },
+    notifier: outboxNotifier({ enqueue: async () => undefined, start: async () => undefined, stop: async () => undefined, pending: () => 0 }),
     logger: pino({ level: 'silent' }),
     maxConcurrent: 1,
     allowLocalRepos: false,
@@ -70,13 +70,13 @@ describe('LocalJobManager.buildSlot', () => {
     freeA();
     freeA(); // a second call frees nothing more
     await tick();
-    expect(prepare).toHaveBeenCalledTimes(1); // the workspace job took the slot
+    await vi.waitFor(() => expect(finishJob).toBeTypeOf('function')); // the workspace job took the slot and is building
+    expect(prepare).toHaveBeenCalledTimes(1);
     expect(bGranted).toBeNull();
     expect(jobs.stats()).toMatchObject({ running: 1, queued: 1 });
 
     finishJob();
-    await tick();
-    expect(bGranted).toBeTypeOf('function');
+    await vi.waitFor(() => expect(bGranted).toBeTypeOf('function')); // after the job's result is recorded
     expect(jobs.stats()).toMatchObject({ running: 1, queued: 0 });
     bGranted!();
     expect(jobs.stats()).toMatchObject({ running: 0, queued: 0 });

@@ -3,63 +3,56 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-result.js';
+import { configFromEnv } from '../../../agent/src/config/agent-config.js';
+import { WarmstartError } from '../../../agent/src/errors.js';
+import { LocalJobManager } from '../../../agent/src/jobs/local-job-manager.js';
+import { outboxNotifier } from '../../../agent/src/jobs/notifier.js';
+import type { WorkspaceStore } from '../../../agent/src/state/workspace-store.js';
+import type { Pipeline, PipelineDeps } from '../../../agent/src/workspace/pipeline.js';
+import { planJob } from '../../../agent/src/workspace/plan.js';
 import { readyResult } from '../../support/results.js';
+import { fillableStore } from '../workspace/lifecycle-disk.js';
 
 /**
- * LocalJobManager around a scripted pipeline (the real one has its own
- * integration tests): which POSTs it takes, and what it does when the state
- * dir refuses a write. The disk is the real file system, except that while
- * `disk.full` is set every record write fails as a full disk makes it fail.
+ * LocalJobManager around a scripted pipeline, given to it as a function (the
+ * real one has its own integration tests): which POSTs it takes, and what it
+ * does when the state dir refuses a write. The disk is the real file system,
+ * except that while `disk.full` is set every record write fails as a full
+ * disk makes it fail (test/unit/workspace/lifecycle-disk.ts). No module is mocked.
  */
-const disk = vi.hoisted(() => ({ full: false }));
-vi.mock('../../../agent/src/state/atomic-file.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../../../agent/src/state/atomic-file.js')>();
-  const { WarmstartError } = await import('../../../agent/src/errors.js');
-  return {
-    writeFileAtomic: (path: string, content: string, mode?: number) =>
-      disk.full
-        ? Promise.reject(new WarmstartError('STATE_WRITE_FAILED', `could not write ${path}`, { detail: 'ENOSPC: no space left on device, write' }))
-        : real.writeFileAtomic(path, content, mode),
-  };
-});
-vi.mock('../../../agent/src/workspace/pipeline.js', () => ({ prepareWorkspace: vi.fn() }));
-
-const { LocalJobManager } = await import('../../../agent/src/jobs/local-job-manager.js');
-const { WorkspaceStore } = await import('../../../agent/src/state/workspace-store.js');
-const { configFromEnv } = await import('../../../agent/src/config/agent-config.js');
-const { WarmstartError } = await import('../../../agent/src/errors.js');
-const { prepareWorkspace } = await import('../../../agent/src/workspace/pipeline.js');
-type PipelineDeps = import('../../../agent/src/workspace/pipeline.js').PipelineDeps;
-type Store = InstanceType<typeof WorkspaceStore>;
+const disk = { full: false };
 
 const REPO = 'https://example.test/acme/app.git';
-const prepare = vi.mocked(prepareWorkspace);
+const prepare = vi.fn<Pipeline>();
 
-/** What the real pipeline does to the record, in short: creating, then the outcome. */
-function pipelineThatSucceeds(): void {
-  prepare.mockImplementation(async (deps, req) => {
-    const rec = (await deps.store.load(req.workspaceId))!;
-    await deps.store.save({ ...rec, status: 'creating' });
+/** What the real pipeline does, in short: records the start through the hook, then the outcome. */
+function pipelineThatSucceeds(push?: Promise<PushResult>): void {
+  prepare.mockImplementation(async (deps, req, _sink, options) => {
+    await options?.record?.started(planJob(req, deps.config));
     const result = readyResult(req.workspaceId);
-    await deps.store.save({ ...rec, status: 'ready', result });
-    return { result, push: Promise.resolve(result.push) };
+    if (push) result.push = { status: 'pending', ref: 'reg.test/acme/app:cache', reason: null, ms: null };
+    await options?.record?.settled(result);
+    return { result, push: push ?? Promise.resolve(result.push) };
   });
 }
 
 let dir: string;
-let store: Store;
+let store: WorkspaceStore;
 let containers: { id: string; image: string; state: string; labels: Record<string, string> }[];
 let removed: string[];
 /** While set, the engine's container removals wait for it: a DELETE held at work. */
 let removalsHeld: Promise<void> | null;
 let enqueued: { kind: string; workspaceId: string; body: unknown }[];
-let jobs: InstanceType<typeof LocalJobManager>;
+let jobs: LocalJobManager;
+/** what the manager logged at level error */
+let logged: { msg: string; workspaceId?: string }[];
 
 beforeEach(async () => {
   disk.full = false;
   prepare.mockReset();
   dir = await mkdtemp(join(tmpdir(), 'warmstart-jobs-'));
-  store = new WorkspaceStore(join(dir, 'state'));
+  store = fillableStore(join(dir, 'state'), disk);
   containers = [];
   removed = [];
   removalsHeld = null;
@@ -80,21 +73,25 @@ beforeEach(async () => {
     store,
   } as unknown as PipelineDeps;
   const metrics = new Proxy({}, { get: () => () => undefined });
+  logged = [];
   jobs = new LocalJobManager({
     deps,
+    pipeline: prepare,
     metrics: metrics as never,
-    outbox: {
-      enqueue: async (r) => {
-        enqueued.push({ kind: r.kind, workspaceId: r.workspaceId, body: r.body });
+    notifier: outboxNotifier(
+      {
+        enqueue: async (r) => {
+          enqueued.push({ kind: r.kind, workspaceId: r.workspaceId, body: r.body });
+        },
+        start: async () => undefined,
+        stop: async () => undefined,
+        pending: () => 0,
       },
-      start: async () => undefined,
-      stop: async () => undefined,
-      pending: () => 0,
-    },
-    logger: pino({ level: 'silent' }),
+      { origins: new Set(['http://cp.test']) },
+    ),
+    logger: pino({ level: 'error' }, { write: (line: string) => void logged.push(JSON.parse(line) as { msg: string; workspaceId?: string }) }),
     maxConcurrent: 2,
     allowLocalRepos: false,
-    callbackPolicy: { origins: new Set(['http://cp.test']) },
   });
 });
 
@@ -190,12 +187,11 @@ describe('LocalJobManager when the state dir refuses writes', () => {
   });
 
   it('a job whose record stops fitting ends failed STATE_WRITE_FAILED (served from memory), without containers, with a callback; written once there is room', async () => {
-    prepare.mockImplementation(async (deps, req) => {
-      const rec = (await deps.store.load(req.workspaceId))!;
-      await deps.store.save({ ...rec, status: 'creating' });
+    prepare.mockImplementation(async (deps, req, _sink, options) => {
+      await options?.record?.started(planJob(req, deps.config));
       containers = [{ id: 'c1', image: 'img', state: 'running', labels: { 'warmstart.workspace': req.workspaceId } }];
       disk.full = true; // the dev container runs; its ready record does not fit
-      await deps.store.save({ ...rec, status: 'ready', result: readyResult(req.workspaceId) });
+      await options?.record?.settled(readyResult(req.workspaceId));
       throw new Error('unreachable');
     });
     await jobs.submit(body('w'));
@@ -270,15 +266,78 @@ describe('LocalJobManager: who asked, and where callbacks go', () => {
     const urls: string[] = [];
     const manager = new LocalJobManager({
       deps: { config: configFromEnv({ WARMSTART_STATE_DIR: join(dir, 'state'), WARMSTART_RUNTIME_DIR: join(dir, 'run') }), store, engine: {} } as unknown as PipelineDeps,
+      pipeline: prepare,
       metrics: new Proxy({}, { get: () => () => undefined }) as never,
-      outbox: { enqueue: async (r) => void urls.push(r.url), start: async () => undefined, stop: async () => undefined, pending: () => 0 },
+      notifier: outboxNotifier(
+        { enqueue: async (r) => void urls.push(r.url), start: async () => undefined, stop: async () => undefined, pending: () => 0 },
+        { origins: new Set(['http://cp.test']) },
+      ),
       logger: pino({ level: 'silent' }),
       maxConcurrent: 1,
       allowLocalRepos: false,
-      callbackPolicy: { origins: new Set(['http://cp.test']) },
     });
     await manager.submit({ ...body('suffix'), callback: { url: 'http://cp.test/api/', token: 'cb-token-123456' } });
     expect(await manager.drain(5_000)).toBe(true);
     expect(urls).toEqual(['http://cp.test/api/workspaces/suffix/ready']);
+  });
+});
+
+describe('LocalJobManager: the push after ready, and a DELETE during a job', () => {
+  it('the record ends with the push result', async () => {
+    let settlePush!: (p: PushResult) => void;
+    pipelineThatSucceeds(new Promise<PushResult>((r) => (settlePush = r)));
+    await jobs.submit(body('w'));
+    await vi.waitFor(async () => expect((await store.load('w'))?.result?.push.status).toBe('pending'));
+    expect(jobs.stats().pushing).toBe(1);
+    settlePush({ status: 'pushed', ref: 'reg.test/acme/app:cache', reason: null, ms: 12 });
+    await settled();
+    expect((await store.load('w'))?.result?.push).toEqual({ status: 'pushed', ref: 'reg.test/acme/app:cache', reason: null, ms: 12 });
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({ status: 'ready', result: { push: { status: 'pushed' } } });
+    expect(logged).toEqual([]);
+  });
+
+  it('a push result that cannot be written is logged and served from memory; the disk keeps the rest until there is room', async () => {
+    let settlePush!: (p: PushResult) => void;
+    pipelineThatSucceeds(new Promise<PushResult>((r) => (settlePush = r)));
+    await jobs.submit(body('w'));
+    await vi.waitFor(async () => expect((await store.load('w'))?.result?.push.status).toBe('pending'));
+    disk.full = true;
+    settlePush({ status: 'pushed', ref: 'reg.test/acme/app:cache', reason: null, ms: 12 });
+    await settled();
+    expect(logged).toEqual([expect.objectContaining({ workspaceId: 'w', msg: 'could not write the workspace record; kept in memory, will retry' })]);
+    expect((await jobs.get('w'))?.push?.status).toBe('pushed');
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({ status: 'ready', result: { push: { status: 'pending' } } });
+
+    disk.full = false;
+    pipelineThatSucceeds();
+    await jobs.submit(body('other')); // a POST writes what is kept first
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({ status: 'ready', result: { push: { status: 'pushed' } } });
+  });
+
+  it('a DELETE while the job runs stops it unrecorded: the record ends deleting, no callback, and the id can be posted again', async () => {
+    prepare.mockImplementation(async (deps, req, _sink, options) => {
+      await options?.record?.started(planJob(req, deps.config));
+      await new Promise((r) => options?.signal?.addEventListener('abort', r, { once: true }));
+      const result: WorkspaceResult = {
+        ...readyResult(req.workspaceId),
+        outcome: 'failed',
+        containerId: null,
+        error: { code: 'JOB_CANCELLED', message: 'the job was cancelled' },
+        push: { status: 'skipped', ref: null, reason: 'workspace failed', ms: null },
+      };
+      await options?.record?.settled(result);
+      return { result, push: Promise.resolve(result.push) };
+    });
+    await jobs.submit(body('w'));
+    await vi.waitFor(async () => expect((await store.load('w'))?.status).toBe('creating'));
+    const last = await jobs.remove('w', { purge: false });
+    expect(last.status).toBe('deleting');
+    expect(await store.load('w')).toMatchObject({ status: 'deleting', result: null });
+    expect(enqueued).toEqual([]);
+    expect(logged).toEqual([]);
+    pipelineThatSucceeds();
+    expect(await jobs.submit(body('w'))).toMatchObject({ status: 'queued' });
+    await settled();
+    expect((await jobs.get('w'))?.status).toBe('ready');
   });
 });

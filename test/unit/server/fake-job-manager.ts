@@ -2,8 +2,10 @@ import type { CreateWorkspaceBody, WorkspaceStatus, WorkspaceView } from '../../
 import type { WorkspaceEvent } from '../../../agent/src/events/events.js';
 import type { JobManager } from '../../../agent/src/jobs/job-manager.js';
 import { apiError } from '../../../agent/src/server/http-error.js';
+import { assertSameRepository, isLegal } from '../../../agent/src/workspace/lifecycle.js';
 
-const TERMINAL: ReadonlySet<WorkspaceStatus> = new Set(['ready', 'recovery', 'failed']);
+/** Statuses with no job at work: event streams end there (a DELETE ends the job too). */
+const TERMINAL: ReadonlySet<WorkspaceStatus> = new Set(['ready', 'recovery', 'failed', 'deleting']);
 
 interface Entry {
   view: WorkspaceView;
@@ -13,8 +15,11 @@ interface Entry {
 
 /**
  * An in-memory JobManager for the HTTP tests. It refuses what the real one
- * refuses (duplicate id, unknown id, not accepting) with the same codes; it
- * runs no jobs: tests move workspaces along with `emit` and `finish`.
+ * refuses (duplicate id, another repository on a kept id, unknown id, not
+ * accepting) with the same codes, and takes what it takes: a `failed` id or
+ * one deleted without purge is prepared again, by the real lifecycle's rules
+ * (agent/src/workspace/lifecycle.ts). It runs no jobs: tests move
+ * workspaces along with `emit` and `finish`.
  */
 export class FakeJobManager implements JobManager {
   private readonly entries = new Map<string, Entry>();
@@ -35,7 +40,9 @@ export class FakeJobManager implements JobManager {
 
   async submit(body: CreateWorkspaceBody): Promise<WorkspaceView> {
     if (!this.accept) throw apiError('SHUTTING_DOWN', 'the agent is shutting down');
-    if (this.entries.has(body.id)) throw apiError('WORKSPACE_EXISTS', `workspace ${body.id} exists`);
+    const existing = this.entries.get(body.id)?.view ?? null;
+    if (existing && !isLegal('queue', existing.status)) throw apiError('WORKSPACE_EXISTS', `workspace ${body.id} exists`);
+    assertSameRepository(existing, body.repository);
     this.submitted.push(body);
     const now = new Date().toISOString();
     const view: WorkspaceView = {
@@ -52,7 +59,7 @@ export class FakeJobManager implements JobManager {
       controls: null,
       timings: {},
       error: null,
-      createdAt: now,
+      createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     };
     this.entries.set(body.id, { view, events: [], wake: [] });
@@ -72,9 +79,12 @@ export class FakeJobManager implements JobManager {
 
   async remove(id: string, options: { purge: boolean }): Promise<WorkspaceView> {
     const entry = this.require(id);
-    const view = structuredClone(entry.view);
-    if (options.purge) this.entries.delete(id);
-    else if (!TERMINAL.has(entry.view.status)) this.finish(id, 'failed');
+    // As the real one: the last view says `deleting`; without purge the record stays, saying so.
+    const view = { ...structuredClone(entry.view), status: 'deleting' as const, updatedAt: new Date().toISOString() };
+    if (options.purge) {
+      this.entries.delete(id);
+      this.wakeAll(entry);
+    } else this.finish(id, 'deleting');
     return view;
   }
 

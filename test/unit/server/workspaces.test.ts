@@ -24,6 +24,29 @@ describe('POST /v1/workspaces', () => {
     expect(res.json()).toEqual({ code: 'WORKSPACE_EXISTS', message: 'workspace dup exists' });
   });
 
+  it('202 again for an id that failed or was deleted without purge (as the real job manager); 409 while ready, and for another repository', async () => {
+    const { app, jobs } = testServer();
+    expect((await post(app, validBody('again'))).statusCode).toBe(202);
+    jobs.finish('again', 'failed');
+    const afterFailure = await post(app, validBody('again'));
+    expect(afterFailure.statusCode).toBe(202);
+    expect(afterFailure.json()).toMatchObject({ id: 'again', status: 'queued', error: null });
+
+    jobs.finish('again', 'ready');
+    expect((await post(app, validBody('again'))).statusCode).toBe(409);
+    const deleted = await app.inject({ method: 'DELETE', url: '/v1/workspaces/again', headers: AUTH });
+    expect(deleted.json()).toMatchObject({ id: 'again', status: 'deleting' });
+    const afterDelete = await post(app, validBody('again'));
+    expect(afterDelete.statusCode).toBe(202);
+    expect(afterDelete.json()).toMatchObject({ id: 'again', status: 'queued' });
+
+    jobs.finish('again', 'failed');
+    const other = await post(app, { ...validBody('again'), repository: 'octo/other' });
+    expect(other.statusCode).toBe(409);
+    expect(other.json()).toMatchObject({ code: 'WORKSPACE_CONFLICT' });
+    expect(jobs.submitted.map((b) => b.id)).toEqual(['again', 'again', 'again']);
+  });
+
   it('400 listing every field error', async () => {
     const { app, jobs } = testServer();
     const res = await post(app, { id: 'Bad_Id', repository: '', cache: { registry: 42 } });
