@@ -66,7 +66,7 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
     // The id names the state directory the event log writes to: check it first.
     validateWorkspaceId(request.workspaceId);
     const agent = await createAgent({ config });
-    const eventLog = agent.store.eventLog(request.workspaceId);
+    const eventLog = agent.store.eventLog(request.workspaceId, { onLost: (e, err) => io.stderr(`warmstart: a ${e.type} event was not recorded: ${describeError(err)}\n`) });
     const sink = teeSinks(progressSink(io.stderr, values.verbose === true), eventLog);
     // The pipeline records nothing itself: the workspace's record goes through the lifecycle (workspace/lifecycle.ts).
     const lifecycle = new WorkspaceLifecycle(agent.store);

@@ -127,7 +127,9 @@ export class LocalJobManager implements JobManager {
   }
 
   async list(): Promise<WorkspaceView[]> {
-    const records = await this.o.deps.store.list();
+    const records = await this.o.deps.store.list((id, err) =>
+      this.o.logger.warn({ workspaceId: id, err: describeError(err) }, 'workspace record unreadable: left out of the list'),
+    );
     return records.sort((a, b) => a.createdAt.localeCompare(b.createdAt)).map(toView);
   }
 
@@ -206,7 +208,7 @@ export class LocalJobManager implements JobManager {
     try {
       log.info('job started');
       metrics.jobStatus('creating');
-      const sink = cutLongText(this.countBound, teeSinks(job.events, deps.store.eventLog(job.id, { onBound: this.countBound }), {
+      const sink = cutLongText(this.countBound, teeSinks(job.events, deps.store.eventLog(job.id, { onBound: this.countBound, onLost: (e, err) => log.warn({ event: e.type, err: describeError(err) }, 'event not recorded') }), {
         emit: (e) => {
           if (e.type === 'phase-end' && e.phase && e.ms !== undefined) metrics.phase(e.phase, e.ms);
           if (e.type === 'phase-end' && e.status === 'failed') log.warn({ phase: e.phase }, 'phase failed');

@@ -4,6 +4,8 @@ import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import type { ErrorCode } from '../../../shared/src/error-codes.js';
 import { boundEvent, MAX_EVENT_LOG_BYTES, type BoundListener } from '../events/event-bounds.js';
 import type { EventSink, WorkspaceEvent } from '../events/events.js';
+import { unlessMissing } from '../util/best-effort.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { trimEventLog } from './event-log-trim.js';
 
@@ -47,7 +49,9 @@ export class WorkspaceStore {
   /** Records whose last write failed; newer than what the disk holds. */
   private readonly unsaved = new Map<string, WorkspaceRecord>();
   /** Record writes and removals of one workspace run one at a time, so the last one wins on disk. */
-  private readonly writes = new Map<string, Promise<unknown>>();
+  private readonly writes = new KeyedQueue();
+  /** Event appends of one workspace, in order; a record write waits for those before it. */
+  private readonly appends = new KeyedQueue();
 
   constructor(readonly stateDir: string) {}
 
@@ -71,8 +75,12 @@ export class WorkspaceStore {
     }
   }
 
-  /** Every workspace record on disk or kept in memory (unreadable ones are skipped). */
-  async list(): Promise<WorkspaceRecord[]> {
+  /**
+   * Every workspace record on disk or kept in memory. One that cannot be
+   * read or parsed is left out of the list and handed to `onUnreadable`
+   * (the callers log it: such a workspace is neither served nor reconciled).
+   */
+  async list(onUnreadable?: (id: string, err: unknown) => void): Promise<WorkspaceRecord[]> {
     let ids: string[];
     try {
       ids = await readdir(join(this.stateDir, 'workspaces'));
@@ -81,7 +89,14 @@ export class WorkspaceStore {
       ids = [];
     }
     for (const id of this.unsaved.keys()) if (!ids.includes(id)) ids.push(id);
-    const records = await Promise.all(ids.map((id) => this.load(id).catch(() => null)));
+    const records = await Promise.all(
+      ids.map((id) =>
+        this.load(id).catch((err: unknown) => {
+          onUnreadable?.(id, err);
+          return null;
+        }),
+      ),
+    );
     return records.filter((r): r is WorkspaceRecord => r !== null);
   }
 
@@ -107,8 +122,8 @@ export class WorkspaceStore {
 
   /** Writes the record (atomically: a failed write leaves the old one); throws STATE_WRITE_FAILED. */
   async save(record: WorkspaceRecord, options: SaveOptions = {}): Promise<void> {
-    await this.pending.get(record.id); // events emitted so far land first
-    await this.serially(record.id, async () => {
+    await this.appends.idle(record.id); // events emitted so far land first
+    await this.writes.run(record.id, async () => {
       try {
         await this.write(record);
         this.unsaved.delete(record.id); // the disk holds the newest now
@@ -128,7 +143,7 @@ export class WorkspaceStore {
   async flushUnsaved(): Promise<number> {
     await Promise.all(
       [...this.unsaved.keys()].map((id) =>
-        this.serially(id, async () => {
+        this.writes.run(id, async () => {
           const record = this.unsaved.get(id);
           if (!record) return; // removed, or written by a newer save meanwhile
           await this.write(record);
@@ -141,16 +156,6 @@ export class WorkspaceStore {
 
   private write(record: WorkspaceRecord): Promise<void> {
     return writeFileAtomic(join(this.dir(record.id), 'workspace.json'), `${JSON.stringify(record, null, 2)}\n`);
-  }
-
-  private serially<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const next = (this.writes.get(id) ?? Promise.resolve()).then(fn);
-    const tail = next.catch(() => undefined);
-    this.writes.set(id, tail);
-    void tail.then(() => {
-      if (this.writes.get(id) === tail) this.writes.delete(id);
-    });
-    return next;
   }
 
   /**
@@ -200,7 +205,7 @@ export class WorkspaceStore {
   }
 
   async remove(id: string): Promise<void> {
-    await this.serially(id, async () => {
+    await this.writes.run(id, async () => {
       this.unsaved.delete(id);
       await rm(this.dir(id), { recursive: true, force: true });
     });
@@ -216,7 +221,15 @@ export class WorkspaceStore {
    * a log line that would take the file past `maxBytes` first has the
    * oldest log lines trimmed (state/event-log-trim.ts).
    */
-  eventLog(id: string, bounds: { maxBytes?: number; onBound?: BoundListener } = {}): EventSink & { flush(): Promise<void> } {
+  eventLog(
+    id: string,
+    bounds: {
+      maxBytes?: number;
+      onBound?: BoundListener;
+      /** an event that could not be appended (a full or failing disk); the ones after it are still tried */
+      onLost?: (event: WorkspaceEvent, err: unknown) => void;
+    } = {},
+  ): EventSink & { flush(): Promise<void> } {
     const maxBytes = bounds.maxBytes ?? MAX_EVENT_LOG_BYTES;
     const dir = this.dir(id);
     const path = join(dir, 'events.ndjson');
@@ -227,11 +240,11 @@ export class WorkspaceStore {
       emit: (emitted: WorkspaceEvent) => {
         // One event per line, each cut to the cap (already so when the job manager did it first).
         for (const e of boundEvent(emitted).events) {
-          // Not awaited: emit is synchronous; enqueue's promise never rejects and flush() waits for it.
-          void this.enqueue(id, async () => {
+          // Not awaited: emit is synchronous; a lost append goes to onLost, and flush() waits for the queue.
+          void this.appends.run(id, async () => {
             if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
             made = true;
-            size ??= (await stat(path).catch(() => null))?.size ?? 0;
+            size ??= (await unlessMissing(stat(path), null))?.size ?? 0;
             const line = Buffer.from(`${JSON.stringify(e)}\n`);
             if (e.type === 'log' && size + line.length > maxBytes) {
               const trimmed = await trimEventLog(path, Math.floor(maxBytes / 2));
@@ -244,25 +257,13 @@ export class WorkspaceStore {
             } catch (err) {
               // A full disk can take part of a line: cut it off, so the log holds whole lines only
               // (the event is lost; the ones after it, once there is room, are not).
-              await truncate(path, size).catch(() => undefined);
+              await truncate(path, size).catch(() => undefined); // the append's error is the one to report
               throw err;
             }
-          });
+          }).catch((err: unknown) => bounds.onLost?.(e, err));
         }
       },
-      flush: () => this.pending.get(id) ?? Promise.resolve(),
+      flush: () => this.appends.idle(id),
     };
-  }
-
-  private readonly pending = new Map<string, Promise<void>>();
-
-  /** Runs writes of one workspace in order; a failed append does not stop later ones. */
-  private enqueue(id: string, write: () => Promise<void>): Promise<void> {
-    const next = (this.pending.get(id) ?? Promise.resolve()).then(write).catch(() => undefined);
-    this.pending.set(id, next);
-    void next.then(() => {
-      if (this.pending.get(id) === next) this.pending.delete(id);
-    });
-    return next;
   }
 }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import { WarmstartError } from '../errors.js';
 import type { WorkspaceRecord, WorkspaceStatus, WorkspaceStore } from '../state/workspace-store.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
 
 /** What a workspace is, from its plan (workspace/plan.ts): what a new record is made of. */
 export interface WorkspaceSpec {
@@ -104,7 +105,7 @@ export interface LifecycleOptions {
  */
 export class WorkspaceLifecycle {
   private readonly clock: () => Date;
-  private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly chains = new KeyedQueue();
   private retryTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -298,13 +299,7 @@ export class WorkspaceLifecycle {
   }
 
   private serially<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const next = (this.chains.get(id) ?? Promise.resolve()).then(fn);
-    const tail = next.catch(() => undefined);
-    this.chains.set(id, tail);
-    void tail.then(() => {
-      if (this.chains.get(id) === tail) this.chains.delete(id);
-    });
-    return next;
+    return this.chains.run(id, fn);
   }
 }
 
