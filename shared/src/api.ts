@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { ErrorCode } from './error-codes.js';
-import { CacheResult, ErrorResult, JobControls, Outcome, Profile, PushResult } from './workspace-result.js';
+import { CacheResult, ErrorCodeSchema, ErrorResult, JobControls, Outcome, Profile, PushResult } from './workspace-result.js';
 import { PrebuildResult } from './prebuild-result.js';
 
 /**
@@ -84,7 +83,7 @@ export const Health = z.object({
 
 /** The one error shape of the API (and of the CLI's JSON output). */
 export const ApiError = z.object({
-  code: ErrorCode,
+  code: ErrorCodeSchema,
   message: z.string(),
   detail: z.string().optional(),
   validations: z.array(z.object({ field: z.string(), message: z.string() })).optional(),

@@ -2,10 +2,10 @@
  * Every error code the agent reports, in the CLI's JSON, the API's error
  * body and a workspace's result. Callers branch on the code, never on the
  * message. The agent's errors (agent/src/errors.ts) take theirs from here, so
- * the API schema and the OpenAPI document list exactly these.
+ * the API schema and the OpenAPI document list exactly these
+ * (workspace-result.ts `ErrorCodeSchema`). No zod here: the agent's start
+ * path loads this module.
  */
-import { z } from 'zod';
-
 /** Codes that mean the caller's input was wrong (exit 2, HTTP 400): nothing was created. */
 export const INPUT_CODES = [
   'INVALID_WORKSPACE_ID',
@@ -83,5 +83,4 @@ export const ERROR_CODES = [
 ] as const;
 
 
-export const ErrorCode = z.enum(ERROR_CODES);
-export type ErrorCode = z.infer<typeof ErrorCode>;
+export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -1,5 +1,8 @@
 import { z } from 'zod';
-import { ErrorCode } from './error-codes.js';
+import { ERROR_CODES } from './error-codes.js';
+
+/** Every error code (shared/src/error-codes.ts), for the schemas and the OpenAPI document. */
+export const ErrorCodeSchema = z.enum(ERROR_CODES);
 
 /**
  * The result of preparing one workspace: what `warmstart up --json` prints and
@@ -39,7 +42,7 @@ export const JobControls = z.object({
 });
 
 export const ErrorResult = z.object({
-  code: ErrorCode,
+  code: ErrorCodeSchema,
   message: z.string(),
   detail: z.string().optional(),
 });
