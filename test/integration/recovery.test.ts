@@ -21,7 +21,6 @@ const namespace = `warmstart-test/${run}`;
 /** the ref a push would go to (none must), set once the repository exists */
 let ref: string | undefined;
 const LOG = '.devcontainer-build-error.log';
-// eslint-disable-next-line no-control-regex
 const STDERR_LINE = /^(?:\x1b\[[0-9;]*m)*fatal: toolchain-compile-error-7731$/m;
 
 interface Inspect {

@@ -7,11 +7,11 @@
  * bytes and their base64 forms. The scanner is first shown to find planted
  * needles, so "zero hits" means something.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResult, runCli, testEnv, type CliRun } from '../support/cli.js';
@@ -19,7 +19,7 @@ import { cleanUp, imageExists, readFromVolume, volumeExists, wipeImages } from '
 import { addBareRepo, GIT_HTTP_USER, startGitHttpsServer, type GitHttpsServer } from '../support/git-https-server.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { notThisImage } from '../support/registry-images.js';
-import { b64, fakeToken, needlesFor, placesFromBlob, placesFromTree, scan, type Hit, type Needle, type Place } from '../support/secret-scan.js';
+import { b64, fakeToken, needlesFor, placesFromBlob, placesFromTree, scan, type Needle, type Place } from '../support/secret-scan.js';
 import { loadTestbed } from '../support/testbed.js';
 import { expectedCacheRef } from '../support/cache-ref.js';
 
@@ -43,6 +43,17 @@ async function sha256OrNull(path: string): Promise<{ sha: string; mtimeMs: numbe
     throw err;
   }
 }
+
+/** The parts of `docker inspect` (a container, an image) this file reads. */
+interface ContainerInspect {
+  Image: string;
+  Mounts: { Name?: string; Source: string; Destination: string; RW: boolean }[];
+  Config: { Labels: Record<string, string>; Env: string[] | null; Cmd: string[] | null; Entrypoint: string[] | null };
+}
+interface ImageInspect {
+  Config: { Labels: Record<string, string> };
+}
+
 const userDockerConfig = join(process.env.HOME ?? homedir(), '.docker', 'config.json');
 
 interface WatchedRun {
@@ -359,23 +370,23 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     // The container: inspect, and its Env / Labels / Mounts / Cmd on their own.
     const inspect = await docker(['inspect', result.containerId!]);
     expect(inspect.exitCode).toBe(0);
-    const info = (JSON.parse(String(inspect.stdout)) as Record<string, any>[])[0]!;
+    const info = (JSON.parse(String(inspect.stdout)) as ContainerInspect[])[0]!;
     expect(info.Config.Labels['warmstart.workspace']).toBe(id);
-    expect((info.Mounts as { Name?: string }[]).some((m) => m.Name === volume)).toBe(true);
+    expect(info.Mounts.some((m) => m.Name === volume)).toBe(true);
     places.push({ name: 'docker inspect container', bytes: Buffer.from(String(inspect.stdout)) });
     for (const [k, v] of Object.entries({ Env: info.Config.Env, Labels: info.Config.Labels, Mounts: info.Mounts, Cmd: info.Config.Cmd, Entrypoint: info.Config.Entrypoint })) {
       places.push({ name: `container ${k}`, bytes: Buffer.from(JSON.stringify(v ?? null)) });
     }
     // The node's git token is never offered inside a container: no credential mount at all
     // (a job's own token is, test/security/container-token.test.ts).
-    const gitMount = (info.Mounts as { Source: string; Destination: string; RW: boolean }[]).find((m) => m.Destination === '/run/warmstart-git');
+    const gitMount = info.Mounts.find((m) => m.Destination === '/run/warmstart-git');
     expect(gitMount, JSON.stringify(info.Mounts)).toBeUndefined();
-    const imageId = info.Image as string;
+    const imageId = info.Image;
     const imageInspect = await docker(['image', 'inspect', imageId]);
     places.push({ name: 'docker inspect image', bytes: Buffer.from(String(imageInspect.stdout)) });
     // The image's devcontainer.metadata label travels with the cache image to other nodes:
     // this workspace's host paths (the credential mount) must not be in it.
-    const metadata = String((JSON.parse(String(imageInspect.stdout)) as Record<string, any>[])[0]!.Config.Labels['devcontainer.metadata'] ?? '');
+    const metadata = String((JSON.parse(String(imageInspect.stdout)) as ImageInspect[])[0]!.Config.Labels['devcontainer.metadata'] ?? '');
     expect(metadata.length).toBeGreaterThan(0);
     expect(metadata).not.toContain('warmstart-git');
     expect(metadata).not.toContain(runtimeDir);

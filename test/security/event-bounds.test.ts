@@ -15,6 +15,7 @@ import { MAX_EVENT_LOG_BYTES, MAX_EVENT_TEXT_CHARS, MAX_HISTORY_LOG_LINES, marke
 import type { WorkspaceEvent } from '../../agent/src/events/events.js';
 import { testEnv } from '../support/cli.js';
 import { cleanUp } from '../support/docker.js';
+import { phaseOf, textOf } from '../support/events.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { startAgent, waitForStatus, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
@@ -101,21 +102,21 @@ describe('attack 7b: a build that prints without end', () => {
       .map((l) => JSON.parse(l) as WorkspaceEvent);
     const fileMarkers = onDisk.filter((e) => markerCount(e) !== null);
     expect(fileMarkers).toHaveLength(1);
-    const phases = (type: string): string[] => onDisk.filter((e) => e.type === type).map((e) => e.phase ?? '');
+    const phases = (type: string): string[] => onDisk.filter((e) => e.type === type).map((e) => phaseOf(e) ?? '');
     // Every phase that started ended (phases overlap, so not in the same order).
     expect(phases('phase-end').sort()).toEqual(phases('phase-start').sort());
     expect(phases('phase-start').length).toBeGreaterThan(2);
     expect(onDisk.some((e) => e.type === 'outcome' && e.status === 'ready')).toBe(true);
-    expect(onDisk.some((e) => e.text?.includes('FLOOD-DONE'))).toBe(true);
-    const longest = Math.max(...[...onDisk, ...followed].map((e) => e.text?.length ?? 0));
+    expect(onDisk.some((e) => textOf(e)?.includes('FLOOD-DONE'))).toBe(true);
+    const longest = Math.max(...[...onDisk, ...followed].map((e) => textOf(e)?.length ?? 0));
     expect(longest).toBeLessThan(MAX_EVENT_TEXT_CHARS + 100);
 
     const counted = { cut: await metric('cut'), history: await metric('dropped-history'), file: await metric('dropped-file') };
     // The 100,000-character line reaches the agent in chunks of the CLI's output (docker and the CLI split
     // it at 4 or 8 KiB, depending on how fast each side reads): a chunk over the cap is cut and marked, and
     // every cut is counted (those on disk, and at most the lines the file dropped besides).
-    const cutsOnDisk = onDisk.filter((e) => /\[warmstart: line cut, \d+ more characters dropped\]$/.test(e.text ?? '')).length;
-    expect(onDisk.some((e) => e.text?.startsWith('LLLL'))).toBe(true);
+    const cutsOnDisk = onDisk.filter((e) => /\[warmstart: line cut, \d+ more characters dropped\]$/.test(textOf(e) ?? '')).length;
+    expect(onDisk.some((e) => textOf(e)?.startsWith('LLLL'))).toBe(true);
     expect(counted.cut).toBeGreaterThanOrEqual(cutsOnDisk);
     expect(counted.cut).toBeLessThanOrEqual(cutsOnDisk + counted.file);
     expect(counted.history).toBeGreaterThanOrEqual(3 * LINES_PER_STEP - MAX_HISTORY_LOG_LINES);

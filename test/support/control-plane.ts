@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface ReceivedCall {
   method: string;
@@ -27,7 +27,7 @@ export async function startControlPlane(o: { refuseFirst?: number } = {}): Promi
       req.on('data', (c: Buffer) => (data += c.toString()));
       req.on('end', () => resolve(data));
     });
-  const server: Server = createServer(async (req, res) => {
+  const answer = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const text = await read(req);
     let body: unknown = text;
     try {
@@ -46,7 +46,9 @@ export async function startControlPlane(o: { refuseFirst?: number } = {}): Promi
       answered: status,
     });
     res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
-  });
+  };
+  // The server does not wait for a handler; answer() cannot reject (read() does not).
+  const server: Server = createServer((req, res) => void answer(req, res));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   return {

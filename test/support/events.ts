@@ -1,5 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { PhaseName, WorkspaceEvent } from '../../agent/src/events/events.js';
+
+/** An event's text, for the kinds that carry one (log, note, push; shared/src/api.ts WorkspaceEventSchema). */
+export const textOf = (e: WorkspaceEvent): string | undefined => ('text' in e ? e.text : undefined);
+
+/** An event's phase, for the kinds that name one. */
+export const phaseOf = (e: WorkspaceEvent): PhaseName | undefined => ('phase' in e ? e.phase : undefined);
 
 /** One line of a workspace's event log, as far as tests look at it. */
 export interface LoggedEvent {

@@ -9,6 +9,7 @@ export function readyResult(id: string): WorkspaceResult {
     profile: 'devcontainer',
     cache: { ref: null, hit: 'disabled', reason: 'no cache registry configured', stepsCached: null, stepsTotal: null },
     push: { status: 'skipped', ref: null, reason: 'no cache ref', ms: null },
+    controls: { noCache: false, noPush: false, pushTimeoutSeconds: 600 },
     timings: { ready: 1 },
     error: null,
   };

@@ -10,7 +10,7 @@ import { discoverConfig, type DiscoveredConfig } from '../devcontainer/discover.
 import { buildExactOverride } from '../devcontainer/exact-override.js';
 import { logLineText } from '../devcontainer/log-line.js';
 import { buildOverride, writeOverrideFile } from '../devcontainer/override.js';
-import { describeError, describeErrorWithDetail, toErrorBody, WarmstartError } from '../errors.js';
+import { describeError, describeErrorWithDetail, isWarmstartError, toErrorBody, WarmstartError } from '../errors.js';
 import type { PhaseName, SecretSet } from '../events/events.js';
 import type { PhaseRecorder } from '../events/phase-recorder.js';
 import { shareTokenWith, writeContainerGitCredentials, type ContainerGitCredentials } from '../git/container-credentials.js';
@@ -375,8 +375,8 @@ export class Job {
     this.result.push = { status: 'skipped', ref: null, reason: 'the repository config did not build (recovery)', ms: null };
     // A volume that could not be made fails the job here (run's catch): there is nothing to fall back to.
     await this.volumeReady;
-    try {
-      const id = await this.rec.phase('fallback', async () => {
+    const fallback = (): Promise<string> =>
+      this.rec.phase('fallback', async () => {
         await removeWorkspaceContainers(this.deps.engine, this.plan.workspaceId);
         await this.buildLog.saveInto(this.deps.engine, {
           volume: this.plan.volume,
@@ -386,6 +386,19 @@ export class Job {
         });
         return this.startDefault('recovery');
       });
+    try {
+      let id: string;
+      try {
+        id = await fallback();
+      } catch (err) {
+        // The engine itself went away under the build (a restart): while it comes back it can answer
+        // with errors rather than not at all. Once it answers again, the fallback gets one more try.
+        if (this.signal.aborted || !isWarmstartError(err) || !['DOCKER_UNAVAILABLE', 'DOCKER_OPERATION_FAILED'].includes(err.code)) throw err;
+        this.rec.note(`the fallback met the engine in trouble (${describeError(err)}): trying once more when it answers`, 'fallback');
+        await new Promise((r) => setTimeout(r, ENGINE_SETTLE_MS));
+        await this.deps.engine.waitForEngine?.();
+        id = await fallback();
+      }
       return this.ready(id, 'recovery');
     } catch (err) {
       return this.fail(err, error);
@@ -456,6 +469,9 @@ function cancellable(rec: PhaseRecorder, signal: AbortSignal): PhaseRecorder {
     phase: <T>(name: PhaseName, fn: () => Promise<T>): Promise<T> => (signal.aborted ? Promise.reject(cancelled()) : rec.phase(name, fn)),
   });
 }
+
+/** How long a restarting engine gets before the fallback is tried again (recover). */
+const ENGINE_SETTLE_MS = 3_000;
 
 function hasFeatures(config: Record<string, unknown>): boolean {
   const f = config.features;

@@ -9,10 +9,9 @@
  * straight from the registry.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
@@ -188,10 +187,11 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
   it('creates a golden image with the documented labels (docs/machines.md), inherited and custom capabilities merged, holding neither secret', async () => {
     // The node's git token (WARMSTART_GIT_TOKEN) cloned the repository but is never offered
     // inside the container (test/security/container-token.test.ts): no credential mount, no helper env.
-    const info = (JSON.parse(String((await execa('docker', ['inspect', up.containerId!])).stdout)) as Record<string, any>[])[0]!;
-    const gitMount = (info.Mounts as { Type: string; Source: string; Destination: string; RW: boolean }[]).find((m) => m.Destination === '/run/warmstart-git');
+    type Inspect = { Mounts: { Type: string; Source: string; Destination: string; RW: boolean }[]; Config: { Env: string[] } };
+    const info = (JSON.parse(String((await execa('docker', ['inspect', up.containerId!])).stdout)) as Inspect[])[0]!;
+    const gitMount = info.Mounts.find((m) => m.Destination === '/run/warmstart-git');
     expect(gitMount, JSON.stringify(info.Mounts)).toBeUndefined();
-    expect((info.Config.Env as string[]).join('\n')).not.toContain('/run/warmstart-git');
+    expect(info.Config.Env.join('\n')).not.toContain('/run/warmstart-git');
 
     const r = await image(['create', '--workspace', id, '--name', NAME, '--tag', 'v1', '--capability', 'gpu', '--capability', 'python 3.12', '--capability', 'gpu', '--json']);
     expect(r.code, r.stderr).toBe(0);

@@ -5,10 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { copyInstanceDir, repointBackingFiles } from '../../../agent/src/backends/lima-copy.js';
 import { readQcow2Backing, setQcow2Backing } from '../../../agent/src/backends/lima-qcow2.js';
-// @ts-expect-error the fake is plain JavaScript
-import { createOverlay } from '../../fakes/lima/disk.mjs';
-
-const overlay = createOverlay as (path: string, backing: string) => void;
+import { createOverlay as overlay } from '../../fakes/lima/disk.mjs';
 
 /** qemu-img and qemu-io (Debian's qemu-utils): an extra check against the real tools where they are installed. */
 function hasQemuImg(): boolean {

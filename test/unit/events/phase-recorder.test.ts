@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { WorkspaceEvent } from '../../../agent/src/events/events.js';
 import { parseFailpoints, PhaseRecorder } from '../../../agent/src/events/phase-recorder.js';
+import { phaseOf } from '../../support/events.js';
 
 const collect = (): { events: WorkspaceEvent[]; sink: { emit(e: WorkspaceEvent): void } } => {
   const events: WorkspaceEvent[] = [];
@@ -36,7 +37,7 @@ describe('WARMSTART_FAILPOINTS', () => {
     const work = vi.fn(async () => 'cloned');
     const done = rec.phase('clone', work);
     await vi.advanceTimersByTimeAsync(0);
-    expect(events.map((e) => [e.type, e.phase])).toEqual([['phase-start', 'clone']]);
+    expect(events.map((e) => [e.type, phaseOf(e)])).toEqual([['phase-start', 'clone']]);
     expect(work).not.toHaveBeenCalled();
     await vi.advanceTimersByTimeAsync(4_999);
     expect(work).not.toHaveBeenCalled();

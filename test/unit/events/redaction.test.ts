@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { redactingSink, SecretSet, type WorkspaceEvent } from '../../../agent/src/events/events.js';
+import { textOf } from '../../support/events.js';
 
 describe('redactingSink', () => {
   it('scrubs secrets added before and after the sink was made, and leaves short strings alone', () => {
@@ -12,6 +13,6 @@ describe('redactingSink', () => {
     secrets.add('app-token-9876543210');
     sink.emit(ev('pushed with app-token-9876543210, twice app-token-9876543210'));
     sink.emit({ ts: 't', workspaceId: 'w', type: 'phase-start', phase: 'clone' });
-    expect(seen.map((e) => e.text)).toEqual(['token *** and abc', 'pushed with ***, twice ***', undefined]);
+    expect(seen.map(textOf)).toEqual(['token *** and abc', 'pushed with ***, twice ***', undefined]);
   });
 });

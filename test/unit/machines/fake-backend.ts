@@ -88,16 +88,16 @@ export class FakeBackend implements SnapshotBackend {
     this.machines.delete(machine);
   }
 
-  snapshot(): Promise<StateSnapshot> {
+  snapshot(_machine: string, _name: string): Promise<StateSnapshot> {
     return Promise.reject(new WarmstartError('BACKEND_UNSUPPORTED', 'the fake has no snapshots'));
   }
-  restore(): Promise<void> {
+  restore(_machine: string, _name: string): Promise<void> {
     return Promise.reject(new WarmstartError('BACKEND_UNSUPPORTED', 'the fake has no snapshots'));
   }
-  listSnapshots(): Promise<StateSnapshot[]> {
+  listSnapshots(_machine: string): Promise<StateSnapshot[]> {
     return Promise.reject(new WarmstartError('BACKEND_UNSUPPORTED', 'the fake has no snapshots'));
   }
-  deleteSnapshot(): Promise<void> {
+  deleteSnapshot(_machine: string, _name: string): Promise<void> {
     return Promise.reject(new WarmstartError('BACKEND_UNSUPPORTED', 'the fake has no snapshots'));
   }
 }

@@ -54,6 +54,7 @@ describe('prune against a real registry', () => {
       profile: 'devcontainer',
       cache: { ref: inUseRef, hit: 'exact', reason: null, stepsCached: null, stepsTotal: null },
       push: { status: 'skipped', ref: null, reason: 'exact hit', ms: null },
+      controls: { noCache: false, noPush: false, pushTimeoutSeconds: 600 },
       timings: {},
       error: null,
     } as const;
@@ -82,7 +83,7 @@ describe('prune against a real registry', () => {
     const exactLeft = Object.values(after).flat().filter((t) => t.startsWith('exact-'));
     expect(exactLeft).toHaveLength(7); // 2 per repository, and the one in use
     expect(after[one]).toEqual([exactTag(0, 0), exactTag(0, 1), 'devcontainer-cache', signatureTag(newDigest)].sort());
-    expect(after[repos[1]]).toEqual([exactTag(1, 0), exactTag(1, 1), exactTag(1, 3), 'devcontainer-cache'].sort());
+    expect(after[repos[1]!]).toEqual([exactTag(1, 0), exactTag(1, 1), exactTag(1, 3), 'devcontainer-cache'].sort());
     for (const r of repos) expect(after[r]).toContain('devcontainer-cache');
     // the deleted digests are gone, not only their tags
     expect(await api.getManifest(one, oldDigest, creds)).toBeNull();

@@ -84,11 +84,11 @@ describe('registry client: Authorization stays with its registry', () => {
   });
 
   it('drops Authorization for the rest of a chain that left the host, even when it comes back', async () => {
-    let reg: Standin | undefined;
+    // reg is read only when the other host answers, after both are up.
     const other = await standin((_req, res) => {
-      res.writeHead(302, { location: `${reg!.url}/v2/acme/app/manifests/back` }).end();
+      res.writeHead(302, { location: `${reg.url}/v2/acme/app/manifests/back` }).end();
     });
-    reg = await standin(
+    const reg = await standin(
       registry((req, res) => {
         if (req.url.endsWith('/manifests/out')) res.writeHead(302, { location: `${other.url}/bounce` }).end();
         else res.writeHead(200, { 'docker-content-digest': `sha256:${'b'.repeat(64)}` }).end();
@@ -120,14 +120,13 @@ describe('registry client: Authorization stays with its registry', () => {
   });
 
   it('does not fetch a token from a realm that a redirected-to host names', async () => {
-    let other: Standin | undefined;
-    other = await standin((req, res) => {
+    const other: Standin = await standin((req, res) => {
       if (req.url.startsWith('/token')) res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"t"}');
-      else res.writeHead(401, { 'www-authenticate': `Bearer realm="${other!.url}/token",service="x"` }).end();
+      else res.writeHead(401, { 'www-authenticate': `Bearer realm="${other.url}/token",service="x"` }).end();
     });
     // Redirected before any challenge of its own: the other host's challenge comes first.
     const reg = await standin((_req, res) => {
-      res.writeHead(302, { location: `${other!.url}/v2/acme/app/manifests/x` }).end();
+      res.writeHead(302, { location: `${other.url}/v2/acme/app/manifests/x` }).end();
     });
     await expect(createRegistryClient().headManifest(`${reg.host}/acme/app`, 'x', credsFor(reg.host))).rejects.toMatchObject({
       code: 'REGISTRY_AUTH_FAILED',

@@ -7,6 +7,9 @@ import { assertSameRepository, isLegal } from '../../../agent/src/workspace/life
 /** Statuses with no job at work: event streams end there (a DELETE ends the job too). */
 const TERMINAL: ReadonlySet<WorkspaceStatus> = new Set(['ready', 'recovery', 'failed', 'deleting']);
 
+/** An event as a test writes it: one of the kinds (the Omit taken per kind), without the stamp `emit` adds. */
+type EventBody<E = WorkspaceEvent> = E extends unknown ? Omit<E, 'ts' | 'workspaceId'> : never;
+
 interface Entry {
   view: WorkspaceView;
   events: WorkspaceEvent[];
@@ -113,7 +116,7 @@ export class FakeJobManager implements JobManager {
   }
 
   /** Test control: append an event and wake followers. */
-  emit(id: string, event: Omit<WorkspaceEvent, 'ts' | 'workspaceId'>): void {
+  emit(id: string, event: EventBody): void {
     const entry = this.require(id);
     entry.events.push({ ts: new Date().toISOString(), workspaceId: id, ...event });
     this.wakeAll(entry);

@@ -17,6 +17,13 @@ import { AUTH, JSON_AUTH, testServer } from './harness.js';
 
 const BASE = 'base-image';
 
+/** A machine-up answer through the layer cache (not a snapshot): the kind with a key. */
+function cacheUp(body: unknown): Extract<MachineUpResult, { key: string }> {
+  const r = MachineUpResult.parse(body);
+  if (!('key' in r)) throw new Error(`not a cache result: ${JSON.stringify(r)}`);
+  return r;
+}
+
 /** The fake given state snapshots, refusing what the real backends refuse. */
 function withSnapshots(fake: FakeBackend): FakeBackend & { restored: string[] } {
   const snaps = new Map<string, StateSnapshot>();
@@ -92,7 +99,7 @@ describe('POST /v1/machines', () => {
     const { post, fakes, postLaunch } = setup();
     const first = await post('/v1/machines', up());
     expect(first.statusCode).toBe(201);
-    const a = MachineUpResult.parse(first.json());
+    const a = cacheUp(first.json());
     expect(a).toMatchObject({ instance: 'dev-1', cache: 'miss' });
     expect(a.key).toMatch(/^[0-9a-f]{64}$/);
     const execs = fakes.incus.calls.filter((c) => c.op === 'exec');
@@ -213,7 +220,7 @@ describe('POST /v1/machines', () => {
 describe('GET /v1/machines, GET /v1/machines/cache, DELETE /v1/machines/:name', () => {
   it('lists machines and cached images of the backend asked for, and removes a machine (404 the second time)', async () => {
     const { post, get, del, asked } = setup();
-    const a = MachineUpResult.parse((await post('/v1/machines', up())).json());
+    const a = cacheUp((await post('/v1/machines', up())).json());
     const list = await get('/v1/machines?backend=incus');
     expect(list.statusCode).toBe(200);
     expect(list.json()).toEqual({ machines: [{ name: 'dev-1', state: 'running' }] });

@@ -10,15 +10,16 @@ import { CacheSession } from '../../../agent/src/workspace/cache-phase.js';
 import { planJob } from '../../../agent/src/workspace/plan.js';
 import { pushDecision } from '../../../agent/src/workspace/push-decision.js';
 
+type PushInput = Parameters<typeof pushDecision>[0];
 const creds = (source: 'job' | 'static' | 'github-app') => ({ registry: 'ghcr.io', username: 'u', password: 'p', source });
-const plan = { cacheRef: 'ghcr.io/acme/app:devcontainer-cache', cacheOffReason: null, pushOffReason: null };
+const plan: PushInput['plan'] = { cacheRef: 'ghcr.io/acme/app:devcontainer-cache', cacheOffReason: null, pushOffReason: null };
 const deny = { hostAccess: 'deny' as const, allRepositoriesTrusted: false };
-const go = { plan, kind: 'dockerfile', exactHit: false, credentials: creds('static'), blocked: null, config: deny };
+const go: PushInput = { plan, kind: 'dockerfile', exactHit: false, credentials: creds('static'), blocked: null, config: deny };
 
 describe('whether a ready workspace is pushed', () => {
   it('the first rule that applies decides, in order', () => {
     expect(pushDecision(go)).toBeNull();
-    const rows: [Partial<typeof go> & Record<string, unknown>, { status: string; reason: string | RegExp }][] = [
+    const rows: [Partial<PushInput>, { status: string; reason: string | RegExp }][] = [
       [{ plan: { ...plan, cacheRef: null, cacheOffReason: 'cache disabled for this job' } }, { status: 'skipped', reason: 'cache disabled for this job' }],
       [{ kind: 'image' }, { status: 'skipped', reason: 'image-based config: no built image to cache' }],
       [{ exactHit: true, blocked: 'push permission probe: denied' }, { status: 'skipped', reason: /^exact hit/ }],
@@ -31,7 +32,7 @@ describe('whether a ready workspace is pushed', () => {
       [{ blocked: 'push permission probe: denied' }, { status: 'failed', reason: 'push permission probe: denied' }],
     ];
     for (const [change, want] of rows) {
-      const got = pushDecision({ ...go, ...change } as typeof go);
+      const got = pushDecision({ ...go, ...change });
       const label = JSON.stringify(change);
       if (want.status === 'go') {
         expect(got, label).toBeNull();
@@ -61,7 +62,7 @@ describe('a GitHub App that cannot mint a token', () => {
     // The engine is not reached for the reason under test; it refuses the moving pull.
     const engine = { imageRepoDigests: async () => [], pullImage: async () => Promise.reject(new Error('no engine here')) } as unknown as DockerEngine;
     const notes: string[] = [];
-    const rec = new PhaseRecorder('w1', { emit: (e) => void (e.text && notes.push(e.text)) });
+    const rec = new PhaseRecorder('w1', { emit: (e) => void ('text' in e && e.text && notes.push(e.text)) });
     const session = CacheSession.start({ engine, registry: createRegistryClient(), credentialSources: [app] }, jobPlan, rec, { pullMoving: false })!;
     expect(await session.credentials).toBeNull();
     const blocked = await session.pushBlocked;
