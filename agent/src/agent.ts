@@ -52,10 +52,7 @@ export async function credentialSourcesFromConfig(config: AgentConfig, app?: Git
   if (config.registryUsername && config.registryPassword) {
     // Bound to the configured hosts: a job naming another registry gets nothing from the node.
     sources.push(
-      staticCredentials(
-        { registry: config.registryCredentialHosts, username: config.registryUsername, password: config.registryPassword },
-        'static',
-      ),
+      staticCredentials({ registry: config.registryCredentialHosts, username: config.registryUsername, password: config.registryPassword }, 'static'),
     );
   }
   return sources;
@@ -68,7 +65,9 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
   const deps: PipelineDeps = {
     config,
     engine: options.engine ?? lazyEngine(),
-    devcontainer: options.devcontainer ?? new DevcontainerCliRunner({
+    devcontainer:
+      options.devcontainer ??
+      new DevcontainerCliRunner({
         script: config.devcontainerCli,
         cliPluginDirs: config.dockerCliPluginDirs ?? [],
         // Per boot: the runtime dir is a tmpfs under systemd (RuntimeDirectory=).

@@ -41,9 +41,7 @@ export interface ErrorBody {
 /** Turns anything thrown into the public error shape; unknown errors leak nothing. */
 export function toErrorBody(err: unknown): ErrorBody {
   if (err instanceof WarmstartError) {
-    return err.detail === undefined
-      ? { code: err.code, message: err.message }
-      : { code: err.code, message: err.message, detail: err.detail };
+    return err.detail === undefined ? { code: err.code, message: err.message } : { code: err.code, message: err.message, detail: err.detail };
   }
   return { code: 'INTERNAL', message: 'internal error' };
 }

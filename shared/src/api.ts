@@ -8,9 +8,7 @@ import { PrebuildResult } from './prebuild-result.js';
  * with these schemas and the OpenAPI document is generated from them.
  */
 
-export const WorkspaceId = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and -, 1 to 63 characters, not starting with -');
+export const WorkspaceId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and -, 1 to 63 characters, not starting with -');
 
 /** A job's cache registry, explicit ref and the registry credentials it brings (workspaces and prebuilds). */
 export const JobCacheSettings = z
@@ -39,7 +37,11 @@ export const CreateWorkspaceBody = z
     pushTimeoutSeconds: z.number().positive().max(86_400).optional(),
     callback: z
       .object({
-        url: z.string().url().max(2048).refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL'),
+        url: z
+          .string()
+          .url()
+          .max(2048)
+          .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL'),
         token: z.string().min(1).max(8192),
       })
       .strict()
@@ -160,9 +162,7 @@ export const HeartbeatBody = z.object({
 export const BackendName = z.enum(['docker', 'incus', 'lima', 'cloud-hypervisor']);
 
 /** Machine and snapshot names: conservative, so every backend takes them as they are. */
-export const MachineName = z
-  .string()
-  .regex(/^[a-z][a-z0-9-]{0,62}$/, 'a lowercase letter, then lowercase letters, digits and -, 1 to 63 characters');
+export const MachineName = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'a lowercase letter, then lowercase letters, digits and -, 1 to 63 characters');
 export const SnapshotName = MachineName;
 
 /** A file copied into the machine before provisioning; it is part of the cache key. */
@@ -183,7 +183,10 @@ export const CreateMachineBody = z
     /** the image provisioning starts from */
     base: z.string().min(1).max(512),
     /** the provision script's text (run with sh inside the machine) */
-    provision: z.string().max(512 * 1024).optional(),
+    provision: z
+      .string()
+      .max(512 * 1024)
+      .optional(),
     files: z.array(MachineFileBody).max(100).optional(),
     /**
      * Keep this machine warm by a state snapshot of that name: restore it when

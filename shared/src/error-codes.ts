@@ -82,5 +82,4 @@ export const ERROR_CODES = [
   'INTERNAL',
 ] as const;
 
-
 export type ErrorCode = (typeof ERROR_CODES)[number];

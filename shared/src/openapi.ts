@@ -144,9 +144,7 @@ const BACKEND_ERROR_TEXT: Record<number, string> = {
 };
 
 function errorsWith(texts: Record<number, string>, statuses: number[]): JsonObject {
-  return Object.fromEntries(
-    [...statuses, 500].map((s) => [String(s), { description: texts[s] ?? 'internal error', content: json('ApiError') }]),
-  );
+  return Object.fromEntries([...statuses, 500].map((s) => [String(s), { description: texts[s] ?? 'internal error', content: json('ApiError') }]));
 }
 
 function errors(...statuses: number[]): JsonObject {
@@ -311,10 +309,7 @@ function paths(): JsonObject {
       delete: {
         operationId: 'deleteWorkspace',
         summary: 'Stop its job and remove its containers; its volume and record too with purge=true',
-        parameters: [
-          id,
-          { name: 'purge', in: 'query', required: false, schema: { type: 'string', enum: ['true', 'false'], default: 'false' } },
-        ],
+        parameters: [id, { name: 'purge', in: 'query', required: false, schema: { type: 'string', enum: ['true', 'false'], default: 'false' } }],
         responses: { '200': { description: 'the last view of the workspace', content: json('WorkspaceView') }, ...errors(400, 401, 403, 404, 507) },
       },
     },
@@ -339,7 +334,11 @@ function paths(): JsonObject {
 
 /** `/v1/prebuilds`: build and push a repository's image, keep nothing (agent/src/workspace/prebuild.ts). */
 function prebuildPaths(): JsonObject {
-  const texts = { ...ERROR_TEXT, 403: 'the token is scoped to a workspace: prebuilds need a node-wide token', 404: 'PREBUILD_NOT_FOUND: no such prebuild (results are kept in memory until the agent restarts)' };
+  const texts = {
+    ...ERROR_TEXT,
+    403: 'the token is scoped to a workspace: prebuilds need a node-wide token',
+    404: 'PREBUILD_NOT_FOUND: no such prebuild (results are kept in memory until the agent restarts)',
+  };
   return {
     '/v1/prebuilds': {
       post: {
@@ -356,7 +355,10 @@ function prebuildPaths(): JsonObject {
       get: {
         operationId: 'getPrebuild',
         parameters: [{ name: 'id', in: 'path', required: true, schema: ref('PrebuildId') }],
-        responses: { '200': { description: 'the prebuild; `result` once it is over', content: json('PrebuildView') }, ...errorsWith(texts, [400, 401, 403, 404]) },
+        responses: {
+          '200': { description: 'the prebuild; `result` once it is over', content: json('PrebuildView') },
+          ...errorsWith(texts, [400, 401, 403, 404]),
+        },
       },
     },
   };

@@ -11,7 +11,14 @@ export async function docker(args: string[], env?: NodeJS.ProcessEnv) {
   return sh('docker', args, env ? { env } : {});
 }
 
-const lines = (text: string): string[] => [...new Set(text.split('\n').map((l) => l.trim()).filter(Boolean))];
+const lines = (text: string): string[] => [
+  ...new Set(
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean),
+  ),
+];
 
 /** Ids of the images (also untagged intermediates) that carry this bench run's label. */
 export async function runImages(runId: string, env?: NodeJS.ProcessEnv): Promise<string[]> {

@@ -43,9 +43,10 @@ export async function loadTestbed(): Promise<Testbed> {
     registryPassword: (await readFile(get('WARMSTART_TESTBED_REGISTRY_PASSWORD_FILE'), 'utf8')).trim(),
     baseImage: get('WARMSTART_TESTBED_BASE_IMAGE'),
     node2: { dockerHost: get('WARMSTART_TESTBED_NODE2_DOCKER_HOST'), pluginDirs: get('WARMSTART_TESTBED_NODE2_PLUGIN_DIRS') },
-    lxd: env.get('WARMSTART_TESTBED_LXD_SOCKET') && env.get('WARMSTART_TESTBED_LXD_IMAGE')
-      ? { socket: env.get('WARMSTART_TESTBED_LXD_SOCKET')!, image: env.get('WARMSTART_TESTBED_LXD_IMAGE')! }
-      : null,
+    lxd:
+      env.get('WARMSTART_TESTBED_LXD_SOCKET') && env.get('WARMSTART_TESTBED_LXD_IMAGE')
+        ? { socket: env.get('WARMSTART_TESTBED_LXD_SOCKET')!, image: env.get('WARMSTART_TESTBED_LXD_IMAGE')! }
+        : null,
   };
 }
 
@@ -100,7 +101,11 @@ export async function newExactKey(repo: string, label: string): Promise<void> {
   const text = await readFile(file, 'utf8');
   const edits = modify(text, ['name'], `warmstart bench (${label})`, { formattingOptions: { insertSpaces: true, tabSize: 2 } });
   await writeFile(file, applyEdits(text, edits));
-  const r = await sh('git', ['-c', 'user.email=bench@warmstart.invalid', '-c', 'user.name=warmstart bench', 'commit', '-qam', `another key: ${label}`], { cwd: repo });
+  const r = await sh(
+    'git',
+    ['-c', 'user.email=bench@warmstart.invalid', '-c', 'user.name=warmstart bench', 'commit', '-qam', `another key: ${label}`],
+    { cwd: repo },
+  );
   if (r.code !== 0) throw new Error(`git commit: ${r.stderr}`);
 }
 

@@ -68,7 +68,7 @@ const MEASURE: Record<CaseName, string> = {
   'push-off': 'timings.ready of warmstart up --no-push, moving tag only',
   'bk-plain-cold': 'node 2 (engine 26, BuildKit): wall time of `devcontainer up`, no warmstart',
   'bk-warm-cold': "node 2: warmstart up, empty registry namespace (seeds BuildKit's moving tag and the exact tag)",
-  'bk-floor': "node 2: docker pull of BuildKit's moving image + the CLI's `up` of {\"image\": ref}",
+  'bk-floor': 'node 2: docker pull of BuildKit\'s moving image + the CLI\'s `up` of {"image": ref}',
   'bk-warm-exact': 'node 2: warmstart up, exact tag in the registry',
   'bk-warm-layers': 'node 2: warmstart up, moving tag only; the build does not wait for the pull (WARMSTART_CACHE_PULL_FIRST=auto)',
   'bk-pull-first': 'node 2: as bk-warm-layers, but the build waits for the moving pull first (WARMSTART_CACHE_PULL_FIRST=always)',
@@ -199,7 +199,9 @@ async function main(): Promise<number> {
   });
 
   // The cache ref as warmstart derives it (so the bench never guesses its naming).
-  const refOut = await sh(tools.node, [tools.cli, 'cache', 'ref', repo, '--cache-registry', `${tb.registry}/${runId}-probe`, '--json'], { env: warmEnv(null) });
+  const refOut = await sh(tools.node, [tools.cli, 'cache', 'ref', repo, '--cache-registry', `${tb.registry}/${runId}-probe`, '--json'], {
+    env: warmEnv(null),
+  });
   const probeRef = (JSON.parse(refOut.stdout) as { ref: string }).ref;
   const refPath = probeRef.slice(`${tb.registry}/${runId}-probe/`.length); // owner/name:tag
   const movingTag = refPath.slice(refPath.lastIndexOf(':') + 1);
@@ -336,7 +338,9 @@ async function main(): Promise<number> {
       const cold = await measure('warm-cold', i, (a) => up('cold', a, { expectedHit: 'miss', timeoutMs: coldTimeout }));
       const seeded = (await registry.digest(repoPathIn(ns), movingTag)) !== null;
       if (!seeded) {
-        warn(`warm-cold #${i} left no moving tag in ${repoPathIn(ns)} (push ${cold.push?.status ?? '?'}: ${cold.push?.reason ?? ''}): floor, warm-* and push-* of run ${i} are skipped`);
+        warn(
+          `warm-cold #${i} left no moving tag in ${repoPathIn(ns)} (push ${cold.push?.status ?? '?'}: ${cold.push?.reason ?? ''}): floor, warm-* and push-* of run ${i} are skipped`,
+        );
         for (const c of ['floor', 'warm-exact', 'warm-layers', 'push-on', 'push-off'] as const) {
           cases[c].push({ i, ok: false, ms: null, error: 'no cache image in the registry (warm-cold did not push)' });
         }
@@ -378,12 +382,15 @@ async function main(): Promise<number> {
       await measure(
         'bk-plain-cold',
         i,
-        (a) => devcontainerUp(i, { tools, workspaceFolder: repo, runId, caseLabel: `${runId}-bkplain-${i}-${a}`, env: node2Env, timeoutMs: coldTimeout }),
+        (a) =>
+          devcontainerUp(i, { tools, workspaceFolder: repo, runId, caseLabel: `${runId}-bkplain-${i}-${a}`, env: node2Env, timeoutMs: coldTimeout }),
         node2Env,
       );
       const cold2 = await measure('bk-warm-cold', i, (a) => up2('bkcold', a, { expectedHit: 'miss', timeoutMs: coldTimeout }), node2Env);
       if ((await registry.digest(repoPathIn(ns2), buildkitTag)) === null) {
-        warn(`bk-warm-cold #${i} left no BuildKit moving tag (push ${cold2.push?.status ?? '?'}: ${cold2.push?.reason ?? ''}): node 2's warm cases of run ${i} are skipped`);
+        warn(
+          `bk-warm-cold #${i} left no BuildKit moving tag (push ${cold2.push?.status ?? '?'}: ${cold2.push?.reason ?? ''}): node 2's warm cases of run ${i} are skipped`,
+        );
         for (const c of ['bk-floor', 'bk-warm-exact', 'bk-warm-layers', 'bk-pull-first'] as const) {
           cases[c].push({ i, ok: false, ms: null, error: 'no BuildKit cache image in the registry (bk-warm-cold did not push)' });
         }
@@ -401,7 +408,10 @@ async function main(): Promise<number> {
             i,
             async (a) => {
               await newExactKey(repo, `${c} ${i}.${a}`);
-              return { ...(await up2(c === 'bk-warm-layers' ? 'bklayers' : 'bkpull', a, { expectedHit: 'layers', timeoutMs: warmTimeout, pullFirst })), exactTagInRegistry: false };
+              return {
+                ...(await up2(c === 'bk-warm-layers' ? 'bklayers' : 'bkpull', a, { expectedHit: 'layers', timeoutMs: warmTimeout, pullFirst })),
+                exactTagInRegistry: false,
+              };
             },
             node2Env,
           );
@@ -455,7 +465,12 @@ async function main(): Promise<number> {
     // machine up on a cache hit vs the raw launch of the same image, on real LXD.
     if (tb.lxd) {
       log('machine up (incus backend on LXD): cache hit vs raw lxc launch');
-      lxd = await benchMachineUpHit({ socket: tb.lxd.socket, baseImage: tb.lxd.image, prefix: `b${runId.replace(/[^a-z0-9]/g, '')}`, runs: Math.max(N, 9) });
+      lxd = await benchMachineUpHit({
+        socket: tb.lxd.socket,
+        baseImage: tb.lxd.image,
+        prefix: `b${runId.replace(/[^a-z0-9]/g, '')}`,
+        runs: Math.max(N, 9),
+      });
       log(`machine up hit median ${lxd.medianHitMs} ms vs raw lxc launch ${lxd.medianRawLaunchMs} ms: ratio ${round(lxd.ratio, 2)}`);
     } else warn('no LXD in the testbed: machine up vs lxc launch not measured');
   } catch (err) {
@@ -518,8 +533,20 @@ async function main(): Promise<number> {
     goal('warmstart serve RSS idle', serve?.idleRssMb ?? null, 80, 'MB'),
     goal('warmstart serve RSS with 3 jobs', serve?.jobsPeakRssMb ?? null, 150, 'MB'),
     goal('/health p99 during 2 builds', serve?.health.p99Ms ?? null, 20, 'ms'),
-    goal('signature check per start (moving + exact)', signature?.perStartMedianMs ?? null, 50, 'ms', 'twice the median of 20 checks of one signature (manifest + document from the password-protected registry, Ed25519 verify)'),
-    goal('pinning: added to a start', pinning?.addedMedianMs ?? null, 100, 'ms', 'median over 20 pairs of (content key + HEADs of the bases and features) - (content key alone), bench fixture, real registry'),
+    goal(
+      'signature check per start (moving + exact)',
+      signature?.perStartMedianMs ?? null,
+      50,
+      'ms',
+      'twice the median of 20 checks of one signature (manifest + document from the password-protected registry, Ed25519 verify)',
+    ),
+    goal(
+      'pinning: added to a start',
+      pinning?.addedMedianMs ?? null,
+      100,
+      'ms',
+      'median over 20 pairs of (content key + HEADs of the bases and features) - (content key alone), bench fixture, real registry',
+    ),
   ];
 
   const phaseMedians = (c: CaseName): Record<string, number | null> => {
@@ -543,7 +570,11 @@ async function main(): Promise<number> {
     const keys = [...new Set(ok.flatMap((r) => Object.keys(r.phaseWindows!)))];
     const pick = (k: string, side: 'start' | 'end'): number =>
       round(median(ok.map((r) => r.phaseWindows![k]?.[side]).filter((v): v is number => typeof v === 'number')), 0) ?? -1;
-    return Object.fromEntries(keys.map((k) => [k, { start: pick(k, 'start'), end: pick(k, 'end') }]).sort((a, b) => (a[1] as { start: number }).start - (b[1] as { start: number }).start));
+    return Object.fromEntries(
+      keys
+        .map((k) => [k, { start: pick(k, 'start'), end: pick(k, 'end') }])
+        .sort((a, b) => (a[1] as { start: number }).start - (b[1] as { start: number }).start),
+    );
   };
   const phaseWindows = {
     'warm-exact': windowMedians('warm-exact'),
@@ -593,7 +624,9 @@ async function main(): Promise<number> {
       runId,
       runsPerCase: N,
       quick,
-      fixture: quick ? 'QUICK: sleeps 1 s, 5 MB layer (not the real fixture)' : 'test/fixtures/repos/bench (sleep 22 + 110 MB layer, sleep 5, feature sleep 4)',
+      fixture: quick
+        ? 'QUICK: sleeps 1 s, 5 MB layer (not the real fixture)'
+        : 'test/fixtures/repos/bench (sleep 22 + 110 MB layer, sleep 5, feature sleep 4)',
       order:
         'per i: node 1 (classic): plain-cold, overhead, warm-cold, floor, warm-exact, warm-layers (= push-on), push-off; node 2 (BuildKit): bk-plain-cold, bk-warm-cold, bk-floor, bk-warm-exact, bk-warm-layers and bk-pull-first (alternating first); then warmstart serve',
       ratios: 'pair by pair: run i of A / run i of B (adjacent in time), then the median of those ratios',
@@ -628,15 +661,33 @@ async function main(): Promise<number> {
   out.push('', 'ratios (median of per-pair ratios, run i of A / run i of B):');
   for (const g of goals) {
     const v = g.value === null ? '—' : g.unit === 'MB' || g.unit === 'ms' ? `${g.value} ${g.unit}` : g.value.toFixed(3);
-    const verdict = g.met === null ? 'no data' : g.met ? 'goal met' : `MISSED by ${g.missedBy}${g.unit === 'MB' || g.unit === 'ms' ? ` ${g.unit}` : ''} (${g.missedByPct}%)`;
+    const verdict =
+      g.met === null
+        ? 'no data'
+        : g.met
+          ? 'goal met'
+          : `MISSED by ${g.missedBy}${g.unit === 'MB' || g.unit === 'ms' ? ` ${g.unit}` : ''} (${g.missedByPct}%)`;
     out.push(`  ${g.name.padEnd(34)} ${v.padStart(10)}  goal ≤ ${g.goal}${g.unit === 'MB' || g.unit === 'ms' ? ` ${g.unit}` : ''}: ${verdict}`);
   }
   out.push('', 'phase medians (ms, from timings):');
-  for (const [c, p] of Object.entries(phases)) out.push(`  ${c.padEnd(14)} ${Object.entries(p).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  for (const [c, p] of Object.entries(phases))
+    out.push(
+      `  ${c.padEnd(14)} ${Object.entries(p)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+    );
   out.push('', 'phase windows (median start-end, ms from the job start; overlapping windows ran side by side):');
-  for (const [c, p] of Object.entries(phaseWindows)) out.push(`  ${c.padEnd(14)} ${Object.entries(p).map(([k, w]) => `${k} ${w.start}-${w.end}`).join(', ')}`);
+  for (const [c, p] of Object.entries(phaseWindows))
+    out.push(
+      `  ${c.padEnd(14)} ${Object.entries(p)
+        .map(([k, w]) => `${k} ${w.start}-${w.end}`)
+        .join(', ')}`,
+    );
   if (warnings.length) out.push('', `${warnings.length} warning(s):`, ...warnings.map((w) => `  - ${w}`));
-  out.push('', `total wall time of the bench (harness only; npm run bench adds the build and testbed check): ${clock(totalWallMs)} (${secs(totalWallMs)})`);
+  out.push(
+    '',
+    `total wall time of the bench (harness only; npm run bench adds the build and testbed check): ${clock(totalWallMs)} (${secs(totalWallMs)})`,
+  );
   out.push(`results: ${outFile}`);
   process.stdout.write(`${out.join('\n')}\n`);
   const failed = CASES.some((c) => cases[c].length < N || cases[c].some((r) => !r.ok));

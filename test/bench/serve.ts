@@ -113,7 +113,9 @@ export async function measureServe(o: ServeOptions): Promise<ServeMeasurement> {
   try {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const ok = await fetch(`${url}/health`).then((r) => r.ok).catch(() => false);
+      const ok = await fetch(`${url}/health`)
+        .then((r) => r.ok)
+        .catch(() => false);
       if (ok) break;
       if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`warmstart serve did not come up (exit ${proc.exitCode}):\n${log}`);
       await sleep(100);
@@ -160,8 +162,7 @@ export async function measureServe(o: ServeOptions): Promise<ServeMeasurement> {
             building = mine.filter((w) => w.status === 'creating').length;
             const pushOf = (w: Record<string, unknown>) => (w.push as { status?: string } | null | undefined)?.status;
             settled =
-              mine.length === ids.length &&
-              mine.every((w) => ['ready', 'recovery', 'failed'].includes(String(w.status)) && pushOf(w) !== 'pending');
+              mine.length === ids.length && mine.every((w) => ['ready', 'recovery', 'failed'].includes(String(w.status)) && pushOf(w) !== 'pending');
           }
         } catch (err) {
           errors.push(`GET /v1/workspaces: ${(err as Error).message}`);

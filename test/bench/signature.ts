@@ -27,7 +27,12 @@ export interface SignatureMeasurement {
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-export async function measureSignatureCheck(o: { runs: number; registry: string; username: string; password: string }): Promise<SignatureMeasurement> {
+export async function measureSignatureCheck(o: {
+  runs: number;
+  registry: string;
+  username: string;
+  password: string;
+}): Promise<SignatureMeasurement> {
   const creds: RegistryCredentials = { registry: o.registry, username: o.username, password: o.password, source: 'static' };
   const api = createOciApi();
   const repo = `${o.registry}/bench-sig-${randomBytes(4).toString('hex')}/acme/app`;
@@ -38,12 +43,24 @@ export async function measureSignatureCheck(o: { runs: number; registry: string;
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} }));
   const configDigest = await api.putBlob(repo, config, creds);
   const manifest = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length }, layers: [] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [],
+    }),
   );
   const digest = await api.putManifest(repo, 'devcontainer-cache', manifest, OCI_MANIFEST, creds);
   const identity = 'github.com/acme/app';
   try {
-    await signPushed({ engine: { imageRepoDigests: async () => [`${repo}@${digest}`] }, ref: `${repo}:devcontainer-cache`, key, identity, contentKey: null, creds });
+    await signPushed({
+      engine: { imageRepoDigests: async () => [`${repo}@${digest}`] },
+      ref: `${repo}:devcontainer-cache`,
+      key,
+      identity,
+      contentKey: null,
+      creds,
+    });
     const check = () => signatureRefusal({ repository: repo, digest, identity, contentKey: null, trusted, creds });
     const refusal = await check(); // warm the connection once
     if (refusal !== null) throw new Error(`the bench's own signature was refused: ${refusal}`);
@@ -70,6 +87,11 @@ export function signatureRow(m: SignatureMeasurement): string {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({ options: { runs: { type: 'string' } }, strict: true });
   const tb = await loadTestbed();
-  const m = await measureSignatureCheck({ runs: Number(values.runs ?? 20), registry: tb.registry, username: tb.registryUser, password: tb.registryPassword });
+  const m = await measureSignatureCheck({
+    runs: Number(values.runs ?? 20),
+    registry: tb.registry,
+    username: tb.registryUser,
+    password: tb.registryPassword,
+  });
   process.stdout.write(`${signatureRow(m)}\n${JSON.stringify(m)}\n`);
 }

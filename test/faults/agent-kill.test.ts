@@ -32,9 +32,6 @@ const agents: Agent[] = [];
 const closers: { close(): Promise<void> }[] = [];
 const ids: string[] = [];
 
-
-
-
 interface View {
   status: string;
   containerId: string | null;
@@ -82,7 +79,11 @@ async function serve(env: Record<string, string>, o: { reuse?: Agent; failpoints
 
 /** Containers of the run that belong to no workspace: a build's RUN step containers (the fixtures' label). */
 async function buildContainers(): Promise<string[]> {
-  const r = await execa('docker', ['ps', '-a', '--filter', `label=warmstart.test-run=${run}`, '--format', '{{.ID}} {{.Label "warmstart.workspace"}} {{.Image}}'], { reject: false });
+  const r = await execa(
+    'docker',
+    ['ps', '-a', '--filter', `label=warmstart.test-run=${run}`, '--format', '{{.ID}} {{.Label "warmstart.workspace"}} {{.Image}}'],
+    { reject: false },
+  );
   return String(r.stdout)
     .split('\n')
     .filter(Boolean)
@@ -150,7 +151,10 @@ async function killDuring(phase: string, o: { repo: string; failpoint: boolean; 
   expect(before.some((e) => e.type === 'phase-end' && e.phase === phase)).toBe(false);
   expect(before.some((e) => e.type === 'outcome')).toBe(false);
   const hadVolume = await volumeExists(volume);
-  const cliPid = await readFile(join(stateDir, 'workspaces', id, 'cli.pid'), 'utf8').then((t) => Number(t.trim()), () => null);
+  const cliPid = await readFile(join(stateDir, 'workspaces', id, 'cli.pid'), 'utf8').then(
+    (t) => Number(t.trim()),
+    () => null,
+  );
   const cliBefore = await cliProcessesFor(id);
   await first.kill9();
 
@@ -299,7 +303,11 @@ describe('the agent killed (SIGKILL) at each phase, restarted on the same state'
         const after = await view(second, id);
         expect(after.status).toBe('ready');
         expect(after.containerId).toBe(ready.containerId);
-        await until('the callback to leave the outbox', async () => (await readdir(join(env.WARMSTART_RUNTIME_DIR!, 'callbacks'))).filter((n) => n.endsWith('.json')).length === 0, 10_000);
+        await until(
+          'the callback to leave the outbox',
+          async () => (await readdir(join(env.WARMSTART_RUNTIME_DIR!, 'callbacks'))).filter((n) => n.endsWith('.json')).length === 0,
+          10_000,
+        );
         await sleep(1_500);
         const accepted200 = readyCalls().filter((c) => c.answered === 200).length;
         expect(accepted200).toBe(1);

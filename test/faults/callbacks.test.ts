@@ -28,8 +28,6 @@ let stateDir: string;
 let runtimeDir: string;
 const cpToken = `cp-${run}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 
-
-
 beforeAll(async () => {
   cp = await startControlPlane();
   repo = await makeRepo(

@@ -30,11 +30,13 @@ afterAll(async () => {
   await cleanUp({ runId: run, workspaceIds: [id] });
 });
 
-
-
 /** Containers of the run that belong to no workspace: the classic builder's RUN step containers. */
 async function buildContainers(): Promise<string[]> {
-  const r = await execa('docker', ['ps', '-a', '--filter', `label=warmstart.test-run=${run}`, '--format', '{{.ID}}|{{.Label "warmstart.workspace"}}'], { reject: false });
+  const r = await execa(
+    'docker',
+    ['ps', '-a', '--filter', `label=warmstart.test-run=${run}`, '--format', '{{.ID}}|{{.Label "warmstart.workspace"}}'],
+    { reject: false },
+  );
   return String(r.stdout)
     .split('\n')
     .filter((l) => l.endsWith('|'));
@@ -51,7 +53,8 @@ describe('a workspace deleted while it is being prepared', () => {
         const repo = await makeRepo(
           {
             '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" }, "remoteUser": "root" }\n',
-            '.devcontainer/Dockerfile': 'FROM @@BASE_IMAGE@@\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo deleting-build && sleep 6 && echo built > /built\n',
+            '.devcontainer/Dockerfile':
+              'FROM @@BASE_IMAGE@@\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo deleting-build && sleep 6 && echo built > /built\n',
           },
           { runId: run, baseImage: tb.baseImage, owner: 'acme', name: 'deleted' },
         );
@@ -60,7 +63,11 @@ describe('a workspace deleted while it is being prepared', () => {
         agent = await startAgent(env, { token: suiteSecrets().apiToken });
         const a = agent;
         const post = (): Promise<Response> =>
-          a.request('/v1/workspaces', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id, repository: repo }) });
+          a.request('/v1/workspaces', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ id, repository: repo }),
+          });
         const created = await post();
         expect(created.status, await created.clone().text()).toBe(202);
 
@@ -104,7 +111,10 @@ describe('a workspace deleted while it is being prepared', () => {
             text += decoder.decode(value, { stream: true });
           }
         })();
-        const tail = rest.split('\n').filter(Boolean).map((l) => JSON.parse(l) as (typeof seen)[0]);
+        const tail = rest
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as (typeof seen)[0]);
         const outcome = tail.find((e) => e.type === 'outcome');
         expect(outcome?.status ?? 'none').not.toBe('ready');
         const upEnd = tail.find((e) => e.type === 'phase-end' && e.phase === 'up');
@@ -135,7 +145,10 @@ describe('a workspace deleted while it is being prepared', () => {
         expect(view.status, JSON.stringify(view.error)).toBe('ready');
         const final = await agentInvariants(a, [id], [`warmstart-ws-${id}`]);
         // A fresh event log: the purged job's events went with its record.
-        const log = (await readFile(join(stateDir, 'workspaces', id, 'events.ndjson'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; status?: string });
+        const log = (await readFile(join(stateDir, 'workspaces', id, 'events.ndjson'), 'utf8'))
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { type: string; status?: string });
         expect(log.filter((e) => e.type === 'outcome').map((e) => e.status)).toEqual(['ready']);
         return (
           `build running (${cliAtDelete.length} CLI process); DELETE answered ${del.status} after ${deleteMs} ms; job ${outcome?.status ?? 'ended'}` +

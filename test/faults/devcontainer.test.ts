@@ -105,9 +105,17 @@ async function processesOf(id: string): Promise<string[]> {
 /** Container create/destroy events of the workspace between two moments (unix seconds). */
 async function containerEvents(id: string, since: number): Promise<{ action: string; container: string }[]> {
   const r = await execa('docker', [
-    'events', '--since', String(since), '--until', String(Math.ceil(Date.now() / 1000) + 1),
-    '--filter', 'type=container', '--filter', `label=warmstart.workspace=${id}`,
-    '--format', '{{.Action}} {{.Actor.ID}}',
+    'events',
+    '--since',
+    String(since),
+    '--until',
+    String(Math.ceil(Date.now() / 1000) + 1),
+    '--filter',
+    'type=container',
+    '--filter',
+    `label=warmstart.workspace=${id}`,
+    '--format',
+    '{{.Action}} {{.Actor.ID}}',
   ]);
   return String(r.stdout)
     .split('\n')
@@ -181,7 +189,7 @@ describe('fault matrix: the devcontainers CLI and the repository config', () => 
     await faultRow(
       {
         fault: 'devcontainer CLI dies after creating the container, no JSON result (WARMSTART_DEVCONTAINER_CLI wrapper)',
-        expected: 'recovery DEVCONTAINER_NO_RESULT; the CLI\'s container removed, replaced by the recovery container',
+        expected: "recovery DEVCONTAINER_NO_RESULT; the CLI's container removed, replaced by the recovery container",
       },
       async () => {
         const agent = await agentWith({ WARMSTART_DEVCONTAINER_CLI: NO_RESULT_CLI });

@@ -39,8 +39,6 @@ let repo: string;
 let cp: Awaited<ReturnType<typeof startControlPlane>>;
 const FILLER = 'filler.bin';
 
-
-
 /** Takes every free byte of the tmpfs: writes until the disk says ENOSPC, then proves a new page fails too. */
 async function fillDisk(): Promise<number> {
   const fh = await open(join(mountpoint, FILLER), 'a');
@@ -193,7 +191,8 @@ describe('the state directory disk full', () => {
     await faultRow(
       {
         fault: 'state dir disk fills while a job is being prepared (at the up phase)',
-        expected: 'failed STATE_WRITE_FAILED visible via the API, no container, volume kept, record on disk whole, callback sent; after freeing: record written, POST again ends ready',
+        expected:
+          'failed STATE_WRITE_FAILED visible via the API, no container, volume kept, record on disk whole, callback sent; after freeing: record written, POST again ends ready',
       },
       async () => {
         // The same state, on an agent whose `up` phase waits a moment: the test fills the disk there.
@@ -204,7 +203,11 @@ describe('the state directory disk full', () => {
         const created = await post(agent, { id: ids.mid, repository: repo, callback: { url: cp.url, token: cbToken } });
         expect(created.status, await created.clone().text()).toBe(202);
         const eventsPath = join(stateDir, 'workspaces', ids.mid, 'events.ndjson');
-        await until('the up phase to start', async () => (await readFile(eventsPath, 'utf8').catch(() => '')).includes('"phase-start","phase":"up"'), 60_000);
+        await until(
+          'the up phase to start',
+          async () => (await readFile(eventsPath, 'utf8').catch(() => '')).includes('"phase-start","phase":"up"'),
+          60_000,
+        );
         const filled = await fillDisk();
 
         const failed = (await waitForStatus(agent, ids.mid, ['ready', 'recovery', 'failed'], 120_000)) as {
@@ -224,10 +227,18 @@ describe('the state directory disk full', () => {
         for (const l of lines) expect(() => JSON.parse(l), `a torn line in the event log: ${l.slice(0, 80)}`).not.toThrow();
         const list = (await (await agent.request('/v1/workspaces')).json()) as { workspaces: { id: string; status: string }[] };
         expect(list.workspaces.find((w) => w.id === ids.mid)?.status).toBe('failed');
-        const callback = await until('the provisioning-failed callback', async () => cp.calls.find((c) => c.path === `/workspaces/${ids.mid}/provisioning-failed`), 15_000);
+        const callback = await until(
+          'the provisioning-failed callback',
+          async () => cp.calls.find((c) => c.path === `/workspaces/${ids.mid}/provisioning-failed`),
+          15_000,
+        );
         expect((callback.body as { workspace: { error: { code: string } } }).workspace.error.code).toBe('STATE_WRITE_FAILED');
         expect(cp.calls.filter((c) => c.path === `/workspaces/${ids.mid}/ready`)).toEqual([]);
-        const whileFull = await agentInvariants(agent, [ids.first, ids.refused, ids.mid], Object.values(ids).map((id) => `warmstart-ws-${id}`));
+        const whileFull = await agentInvariants(
+          agent,
+          [ids.first, ids.refused, ids.mid],
+          Object.values(ids).map((id) => `warmstart-ws-${id}`),
+        );
         expect(agent.output()).toMatch(/could not write the workspace state; job failed/);
         // Where the disk ran out: before the dev container started, or after (then its container was removed).
         const containerRemoved = /removed the containers of a job that could not be recorded/.test(agent.output());
@@ -247,7 +258,11 @@ describe('the state directory disk full', () => {
         const again = await post(agent, { id: ids.mid, repository: repo });
         expect(again.status, await again.clone().text()).toBe(202);
         const retried = await ready(agent, ids.mid);
-        const final = await agentInvariants(agent, Object.values(ids), Object.values(ids).map((id) => `warmstart-ws-${id}`));
+        const final = await agentInvariants(
+          agent,
+          Object.values(ids),
+          Object.values(ids).map((id) => `warmstart-ws-${id}`),
+        );
         expect(agent.output()).not.toContain(cbToken);
         return (
           `disk filled (${filled} bytes) at up; job ${failed.status} ${failed.error?.code}${containerRemoved ? ' (its started container removed)' : ''} via the API while the disk held '${onDisk.status}' (whole); no container, volume kept, no *.tmp, ` +

@@ -40,8 +40,6 @@ afterAll(async () => {
   for (const c of cleanups) await cleanUp({ runId: c.run, workspaceIds: c.ids });
 });
 
-
-
 async function dockerAnswers(): Promise<boolean> {
   return (await execa('docker', ['info', '--format', '{{.ID}}'], { reject: false, timeout: 10_000 })).exitCode === 0;
 }
@@ -77,11 +75,7 @@ async function restartDockerd(): Promise<number> {
   );
   const t0 = Date.now();
   process.kill(pid, 'SIGTERM');
-  await until(
-    'dockerd to exit',
-    async () => !(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null)),
-    60_000,
-  );
+  await until('dockerd to exit', async () => !(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null)), 60_000);
   await dockerUp();
   return Date.now() - t0;
 }
@@ -131,7 +125,8 @@ describe('the Docker engine restarts under a job', () => {
     await faultRow(
       {
         fault: 'Docker engine restarted while pulling',
-        expected: 'ready from the exact image once the engine is back (named by digest, or through the exact tag; never the cut pull); next job ready',
+        expected:
+          'ready from the exact image once the engine is back (named by digest, or through the exact tag; never the cut pull); next job ready',
       },
       async () => {
         const run = runId('dkpull');
@@ -158,7 +153,11 @@ describe('the Docker engine restarts under a job', () => {
         const proxy = await startThrottleProxy({ upstream: tb.registry, bytesPerSecond: 200_000, direction: 'down', maxLifetimeMs: 280_000 });
         proxies.push(proxy);
         expect((await post(agent, { id: ids[1], repository: repo, cache: { registry: `${proxy.host}/${namespace}`, ...creds } })).status).toBe(202);
-        await until('the pull to start', async () => (await events(agent, ids[1]!)).some((e) => e.type === 'phase-start' && /^pull/.test(e.phase ?? '')), 120_000);
+        await until(
+          'the pull to start',
+          async () => (await events(agent, ids[1]!)).some((e) => e.type === 'phase-start' && /^pull/.test(e.phase ?? '')),
+          120_000,
+        );
         await sleep(2_000); // bytes are flowing
         const pulling = (await events(agent, ids[1]!)).filter((e) => e.type === 'phase-start' && /^pull/.test(e.phase ?? '')).map((e) => e.phase);
         const away = await restartDockerd();
@@ -187,7 +186,10 @@ describe('the Docker engine restarts under a job', () => {
 
   it('while devcontainer up builds', async () => {
     await faultRow(
-      { fault: 'Docker engine restarted while building', expected: 'recovery DEVCONTAINER_UP_FAILED (the build was cut), no build container left; next job ready' },
+      {
+        fault: 'Docker engine restarted while building',
+        expected: 'recovery DEVCONTAINER_UP_FAILED (the build was cut), no build container left; next job ready',
+      },
       async () => {
         const run = runId('dkbuild');
         const ids = [`${run}-ws`, `${run}-next`];
@@ -195,7 +197,8 @@ describe('the Docker engine restarts under a job', () => {
         const repo = await makeRepo(
           {
             '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" }, "remoteUser": "root" }\n',
-            '.devcontainer/Dockerfile': 'FROM @@BASE_IMAGE@@\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo slow-step-begins && sleep 20 && echo built > /built\n',
+            '.devcontainer/Dockerfile':
+              'FROM @@BASE_IMAGE@@\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo slow-step-begins && sleep 20 && echo built > /built\n',
           },
           { runId: run, baseImage: tb.baseImage, owner: 'acme', name: `dkbuild-${run}` },
         );
@@ -203,7 +206,11 @@ describe('the Docker engine restarts under a job', () => {
         agents.push(agent);
 
         expect((await post(agent, { id: ids[0], repository: repo })).status).toBe(202);
-        await until('the build to reach its slow step', async () => (await events(agent, ids[0]!)).some((e) => e.type === 'log' && /slow-step-begins/.test(e.text ?? '')), 120_000);
+        await until(
+          'the build to reach its slow step',
+          async () => (await events(agent, ids[0]!)).some((e) => e.type === 'log' && /slow-step-begins/.test(e.text ?? '')),
+          120_000,
+        );
         const away = await restartDockerd();
 
         const v = (await waitForStatus(agent, ids[0]!, SETTLED, 240_000)) as unknown as View;

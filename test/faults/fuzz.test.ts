@@ -223,7 +223,10 @@ describe('fuzzer: generated requests and command lines', () => {
 
   it(`${REQUESTS} generated requests: no 5xx, no crash`, async () => {
     await faultRow(
-      { fault: `fuzz: ${REQUESTS} generated API requests (every route, bad JSON/types/unicode/traversal, header abuse, oversized bodies, odd methods)`, expected: 'no 5xx beyond documented backend 501/503; agent never exits; /health answers after every batch' },
+      {
+        fault: `fuzz: ${REQUESTS} generated API requests (every route, bad JSON/types/unicode/traversal, header abuse, oversized bodies, odd methods)`,
+        expected: 'no 5xx beyond documented backend 501/503; agent never exits; /health answers after every batch',
+      },
       async () => {
         const cases = fc.sample(httpCase, { seed: SEED, numRuns: REQUESTS });
         const heavy = heavyCases();
@@ -289,7 +292,10 @@ describe('fuzzer: generated requests and command lines', () => {
         // sequence, WARMUP in all; the memory baseline is read after it. Both
         // readings follow a full GC: V8 collects lazily, and RSS right after
         // a batch would count its not yet collected multi-MB bodies.
-        const all: Array<[HttpCase, number | string]> = [...heavy.map((c, i): [HttpCase, string] => [c, `w${i}`]), ...cases.map((c, i): [HttpCase, number] => [c, i])];
+        const all: Array<[HttpCase, number | string]> = [
+          ...heavy.map((c, i): [HttpCase, string] => [c, `w${i}`]),
+          ...cases.map((c, i): [HttpCase, number] => [c, i]),
+        ];
         const batches: Array<typeof all> = [];
         for (let at = 0; at < all.length; at += BATCH) batches.push(all.slice(at, at + BATCH));
         const baselineAfter = Math.ceil(WARMUP / BATCH) - 1;
@@ -323,12 +329,22 @@ describe('fuzzer: generated requests and command lines', () => {
         const fivexx = r.failures.filter((f) => /→ .*\b5\d\d\b/.test(f.line)).map((f) => f.line);
         expect(r.crashes, 'agent crashed or stopped answering /health').toBe(0);
         expect(r.unexpected5xx, `5xx answers:\n${fivexx.slice(0, 10).join('\n')}\nshrunk: ${r.shrunk}`).toBe(0);
-        expect(r.noAnswer, `requests without an answer:\n${r.failures.filter((f) => /no answer/.test(f.line)).slice(0, 10).map((f) => f.line).join('\n')}`).toBe(0);
+        expect(
+          r.noAnswer,
+          `requests without an answer:\n${r.failures
+            .filter((f) => /no answer/.test(f.line))
+            .slice(0, 10)
+            .map((f) => f.line)
+            .join('\n')}`,
+        ).toBe(0);
         expect(r.cases).toBe(REQUESTS + heavy.length);
         // Every operation the API documents had its handler run by some request.
         const doc = (await (await agent.request('/v1/openapi.json')).json()) as { paths: Record<string, Record<string, unknown>> };
         const operations = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
-        expect(operations.filter((o) => !r.reached.has(o)), 'documented operations whose handler no request reached').toEqual([]);
+        expect(
+          operations.filter((o) => !r.reached.has(o)),
+          'documented operations whose handler no request reached',
+        ).toEqual([]);
         expect(r.accepted.size, 'no job was accepted: the handlers behind validation never ran').toBeGreaterThan(0);
         return `${r.cases} sent (seed ${SEED}, sequence ${r.digest}; ${heavy.length} of the heaviest kinds in the ${WARMUP}-request warm-up): ${r.answers} answers, 2xx ${r.byClass['2xx']} (${r.acceptedCount} jobs accepted), handlers of all ${operations.length} documented operations reached, 4xx ${r.byClass['4xx']}, 5xx ${r.unexpected5xx} (+${r.documented5xx} documented backend 501/503); no answer ${r.noAnswer}; crashes ${r.crashes}; agent serving`;
       },
@@ -337,15 +353,30 @@ describe('fuzzer: generated requests and command lines', () => {
 
   it('every refusal has the one error shape; 401s carry WWW-Authenticate: Bearer', async () => {
     await faultRow(
-      { fault: 'fuzz: error answers', expected: 'every 4xx/5xx body is {code, message, detail?, validations?} with a known code; 401 has WWW-Authenticate: Bearer; refused credentials never pass auth' },
+      {
+        fault: 'fuzz: error answers',
+        expected:
+          'every 4xx/5xx body is {code, message, detail?, validations?} with a known code; 401 has WWW-Authenticate: Bearer; refused credentials never pass auth',
+      },
       async () => {
         expect(api, 'the fuzz run did not happen').not.toBeNull();
         const r = api!;
-        const lines = (re: RegExp): string => r.failures.filter((f) => re.test(f.line)).slice(0, 10).map((f) => f.line).join('\n');
+        const lines = (re: RegExp): string =>
+          r.failures
+            .filter((f) => re.test(f.line))
+            .slice(0, 10)
+            .map((f) => f.line)
+            .join('\n');
         expect(r.shapeProblems, `answers not in the error shape:\n${lines(/body is not|Content-Type|unknown code/)}\nshrunk: ${r.shrunk}`).toBe(0);
         expect(r.authHeaderProblems, `401s without WWW-Authenticate: Bearer:\n${lines(/WWW-Authenticate/)}`).toBe(0);
         expect(r.authVerdictProblems, `auth verdicts:\n${lines(/auth form/)}\nshrunk: ${r.shrunk}`).toBe(0);
-        expect(r.failures, r.failures.slice(0, 10).map((f) => f.line).join('\n')).toEqual([]);
+        expect(
+          r.failures,
+          r.failures
+            .slice(0, 10)
+            .map((f) => f.line)
+            .join('\n'),
+        ).toEqual([]);
         expect(r.byClass['4xx']).toBeGreaterThan(0);
         expect(r.count401).toBeGreaterThan(0);
         return `${r.byClass['4xx']} 4xx + ${r.byClass['5xx']} 5xx bodies in the shape, ${r.codes.size} distinct codes; ${r.count401} 401s all with WWW-Authenticate: Bearer; 0 auth verdicts wrong`;
@@ -355,13 +386,19 @@ describe('fuzzer: generated requests and command lines', () => {
 
   it('the agent does not grow: RSS at the end within 20% of the start', async () => {
     await faultRow(
-      { fault: 'fuzz: memory over the run', expected: `agent RSS at the end within ${RSS_DRIFT_LIMIT * 100}% of the start (taken after a warm-up of ${WARMUP} requests)` },
+      {
+        fault: 'fuzz: memory over the run',
+        expected: `agent RSS at the end within ${RSS_DRIFT_LIMIT * 100}% of the start (taken after a warm-up of ${WARMUP} requests)`,
+      },
       async () => {
         expect(api, 'the fuzz run did not happen').not.toBeNull();
         const r = api!;
         expect(Number.isFinite(r.rssStartKb) && Number.isFinite(r.rssEndKb), 'RSS not measured').toBe(true);
         const drift = (r.rssEndKb - r.rssStartKb) / r.rssStartKb;
-        expect(Math.abs(drift), `RSS ${r.rssStartKb} kB → ${r.rssEndKb} kB; after each batch: ${r.rssSeriesKb.map((k) => Math.round(k / 1024)).join(' ')} MiB; heap used: ${r.heapSeriesKb.map((k) => Math.round(k / 1024)).join(' ')} MiB`).toBeLessThanOrEqual(RSS_DRIFT_LIMIT);
+        expect(
+          Math.abs(drift),
+          `RSS ${r.rssStartKb} kB → ${r.rssEndKb} kB; after each batch: ${r.rssSeriesKb.map((k) => Math.round(k / 1024)).join(' ')} MiB; heap used: ${r.heapSeriesKb.map((k) => Math.round(k / 1024)).join(' ')} MiB`,
+        ).toBeLessThanOrEqual(RSS_DRIFT_LIMIT);
         const heap = (k: number | undefined): string => `${((k ?? NaN) / 1024).toFixed(1)} MiB`;
         return `RSS after a full GC: ${(r.rssStartKb / 1024).toFixed(1)} MiB after the ${WARMUP}-request warm-up → ${(r.rssEndKb / 1024).toFixed(1)} MiB after ${r.cases} (${(drift * 100).toFixed(1)}%); V8 heap in use ${heap(r.heapStartKb)} → ${heap(r.heapSeriesKb.at(-1))}`;
       },
@@ -370,12 +407,19 @@ describe('fuzzer: generated requests and command lines', () => {
 
   it('accepted jobs fail offline; whatever the fuzz made is deleted', async () => {
     await faultRow(
-      { fault: 'fuzz: accepted jobs and objects', expected: 'every accepted job ends failed at the clone without reaching out (proxy/ssh on a closed port); DELETE removes it; no container or volume left' },
+      {
+        fault: 'fuzz: accepted jobs and objects',
+        expected:
+          'every accepted job ends failed at the clone without reaching out (proxy/ssh on a closed port); DELETE removes it; no container or volume left',
+      },
       async () => {
         expect(api, 'the fuzz run did not happen').not.toBeNull();
         const accepted = [...api!.accepted];
         const ids = await ourWorkspaces();
-        expect(ids.every((id) => id.startsWith(prefix)), `workspaces not of this run: ${ids.join(', ')}`).toBe(true);
+        expect(
+          ids.every((id) => id.startsWith(prefix)),
+          `workspaces not of this run: ${ids.join(', ')}`,
+        ).toBe(true);
         const ends = new Map<string, number>();
         const settled: string[] = [];
         for (const id of ids) {
@@ -416,7 +460,9 @@ describe('fuzzer: generated requests and command lines', () => {
           objects += 1;
           await agent.request(`/v1/images/${i.name}?tag=${i.tag}`, { method: 'DELETE' });
         }
-        const volumes = String((await execa('docker', ['volume', 'ls', '-q', '--filter', `name=warmstart-ws-${prefix}`])).stdout).split('\n').filter(Boolean);
+        const volumes = String((await execa('docker', ['volume', 'ls', '-q', '--filter', `name=warmstart-ws-${prefix}`])).stdout)
+          .split('\n')
+          .filter(Boolean);
         expect(volumes).toEqual([]);
         const endings = [...ends].map(([k, n]) => `${n} ${k}`).join(', ') || 'none';
         return `${accepted.length} ids accepted (${api!.acceptedCount} times); ${ids.length} left at the end: ${endings}, every clone refused by the closed port; ${accepted.length - ids.length} purged by fuzzed DELETEs; ${objects} machines/images made; before DELETE: ${before}; after: ${after}`;
@@ -426,7 +472,11 @@ describe('fuzzer: generated requests and command lines', () => {
 
   it(`${CLI_CASES} generated command lines for up/down/cache ref: exit 2, a stable code, nothing made`, async () => {
     await faultRow(
-      { fault: `fuzz: ${CLI_CASES} generated CLI command lines (up/down/cache ref: bad ids, config names, traversal repos, unknown flags, huge args, unicode)`, expected: 'exit 2, `warmstart: <CODE>:` on stderr with an input code, JSON error with --json, no stack trace, nothing in the state dir, no volume or container' },
+      {
+        fault: `fuzz: ${CLI_CASES} generated CLI command lines (up/down/cache ref: bad ids, config names, traversal repos, unknown flags, huge args, unicode)`,
+        expected:
+          'exit 2, `warmstart: <CODE>:` on stderr with an input code, JSON error with --json, no stack trace, nothing in the state dir, no volume or container',
+      },
       async () => {
         const env = await testEnv(tb.baseImage, NO_NETWORK);
         const cases = fc.sample(cliCase, { seed: SEED, numRuns: CLI_CASES });
@@ -444,22 +494,34 @@ describe('fuzzer: generated requests and command lines', () => {
           const p = cliProblems(c, r);
           const code = /^warmstart: ([A-Z_]+):/m.exec(r.stderr)?.[1];
           if (code) codes.set(code, (codes.get(code) ?? 0) + 1);
-          if (p.length) problems.push(`#${index} ${c.command} ${JSON.stringify(argv.slice(c.command.split(' ').length).map((a) => (a.length > 60 ? `${a.slice(0, 60)}…(${a.length})` : a)))} [${c.faults.join(', ')}] → ${p.join('; ')}`);
+          if (p.length)
+            problems.push(
+              `#${index} ${c.command} ${JSON.stringify(argv.slice(c.command.split(' ').length).map((a) => (a.length > 60 ? `${a.slice(0, 60)}…(${a.length})` : a)))} [${c.faults.join(', ')}] → ${p.join('; ')}`,
+            );
         };
         const indexes = cases.map((_c, i) => i);
         for (let start = 0; start < indexes.length; start += CLI_CONCURRENCY * 4) {
           await pool(indexes.slice(start, start + CLI_CONCURRENCY * 4), CLI_CONCURRENCY, one);
           const made = await listTree(env.WARMSTART_STATE_DIR!);
-          if (made.length) problems.push(`state dir not empty after cases ${start}..${start + CLI_CONCURRENCY * 4 - 1}: ${made.slice(0, 5).join(', ')}`);
+          if (made.length)
+            problems.push(`state dir not empty after cases ${start}..${start + CLI_CONCURRENCY * 4 - 1}: ${made.slice(0, 5).join(', ')}`);
         }
         const runtime = await listTree(env.WARMSTART_RUNTIME_DIR!);
         expect(problems, problems.slice(0, 15).join('\n')).toEqual([]);
         expect(runtime, 'runtime dir').toEqual([]);
-        const volumes = String((await execa('docker', ['volume', 'ls', '-q', '--filter', `name=warmstart-ws-${prefix}c`])).stdout).split('\n').filter(Boolean);
+        const volumes = String((await execa('docker', ['volume', 'ls', '-q', '--filter', `name=warmstart-ws-${prefix}c`])).stdout)
+          .split('\n')
+          .filter(Boolean);
         expect(volumes).toEqual([]);
         const invariants = await stateInvariants(env.WARMSTART_STATE_DIR!, ids);
-        cliSummary = `CLI: ${cases.length} generated command lines (seed ${SEED}), all refused with exit 2: ${[...codes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}`;
-        const top = [...codes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
+        cliSummary = `CLI: ${cases.length} generated command lines (seed ${SEED}), all refused with exit 2: ${[...codes]
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ')}`;
+        const top = [...codes]
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ');
         return `${cases.length} runs (${[...byCommand].map(([k, n]) => `${k} ${n}`).join(', ')}): all exit 2 with an input code (${top}), no stack trace, state and runtime dirs empty, no volume; ${invariants}`;
       },
     );
@@ -473,7 +535,21 @@ describe('fuzzer: generated requests and command lines', () => {
     report(
       'Fuzzer',
       `${table(
-        ['seed', 'requests', 'answers', '2xx', '3xx', '4xx', '5xx', 'documented 501/503', 'no answer', 'crashes', 'RSS start (after warm-up)', 'RSS end', 'drift'],
+        [
+          'seed',
+          'requests',
+          'answers',
+          '2xx',
+          '3xx',
+          '4xx',
+          '5xx',
+          'documented 501/503',
+          'no answer',
+          'crashes',
+          'RSS start (after warm-up)',
+          'RSS end',
+          'drift',
+        ],
         [
           [
             String(SEED),
@@ -491,7 +567,12 @@ describe('fuzzer: generated requests and command lines', () => {
             `${drift.toFixed(1)}%`,
           ],
         ],
-      )}\nRSS start read after a warm-up of ${WARMUP} requests (the ${heavyCases().length} heaviest kinds once each, then the start of the sequence), start and end each after a full GC (inspector HeapProfiler.collectGarbage); agent run with MALLOC_ARENA_MAX=2; V8 heap in use ${(r.heapStartKb / 1024).toFixed(1)} → ${(r.heapSeriesKb.at(-1)! / 1024).toFixed(1)} MiB\n${cliSummary}\nerror codes: ${[...r.codes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}\nreplay: WARMSTART_FUZZ_SEED=${SEED} (sequence ${r.digest})`,
+      )}\nRSS start read after a warm-up of ${WARMUP} requests (the ${heavyCases().length} heaviest kinds once each, then the start of the sequence), start and end each after a full GC (inspector HeapProfiler.collectGarbage); agent run with MALLOC_ARENA_MAX=2; V8 heap in use ${(r.heapStartKb / 1024).toFixed(1)} → ${(r.heapSeriesKb.at(-1)! / 1024).toFixed(1)} MiB\n${cliSummary}\nerror codes: ${[
+        ...r.codes,
+      ]
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}\nreplay: WARMSTART_FUZZ_SEED=${SEED} (sequence ${r.digest})`,
     );
   });
 });

@@ -3,16 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containersWithLabel, volumeExists } from '../support/docker.js';
-import {
-  cleanUpScenarios,
-  describeView,
-  eventsOf,
-  scenario,
-  settled,
-  startSuiteAgent,
-  submit,
-  type Scenario,
-} from '../support/fault-jobs.js';
+import { cleanUpScenarios, describeView, eventsOf, scenario, settled, startSuiteAgent, submit, type Scenario } from '../support/fault-jobs.js';
 import { faultRow, suiteSecrets } from '../support/faults.js';
 import { addBareRepo, GIT_HTTP_USER, startGitHttpsServer, type GitHttpsServer } from '../support/git-https-server.js';
 import { agentInvariants } from '../support/invariants.js';
@@ -36,10 +27,15 @@ let agent: Agent;
 let s: Scenario;
 
 beforeAll(async () => {
-  s = await scenario(tb, 'fgit', {
-    '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" }, "remoteUser": "root" }\n',
-    '.devcontainer/Dockerfile': 'FROM @@BASE_IMAGE@@\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo cloned > /built\n',
-  }, { owner: OWNER, name: 'service' });
+  s = await scenario(
+    tb,
+    'fgit',
+    {
+      '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" }, "remoteUser": "root" }\n',
+      '.devcontainer/Dockerfile': 'FROM @@BASE_IMAGE@@\nLABEL warmstart.test-run=@@RUN_ID@@\nRUN echo cloned > /built\n',
+    },
+    { owner: OWNER, name: 'service' },
+  );
   scenarios.push(s);
   const projectRoot = await mkdtemp(join(tmpdir(), 'warmstart-git-root-'));
   await addBareRepo(s.repo, projectRoot, OWNER, 'service');
@@ -78,26 +74,23 @@ async function expectNothingLeft(id: string): Promise<string> {
 
 describe('fault matrix: git', () => {
   it('clone of a repository that does not exist', async () => {
-    await faultRow(
-      { fault: 'git clone of a missing repository (right token)', expected: 'failed GIT_CLONE_FAILED, nothing created' },
-      async () => {
-        const id = `${s.run}-missing`;
-        const from = server.requests.length;
-        await job(id, 'no-such-repo', suiteSecrets().gitToken);
-        const v = await settled(agent, id);
-        expect(v.status, JSON.stringify(v)).toBe('failed');
-        expect(v.error?.code).toBe('GIT_CLONE_FAILED');
-        expect(v.error?.detail).toMatch(/not found/i);
-        expect(v.containerId).toBeNull();
-        expect(v.push?.status).toBe('skipped');
-        // The server was asked, with the right token, and had nothing.
-        const seen = server.requests.slice(from);
-        expect(seen.some((r) => r.auth === 'ok' && r.status === 404)).toBe(true);
-        const left = await expectNothingLeft(id);
-        const invariants = await agentInvariants(agent, [id]);
-        return `${describeView(v)}; ${left}; ${invariants}`;
-      },
-    );
+    await faultRow({ fault: 'git clone of a missing repository (right token)', expected: 'failed GIT_CLONE_FAILED, nothing created' }, async () => {
+      const id = `${s.run}-missing`;
+      const from = server.requests.length;
+      await job(id, 'no-such-repo', suiteSecrets().gitToken);
+      const v = await settled(agent, id);
+      expect(v.status, JSON.stringify(v)).toBe('failed');
+      expect(v.error?.code).toBe('GIT_CLONE_FAILED');
+      expect(v.error?.detail).toMatch(/not found/i);
+      expect(v.containerId).toBeNull();
+      expect(v.push?.status).toBe('skipped');
+      // The server was asked, with the right token, and had nothing.
+      const seen = server.requests.slice(from);
+      expect(seen.some((r) => r.auth === 'ok' && r.status === 404)).toBe(true);
+      const left = await expectNothingLeft(id);
+      const invariants = await agentInvariants(agent, [id]);
+      return `${describeView(v)}; ${left}; ${invariants}`;
+    });
   });
 
   it('clone with a wrong token', async () => {

@@ -73,7 +73,10 @@ async function sandbox(prefix: string): Promise<Sandbox> {
     await writeFile(join(sentinel, rel), text);
   }
   const planted = new Map<string, { atimeMs: number; mtimeMs: number; size: number }>();
-  await age(['', 'dc', ...Object.keys(files)].map((rel) => join(sentinel, rel)), planted);
+  await age(
+    ['', 'dc', ...Object.keys(files)].map((rel) => join(sentinel, rel)),
+    planted,
+  );
   const env = await testEnv(tb.baseImage, {
     ...githubAppEnv(),
     WARMSTART_STATE_DIR: stateDir,
@@ -113,7 +116,10 @@ async function sentinelUntouched(sb: Sandbox): Promise<string> {
   const now = [...(await snapshot(sb.sentinel)).keys()].map((rel) => join(sb.sentinel, rel)).sort();
   expect(now).toEqual([...sb.planted.keys()].filter((p) => p !== sb.sentinel).sort());
   // That listing read the directories: age them again for the next run.
-  await age([...sb.planted.keys()].filter((p) => p === sb.sentinel || p.endsWith('/dc')), sb.planted);
+  await age(
+    [...sb.planted.keys()].filter((p) => p === sb.sentinel || p.endsWith('/dc')),
+    sb.planted,
+  );
   return `sentinel: ${sb.planted.size} paths unread, unchanged`;
 }
 
@@ -144,8 +150,7 @@ async function snapshot(dir: string): Promise<Map<string, string>> {
  * may change its mtime: an entry was added to it.
  */
 function changedOutside(before: Map<string, string>, after: Map<string, string>, allowed: string[]): string[] {
-  const ok = (p: string): boolean =>
-    allowed.some((a) => p === a || p.startsWith(`${a}/`) || a.startsWith(`${p}/`));
+  const ok = (p: string): boolean => allowed.some((a) => p === a || p.startsWith(`${a}/`) || a.startsWith(`${p}/`));
   const changed = new Set<string>();
   for (const [p, v] of after) if (before.get(p) !== v) changed.add(p);
   for (const p of before.keys()) if (!after.has(p)) changed.add(p);
@@ -203,8 +208,7 @@ async function addSymlinks(repo: string, links: Record<string, string>): Promise
     await mkdir(dirname(join(repo, rel)), { recursive: true });
     await symlink(target, join(repo, rel));
   }
-  const git = (args: string[]) =>
-    execa('git', ['-c', 'user.email=test@warmstart.invalid', '-c', 'user.name=warmstart test', ...args], { cwd: repo });
+  const git = (args: string[]) => execa('git', ['-c', 'user.email=test@warmstart.invalid', '-c', 'user.name=warmstart test', ...args], { cwd: repo });
   await git(['add', '-A']);
   await git(['commit', '-q', '-m', 'links']);
 }
@@ -301,7 +305,10 @@ describe('hostile repository content, through the daemon', () => {
   }
 
   /** Posts a job for `repo`, waits for it to settle; the config must be refused at discovery. */
-  async function refusedThroughDaemon(id: string, repo: string): Promise<{ view: Record<string, unknown>; phases: string[]; before: Map<string, string> }> {
+  async function refusedThroughDaemon(
+    id: string,
+    repo: string,
+  ): Promise<{ view: Record<string, unknown>; phases: string[]; before: Map<string, string> }> {
     sb.ids.push(id);
     const before = await snapshot(sb.node);
     const created = await post({ id, repository: repo });
@@ -348,14 +355,18 @@ describe('hostile repository content, through the daemon', () => {
     await faultRow(
       {
         fault: 'devcontainer.json of 50 MB (daemon)',
-        expected: 'recovery, DEVCONTAINER_CONFIG_INVALID naming the 1 MiB limit; the file is never read whole (agent peak RSS grows < 32 MiB over a control job)',
+        expected:
+          'recovery, DEVCONTAINER_CONFIG_INVALID naming the 1 MiB limit; the file is never read whole (agent peak RSS grows < 32 MiB over a control job)',
       },
       async () => {
         const id = `${sb.run}-huge`;
         const size = 50 * 1024 * 1024;
         const head = '{ "image": "x", "pad": "';
         const text = `${head}${'a'.repeat(size - head.length - 3)}" }`;
-        const repo = await makeRepo({ '.devcontainer/devcontainer.json': text }, { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: 'huge' });
+        const repo = await makeRepo(
+          { '.devcontainer/devcontainer.json': text },
+          { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: 'huge' },
+        );
         const peak = async (): Promise<number> => {
           const status = await readFile(`/proc/${agent.process.pid}/status`, 'utf8');
           return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
@@ -487,8 +498,16 @@ describe('hostile repository content, through warmstart up', () => {
         };
         const seen: Array<[string, { outcome: string; checks: string }]> = [];
         for (const [shape, text] of Object.entries(shapes)) {
-          const repo = await makeRepo({ '.devcontainer/devcontainer.json': text }, { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: shape });
-          const r = await expectRefusedConfig(sb, `${sb.run}-${shape}`, repo, /^\.devcontainer\/devcontainer\.json nests objects or arrays deeper than 64 levels$/);
+          const repo = await makeRepo(
+            { '.devcontainer/devcontainer.json': text },
+            { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: shape },
+          );
+          const r = await expectRefusedConfig(
+            sb,
+            `${sb.run}-${shape}`,
+            repo,
+            /^\.devcontainer\/devcontainer\.json nests objects or arrays deeper than 64 levels$/,
+          );
           expect(r.result.error?.detail).toMatch(/devcontainer\.json:1:\d+: level 65 opens here/);
           expect(r.cli.stderr).not.toMatch(/Maximum call stack|RangeError/);
           seen.push([shape, r]);
@@ -501,7 +520,8 @@ describe('hostile repository content, through warmstart up', () => {
   it('a Dockerfile path outside the repository', async () => {
     await faultRow(
       {
-        fault: 'build.dockerfile "../../etc/passwd", "/etc/passwd", a relative and an absolute path to a canary Dockerfile, "${localEnv:HOME}/Dockerfile"',
+        fault:
+          'build.dockerfile "../../etc/passwd", "/etc/passwd", a relative and an absolute path to a canary Dockerfile, "${localEnv:HOME}/Dockerfile"',
         expected: 'recovery, DEVCONTAINER_CONFIG_INVALID naming build.dockerfile; canary unread and nowhere; /etc/passwd nowhere',
       },
       async () => {
@@ -525,7 +545,9 @@ describe('hostile repository content, through warmstart up', () => {
             },
             { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: `df${seen.length}` },
           );
-          const field = new RegExp(`^\\.devcontainer/devcontainer\\.json: build\\.dockerfile ${JSON.stringify(value).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} ${why.source}`);
+          const field = new RegExp(
+            `^\\.devcontainer/devcontainer\\.json: build\\.dockerfile ${JSON.stringify(value).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} ${why.source}`,
+          );
           const r = await expectRefusedConfig(sb, id, repo, field);
           expect(r.cli.stdout + r.cli.stderr).not.toContain(passwd);
           seen.push([what, r]);
@@ -568,8 +590,18 @@ describe('hostile repository content, through warmstart up', () => {
         const sb = await sandbox('hostln');
         const seen: Array<[string, { outcome: string; checks: string }]> = [];
         const cases: Array<[string, Record<string, string>, Record<string, string>, RegExp]> = [
-          ['config link', {}, { '.devcontainer/devcontainer.json': join(sb.sentinel, 'devcontainer.json') }, /^\.devcontainer\/devcontainer\.json points outside the repository$/],
-          ['.devcontainer link', {}, { '.devcontainer': join(sb.sentinel, 'dc') }, /^\.devcontainer\/devcontainer\.json points outside the repository$/],
+          [
+            'config link',
+            {},
+            { '.devcontainer/devcontainer.json': join(sb.sentinel, 'devcontainer.json') },
+            /^\.devcontainer\/devcontainer\.json points outside the repository$/,
+          ],
+          [
+            '.devcontainer link',
+            {},
+            { '.devcontainer': join(sb.sentinel, 'dc') },
+            /^\.devcontainer\/devcontainer\.json points outside the repository$/,
+          ],
           [
             'Dockerfile link',
             { '.devcontainer/devcontainer.json': JSON.stringify({ build: { dockerfile: 'Dockerfile' } }) },
@@ -578,7 +610,10 @@ describe('hostile repository content, through warmstart up', () => {
           ],
         ];
         for (const [what, files, links, message] of cases) {
-          const repo = await makeRepo({ 'README.md': `${what}\n`, ...files }, { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: `ln${seen.length}` });
+          const repo = await makeRepo(
+            { 'README.md': `${what}\n`, ...files },
+            { runId: sb.run, baseImage: tb.baseImage, owner: 'acme', name: `ln${seen.length}` },
+          );
           await addSymlinks(repo, links);
           const r = await expectRefusedConfig(sb, `${sb.run}-${seen.length}`, repo, message);
           seen.push([what, r]);
@@ -592,7 +627,8 @@ describe('hostile repository content, through warmstart up', () => {
     await faultRow(
       {
         fault: 'the Dockerfile COPYs a file symlink and a dir symlink that point outside (content key computed, build runs)',
-        expected: 'contained: the key hashes the link text only; docker resolves the link inside the context, finds nothing, recovery; canary unread and nowhere',
+        expected:
+          'contained: the key hashes the link text only; docker resolves the link inside the context, finds nothing, recovery; canary unread and nowhere',
       },
       async () => {
         const sb = await sandbox('hostcp');
@@ -682,7 +718,7 @@ describe('hostile repository content, through warmstart up', () => {
   it('an initializeCommand, which the devcontainers CLI would run on the node itself', async () => {
     await faultRow(
       {
-        fault: 'initializeCommand writes a file beside the node (a host command as the agent\'s user)',
+        fault: "initializeCommand writes a file beside the node (a host command as the agent's user)",
         expected: 'not run unless WARMSTART_ALLOW_INITIALIZE_COMMAND=1; workspace ready; a note says why',
       },
       async () => {

@@ -119,26 +119,23 @@ describe('load: 20 back to back, 20 four at a time', () => {
     await waitForPushes(a, ids);
     const liveEnd = await liveHeapMb(a);
 
-    const rows = [
-      ['back to back', serial, serialWall, 1] as const,
-      [`${AT_A_TIME} at a time`, parallel, parallelWall, maxCreating] as const,
-    ].map(([name, done, wall, conc]) => {
-      const ms = done.map((d) => d.readyMs);
-      const hits = [...new Set(done.map((d) => d.hit))]
-        .map((h) => `${h} ${done.filter((d) => d.hit === h).length}`)
-        .join(', ');
-      return [
-        name,
-        String(done.length),
-        String(done.filter((d) => d.status === 'ready').length),
-        String(conc),
-        String(quantile(ms, 0.5)),
-        String(quantile(ms, 0.95)),
-        String(Math.max(...ms)),
-        (wall / 1000).toFixed(1),
-        hits,
-      ];
-    });
+    const rows = [['back to back', serial, serialWall, 1] as const, [`${AT_A_TIME} at a time`, parallel, parallelWall, maxCreating] as const].map(
+      ([name, done, wall, conc]) => {
+        const ms = done.map((d) => d.readyMs);
+        const hits = [...new Set(done.map((d) => d.hit))].map((h) => `${h} ${done.filter((d) => d.hit === h).length}`).join(', ');
+        return [
+          name,
+          String(done.length),
+          String(done.filter((d) => d.status === 'ready').length),
+          String(conc),
+          String(quantile(ms, 0.5)),
+          String(quantile(ms, 0.95)),
+          String(Math.max(...ms)),
+          (wall / 1000).toFixed(1),
+          hits,
+        ];
+      },
+    );
     // Flat memory: the live heap after a full collection, from the fifth
     // workspace to the last. RSS is reported beside it; it rises while V8
     // leaves garbage for a later full collection (see agent-memory.ts).

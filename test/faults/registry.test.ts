@@ -299,4 +299,3 @@ describe('fault matrix: the cache registry', () => {
     );
   });
 });
-

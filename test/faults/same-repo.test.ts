@@ -159,7 +159,9 @@ describe('two jobs for the same repository and config at once', () => {
         const last = pushed.at(-1)!;
         const image = String((await execa('docker', ['inspect', '-f', '{{.Image}}', last.view.containerId])).stdout).trim();
         expect(await notThisImage(moving.configBytes, moving.config, image)).toBeNull();
-        const images = await Promise.all(views.map(async (v) => String((await execa('docker', ['inspect', '-f', '{{.Image}}', v.containerId])).stdout).trim()));
+        const images = await Promise.all(
+          views.map(async (v) => String((await execa('docker', ['inspect', '-f', '{{.Image}}', v.containerId])).stdout).trim()),
+        );
 
         report(
           'Two jobs, one cache ref: the push queue',
@@ -167,11 +169,21 @@ describe('two jobs for the same repository and config at once', () => {
             ['workspace', 'ready at (ms)', 'push', 'push ran (ms from first ready)', 'image'],
             timeline.map((t) => {
               const t0 = Math.min(...timeline.map((x) => x.ready));
-              return [t.id, String(t.ready - t0), `${t.view.push.status}${t.view.push.reason ? ` (${t.view.push.reason})` : ''}`, `${t.start - t0}..${t.end - t0}`, t.view.containerId ? images[timeline.indexOf(t)]!.slice(7, 19) : '-'];
+              return [
+                t.id,
+                String(t.ready - t0),
+                `${t.view.push.status}${t.view.push.reason ? ` (${t.view.push.reason})` : ''}`,
+                `${t.start - t0}..${t.end - t0}`,
+                t.view.containerId ? images[timeline.indexOf(t)]!.slice(7, 19) : '-',
+              ];
             }),
           ),
         );
-        const inv = await agentInvariants(agent!, ids, ids.map((id) => `warmstart-ws-${id}`));
+        const inv = await agentInvariants(
+          agent!,
+          ids,
+          ids.map((id) => `warmstart-ws-${id}`),
+        );
         return (
           `both ${views.map((v) => v.status).join('/')}; pushes ${views.map((v) => v.push.status).join('/')} (${pushed.map((p) => `${p.ms} ms`).join(', ')}), never overlapping, ${waited}; ` +
           `images ${images[0] === images[1] ? 'identical' : 'different'}; ref = the last pushed image, ${moving.blobs} blobs all present; ${inv}`

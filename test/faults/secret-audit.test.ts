@@ -163,7 +163,9 @@ describe('secret audit after the fault suite', () => {
         pushedTags += 1;
         for (const b of p.blobs) {
           blobs += 1;
-          places.push(...(await placesFromBlob(`registry ${p.repository}:${p.tag} ${b.split(sep).at(-2)!.slice(0, 12)}`, await readFile(b), scratch)));
+          places.push(
+            ...(await placesFromBlob(`registry ${p.repository}:${p.tag} ${b.split(sep).at(-2)!.slice(0, 12)}`, await readFile(b), scratch)),
+          );
         }
       }
     }

@@ -96,10 +96,7 @@ describe('bad input: exit 2, a clear message, nothing created', () => {
 
   it('an https URL with a token in it is refused without echoing the token', async () => {
     const token = `ghp_${run}Sekr3tT0ken`;
-    for (const url of [
-      `https://${token}@github.com/acme/widgets.git`,
-      `https://x-access-token:${token}@git.example.com/acme/widgets.git`,
-    ]) {
+    for (const url of [`https://${token}@github.com/acme/widgets.git`, `https://x-access-token:${token}@git.example.com/acme/widgets.git`]) {
       const id = `${run}-tok${Math.random().toString(36).slice(2, 6)}`;
       made.push(id);
       const r = await runCli(['up', url, '--workspace-id', id, '--json'], { env });

@@ -36,8 +36,11 @@ describe('warmstart cache prune', () => {
       input: `${tb.registryPassword}\n`,
     });
   const exactTags = async (): Promise<Record<string, string[]>> =>
-    Object.fromEntries(await Promise.all(repositories.map(async (r) => [r, (await api.listTags(r, creds)).filter((t) => t.startsWith('exact-')).sort()] as const)));
-  const allTags = async () => Object.fromEntries(await Promise.all(repositories.map(async (r) => [r, (await api.listTags(r, creds)).sort()] as const)));
+    Object.fromEntries(
+      await Promise.all(repositories.map(async (r) => [r, (await api.listTags(r, creds)).filter((t) => t.startsWith('exact-')).sort()] as const)),
+    );
+  const allTags = async () =>
+    Object.fromEntries(await Promise.all(repositories.map(async (r) => [r, (await api.listTags(r, creds)).sort()] as const)));
 
   beforeAll(async () => {
     repo = await makeRepo(files, { runId: run, baseImage: tb.baseImage, owner: 'acme', name: 'pruned' });
@@ -54,10 +57,13 @@ describe('warmstart cache prune', () => {
   });
 
   it('dry run changes nothing; --keep 2 spares a tag in use, then leaves 6 exact tags and every moving tag; a start still hits', async () => {
-    const firstRun = await runCli(['up', repo, '--workspace-id', ids.first, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'], {
-      env,
-      input: `${tb.registryPassword}\n`,
-    });
+    const firstRun = await runCli(
+      ['up', repo, '--workspace-id', ids.first, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'],
+      {
+        env,
+        input: `${tb.registryPassword}\n`,
+      },
+    );
     const first = parseResult(firstRun);
     expect(first.outcome, firstRun.stderr).toBe('ready');
     expect(first.push.status).toBe('pushed');
@@ -80,11 +86,19 @@ describe('warmstart cache prune', () => {
     const inUse = `${repositories[1]}:exact-${String(13).padStart(40, '0')}`;
     const store = new WorkspaceStore(env.WARMSTART_STATE_DIR!);
     const record = (await store.load(ids.first))!;
-    await store.save({ ...record, id: 'in-use', result: { ...record.result!, workspaceId: 'in-use', cache: { ...record.result!.cache, ref: inUse, hit: 'exact' } } });
+    await store.save({
+      ...record,
+      id: 'in-use',
+      result: { ...record.result!, workspaceId: 'in-use', cache: { ...record.result!.cache, ref: inUse, hit: 'exact' } },
+    });
 
     const dryRun = await prune('--keep', '2', '--dry-run');
     expect(dryRun.code, dryRun.stderr).toBe(0);
-    const dry = JSON.parse(dryRun.stdout) as { dryRun: boolean; removed: { repository: string; tags: string[]; deleted: boolean }[]; spared: { tag: string }[] };
+    const dry = JSON.parse(dryRun.stdout) as {
+      dryRun: boolean;
+      removed: { repository: string; tags: string[]; deleted: boolean }[];
+      spared: { tag: string }[];
+    };
     expect(dry.dryRun).toBe(true);
     expect(dry.removed).toHaveLength(5);
     expect(dry.removed.every((x) => !x.deleted)).toBe(true);
@@ -108,16 +122,19 @@ describe('warmstart cache prune', () => {
     // The repository still starts on a wiped node, from its exact image.
     await cleanUp({ runId: run, workspaceIds: [ids.first] });
     await wipeImages(run, [movingRef, exactRef]);
-    const againRun = await runCli(['up', repo, '--workspace-id', ids.again, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'], {
-      env,
-      input: `${tb.registryPassword}\n`,
-    });
+    const againRun = await runCli(
+      ['up', repo, '--workspace-id', ids.again, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'],
+      {
+        env,
+        input: `${tb.registryPassword}\n`,
+      },
+    );
     const again = parseResult(againRun);
     expect(again.outcome, againRun.stderr).toBe('ready');
     expect(again.cache.hit).toBe('exact');
   });
 
-  it('refuses ghcr.io with REGISTRY_UNSUPPORTED, naming GitHub\'s packages API', async () => {
+  it("refuses ghcr.io with REGISTRY_UNSUPPORTED, naming GitHub's packages API", async () => {
     const r = await runCli(['cache', 'prune', '--registry', 'ghcr.io/acme', '--keep', '2', '--json'], { env });
     expect(r.code).toBe(2);
     const body = JSON.parse(r.stdout) as { error: { code: string; message: string } };

@@ -57,15 +57,28 @@ async function scenario(prefix: string, node: TestNode = nodes.node1): Promise<C
 }
 
 /** `up --json` against `registry` (host:port) with the given password on stdin. */
-function up(c: Case, registry: string, password: string, extra: string[] = [], on: { id: string; node: TestNode; env: Record<string, string> } = c): Promise<CliRun> {
+function up(
+  c: Case,
+  registry: string,
+  password: string,
+  extra: string[] = [],
+  on: { id: string; node: TestNode; env: Record<string, string> } = c,
+): Promise<CliRun> {
   const namespace = `warmstart-test/${c.run}`;
   c.refs.push(expectedCacheRef(`${registry}/${namespace}`, c.repo, null, on.node.builder));
   return runCli(
     [
-      'up', c.repo, '--workspace-id', on.id,
-      '--cache-registry', `${registry}/${namespace}`,
-      '--registry-username', tb.registryUser, '--registry-password-stdin',
-      ...extra, '--json',
+      'up',
+      c.repo,
+      '--workspace-id',
+      on.id,
+      '--cache-registry',
+      `${registry}/${namespace}`,
+      '--registry-username',
+      tb.registryUser,
+      '--registry-password-stdin',
+      ...extra,
+      '--json',
     ],
     { env: on.env, input: `${password}\n` },
   );
@@ -92,7 +105,10 @@ async function expectReady(c: Case, cli: CliRun): Promise<WorkspaceResult> {
 
 async function eventTypes(c: Case): Promise<string[]> {
   const text = await readFile(join(c.env.WARMSTART_STATE_DIR!, 'workspaces', c.id, 'events.ndjson'), 'utf8');
-  return text.trim().split('\n').map((l) => (JSON.parse(l) as { type: string }).type);
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { type: string }).type);
 }
 
 afterAll(async () => {
@@ -139,18 +155,21 @@ describe('cache trouble never fails a workspace (real engine, registry, devconta
     expect(cli.stderr).not.toContain(wrong);
   });
 
-  it.each(builders)('push denied: read-only registry, right credentials → miss, push failed REGISTRY_PUSH_DENIED ($builder builder)', async (node) => {
-    const c = await scenario('ro', node);
-    const cli = await up(c, tb.readonlyRegistry, tb.registryPassword);
-    const r = await expectReady(c, cli);
-    // The credentials are good: the pull reached the registry and found nothing.
-    expect(r.cache.hit).toBe('miss');
-    expect(r.cache.reason).toMatch(/CACHE_IMAGE_MISSING/);
-    expect(r.cache.reason).not.toMatch(/AUTH_FAILED|UNREACHABLE/);
-    expect(r.push.status).toBe('failed');
-    expect(r.push.reason).toMatch(/REGISTRY_PUSH_DENIED/);
-    expect(r.push.ref).toBe(c.refs.at(-1));
-  });
+  it.each(builders)(
+    'push denied: read-only registry, right credentials → miss, push failed REGISTRY_PUSH_DENIED ($builder builder)',
+    async (node) => {
+      const c = await scenario('ro', node);
+      const cli = await up(c, tb.readonlyRegistry, tb.registryPassword);
+      const r = await expectReady(c, cli);
+      // The credentials are good: the pull reached the registry and found nothing.
+      expect(r.cache.hit).toBe('miss');
+      expect(r.cache.reason).toMatch(/CACHE_IMAGE_MISSING/);
+      expect(r.cache.reason).not.toMatch(/AUTH_FAILED|UNREACHABLE/);
+      expect(r.push.status).toBe('failed');
+      expect(r.push.reason).toMatch(/REGISTRY_PUSH_DENIED/);
+      expect(r.push.ref).toBe(c.refs.at(-1));
+    },
+  );
 
   it('push slower than --push-timeout: push timeout, ready reported before it, CLI exits promptly', async () => {
     const c = await scenario('slowpush');

@@ -111,7 +111,9 @@ describe('warmstart cache ref', () => {
     const node2 = await runCli(['cache', 'ref', 'owner/repo', '--cache-registry', 'ghcr.io', '--json'], { env: { ...env, ...node2Env(tb) } });
     expect(node2.code, node2.stderr).toBe(0);
     expect(JSON.parse(node2.stdout)).toEqual({ ref: 'ghcr.io/owner/repo:buildkit-devcontainer-cache', builder: 'buildkit' });
-    const named = await runCli(['cache', 'ref', 'owner/repo', '--cache-registry', 'ghcr.io', '--builder', 'classic'], { env: { ...env, ...node2Env(tb) } });
+    const named = await runCli(['cache', 'ref', 'owner/repo', '--cache-registry', 'ghcr.io', '--builder', 'classic'], {
+      env: { ...env, ...node2Env(tb) },
+    });
     expect(named.stdout).toBe('ghcr.io/owner/repo:devcontainer-cache');
     const bad = await runCli(['cache', 'ref', 'owner/repo', '--cache-registry', 'ghcr.io', '--builder', 'kaniko', '--json'], { env });
     expect(bad.code).toBe(2);

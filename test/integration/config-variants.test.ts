@@ -78,63 +78,77 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
   // Per builder: the cacheFrom merge and the layer hit, built on one node and
   // started on another (BuildKit imports both cache refs from the registry
   // itself; the repo's own does not exist).
-  it.each(pairs)('JSONC config with its own cacheFrom ($builder builder): builds its own Dockerfile, ours goes first, a start on another node hits', async (pair) => {
-    const bk = pair.builder === 'buildkit';
-    const repo = await makeRepo('jsonc-own-cachefrom', { runId: run, baseImage: tb.baseImage, owner: 'Acme', name: bk ? 'Jsonc-Own-Bk' : 'Jsonc-Own' });
-    const ref = expectedCacheRef(`${tb.registry}/${namespace}`, repo, null, pair.builder);
-    const own = '127.0.0.1:5002/elsewhere/own-cache:latest';
-    refs.push(ref);
-    const [id1, id2] = bk ? [ids.jsoncBk1, ids.jsoncBk2] : [ids.jsonc1, ids.jsonc2];
-    const buildEnv = { ...env, ...pair.build.env };
-    const startEnv = { ...env, ...pair.start.env };
-    const args = (id: string) => [
-      'up', repo, '--workspace-id', id, '--cache-registry', `${tb.registry}/${namespace}`,
-      '--registry-username', tb.registryUser, '--registry-password-stdin', '--json',
-    ];
+  it.each(pairs)(
+    'JSONC config with its own cacheFrom ($builder builder): builds its own Dockerfile, ours goes first, a start on another node hits',
+    async (pair) => {
+      const bk = pair.builder === 'buildkit';
+      const repo = await makeRepo('jsonc-own-cachefrom', {
+        runId: run,
+        baseImage: tb.baseImage,
+        owner: 'Acme',
+        name: bk ? 'Jsonc-Own-Bk' : 'Jsonc-Own',
+      });
+      const ref = expectedCacheRef(`${tb.registry}/${namespace}`, repo, null, pair.builder);
+      const own = '127.0.0.1:5002/elsewhere/own-cache:latest';
+      refs.push(ref);
+      const [id1, id2] = bk ? [ids.jsoncBk1, ids.jsoncBk2] : [ids.jsonc1, ids.jsonc2];
+      const buildEnv = { ...env, ...pair.build.env };
+      const startEnv = { ...env, ...pair.start.env };
+      const args = (id: string) => [
+        'up',
+        repo,
+        '--workspace-id',
+        id,
+        '--cache-registry',
+        `${tb.registry}/${namespace}`,
+        '--registry-username',
+        tb.registryUser,
+        '--registry-password-stdin',
+        '--json',
+      ];
 
-    const cold = await runCli(args(id1), { env: buildEnv, input: `${tb.registryPassword}\n` });
-    const first = parseResult(cold);
-    expect(cold.code, cold.stderr).toBe(0);
-    expect(first.outcome).toBe('ready');
-    expect(first.profile).toBe('devcontainer');
-    expect(first.error).toBeNull();
-    expect(first.cache).toMatchObject({ ref, hit: 'miss' });
-    expect(first.cache.stepsTotal).toBeGreaterThan(0);
-    expect(first.cache.stepsCached).toBe(0);
-    expect(first.push).toMatchObject({ status: 'pushed', ref });
-    expect(await catOn(pair.build, first.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
+      const cold = await runCli(args(id1), { env: buildEnv, input: `${tb.registryPassword}\n` });
+      const first = parseResult(cold);
+      expect(cold.code, cold.stderr).toBe(0);
+      expect(first.outcome).toBe('ready');
+      expect(first.profile).toBe('devcontainer');
+      expect(first.error).toBeNull();
+      expect(first.cache).toMatchObject({ ref, hit: 'miss' });
+      expect(first.cache.stepsTotal).toBeGreaterThan(0);
+      expect(first.cache.stepsCached).toBe(0);
+      expect(first.push).toMatchObject({ status: 'pushed', ref });
+      expect(await catOn(pair.build, first.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
 
-    // Another exact key, same layers: the layer path (an exact hit would build nothing).
-    await missExactTag(repo);
-    // The start node never saw the repository (BuildKit's own cache is keyed by content, not by the run's LABEL).
-    await forgetRun(pair.start, { runId: run });
-    const warm = await runCli(args(id2), { env: startEnv, input: `${tb.registryPassword}\n` });
-    const second = parseResult(warm);
-    expect(warm.code, warm.stderr).toBe(0);
-    expect(second.outcome).toBe('ready');
-    expect(second.profile).toBe('devcontainer');
-    expect(second.cache).toMatchObject({ ref, hit: 'layers', reason: null });
-    expect(second.cache.stepsTotal).toBe(first.cache.stepsTotal);
-    expect(second.cache.stepsCached).toBe(second.cache.stepsTotal);
-    expect(second.containerId).not.toBe(first.containerId);
-    expect(await catOn(pair.start, second.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
+      // Another exact key, same layers: the layer path (an exact hit would build nothing).
+      await missExactTag(repo);
+      // The start node never saw the repository (BuildKit's own cache is keyed by content, not by the run's LABEL).
+      await forgetRun(pair.start, { runId: run });
+      const warm = await runCli(args(id2), { env: startEnv, input: `${tb.registryPassword}\n` });
+      const second = parseResult(warm);
+      expect(warm.code, warm.stderr).toBe(0);
+      expect(second.outcome).toBe('ready');
+      expect(second.profile).toBe('devcontainer');
+      expect(second.cache).toMatchObject({ ref, hit: 'layers', reason: null });
+      expect(second.cache.stepsTotal).toBe(first.cache.stepsTotal);
+      expect(second.cache.stepsCached).toBe(second.cache.stepsTotal);
+      expect(second.containerId).not.toBe(first.containerId);
+      expect(await catOn(pair.start, second.containerId!, '/from-own-dockerfile')).toBe("built from the repo's own Dockerfile");
 
-    // The docker build the CLI ran names both cache images, ours first; the
-    // repo's own (which does not exist anywhere) did not break the build.
-    const build = (await events(startEnv, id2)).find(
-      (e) => e.type === 'log' && e.text !== undefined && e.text.includes(`--cache-from ${ref}`),
-    );
-    expect(build, 'no event shows the docker build with our --cache-from').toBeDefined();
-    const line = build!.text!;
-    expect(line).toMatch(bk ? /docker buildx build / : /docker build /);
-    const ours = line.indexOf(`--cache-from ${ref}`);
-    const theirs = line.indexOf(`--cache-from ${own}`);
-    expect(theirs, line).toBeGreaterThan(-1);
-    expect(ours).toBeLessThan(theirs);
-    // Each appears once: de-duplicated, not repeated.
-    expect(line.split(`--cache-from ${ref}`).length - 1).toBe(1);
-    expect(line.split(`--cache-from ${own}`).length - 1).toBe(1);
-  });
+      // The docker build the CLI ran names both cache images, ours first; the
+      // repo's own (which does not exist anywhere) did not break the build.
+      const build = (await events(startEnv, id2)).find((e) => e.type === 'log' && e.text !== undefined && e.text.includes(`--cache-from ${ref}`));
+      expect(build, 'no event shows the docker build with our --cache-from').toBeDefined();
+      const line = build!.text!;
+      expect(line).toMatch(bk ? /docker buildx build / : /docker build /);
+      const ours = line.indexOf(`--cache-from ${ref}`);
+      const theirs = line.indexOf(`--cache-from ${own}`);
+      expect(theirs, line).toBeGreaterThan(-1);
+      expect(ours).toBeLessThan(theirs);
+      // Each appears once: de-duplicated, not repeated.
+      expect(line.split(`--cache-from ${ref}`).length - 1).toBe(1);
+      expect(line.split(`--cache-from ${own}`).length - 1).toBe(1);
+    },
+  );
 
   describe('named configs', () => {
     let repo: string;
@@ -143,28 +157,33 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
       repo = await makeRepo('named', { runId: run, baseImage: tb.baseImage, owner: 'Acme', name: 'Named' });
     });
     const up = (id: string, name: string, extra: Record<string, string> = {}) =>
-      runCli(['up', repo, '--workspace-id', id, '--config-name', name, '--cache-registry', registry, '--no-push', '--json'], { env: { ...env, ...extra } });
+      runCli(['up', repo, '--workspace-id', id, '--config-name', name, '--cache-registry', registry, '--no-push', '--json'], {
+        env: { ...env, ...extra },
+      });
 
     // Per builder: a config name and the builder both go into the moving tag.
-    it.each([nodes.node1, nodes.node2])('--config-name alpha and beta build their own config, each with its own cache ref ($builder builder)', async (node) => {
-      const bk = node.builder === 'buildkit';
-      const a = await up(bk ? ids.alphaBk : ids.alpha, 'alpha', node.env);
-      const ra = parseResult(a);
-      expect(a.code, a.stderr).toBe(0);
-      expect(ra).toMatchObject({ outcome: 'ready', profile: 'devcontainer', error: null });
-      expect(ra.cache.ref).toBe(expectedCacheRef(registry, repo, 'alpha', node.builder));
-      expect(ra.cache.stepsTotal).toBeGreaterThan(0);
-      expect(await catOn(node, ra.containerId!, '/which-config')).toBe('alpha');
+    it.each([nodes.node1, nodes.node2])(
+      '--config-name alpha and beta build their own config, each with its own cache ref ($builder builder)',
+      async (node) => {
+        const bk = node.builder === 'buildkit';
+        const a = await up(bk ? ids.alphaBk : ids.alpha, 'alpha', node.env);
+        const ra = parseResult(a);
+        expect(a.code, a.stderr).toBe(0);
+        expect(ra).toMatchObject({ outcome: 'ready', profile: 'devcontainer', error: null });
+        expect(ra.cache.ref).toBe(expectedCacheRef(registry, repo, 'alpha', node.builder));
+        expect(ra.cache.stepsTotal).toBeGreaterThan(0);
+        expect(await catOn(node, ra.containerId!, '/which-config')).toBe('alpha');
 
-      const b = await up(bk ? ids.betaBk : ids.beta, 'beta', node.env);
-      const rb = parseResult(b);
-      expect(b.code, b.stderr).toBe(0);
-      expect(rb).toMatchObject({ outcome: 'ready', profile: 'devcontainer', error: null });
-      expect(rb.cache.ref).toBe(expectedCacheRef(registry, repo, 'beta', node.builder));
-      expect(rb.cache.ref).not.toBe(ra.cache.ref);
-      expect(await catOn(node, rb.containerId!, '/which-config')).toBe('beta');
-      expect(rb.containerId).not.toBe(ra.containerId);
-    });
+        const b = await up(bk ? ids.betaBk : ids.beta, 'beta', node.env);
+        const rb = parseResult(b);
+        expect(b.code, b.stderr).toBe(0);
+        expect(rb).toMatchObject({ outcome: 'ready', profile: 'devcontainer', error: null });
+        expect(rb.cache.ref).toBe(expectedCacheRef(registry, repo, 'beta', node.builder));
+        expect(rb.cache.ref).not.toBe(ra.cache.ref);
+        expect(await catOn(node, rb.containerId!, '/which-config')).toBe('beta');
+        expect(rb.containerId).not.toBe(ra.containerId);
+      },
+    );
 
     it('a missing named config is a recovery with DEVCONTAINER_CONFIG_INVALID, never the default config silently', async () => {
       const g = await up(ids.gamma, 'gamma');
@@ -201,8 +220,18 @@ describe('devcontainer config variants (real engine, registry, devcontainers CLI
     const repo = await makeRepo('no-config', { runId: run, baseImage: tb.baseImage });
     // A registry and credentials are configured, so "disabled" and "skipped" come from the missing config.
     const r = await runCli(
-      ['up', repo, '--workspace-id', ids.none, '--cache-registry', `${tb.registry}/${namespace}`,
-        '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'],
+      [
+        'up',
+        repo,
+        '--workspace-id',
+        ids.none,
+        '--cache-registry',
+        `${tb.registry}/${namespace}`,
+        '--registry-username',
+        tb.registryUser,
+        '--registry-password-stdin',
+        '--json',
+      ],
       { env, input: `${tb.registryPassword}\n` },
     );
     const res = parseResult(r);

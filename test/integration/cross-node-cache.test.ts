@@ -87,7 +87,10 @@ describe.each(crossNodePairs())('cross-node cache hit, $builder builder (real en
     // It ran on the start node, not on the build node's engine again.
     expect((await labelledImages(pair.start, run)).length).toBeGreaterThan(0);
     // ready is reported before the push: the outcome event precedes the push event.
-    const types = events.trim().split('\n').map((l) => (JSON.parse(l) as { type: string }).type);
+    const types = events
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { type: string }).type);
     expect(types.indexOf('outcome')).toBeGreaterThan(-1);
     expect(types.indexOf('outcome')).toBeLessThan(types.indexOf('push'));
   });

@@ -63,7 +63,9 @@ describe.each(crossNodePairs())('exact-hit prebuilds, $builder builder (real eng
     expect(first.outcome).toBe('ready');
     expect(first.cache.hit).toBe('miss');
     expect(first.push.status).toBe('pushed');
-    const exactPushed = (await readFile(join(buildEnv.WARMSTART_STATE_DIR!, 'workspaces', ids[0]!, 'events.ndjson'), 'utf8')).includes('"phase":"key"');
+    const exactPushed = (await readFile(join(buildEnv.WARMSTART_STATE_DIR!, 'workspaces', ids[0]!, 'events.ndjson'), 'utf8')).includes(
+      '"phase":"key"',
+    );
     expect(exactPushed).toBe(true);
 
     // The other node never saw the repository: nothing this fixture built is there.
@@ -96,7 +98,9 @@ describe.each(crossNodePairs())('exact-hit prebuilds, $builder builder (real eng
     expect(moving).toBe(info[0]!.Image);
     expect(events).toContain('the moving image is the exact image for this key');
     expect(events).not.toContain('"phase":"exact-lookup"');
-    const exactImage = JSON.parse(String((await dockerOn(pair.start, ['image', 'inspect', info[0]!.Image])).stdout)) as { Config: { Labels: Record<string, string> } }[];
+    const exactImage = JSON.parse(String((await dockerOn(pair.start, ['image', 'inspect', info[0]!.Image])).stdout)) as {
+      Config: { Labels: Record<string, string> };
+    }[];
     expect(exactImage[0]!.Config.Labels['dev.warmstart.repository']).toBe(`local:${repo}`);
     expect(exactImage[0]!.Config.Labels['dev.warmstart.builder']).toBe(pair.builder);
     expect(exactImage[0]!.Config.Labels['dev.warmstart.content-key']).toMatch(new RegExp(`^${second.cache.ref!.slice(-40)}[0-9a-f]{24}$`));
@@ -112,7 +116,14 @@ describe.each(crossNodePairs())('exact-hit prebuilds, $builder builder (real eng
     // The moving tag now holds the exact image (the labelled copy): its layers must still serve this builder.
     await forgetRun(pair.start, { runId: run, workspaceIds: [ids[1]!], refs: [expectedCacheRef(registry, repo, null, pair.builder)] });
     expect(await labelledImages(pair.start, run)).toEqual([]);
-    await execa('sh', ['-c', 'echo "RUN echo changed > /changed" >> .devcontainer/Dockerfile && git add -A && git -c user.email=t@t -c user.name=t commit -qm change'], { cwd: repo });
+    await execa(
+      'sh',
+      [
+        '-c',
+        'echo "RUN echo changed > /changed" >> .devcontainer/Dockerfile && git add -A && git -c user.email=t@t -c user.name=t commit -qm change',
+      ],
+      { cwd: repo },
+    );
     const cli = await up(startEnv, ids[2]!);
     const third = parseResult(cli);
     expect(cli.code, cli.stderr).toBe(0);

@@ -18,12 +18,16 @@ const namespace = `warmstart-test/${run}`;
 const cacheRegistry = `${tb.registry}/${namespace}`;
 const upId = `${run}-up`;
 const basic = `Basic ${Buffer.from(`${tb.registryUser}:${tb.registryPassword}`).toString('base64')}`;
-const MANIFEST_TYPES = 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
+const MANIFEST_TYPES =
+  'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
 
 /** The registry's digest of a ref, or null when the tag is not there. */
 async function manifestDigest(ref: string): Promise<string | null> {
   const tag = ref.slice(ref.lastIndexOf(':') + 1);
-  const r = await fetch(`http://${tb.registry}/v2/${registryPath(ref)}/manifests/${tag}`, { method: 'HEAD', headers: { authorization: basic, accept: MANIFEST_TYPES } });
+  const r = await fetch(`http://${tb.registry}/v2/${registryPath(ref)}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: { authorization: basic, accept: MANIFEST_TYPES },
+  });
   return r.ok ? r.headers.get('docker-content-digest') : null;
 }
 
@@ -32,8 +36,14 @@ async function prebuildLeftovers(): Promise<string[]> {
   const c = await execa('docker', ['ps', '-a', '--filter', 'label=warmstart.workspace', '--format', '{{.Label "warmstart.workspace"}}']);
   const v = await execa('docker', ['volume', 'ls', '-q', '--filter', 'name=warmstart-ws-prebuild-']);
   return [
-    ...String(c.stdout).split('\n').filter((l) => l.startsWith('prebuild-')).map((l) => `container of ${l}`),
-    ...String(v.stdout).split('\n').filter(Boolean).map((l) => `volume ${l}`),
+    ...String(c.stdout)
+      .split('\n')
+      .filter((l) => l.startsWith('prebuild-'))
+      .map((l) => `container of ${l}`),
+    ...String(v.stdout)
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => `volume ${l}`),
   ];
 }
 
@@ -54,7 +64,10 @@ describe('prebuilds (real engine, registry, devcontainers CLI)', () => {
   let env: Record<string, string>;
   const pushed: string[] = [];
   const prebuild = () =>
-    runCli(['prebuild', repo, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'], { env, input: `${tb.registryPassword}\n` });
+    runCli(['prebuild', repo, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'], {
+      env,
+      input: `${tb.registryPassword}\n`,
+    });
 
   beforeAll(async () => {
     repo = await makeRepo('small', { runId: run, baseImage: tb.baseImage, owner: 'acme', name: `pb-${run}` });
@@ -65,7 +78,11 @@ describe('prebuilds (real engine, registry, devcontainers CLI)', () => {
     await cleanUp({ runId: run, workspaceIds: [upId] });
     for (const ref of pushed) {
       const digest = await manifestDigest(ref).catch(() => null);
-      if (digest) await fetch(`http://${tb.registry}/v2/${registryPath(ref)}/manifests/${digest}`, { method: 'DELETE', headers: { authorization: basic } }).catch(() => undefined);
+      if (digest)
+        await fetch(`http://${tb.registry}/v2/${registryPath(ref)}/manifests/${digest}`, {
+          method: 'DELETE',
+          headers: { authorization: basic },
+        }).catch(() => undefined);
     }
     for (const d of [env?.WARMSTART_STATE_DIR, env?.WARMSTART_RUNTIME_DIR]) if (d) await rm(d, { recursive: true, force: true });
   });
@@ -82,7 +99,16 @@ describe('prebuilds (real engine, registry, devcontainers CLI)', () => {
     await nothingLeft();
 
     const readOnly = await runCli(
-      ['prebuild', repo, '--cache-registry', `${tb.readonlyRegistry}/${namespace}`, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'],
+      [
+        'prebuild',
+        repo,
+        '--cache-registry',
+        `${tb.readonlyRegistry}/${namespace}`,
+        '--registry-username',
+        tb.registryUser,
+        '--registry-password-stdin',
+        '--json',
+      ],
       { env, input: `${tb.registryPassword}\n` },
     );
     expect(readOnly.code, readOnly.stderr).toBe(1);
@@ -91,10 +117,21 @@ describe('prebuilds (real engine, registry, devcontainers CLI)', () => {
     expect(readOnly.stderr).not.toContain('clone');
     await nothingLeft();
 
-    const imageRepo = await makeRepo({ '.devcontainer/devcontainer.json': `{ "image": "${tb.baseImage}" }` }, { runId: run, baseImage: tb.baseImage, owner: 'acme', name: `pb-image-${run}` });
-    const image = await runCli(['prebuild', imageRepo, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'], { env, input: `${tb.registryPassword}\n` });
+    const imageRepo = await makeRepo(
+      { '.devcontainer/devcontainer.json': `{ "image": "${tb.baseImage}" }` },
+      { runId: run, baseImage: tb.baseImage, owner: 'acme', name: `pb-image-${run}` },
+    );
+    const image = await runCli(['prebuild', imageRepo, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'], {
+      env,
+      input: `${tb.registryPassword}\n`,
+    });
     expect(image.code, image.stderr).toBe(0);
-    expect(parsePrebuild(image.stdout)).toMatchObject({ status: 'skipped', reason: 'image-based config: no built image to push', pushed: [], timings: { buildMs: null } });
+    expect(parsePrebuild(image.stdout)).toMatchObject({
+      status: 'skipped',
+      reason: 'image-based config: no built image to push',
+      pushed: [],
+      timings: { buildMs: null },
+    });
     expect(image.stderr).not.toMatch(/^\[.*\] up \.\.\./m);
     await nothingLeft();
   });
@@ -107,7 +144,10 @@ describe('prebuilds (real engine, registry, devcontainers CLI)', () => {
       },
       { runId: run, baseImage: tb.baseImage, owner: 'acme', name: `pb-broken-${run}` },
     );
-    const r = await runCli(['prebuild', broken, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'], { env, input: `${tb.registryPassword}\n` });
+    const r = await runCli(['prebuild', broken, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'], {
+      env,
+      input: `${tb.registryPassword}\n`,
+    });
     expect(r.code, r.stderr).toBe(1);
     const res = parsePrebuild(r.stdout);
     expect(res).toMatchObject({ status: 'failed', pushed: [], error: { code: 'DEVCONTAINER_UP_FAILED' } });
@@ -176,7 +216,9 @@ describe('prebuilds (real engine, registry, devcontainers CLI)', () => {
     expect(await manifestDigest(r.refs.exact!)).toBe(exactDigest);
     expect(await prebuildLeftovers()).toEqual([]);
     expect((await readdir(env.WARMSTART_STATE_DIR!)).filter((d) => d !== 'workspaces')).toEqual([]);
-    console.log(`[prebuild] build ${r.timings.buildMs} ms, push ${r.timings.pushMs} ms, total ${r.timings.totalMs} ms; skipped in ${s.timings.totalMs} ms`);
+    console.log(
+      `[prebuild] build ${r.timings.buildMs} ms, push ${r.timings.pushMs} ms, total ${r.timings.totalMs} ms; skipped in ${s.timings.totalMs} ms`,
+    );
   });
 
   describe('POST /v1/prebuilds', () => {
@@ -209,7 +251,10 @@ describe('prebuilds (real engine, registry, devcontainers CLI)', () => {
       while (!interrupted && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 500));
         const c = await execa('docker', ['ps', '-a', '--filter', 'label=warmstart.workspace', '--format', '{{.Label "warmstart.workspace"}}']);
-        interrupted = String(c.stdout).split('\n').find((l) => l.startsWith('prebuild-')) ?? '';
+        interrupted =
+          String(c.stdout)
+            .split('\n')
+            .find((l) => l.startsWith('prebuild-')) ?? '';
       }
       killed.kill('SIGKILL');
       await killed;
@@ -237,7 +282,12 @@ describe('prebuilds (real engine, registry, devcontainers CLI)', () => {
     });
 
     const post = (body: unknown, auth?: string) =>
-      agent.request('/v1/prebuilds', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...(auth ? { auth } : {}) });
+      agent.request('/v1/prebuilds', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        ...(auth ? { auth } : {}),
+      });
 
     it('at start-up, removes what a killed prebuild left: its container, volume, clone and record', async () => {
       expect(await prebuildLeftovers()).toEqual([]);

@@ -124,6 +124,8 @@ describe('recovery when the repository config does not build (real engine, devco
     expect(await containersWithLabel(`warmstart.workspace=${id}`)).toEqual([r2.containerId!.slice(0, 12)]);
     expect((await inspect(r2.containerId!)).Mounts).toContainEqual(expect.objectContaining({ Type: 'volume', Name: volume }));
 
-    console.log(`recovery: first up ${first.wallMs} ms wall (ready ${r.timings.ready} ms), second up ${second.wallMs} ms wall (ready ${r2.timings.ready} ms)`);
+    console.log(
+      `recovery: first up ${first.wallMs} ms wall (ready ${r.timings.ready} ms), second up ${second.wallMs} ms wall (ready ${r2.timings.ready} ms)`,
+    );
   });
 });

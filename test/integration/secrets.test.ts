@@ -103,10 +103,7 @@ function splitRef(ref: string): { registry: string; repo: string; tag: string } 
   return { registry: ref.slice(0, slash), repo: ref.slice(slash + 1, colon), tag: ref.slice(colon + 1) };
 }
 
-const MANIFEST_TYPES = [
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.oci.image.manifest.v1+json',
-].join(', ');
+const MANIFEST_TYPES = ['application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.oci.image.manifest.v1+json'].join(', ');
 const basic = `Basic ${b64(`${tb.registryUser}:${tb.registryPassword}`)}`;
 
 /** The pushed image as the registry stores it: manifest, config blob, every layer blob. */
@@ -190,7 +187,11 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     // The test's own docker auth for pulling the pushed image; never ~/.docker.
     testDockerConfig = join(scratch, 'docker-config');
     await mkdir(testDockerConfig, { mode: 0o700 });
-    await writeFile(join(testDockerConfig, 'config.json'), JSON.stringify({ auths: { [tb.registry]: { auth: b64(`${tb.registryUser}:${tb.registryPassword}`) } } }), { mode: 0o600 });
+    await writeFile(
+      join(testDockerConfig, 'config.json'),
+      JSON.stringify({ auths: { [tb.registry]: { auth: b64(`${tb.registryUser}:${tb.registryPassword}`) } } }),
+      { mode: 0o600 },
+    );
   });
 
   afterAll(async () => {
@@ -198,9 +199,15 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     for (const ref of pushed) {
       // Delete what this test pushed (the registry allows deletes); best effort.
       const { registry, repo, tag } = splitRef(ref);
-      const head = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, { method: 'HEAD', headers: { Authorization: basic, Accept: MANIFEST_TYPES } }).catch(() => null);
+      const head = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, {
+        method: 'HEAD',
+        headers: { Authorization: basic, Accept: MANIFEST_TYPES },
+      }).catch(() => null);
       const digest = head?.ok ? head.headers.get('docker-content-digest') : null;
-      if (digest) await fetch(`http://${registry}/v2/${repo}/manifests/${digest}`, { method: 'DELETE', headers: { Authorization: basic } }).catch(() => undefined);
+      if (digest)
+        await fetch(`http://${registry}/v2/${repo}/manifests/${digest}`, { method: 'DELETE', headers: { Authorization: basic } }).catch(
+          () => undefined,
+        );
     }
     await server?.close();
     for (const d of [...stateDirs, ...repoRoots, scratch]) if (d) await rm(d, { recursive: true, force: true });
@@ -211,7 +218,10 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     const needles = secretNeedles();
     const dir = await mkdtemp(join(scratch, 'planted-'));
     await mkdir(join(dir, 'nested'));
-    await writeFile(join(dir, 'nested', 'config.json'), JSON.stringify({ auths: { [tb.registry]: { auth: b64(`${tb.registryUser}:${tb.registryPassword}`) } } }));
+    await writeFile(
+      join(dir, 'nested', 'config.json'),
+      JSON.stringify({ auths: { [tb.registry]: { auth: b64(`${tb.registryUser}:${tb.registryPassword}`) } } }),
+    );
     await writeFile(join(dir, 'clean.txt'), 'nothing to see here\n');
     const inTar = await mkdtemp(join(scratch, 'planted-tar-'));
     await writeFile(join(inTar, 'leak'), `prefix ${token} suffix`);
@@ -229,7 +239,9 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     const where = (place: string): string[] => hits.filter((h) => h.place.includes(place)).map((h) => h.needle);
     expect(where('odd-aligned base64')).toContain('wrong git token base64 core@2');
     expect(where('basic header')).toContain(`git token base64(${GIT_HTTP_USER}:…)`);
-    expect(where('nested/config.json')).toEqual(expect.arrayContaining([`registry password base64(${tb.registryUser}:…)`, 'registry password base64 core@0']));
+    expect(where('nested/config.json')).toEqual(
+      expect.arrayContaining([`registry password base64(${tb.registryUser}:…)`, 'registry password base64 core@0']),
+    );
     // the token inside a file inside a layer tar inside a gzipped save tar: found at every level
     expect(where('image.tar.gz (gunzipped)')).toContain('git token raw');
     expect(where('image.tar.gz!layer.tar!leak')).toEqual(['git token raw']);
@@ -238,7 +250,10 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
 
   it('the clone needs the token: a wrong one fails with GIT_CLONE_FAILED, exit 1, and is printed nowhere', async () => {
     // Sanity: the server is real HTTPS with a certificate git must be told to trust.
-    const untrusted = await execa('git', ['ls-remote', urlOf('Secret-Small')], { reject: false, env: { GIT_TERMINAL_PROMPT: '0', GIT_SSL_CAINFO: '' } });
+    const untrusted = await execa('git', ['ls-remote', urlOf('Secret-Small')], {
+      reject: false,
+      env: { GIT_TERMINAL_PROMPT: '0', GIT_SSL_CAINFO: '' },
+    });
     expect(untrusted.exitCode).not.toBe(0);
     expect(String(untrusted.stderr)).toMatch(/certificate|SSL|TLS/i);
 
@@ -254,8 +269,18 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     stateDirs.push(env.WARMSTART_STATE_DIR!);
     const from = server.requests.length;
     const w = await watchedRun(
-      ['up', urlOf('Secret-Small'), '--workspace-id', id, '--cache-registry', `${tb.registry}/warmstart-test/${run}/wrong`,
-        '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'],
+      [
+        'up',
+        urlOf('Secret-Small'),
+        '--workspace-id',
+        id,
+        '--cache-registry',
+        `${tb.registry}/warmstart-test/${run}/wrong`,
+        '--registry-username',
+        tb.registryUser,
+        '--registry-password-stdin',
+        '--json',
+      ],
       { env, input: `${tb.registryPassword}\n` },
       scratch,
     );
@@ -334,7 +359,10 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     expect(seen.some((r) => r.auth === 'ok' && r.status === 200 && r.method === 'POST')).toBe(true);
 
     // DOCKER_CONFIG: a per-job dir existed during the run, none is left; ~/.docker untouched.
-    expect(w.seen.some((e) => /^job-[^/]+\/docker-config-/.test(e)), w.seen.join(', ')).toBe(true);
+    expect(
+      w.seen.some((e) => /^job-[^/]+\/docker-config-/.test(e)),
+      w.seen.join(', '),
+    ).toBe(true);
     expect(w.left).toEqual([]);
     expect(await sha256OrNull(userDockerConfig)).toEqual(dockerConfigBefore);
 
@@ -344,7 +372,9 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     ];
     const stateDir = env.WARMSTART_STATE_DIR!;
     const statePlaces = await placesFromTree(stateDir, 'state/', scratch);
-    expect(statePlaces.map((p) => p.name)).toEqual(expect.arrayContaining([`state/workspaces/${id}/workspace.json`, `state/workspaces/${id}/events.ndjson`]));
+    expect(statePlaces.map((p) => p.name)).toEqual(
+      expect.arrayContaining([`state/workspaces/${id}/workspace.json`, `state/workspaces/${id}/events.ndjson`]),
+    );
     places.push(...statePlaces);
     places.push(...(await placesFromTree(w.tmp, 'cli-tmp/', scratch)));
 
@@ -364,7 +394,11 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     const volGitConfig = await readFromVolume(volume, '.git/config', tb.baseImage);
     expect(volGitConfig?.trimEnd()).toBe(hostGitConfig.trimEnd()); // the helper's output loses the last newline
     places.push({ name: 'volume .git/config', bytes: Buffer.from(volGitConfig!) });
-    const volTar = await execa('docker', ['run', '--rm', '--label', 'warmstart.test=read-volume', '-v', `${volume}:/v:ro`, tb.baseImage, 'tar', '-C', '/v', '-c', '-f', '-', '.'], { encoding: 'buffer' });
+    const volTar = await execa(
+      'docker',
+      ['run', '--rm', '--label', 'warmstart.test=read-volume', '-v', `${volume}:/v:ro`, tb.baseImage, 'tar', '-C', '/v', '-c', '-f', '-', '.'],
+      { encoding: 'buffer' },
+    );
     places.push(...(await placesFromBlob(`volume ${volume} (tar)`, Buffer.from(volTar.stdout), scratch)));
 
     // The container: inspect, and its Env / Labels / Mounts / Cmd on their own.
@@ -374,7 +408,13 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     expect(info.Config.Labels['warmstart.workspace']).toBe(id);
     expect(info.Mounts.some((m) => m.Name === volume)).toBe(true);
     places.push({ name: 'docker inspect container', bytes: Buffer.from(String(inspect.stdout)) });
-    for (const [k, v] of Object.entries({ Env: info.Config.Env, Labels: info.Config.Labels, Mounts: info.Mounts, Cmd: info.Config.Cmd, Entrypoint: info.Config.Entrypoint })) {
+    for (const [k, v] of Object.entries({
+      Env: info.Config.Env,
+      Labels: info.Config.Labels,
+      Mounts: info.Mounts,
+      Cmd: info.Config.Cmd,
+      Entrypoint: info.Config.Entrypoint,
+    })) {
       places.push({ name: `container ${k}`, bytes: Buffer.from(JSON.stringify(v ?? null)) });
     }
     // The node's git token is never offered inside a container: no credential mount at all
@@ -419,7 +459,13 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     // The save was really opened down to the files of every layer: the fixture's own files are there.
     const file = o.probe ? 'probe' : 'which-config';
     const inLayer = savePlaces.find((p) => p.name.endsWith(`!${file}`));
-    expect(inLayer, savePlaces.map((p) => p.name).filter((n) => !n.includes('/bin/')).join('\n')).toBeDefined();
+    expect(
+      inLayer,
+      savePlaces
+        .map((p) => p.name)
+        .filter((n) => !n.includes('/bin/'))
+        .join('\n'),
+    ).toBeDefined();
     if (o.probe) expect(inLayer!.bytes.toString()).toMatch(/^probe:\/.*\|/);
     else expect(inLayer!.bytes.toString()).toBe('small\n');
     expect(savePlaces.some((p) => p.bytes.includes(`warmstart.test-run=${run}`) || p.bytes.includes(`"warmstart.test-run":"${run}"`))).toBe(true);
@@ -454,7 +500,7 @@ describe('secrets never leak (real git over HTTPS, engine, registry, devcontaine
     });
   });
 
-  it("a repo whose config reads ${localEnv:WARMSTART_*} gets neither secret into its image or container", async () => {
+  it('a repo whose config reads ${localEnv:WARMSTART_*} gets neither secret into its image or container', async () => {
     await upAndAudit({
       label: 'probe',
       repoName: 'Secret-Probe',

@@ -170,7 +170,9 @@ describe('a fleet with both builders (node 1 classic, nodes 2 and 3 BuildKit)', 
       const four = await up(nodes.node1, repo, `${run}-c4`);
       expect(four.code, four.stderr).toBe(0);
       expect(four.result.cache.hit).toBe('exact');
-      const files = await execa('docker', ['exec', three.result.containerId!, 'cat', '/step-one', '/step-two'], { env: { DOCKER_HOST: nodes.node3.dockerHost! } });
+      const files = await execa('docker', ['exec', three.result.containerId!, 'cat', '/step-one', '/step-two'], {
+        env: { DOCKER_HOST: nodes.node3.dockerHost! },
+      });
       expect(String(files.stdout)).toBe('one\ntwo');
     });
   });

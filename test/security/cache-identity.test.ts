@@ -30,7 +30,14 @@ const tb = loadTestbed();
 const run = runId('cid');
 const namespace = `warmstart-test/${run}`;
 const registry = `${tb.registry}/${namespace}`;
-const ids = { victim: `${run}-victim`, twin: `${run}-twin`, viaMoving: `${run}-via-moving`, forged: `${run}-forged`, healed: `${run}-healed`, attacker: `${run}-attacker` };
+const ids = {
+  victim: `${run}-victim`,
+  twin: `${run}-twin`,
+  viaMoving: `${run}-via-moving`,
+  forged: `${run}-forged`,
+  healed: `${run}-healed`,
+  attacker: `${run}-attacker`,
+};
 const AUDIENCE = `warmstart-agent-${run}`;
 const ISSUER = `https://control-plane.test/${run}`;
 const KID = 'cache-identity-key';
@@ -93,7 +100,9 @@ describe('cache identity: one cache path per repository, exact images carry who 
     // The test's own docker auth for pushing the forged image; never ~/.docker.
     dockerConfig = join(scratch, 'docker-config');
     await mkdir(dockerConfig, { mode: 0o700 });
-    await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [tb.registry]: { auth: basicAuth.slice('Basic '.length) } } }), { mode: 0o600 });
+    await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [tb.registry]: { auth: basicAuth.slice('Basic '.length) } } }), {
+      mode: 0o600,
+    });
   });
   afterAll(async () => {
     await cleanUp({ runId: run, workspaceIds: Object.values(ids), refs: [movingRef, exactRef].filter(Boolean) });
@@ -102,9 +111,14 @@ describe('cache identity: one cache path per repository, exact images carry who 
 
   it('(a) the same owner/name on other hosts and in other directories gets its own cache path', async () => {
     const config = configFromEnv({ WARMSTART_CACHE_REGISTRY: registry });
-    const planned = ['https://github.com/acme/app', 'https://gitlab.example/acme/app', 'https://gitlab.example:8443/acme/app', 'https://[fd00::7]/acme/app', victim, twin].map(
-      (repository) => planJob({ workspaceId: 'plan-only', repository }, config).cacheRef!,
-    );
+    const planned = [
+      'https://github.com/acme/app',
+      'https://gitlab.example/acme/app',
+      'https://gitlab.example:8443/acme/app',
+      'https://[fd00::7]/acme/app',
+      victim,
+      twin,
+    ].map((repository) => planJob({ workspaceId: 'plan-only', repository }, config).cacheRef!);
     expect(planned).toEqual([
       `${registry}/acme/app:devcontainer-cache`,
       `${registry}/gitlab.example/acme/app:devcontainer-cache`,

@@ -107,7 +107,15 @@ describe('signed cache images', () => {
     }
     const environ = await execa('docker', ['exec', first.containerId!, 'sh', '-c', 'env; cat /proc/1/environ'], { reject: false });
     expect(String(environ.stdout)).not.toContain('WARMSTART_CACHE_SIGNING');
-    const found = await execa('docker', ['exec', '-e', `K=${keyLine}`, first.containerId!, 'sh', '-c', 'for d in /*; do case $d in /proc|/sys|/dev) ;; *) grep -rlF -e "$K" "$d" 2>/dev/null;; esac; done; true']);
+    const found = await execa('docker', [
+      'exec',
+      '-e',
+      `K=${keyLine}`,
+      first.containerId!,
+      'sh',
+      '-c',
+      'for d in /*; do case $d in /proc|/sys|/dev) ;; *) grep -rlF -e "$K" "$d" 2>/dev/null;; esac; done; true',
+    ]);
     expect(String(found.stdout).trim()).toBe('');
 
     // 2. A wiped node (no signing key, trusts the public key) starts the exact image.

@@ -108,7 +108,9 @@ describe('attack 6: callback URLs aimed at internal services', () => {
     expect(standin.requests).toHaveLength(0);
     expect(cp.calls).toHaveLength(0);
     expect(listed.output() + unlisted.output()).not.toContain(CB_TOKEN);
-    console.log(`callback SSRF: ${cases.length} refused 400, stand-in requests ${standin.requests.length}; reasons: ${[...new Set(messages)].join(' | ')}`);
+    console.log(
+      `callback SSRF: ${cases.length} refused 400, stand-in requests ${standin.requests.length}; reasons: ${[...new Set(messages)].join(' | ')}`,
+    );
   });
 
   it('a listed control plane gets its ready callback with the path suffix intact', async () => {

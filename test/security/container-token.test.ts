@@ -132,7 +132,12 @@ describe("attack 3: the node's git token never enters a container; a job's own t
 
   it("lightweight and recovery containers get the job's own token as the dev container does, for the image's user; the node's token never", async () => {
     const cases = [
-      { id: ids.light, body: { repository: `${own.url}/acme/app.git`, gitToken: JOB_TOKEN, lightweight: true }, status: 'ready', profile: 'lightweight' },
+      {
+        id: ids.light,
+        body: { repository: `${own.url}/acme/app.git`, gitToken: JOB_TOKEN, lightweight: true },
+        status: 'ready',
+        profile: 'lightweight',
+      },
       { id: ids.rec, body: { repository: `${own.url}/acme/broken.git`, gitToken: JOB_TOKEN }, status: 'recovery', profile: 'recovery' },
     ];
     for (const c of cases) {

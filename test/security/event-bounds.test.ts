@@ -25,8 +25,7 @@ const tb = loadTestbed();
 const run = runId('evb');
 const id = `${run}-ws`;
 const LINES_PER_STEP = 12_000;
-const flood = (step: string): string =>
-  `RUN awk 'BEGIN{for(i=0;i<${LINES_PER_STEP};i++) printf "flood-${step} %06d ${'x'.repeat(70)}\\n", i}'`;
+const flood = (step: string): string => `RUN awk 'BEGIN{for(i=0;i<${LINES_PER_STEP};i++) printf "flood-${step} %06d ${'x'.repeat(70)}\\n", i}'`;
 
 let agent: Agent;
 let repo: string;

@@ -51,7 +51,13 @@ describe('a GitHub App clones the repository it is installed on, with a token fo
       repositories: ['app', 'other'],
     });
     // Installed without contents: its clone token is refused (422), and so is the registry token's packages: write.
-    stingy = await startGithubApiStandIn({ appId: APP_ID, key: pem, installationId: INSTALLATION, granted: { metadata: 'read' }, repositories: ['app'] });
+    stingy = await startGithubApiStandIn({
+      appId: APP_ID,
+      key: pem,
+      installationId: INSTALLATION,
+      granted: { metadata: 'read' },
+      repositories: ['app'],
+    });
     // A token opens only the repository it was issued for.
     const repoOf = (path: string): string => /^\/acme\/([^/]+)\.git\//.exec(path)?.[1] ?? '';
     git = await startGitHttpsServer({
@@ -104,7 +110,9 @@ describe('a GitHub App clones the repository it is installed on, with a token fo
     expect(git.requests.some((r) => r.path.startsWith('/acme/app.git/') && r.auth === 'ok' && r.status === 200)).toBe(true);
     expect(granting.allows(token, 'other')).toBe(false);
     // The daemon's start-up check asked for the registry token with packages: write only.
-    expect(granting.requests.some((r) => JSON.stringify(r.body) === JSON.stringify({ permissions: { packages: 'write' } }) && r.status === 201)).toBe(true);
+    expect(granting.requests.some((r) => JSON.stringify(r.body) === JSON.stringify({ permissions: { packages: 'write' } }) && r.status === 201)).toBe(
+      true,
+    );
 
     const events = await (await agent.request(`/v1/workspaces/${ids.ok}/events`)).text();
     expect(events).toContain("cloning with the GitHub App's token for this repository");
@@ -131,7 +139,9 @@ describe('a GitHub App clones the repository it is installed on, with a token fo
     expect(stingy.requests.filter((r) => r.status === 422).length).toBeGreaterThanOrEqual(2);
     expect(stingy.issued).toEqual([]);
     const events = await (await stingyAgent.request(`/v1/workspaces/${ids.refused}/events`)).text();
-    expect(events).toContain(`no GitHub App token for acme/app, cloning without one: GITHUB_APP_AUTH_FAILED: GitHub App installation ${INSTALLATION} does not grant contents: read on app`);
+    expect(events).toContain(
+      `no GitHub App token for acme/app, cloning without one: GITHUB_APP_AUTH_FAILED: GitHub App installation ${INSTALLATION} does not grant contents: read on app`,
+    );
     // At start-up the daemon logged that its registry token is refused too, as an error naming what to grant.
     const log = stingyAgent.output();
     const line = log.split('\n').find((l) => l.includes('GitHub App cannot get its ghcr.io token'));

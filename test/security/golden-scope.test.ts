@@ -108,7 +108,7 @@ afterAll(async () => {
 });
 
 describe('attack 5: a workspace-scoped JWT and golden images', () => {
-  it('refuses names outside its workspace and other workspaces (403, nothing created); the owner is the recorded one, never the body\'s', async () => {
+  it("refuses names outside its workspace and other workspaces (403, nothing created); the owner is the recorded one, never the body's", async () => {
     const alice = await sign({ workspace: A }, 'alice');
     const ops = await sign({}, 'ops'); // a node-wide JWT (no workspace claim)
 
@@ -146,7 +146,13 @@ describe('attack 5: a workspace-scoped JWT and golden images', () => {
     const made = await call('/v1/images', alice, { workspaceId: A, name, owner: 'mallory' });
     expect(made.status, JSON.stringify(made.json)).toBe(201);
     expect((made.json.image as { owner: unknown }).owner).toBe('alice');
-    const label = await execa('docker', ['image', 'inspect', '--format', '{{index .Config.Labels "dev.warmstart.owner"}}', `warmstart-golden/${name}:latest`]);
+    const label = await execa('docker', [
+      'image',
+      'inspect',
+      '--format',
+      '{{index .Config.Labels "dev.warmstart.owner"}}',
+      `warmstart-golden/${name}:latest`,
+    ]);
     expect(String(label.stdout).trim()).toBe('alice');
 
     // With the repository in it: the same scope, the same owner; the folder's files are the workspace's.
@@ -164,6 +170,8 @@ describe('attack 5: a workspace-scoped JWT and golden images', () => {
     expect(mismatch.json.code).toBe('OWNER_MISMATCH');
     const images = await engineImages();
     expect(images).not.toContain('warmstart-golden/node-wide-name');
-    console.log(`golden scope: ${refusals.length} refusals (403), image list unchanged; ${name} owner label '${String(label.stdout).trim()}' (body said mallory)`);
+    console.log(
+      `golden scope: ${refusals.length} refusals (403), image list unchanged; ${name} owner label '${String(label.stdout).trim()}' (body said mallory)`,
+    );
   });
 });

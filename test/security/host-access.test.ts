@@ -120,7 +120,8 @@ describe('host access policy (real agent CLI, engine, registry, devcontainers CL
     const repo = await makeRepo(
       {
         '.devcontainer/devcontainer.json': JSON.stringify({ dockerComposeFile: 'docker-compose.yml', service: 'app', workspaceFolder: '/w' }),
-        '.devcontainer/docker-compose.yml': 'services:\n  app:\n    build:\n      context: /\n    env_file: /etc/hostname\n    command: sleep infinity\n',
+        '.devcontainer/docker-compose.yml':
+          'services:\n  app:\n    build:\n      context: /\n    env_file: /etc/hostname\n    command: sleep infinity\n',
       },
       { runId: run, baseImage: tb.baseImage, owner: 'acme', name: 'compose' },
     );
@@ -195,7 +196,7 @@ describe('host access policy (real agent CLI, engine, registry, devcontainers CL
     refs.push(pushed.push.ref!);
   });
 
-  it("deny: an exact-hit image whose devcontainer.metadata label asks for the node is refused", async () => {
+  it('deny: an exact-hit image whose devcontainer.metadata label asks for the node is refused', async () => {
     // What the CLI writes into an image it built from a feature that binds the
     // docker socket and runs privileged, as a node with host access allowed would push it.
     const metadata = JSON.stringify([
@@ -218,7 +219,7 @@ describe('host access policy (real agent CLI, engine, registry, devcontainers CL
     expect(await exactImageRefusal('deny', engine, tb.baseImage)).toBeNull();
   });
 
-  it('deny: a bind the base image\'s devcontainer.metadata label adds is caught on the started container, which is removed', async () => {
+  it("deny: a bind the base image's devcontainer.metadata label adds is caught on the started container, which is removed", async () => {
     // The repository's files ask for nothing; its base image does. The CLI
     // merges that label into the container it runs, after the check before
     // `up` could see it; the check after `up` finds it and recovers.

@@ -21,16 +21,24 @@ const namespace = `warmstart-test/${run}`;
 const ids = { evil: `${run}-evil`, own: `${run}-own`, legit: `${run}-legit` };
 const JOB_PASSWORD = `job-own-${run}`;
 
-type View = { status: string; cache: { ref: string | null; hit: string; reason: string | null }; push: { status: string; reason: string | null; ref: string | null } };
+type View = {
+  status: string;
+  cache: { ref: string | null; hit: string; reason: string | null };
+  push: { status: string; reason: string | null; ref: string | null };
+};
 
 /** An attacker's registry: 401 with a Basic challenge to anything without Authorization. */
 function challengeAll(_req: unknown, res: ServerResponse): void {
   res
-    .writeHead(401, { 'www-authenticate': 'Basic realm="evil"', 'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0' })
+    .writeHead(401, {
+      'www-authenticate': 'Basic realm="evil"',
+      'content-type': 'application/json',
+      'docker-distribution-api-version': 'registry/2.0',
+    })
     .end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
 }
 
-describe('attack 1: a job naming its own registry gets none of the node\'s registry credentials', () => {
+describe("attack 1: a job naming its own registry gets none of the node's registry credentials", () => {
   let agent: Agent;
   let evil: Standin;
   let repo: string;
@@ -62,7 +70,7 @@ describe('attack 1: a job naming its own registry gets none of the node\'s regis
     });
     expect(r.status, await r.clone().text()).toBe(202);
     await waitForStatus(agent, id, ['ready', 'recovery', 'failed']);
-    for (const deadline = Date.now() + 120_000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
       const view = (await (await agent.request(`/v1/workspaces/${id}`)).json()) as View;
       if (view.push.status !== 'pending') return view;
       await new Promise((res) => setTimeout(res, 250));
@@ -79,10 +87,12 @@ describe('attack 1: a job naming its own registry gets none of the node\'s regis
     expect(evil.requests.length).toBeGreaterThan(0);
     expect(evil.requests.filter((r) => r.headers.authorization !== undefined)).toEqual([]);
     expect(evil.saw(tb.registryPassword)).toBe(false);
-    console.log(`[attack 1] stand-in registry: ${evil.requests.length} requests, ${evil.requests.filter((r) => r.headers.authorization).length} with Authorization, password seen: ${evil.saw(tb.registryPassword)}`);
+    console.log(
+      `[attack 1] stand-in registry: ${evil.requests.length} requests, ${evil.requests.filter((r) => r.headers.authorization).length} with Authorization, password seen: ${evil.saw(tb.registryPassword)}`,
+    );
   });
 
-  it('a job that brings its own credentials for that registry sends those, and still not the node\'s', async () => {
+  it("a job that brings its own credentials for that registry sends those, and still not the node's", async () => {
     const before = evil.requests.length;
     const view = await prepare(ids.own, { registry: `${evil.host}/loot`, username: 'intruder', password: JOB_PASSWORD });
     expect(view.status).toBe('ready');
@@ -92,7 +102,7 @@ describe('attack 1: a job naming its own registry gets none of the node\'s regis
     expect(evil.saw(tb.registryPassword)).toBe(false);
   });
 
-  it('a job on the configured registry still pulls and pushes with the node\'s credentials', async () => {
+  it("a job on the configured registry still pulls and pushes with the node's credentials", async () => {
     const view = await prepare(ids.legit);
     if (view.push.ref) refs.push(view.push.ref);
     expect(view.status).toBe('ready');

@@ -38,12 +38,15 @@ describe('attack 7a: an upload Location on another host gets no credentials', ()
       else res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}');
     });
     // An image-based config: nothing is built or pushed, but the push probe runs.
-    repo = await makeRepo({ '.devcontainer/devcontainer.json': JSON.stringify({ image: tb.baseImage, remoteUser: 'root' }) }, {
-      runId: run,
-      baseImage: tb.baseImage,
-      owner: 'acme',
-      name: 'app',
-    });
+    repo = await makeRepo(
+      { '.devcontainer/devcontainer.json': JSON.stringify({ image: tb.baseImage, remoteUser: 'root' }) },
+      {
+        runId: run,
+        baseImage: tb.baseImage,
+        owner: 'acme',
+        name: 'app',
+      },
+    );
     agent = await startAgent(await testEnv(tb.baseImage));
   });
 

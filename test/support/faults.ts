@@ -62,7 +62,9 @@ export async function faultRow(row: Row, check: () => Promise<string>): Promise<
   try {
     observed = await check();
   } catch (err) {
-    const first = String((err as Error)?.message ?? err).split('\n')[0]!.slice(0, 160);
+    const first = String((err as Error)?.message ?? err)
+      .split('\n')[0]!
+      .slice(0, 160);
     record({ ...row, observed: `FAILED: ${first}`, ok: false });
     throw err;
   }

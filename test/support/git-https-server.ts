@@ -158,38 +158,35 @@ export async function startGitHttpsServer(o: { projectRoot: string; token: GitTo
   const requests: GitHttpRequest[] = [];
   const sockets = new Set<Socket>();
 
-  const server: Server = createServer(
-    { key: await readFile(cert.keyFile), cert: await readFile(cert.certFile) },
-    (req, res) => {
-      const full = new URL(req.url ?? '/', 'https://127.0.0.1');
-      const entry: GitHttpRequest = {
-        method: req.method ?? '?',
-        path: full.pathname,
-        query: full.search.replace(/^\?/, ''),
-        auth: authOf(req, o.token, full.pathname),
-        status: 0,
-      };
-      requests.push(entry);
-      if (entry.auth !== 'ok') {
-        req.resume();
-        entry.status = 401;
-        res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="git"', 'Content-Type': 'text/plain' });
-        res.end('authentication required\n');
-        return;
-      }
-      let pathInfo: string;
-      try {
-        pathInfo = decodeURIComponent(full.pathname);
-      } catch {
-        entry.status = 400;
-        res.writeHead(400).end();
-        return;
-      }
-      void runBackend(req, res, o.projectRoot, pathInfo, entry.query).then((s) => {
-        entry.status = s;
-      });
-    },
-  );
+  const server: Server = createServer({ key: await readFile(cert.keyFile), cert: await readFile(cert.certFile) }, (req, res) => {
+    const full = new URL(req.url ?? '/', 'https://127.0.0.1');
+    const entry: GitHttpRequest = {
+      method: req.method ?? '?',
+      path: full.pathname,
+      query: full.search.replace(/^\?/, ''),
+      auth: authOf(req, o.token, full.pathname),
+      status: 0,
+    };
+    requests.push(entry);
+    if (entry.auth !== 'ok') {
+      req.resume();
+      entry.status = 401;
+      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="git"', 'Content-Type': 'text/plain' });
+      res.end('authentication required\n');
+      return;
+    }
+    let pathInfo: string;
+    try {
+      pathInfo = decodeURIComponent(full.pathname);
+    } catch {
+      entry.status = 400;
+      res.writeHead(400).end();
+      return;
+    }
+    void runBackend(req, res, o.projectRoot, pathInfo, entry.query).then((s) => {
+      entry.status = s;
+    });
+  });
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

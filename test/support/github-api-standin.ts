@@ -60,9 +60,11 @@ function jwtProblem(header: string | undefined, appId: string, key: KeyObject): 
   if (!verify('RSA-SHA256', Buffer.from(`${h}.${p}`), key, Buffer.from(sig!, 'base64url'))) return 'A JSON web token could not be decoded';
   if (String(claims.iss) !== appId) return "'Issuer' claim ('iss') must be an Integer";
   const now = Math.floor(Date.now() / 1000);
-  if (typeof claims.exp !== 'number' || claims.exp <= now) return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
+  if (typeof claims.exp !== 'number' || claims.exp <= now)
+    return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
   if (claims.exp - now > 600 + 60) return "'Expiration time' claim ('exp') is too far in the future";
-  if (typeof claims.iat !== 'number' || claims.iat > now + 60) return "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued";
+  if (typeof claims.iat !== 'number' || claims.iat > now + 60)
+    return "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued";
   return null;
 }
 
@@ -117,7 +119,10 @@ export async function startGithubApiStandIn(o: {
         const have = o.granted[perm];
         if (!have || (LEVEL[level] ?? 99) > (LEVEL[have] ?? 0)) {
           record(422);
-          return send(422, { message: 'The permissions requested are not granted to this installation.', documentation_url: 'https://docs.github.com/rest' });
+          return send(422, {
+            message: 'The permissions requested are not granted to this installation.',
+            documentation_url: 'https://docs.github.com/rest',
+          });
         }
       }
       const names = Array.isArray(body.repositories) ? (body.repositories as unknown[]).map(String) : null;

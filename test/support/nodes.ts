@@ -42,7 +42,12 @@ export function testNodes(tb: Testbed = loadTestbed()): TestNodes {
       dockerHost: n2.dockerHost,
       env: { DOCKER_HOST: n2.dockerHost, WARMSTART_DEFAULT_IMAGE: tb.baseImage },
     },
-    node3Classic: { name: 'node 3 (engine 26, classic builder)', builder: 'classic', dockerHost: n3, env: { DOCKER_HOST: n3, WARMSTART_DEFAULT_IMAGE: tb.baseImage } },
+    node3Classic: {
+      name: 'node 3 (engine 26, classic builder)',
+      builder: 'classic',
+      dockerHost: n3,
+      env: { DOCKER_HOST: n3, WARMSTART_DEFAULT_IMAGE: tb.baseImage },
+    },
   };
 }
 

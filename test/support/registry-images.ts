@@ -44,7 +44,13 @@ export async function putTinyManifest(
   marker = tag,
 ): Promise<string> {
   const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', created: created.toISOString(), config: { Labels: { 'warmstart.test': marker } }, rootfs: { type: 'layers', diff_ids: [] } }),
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: created.toISOString(),
+      config: { Labels: { 'warmstart.test': marker } },
+      rootfs: { type: 'layers', diff_ids: [] },
+    }),
   );
   const configDigest = await api.putBlob(repository, config, creds);
   const manifest = Buffer.from(
@@ -85,7 +91,11 @@ export async function deleteAllTags(
  */
 export async function notThisImage(registryConfig: Buffer, configDigest: string, imageId: string, dockerHost?: string): Promise<string | null> {
   if (configDigest === imageId) return null;
-  const local = await execa('docker', ['image', 'inspect', '--format', '{{json .RootFS.Layers}}', imageId], dockerHost ? { env: { DOCKER_HOST: dockerHost } } : {});
+  const local = await execa(
+    'docker',
+    ['image', 'inspect', '--format', '{{json .RootFS.Layers}}', imageId],
+    dockerHost ? { env: { DOCKER_HOST: dockerHost } } : {},
+  );
   const config = JSON.parse(registryConfig.toString('utf8')) as { rootfs?: { diff_ids?: string[] }; config?: { Labels?: Record<string, string> } };
   if (JSON.stringify(config.rootfs?.diff_ids ?? []) !== String(local.stdout).trim()) return `other layers than ${imageId}`;
   if (!config.config?.Labels?.['dev.warmstart.content-key']) return `another config than ${imageId}, and not its labelled copy`;

@@ -44,8 +44,7 @@ export async function makeRepo(
     }
   }
   await substitute(dir, { RUN_ID: o.runId, BASE_IMAGE: o.baseImage });
-  const git = (args: string[]) =>
-    execa('git', ['-c', 'user.email=test@warmstart.invalid', '-c', 'user.name=warmstart test', ...args], { cwd: dir });
+  const git = (args: string[]) => execa('git', ['-c', 'user.email=test@warmstart.invalid', '-c', 'user.name=warmstart test', ...args], { cwd: dir });
   await git(['init', '-q', '-b', 'main']);
   await git(['add', '-A']);
   await git(['commit', '-q', '-m', 'fixture']);

@@ -17,7 +17,6 @@ export function fakeToken(): string {
   return `ghs_${[...randomBytes(36)].map((b) => alphabet[b % alphabet.length]).join('')}`;
 }
 
-
 export interface Needle {
   name: string;
   bytes: Buffer;

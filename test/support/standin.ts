@@ -57,7 +57,9 @@ export async function startStandin(handler?: StandinHandler): Promise<Standin> {
     port,
     requests,
     saw: (needle) =>
-      requests.some((r) => r.body.includes(needle) || Object.values(r.headers).some((v) => String(v).includes(needle) || decodesTo(String(v), needle))),
+      requests.some(
+        (r) => r.body.includes(needle) || Object.values(r.headers).some((v) => String(v).includes(needle) || decodesTo(String(v), needle)),
+      ),
     close: () =>
       new Promise((r) => {
         server.closeAllConnections();

@@ -159,20 +159,17 @@ export class CloudHypervisorApi {
     const headers: Record<string, string | number> = { 'content-length': Buffer.byteLength(payload), accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     return new Promise<string>((resolve, reject) => {
-      const req = request(
-        { socketPath: this.socketPath, path: `/api/v1/${endpoint}`, method, headers, timeout: this.timeoutMs },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', reject);
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) return resolve(text);
-            reject(this.refusal(method, endpoint, status, parseMessages(text)));
-          });
-        },
-      );
+      const req = request({ socketPath: this.socketPath, path: `/api/v1/${endpoint}`, method, headers, timeout: this.timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve(text);
+          reject(this.refusal(method, endpoint, status, parseMessages(text)));
+        });
+      });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
       req.on('error', (cause: NodeJS.ErrnoException) =>
         reject(

@@ -23,11 +23,18 @@ export function commandHooks(command: string, options: { timeoutMs?: number } = 
     if (r.exitCode === 0) return;
     const why = r.timedOut ? `timed out after ${timeout} ms` : r.exitCode === undefined ? (r.shortMessage ?? 'could not run') : `exit ${r.exitCode}`;
     throw new WarmstartError('BACKEND_PRECONDITION', `host hook ${command} ${args[0]} failed for ${what} (${why})`, {
-      detail: String(r.stderr ?? '').trim().split('\n').slice(-5).join(' | ').slice(0, 1000) || undefined,
+      detail:
+        String(r.stderr ?? '')
+          .trim()
+          .split('\n')
+          .slice(-5)
+          .join(' | ')
+          .slice(0, 1000) || undefined,
     });
   };
   return {
     ensureTap: (name, ctx) => run(['ensure-tap', name, ctx.machine, String(ctx.index)], `TAP ${name}`),
-    ensureVirtiofsd: (socket, sharedDir, ctx) => run(['ensure-virtiofsd', socket, ctx.machine, ctx.tag, sharedDir ?? ''], `virtiofs socket ${socket}`),
+    ensureVirtiofsd: (socket, sharedDir, ctx) =>
+      run(['ensure-virtiofsd', socket, ctx.machine, ctx.tag, sharedDir ?? ''], `virtiofs socket ${socket}`),
   };
 }

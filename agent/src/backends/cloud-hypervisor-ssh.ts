@@ -207,7 +207,8 @@ export function shellQuote(word: string): string {
 /** ssh's own failures (exit 255): which of them will not go away by waiting. */
 const HOST_KEY_REFUSED = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No [A-Z0-9-]+ host key is known/i;
 const AUTH_REFUSED = /Permission denied \(/;
-const NOT_YET = /Connection refused|Connection timed out|timed out|No route to host|Network is unreachable|Connection reset|Connection closed|kex_exchange_identification|Could not resolve hostname|banner exchange/i;
+const NOT_YET =
+  /Connection refused|Connection timed out|timed out|No route to host|Network is unreachable|Connection reset|Connection closed|kex_exchange_identification|Could not resolve hostname|banner exchange/i;
 
 interface SshRun {
   exitCode: number;
@@ -236,7 +237,8 @@ export class ChSshGuest implements CloudHypervisorGuest {
       });
       for (const line of text.split('\n')) {
         const [name, addr, ...extra] = line.replace(/#.*/, '').trim().split(/\s+/);
-        if (name === machine && addr && extra.length === 0) return parseAddress(addr, this.config.defaultPort, `${this.config.hostsFile} (${machine})`);
+        if (name === machine && addr && extra.length === 0)
+          return parseAddress(addr, this.config.defaultPort, `${this.config.hostsFile} (${machine})`);
       }
     }
     if (!this.config.addressTemplate) {

@@ -196,7 +196,8 @@ export class CloudHypervisorBackend implements SnapshotBackend {
     checkName('machine', machine);
     return this.exclusive(machine, async () => {
       const recorded = await this.readBootConfig(image);
-      if (!recorded) throw new WarmstartError('IMAGE_NOT_FOUND', `no cloud-hypervisor boot image ${image} (no ${BOOT_CONFIG} in ${this.layout.image(image)})`);
+      if (!recorded)
+        throw new WarmstartError('IMAGE_NOT_FOUND', `no cloud-hypervisor boot image ${image} (no ${BOOT_CONFIG} in ${this.layout.image(image)})`);
       const dir = this.layout.machine(machine);
       if (await exists(dir)) throw new WarmstartError('BACKEND_PRECONDITION', `machine ${machine} already exists`);
       const plan = planRestore(this.layout, machine, this.layout.image(image), recorded, null, this.tapName);

@@ -45,7 +45,8 @@ export async function createBackend(name: string, env: NodeJS.ProcessEnv, stateD
 function wholeNumber(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
   const text = env[name];
   if (text === undefined || text === '') return undefined;
-  if (!/^\d{1,9}$/.test(text) || Number(text) < min) throw new WarmstartError('INVALID_ARGUMENT', `${name} takes a whole number ≥ ${min}, got ${JSON.stringify(text)}`);
+  if (!/^\d{1,9}$/.test(text) || Number(text) < min)
+    throw new WarmstartError('INVALID_ARGUMENT', `${name} takes a whole number ≥ ${min}, got ${JSON.stringify(text)}`);
   return Number(text);
 }
 
@@ -70,7 +71,10 @@ export async function chBackendOptions(env: NodeJS.ProcessEnv, stateDir: string)
   }
   const shared = env.WARMSTART_CH_VIRTIOFS_DIR;
   if (shared !== undefined && shared !== '' && !shared.startsWith('/')) {
-    throw new WarmstartError('INVALID_ARGUMENT', `WARMSTART_CH_VIRTIOFS_DIR takes an absolute path (with {machine} and {tag}), got ${JSON.stringify(shared)}`);
+    throw new WarmstartError(
+      'INVALID_ARGUMENT',
+      `WARMSTART_CH_VIRTIOFS_DIR takes an absolute path (with {machine} and {tag}), got ${JSON.stringify(shared)}`,
+    );
   }
   return {
     stateDir: join(stateDir, 'cloud-hypervisor'),

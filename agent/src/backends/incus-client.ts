@@ -94,13 +94,7 @@ export class IncusClient {
   }
 
   /** Raw bytes of a non-JSON resource (exec output logs). */
-  async raw(
-    method: string,
-    path: string,
-    body?: Buffer,
-    headers?: Record<string, string>,
-    call: CallOptions = {},
-  ): Promise<Buffer> {
+  async raw(method: string, path: string, body?: Buffer, headers?: Record<string, string>, call: CallOptions = {}): Promise<Buffer> {
     const res = await this.send(method, path, body, headers);
     if (res.status >= 200 && res.status < 300) return res.body;
     this.envelope(method, path, res, call);

@@ -18,12 +18,7 @@ import type { IncusClient } from './incus-client.js';
  */
 const STDIN_WRAPPER = 'f=$1; shift; exec <"$f" || exit 126; rm -f "$f"; exec "$@"';
 
-export async function incusExec(
-  client: IncusClient,
-  machine: string,
-  argv: string[],
-  input: string | undefined,
-): Promise<ExecResult> {
+export async function incusExec(client: IncusClient, machine: string, argv: string[], input: string | undefined): Promise<ExecResult> {
   if (argv.length === 0) throw new WarmstartError('INVALID_ARGUMENT', 'exec needs a command');
   const base = `/1.0/instances/${encodeURIComponent(machine)}`;
   let command = argv;
@@ -104,7 +99,10 @@ export async function incusWriteFile(client: IncusClient, machine: string, path:
     'x-lxd-write': 'overwrite',
     'x-incus-write': 'overwrite',
   });
-  const parents = path.split('/').slice(1, -1).map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}`);
+  const parents = path
+    .split('/')
+    .slice(1, -1)
+    .map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}`);
   for (const dir of parents) {
     const there = await client.raw('GET', `${base}${encodeURIComponent(dir)}`, undefined, undefined, { notFound: 'NOT_FOUND' }).then(
       () => true,
@@ -113,7 +111,8 @@ export async function incusWriteFile(client: IncusClient, machine: string, path:
         throw err;
       },
     );
-    if (!there) await client.raw('POST', `${base}${encodeURIComponent(dir)}`, Buffer.alloc(0), kind('directory', 0o755), { notFound: 'MACHINE_NOT_FOUND' });
+    if (!there)
+      await client.raw('POST', `${base}${encodeURIComponent(dir)}`, Buffer.alloc(0), kind('directory', 0o755), { notFound: 'MACHINE_NOT_FOUND' });
   }
   await client.raw('POST', `${base}${encodeURIComponent(path)}`, content, kind('file', mode), { notFound: 'MACHINE_NOT_FOUND' });
 }

@@ -71,11 +71,7 @@ export function socketCandidates(env: NodeJS.ProcessEnv): string[] {
  * socket file left by a stopped daemon must not hide a running one further
  * down the list. Throws BACKEND_UNAVAILABLE naming every path tried.
  */
-export async function resolveSocket(
-  candidates: string[],
-  timeoutMs: number,
-  exists: (p: string) => boolean = existsSync,
-): Promise<string> {
+export async function resolveSocket(candidates: string[], timeoutMs: number, exists: (p: string) => boolean = existsSync): Promise<string> {
   const tried: string[] = [];
   for (const p of candidates) {
     if (!exists(p)) {

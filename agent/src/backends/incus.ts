@@ -84,9 +84,15 @@ export class IncusBackend implements SnapshotBackend {
     const key = launchFileKey(path);
     const template = `${key.replace(/^user\./, '').replaceAll('.', '-')}.tpl`;
     const base = `${instancePath(machine)}/metadata`;
-    await this.api.raw('POST', `${base}/templates?path=${encodeURIComponent(template)}`, Buffer.from(`{{ config_get("${key}", "") }}`), {
-      'content-type': 'application/octet-stream',
-    }, { notFound: 'MACHINE_NOT_FOUND' });
+    await this.api.raw(
+      'POST',
+      `${base}/templates?path=${encodeURIComponent(template)}`,
+      Buffer.from(`{{ config_get("${key}", "") }}`),
+      {
+        'content-type': 'application/octet-stream',
+      },
+      { notFound: 'MACHINE_NOT_FOUND' },
+    );
     const metadata = await this.api.get<InstanceMetadata>(base, { notFound: 'MACHINE_NOT_FOUND' });
     const templates = { ...(metadata.templates ?? {}), [path]: { when: ['create', 'copy'], create_only: false, template, properties: {} } };
     await this.api.run('PUT', base, { ...metadata, templates }, { notFound: 'MACHINE_NOT_FOUND' });

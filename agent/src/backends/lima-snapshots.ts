@@ -1,6 +1,14 @@
 import { WarmstartError } from '../errors.js';
 import type { StateSnapshot } from './backend.js';
-import { failureMessage, type LimaInstance, type Limactl, type LimactlResult, logMessages, parseSnapshotTable, type SnapshotRow } from './lima-cli.js';
+import {
+  failureMessage,
+  type LimaInstance,
+  type Limactl,
+  type LimactlResult,
+  logMessages,
+  parseSnapshotTable,
+  type SnapshotRow,
+} from './lima-cli.js';
 
 /**
  * VM state snapshots through `limactl snapshot` (qemu only: the vz, wsl2 and

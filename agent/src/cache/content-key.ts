@@ -81,10 +81,7 @@ type Pending = string | typeof MISSING | typeof GIT_DIR; // an absolute path to 
 export async function computeContentKey(input: ContentKeyInput): Promise<ContentKey> {
   const { discovered, platform } = input;
   if (discovered.kind !== 'dockerfile') {
-    throw new WarmstartError(
-      'INVALID_ARGUMENT',
-      `a content key needs a Dockerfile-based config, not ${discovered.kind}`,
-    );
+    throw new WarmstartError('INVALID_ARGUMENT', `a content key needs a Dockerfile-based config, not ${discovered.kind}`);
   }
   if (typeof platform !== 'string' || platform.trim() === '') {
     throw new WarmstartError('INVALID_ARGUMENT', 'a content key needs the engine platform');
@@ -108,16 +105,10 @@ export async function computeContentKey(input: ContentKeyInput): Promise<Content
   const contextIgnore = await loadIgnore(repo, context.abs, '.dockerignore', inputs);
   const specificName = `${path.basename(dockerfile.abs)}.dockerignore`;
   const specificIgnore = await loadIgnore(repo, path.dirname(dockerfile.abs), specificName, inputs);
-  const ignores =
-    specificIgnore === null
-      ? [contextIgnore ?? new DockerIgnore('')]
-      : [contextIgnore ?? new DockerIgnore(''), specificIgnore];
+  const ignores = specificIgnore === null ? [contextIgnore ?? new DockerIgnore('')] : [contextIgnore ?? new DockerIgnore(''), specificIgnore];
 
   const files = new ContextFiles(context.real, ignores, input.maxPatternTests ?? MAX_PATTERN_TESTS);
-  const { sources, wholeContext } = dockerfileSources(
-    dockerfileBytes.toString('utf8'),
-    isRecord(build.args) ? build.args : {},
-  );
+  const { sources, wholeContext } = dockerfileSources(dockerfileBytes.toString('utf8'), isRecord(build.args) ? build.args : {});
   if (wholeContext !== null) {
     // The sources are not known before the build: every file of the context counts.
     inputs.push(`context:${context.rel} (all files: ${wholeContext})`);
@@ -450,12 +441,7 @@ interface FeatureDescription {
  * relative to the config's folder as the CLI reads it) counts with its
  * folder's files; a remote one by its id, which carries the version.
  */
-async function describeFeatures(
-  repo: Repo,
-  configDir: string,
-  features: unknown,
-  inputs: string[],
-): Promise<FeatureDescription[]> {
+async function describeFeatures(repo: Repo, configDir: string, features: unknown, inputs: string[]): Promise<FeatureDescription[]> {
   if (!isRecord(features)) return [];
   const out: FeatureDescription[] = [];
   for (const id of Object.keys(features).sort()) {

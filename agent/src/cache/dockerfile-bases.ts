@@ -60,7 +60,9 @@ export function dockerfileBases(text: string, buildArgs: Readonly<Record<string,
     }
     if (keyword !== 'FROM') continue;
     seenFrom = true;
-    const words = splitFlags(rest).args.split(/\s+/).filter((w) => w !== '');
+    const words = splitFlags(rest)
+      .args.split(/\s+/)
+      .filter((w) => w !== '');
     const [raw, as, name] = words;
     if (raw === undefined) {
       unknown ??= 'a FROM line names no image';

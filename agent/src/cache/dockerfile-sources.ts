@@ -56,10 +56,7 @@ class Scope {
  * is the config's `build.args`: they override ARG defaults. Values holding a
  * devcontainer variable (`${localEnv:X}`) are not known here.
  */
-export function dockerfileSources(
-  text: string,
-  buildArgs: Readonly<Record<string, unknown>> = {},
-): DockerfileSources {
+export function dockerfileSources(text: string, buildArgs: Readonly<Record<string, unknown>> = {}): DockerfileSources {
   const sources: string[] = [];
   let wholeContext: string | null = null;
   const whole = (why: string): void => {

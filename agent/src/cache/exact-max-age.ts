@@ -51,4 +51,3 @@ export function tooOld(createdAt: string | null, maxAgeMs: number, now = Date.no
   if (age <= maxAgeMs) return null;
   return `EXACT_IMAGE_EXPIRED: the exact image was made ${createdAt} (${formatAge(age)} ago), older than WARMSTART_EXACT_MAX_AGE (${formatAge(maxAgeMs)})`;
 }
-

@@ -93,5 +93,7 @@ export function pinnedKey(contentKey: string, pins: readonly Pin[]): string {
   const sorted = [...pins]
     .map((p) => [p.kind, p.ref, p.digest])
     .sort((a, b) => (a.join('\n') < b.join('\n') ? -1 : a.join('\n') > b.join('\n') ? 1 : 0));
-  return createHash('sha256').update(canonicalJson({ v: 1, content: contentKey, pins: sorted })).digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson({ v: 1, content: contentKey, pins: sorted }))
+    .digest('hex');
 }

@@ -54,7 +54,7 @@ export function assertPrunable(host: string): void {
   if (host.toLowerCase() === GHCR_HOST) {
     throw new WarmstartError(
       'REGISTRY_UNSUPPORTED',
-      'ghcr.io cannot be pruned by warmstart: GHCR deletes package versions through GitHub\'s packages API (DELETE /orgs/{org}/packages/container/{name}/versions/{id}), not the registry\'s manifest DELETE; use a GitHub retention workflow (e.g. actions/delete-package-versions) there',
+      "ghcr.io cannot be pruned by warmstart: GHCR deletes package versions through GitHub's packages API (DELETE /orgs/{org}/packages/container/{name}/versions/{id}), not the registry's manifest DELETE; use a GitHub retention workflow (e.g. actions/delete-package-versions) there",
     );
   }
 }

@@ -40,7 +40,12 @@ export function startPruneSchedule(o: PruneScheduleOptions): PruneSchedule {
   const { host, namespace } = parseCacheRegistry(o.registry);
   assertPrunable(host);
   const pruned = o.metrics
-    ? new Counter({ name: 'warmstart_cache_pruned_total', help: 'Exact cache images removed by scheduled retention, by result', labelNames: ['result'] as const, registers: [o.metrics] })
+    ? new Counter({
+        name: 'warmstart_cache_pruned_total',
+        help: 'Exact cache images removed by scheduled retention, by result',
+        labelNames: ['result'] as const,
+        registers: [o.metrics],
+      })
     : null;
   const runs: PruneReport[] = [];
   let timer: NodeJS.Timeout | null = null;

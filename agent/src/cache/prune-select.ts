@@ -38,10 +38,13 @@ export const EXACT_TAG = /^exact-/;
  */
 export function selectPrune(tags: readonly TagInfo[], policy: PrunePolicy, inUse: ReadonlySet<string>): PruneDecision {
   const exact = tags.filter((t) => EXACT_TAG.test(t.tag));
-  const newestFirst = [...exact].sort((a, b) => (b.created?.getTime() ?? Infinity) - (a.created?.getTime() ?? Infinity) || a.tag.localeCompare(b.tag));
+  const newestFirst = [...exact].sort(
+    (a, b) => (b.created?.getTime() ?? Infinity) - (a.created?.getTime() ?? Infinity) || a.tag.localeCompare(b.tag),
+  );
   const why = new Map<string, 'beyond-keep' | 'older-than'>();
   newestFirst.forEach((t, i) => {
-    if (policy.olderThanMs !== null && t.created !== null && policy.now.getTime() - t.created.getTime() > policy.olderThanMs) why.set(t.tag, 'older-than');
+    if (policy.olderThanMs !== null && t.created !== null && policy.now.getTime() - t.created.getTime() > policy.olderThanMs)
+      why.set(t.tag, 'older-than');
     else if (policy.keep !== null && i >= policy.keep) why.set(t.tag, 'beyond-keep');
   });
   const spared: PruneDecision['spared'] = [];

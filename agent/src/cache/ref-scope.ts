@@ -11,10 +11,7 @@ import { cacheRepository, parseImageRef, type CacheRegistry } from './ref.js';
  * below it: anything else would let one repository's job write another's
  * cache and exact tags. Throws CACHE_REF_FORBIDDEN.
  */
-export function checkExplicitCacheRef(
-  ref: string,
-  o: { scope: 'node' | 'workspace'; registry: CacheRegistry | null; repo: Repository },
-): void {
+export function checkExplicitCacheRef(ref: string, o: { scope: 'node' | 'workspace'; registry: CacheRegistry | null; repo: Repository }): void {
   if (o.scope === 'node') return;
   const wanted = parseImageRef(ref).repository;
   const own = o.registry ? cacheRepository(o.registry, o.repo) : null;

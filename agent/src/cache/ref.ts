@@ -64,10 +64,7 @@ export function parseCacheRegistry(value: string): CacheRegistry {
   const components = namespaceText.toLowerCase().split('/');
   for (const component of components) {
     if (!PATH_COMPONENT.test(component)) {
-      invalid(
-        `namespace component ${quote(component)} must be lowercase letters and digits, ` +
-          "separated by '.', '_', '__' or '-'",
-      );
+      invalid(`namespace component ${quote(component)} must be lowercase letters and digits, ` + "separated by '.', '_', '__' or '-'");
     }
   }
   return { host: hostText.toLowerCase(), namespace: components.join('/') };

@@ -160,6 +160,8 @@ export function cacheSigner(o: {
   if (!key) return null;
   return (ref, contentKey, manifest) => {
     const signed = { key, identity: o.identity, creds: o.creds, contentKey: contentKey ?? (ref === o.exact?.ref ? o.exact.key : null) };
-    return manifest ? signManifest({ ...signed, repository: split(ref).repository, image: manifest }) : signPushed({ ...signed, engine: o.engine, ref });
+    return manifest
+      ? signManifest({ ...signed, repository: split(ref).repository, image: manifest })
+      : signPushed({ ...signed, engine: o.engine, ref });
   };
 }

@@ -75,9 +75,7 @@ export function parseTrustedKey(pem: string | Buffer, source: string): TrustedKe
 }
 
 export function signClaim(claim: SignedClaim, key: SigningKey): SignatureDocument {
-  const payload = Buffer.from(
-    JSON.stringify({ type: CLAIM_TYPE, digest: claim.digest, repository: claim.repository, contentKey: claim.contentKey }),
-  );
+  const payload = Buffer.from(JSON.stringify({ type: CLAIM_TYPE, digest: claim.digest, repository: claim.repository, contentKey: claim.contentKey }));
   return {
     schemaVersion: 1,
     payload: payload.toString('base64'),
@@ -109,7 +107,8 @@ export function signatureProblem(doc: unknown, want: SignedClaim, trusted: reado
   }
   if (claim.type !== CLAIM_TYPE) return 'the signed payload is of another type';
   if (claim.digest !== want.digest) return `signed for digest ${String(claim.digest).slice(0, 80)}, not ${want.digest}`;
-  if (claim.repository !== want.repository) return `signed for repository ${JSON.stringify(String(claim.repository).slice(0, 200))}, not ${JSON.stringify(want.repository)}`;
+  if (claim.repository !== want.repository)
+    return `signed for repository ${JSON.stringify(String(claim.repository).slice(0, 200))}, not ${JSON.stringify(want.repository)}`;
   if (want.contentKey !== null && claim.contentKey !== want.contentKey) {
     return `signed for content key ${JSON.stringify(String(claim.contentKey).slice(0, 80))}, not ${JSON.stringify(want.contentKey)}`;
   }

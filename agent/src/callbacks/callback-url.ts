@@ -27,7 +27,10 @@ const systemResolve: ResolveHost = async (host) => (await lookup(host, { all: tr
  */
 export function callbackOrigins(list: string | null, controlPlaneUrl: string | null): Set<string> {
   const origins = new Set<string>();
-  const entries = (list ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const entries = (list ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   for (const entry of entries) {
     let url: URL | null = null;
     try {
@@ -35,7 +38,13 @@ export function callbackOrigins(list: string | null, controlPlaneUrl: string | n
     } catch {
       // reported below
     }
-    const bare = url !== null && /^https?:$/.test(url.protocol) && url.username === '' && url.password === '' && url.pathname === '/' && entry.replace(/\/$/, '') === url.origin;
+    const bare =
+      url !== null &&
+      /^https?:$/.test(url.protocol) &&
+      url.username === '' &&
+      url.password === '' &&
+      url.pathname === '/' &&
+      entry.replace(/\/$/, '') === url.origin;
     if (!url || !bare) {
       throw new WarmstartError('INVALID_ARGUMENT', `WARMSTART_CALLBACK_ORIGINS: '${entry}' is not an origin such as https://cp.example.com`);
     }

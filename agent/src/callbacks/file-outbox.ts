@@ -288,8 +288,7 @@ export class FileOutbox implements CallbackOutbox {
       return 0;
     }
     const backoff = backoffDelay(cb.attempts - 1, this.baseDelayMs, this.maxDelayMs, this.random);
-    const delayMs =
-      outcome.retryAfterMs === undefined ? backoff : Math.min(Math.max(outcome.retryAfterMs, backoff), this.maxRetryAfterMs);
+    const delayMs = outcome.retryAfterMs === undefined ? backoff : Math.min(Math.max(outcome.retryAfterMs, backoff), this.maxRetryAfterMs);
     try {
       await this.store.write(cb);
     } catch (err) {

@@ -53,9 +53,7 @@ export async function postJson(options: PostJsonOptions): Promise<PostOutcome> {
   const status = res.status;
   if (status >= 200 && status < 300) return { kind: 'delivered', status };
   if (status >= 500 || RETRYABLE_4XX.has(status) || status === 0) {
-    const retryAfterMs = HONOUR_RETRY_AFTER.has(status)
-      ? parseRetryAfter(res.headers.get('retry-after'), options.now ?? Date.now)
-      : undefined;
+    const retryAfterMs = HONOUR_RETRY_AFTER.has(status) ? parseRetryAfter(res.headers.get('retry-after'), options.now ?? Date.now) : undefined;
     return retryAfterMs === undefined ? { kind: 'retry', status } : { kind: 'retry', status, retryAfterMs };
   }
   return { kind: 'rejected', status };

@@ -12,7 +12,8 @@ const DAY_MS = 86_400_000;
 function count(flag: string, raw: string | undefined, min: number): number | null {
   if (raw === undefined) return null;
   const n = Number(raw);
-  if (!/^\d+(\.\d+)?$/.test(raw) || !Number.isFinite(n) || n < min) throw new WarmstartError('INVALID_ARGUMENT', `--${flag} must be a number ≥ ${min}`);
+  if (!/^\d+(\.\d+)?$/.test(raw) || !Number.isFinite(n) || n < min)
+    throw new WarmstartError('INVALID_ARGUMENT', `--${flag} must be a number ≥ ${min}`);
   return n;
 }
 
@@ -34,15 +35,22 @@ export async function cachePruneCommand(argv: string[], io: Io): Promise<Command
     const setting = values.registry ?? values['cache-registry'];
     const config = configFromEnv(envWithCacheRegistryFlag(io.env, setting));
     const registrySetting = setting ?? config.cacheRegistry;
-    if (!registrySetting) throw new WarmstartError('INVALID_REGISTRY', 'no registry: pass --registry HOST[:PORT][/NAMESPACE] or set WARMSTART_CACHE_REGISTRY');
+    if (!registrySetting)
+      throw new WarmstartError('INVALID_REGISTRY', 'no registry: pass --registry HOST[:PORT][/NAMESPACE] or set WARMSTART_CACHE_REGISTRY');
     const keep = count('keep', values.keep, 0);
     const olderThanDays = count('older-than', values['older-than'], 0);
     if (keep === null && olderThanDays === null) throw new WarmstartError('INVALID_ARGUMENT', 'give --keep N, --older-than DAYS or both');
     const { host, namespace } = parseCacheRegistry(registrySetting);
     const password = values['registry-password-stdin'] ? await readPassword(io.readStdin) : null;
     const sources: CredentialSource[] = [];
-    if (values['registry-username'] && password !== null) sources.push(staticCredentials({ registry: host, username: values['registry-username'], password }, 'job'));
-    sources.push(staticCredentials({ registry: config.registryCredentialHosts, username: config.registryUsername ?? '', password: config.registryPassword ?? '' }, 'static'));
+    if (values['registry-username'] && password !== null)
+      sources.push(staticCredentials({ registry: host, username: values['registry-username'], password }, 'job'));
+    sources.push(
+      staticCredentials(
+        { registry: config.registryCredentialHosts, username: config.registryUsername ?? '', password: config.registryPassword ?? '' },
+        'static',
+      ),
+    );
     const report = await pruneRegistry({
       host,
       namespace,
@@ -60,10 +68,13 @@ export async function cachePruneCommand(argv: string[], io: Io): Promise<Command
 
 function text(r: PruneReport): string {
   const lines = r.removed.map(
-    (x) => `${r.dryRun ? 'would remove' : x.deleted ? 'removed' : 'failed'} ${x.repository}:${x.tags.join(',')} (${x.why}, created ${x.created ?? 'unknown'})${x.error ? `: ${x.error}` : ''}`,
+    (x) =>
+      `${r.dryRun ? 'would remove' : x.deleted ? 'removed' : 'failed'} ${x.repository}:${x.tags.join(',')} (${x.why}, created ${x.created ?? 'unknown'})${x.error ? `: ${x.error}` : ''}`,
   );
   for (const s of r.spared) lines.push(`kept ${s.repository}:${s.tag}: ${s.why}`);
   for (const e of r.errors) lines.push(`error ${e.repository}: ${e.message}`);
-  lines.push(`${r.removed.length} image(s) ${r.dryRun ? 'would go' : 'removed'} from ${r.repositories} repositor${r.repositories === 1 ? 'y' : 'ies'}`);
+  lines.push(
+    `${r.removed.length} image(s) ${r.dryRun ? 'would go' : 'removed'} from ${r.repositories} repositor${r.repositories === 1 ? 'y' : 'ies'}`,
+  );
   return `${lines.join('\n')}\n`;
 }

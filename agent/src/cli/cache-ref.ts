@@ -31,7 +31,10 @@ export async function cacheRefCommand(argv: string[], io: Io): Promise<CommandRe
       throw new WarmstartError('INVALID_ARGUMENT', `--builder must be classic or buildkit, got ${JSON.stringify(wanted.slice(0, 40))}`);
     }
     const builder: Builder =
-      wanted ?? (await builderOf(new (await import('../devcontainer/cli-runner.js')).DevcontainerCliRunner({ cliPluginDirs: config.dockerCliPluginDirs ?? [] })));
+      wanted ??
+      (await builderOf(
+        new (await import('../devcontainer/cli-runner.js')).DevcontainerCliRunner({ cliPluginDirs: config.dockerCliPluginDirs ?? [] }),
+      ));
     const ref = builderRef(resolveCacheRef({ registry: parseCacheRegistry(registrySetting), repo, configName })!, builder);
     io.stdout(json ? `${JSON.stringify({ ref, builder })}\n` : `${ref}\n`);
     return EXIT.ready;

@@ -106,7 +106,9 @@ async function removeCommand(argv: string[], io: Io): Promise<CommandResult> {
     const { name, tag } = parseImageArg(positionals[0]!);
     const agent = await createAgent({ config: configFromEnv(io.env) });
     const removed = await removeGoldenImage(agent, name, tag);
-    const out = { removed: { name: removed.name, tag: removed.tag, ref: removed.ref, id: removed.id, untagged: [removed.ref, ...removed.pushedRefs] } };
+    const out = {
+      removed: { name: removed.name, tag: removed.tag, ref: removed.ref, id: removed.id, untagged: [removed.ref, ...removed.pushedRefs] },
+    };
     io.stdout(json ? `${JSON.stringify(out)}\n` : `removed ${removed.name}:${removed.tag}\n`);
     return EXIT.ready;
   } catch (err) {

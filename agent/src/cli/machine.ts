@@ -68,7 +68,11 @@ export async function machineCommand(argv: string[], io: Io): Promise<CommandRes
           lastTiming: () => timings[timings.length - 1],
         });
         const ready = result.path === 'restore' ? result.restoreToReadyMs : result.bootToReadyMs;
-        io.stdout(json ? `${JSON.stringify(result)}\n` : `${result.instance}: ${result.path} (snapshot ${result.snapshot}), ready in ${ready ?? '?'} ms, ${(result.ms / 1000).toFixed(1)}s in all\n`);
+        io.stdout(
+          json
+            ? `${JSON.stringify(result)}\n`
+            : `${result.instance}: ${result.path} (snapshot ${result.snapshot}), ready in ${ready ?? '?'} ms, ${(result.ms / 1000).toFixed(1)}s in all\n`,
+        );
         return EXIT.ready;
       }
       const backend = await createBackend(values.backend, io.env, config.stateDir);
@@ -79,7 +83,11 @@ export async function machineCommand(argv: string[], io: Io): Promise<CommandRes
         files,
         postLaunch: hostSpecificsHook({ git: (await hostGitIdentity()) ?? undefined }),
       });
-      io.stdout(json ? `${JSON.stringify(result)}\n` : `${result.instance}: cache ${result.cache} (${result.key.slice(0, 16)}) in ${(result.ms / 1000).toFixed(1)}s\n`);
+      io.stdout(
+        json
+          ? `${JSON.stringify(result)}\n`
+          : `${result.instance}: cache ${result.cache} (${result.key.slice(0, 16)}) in ${(result.ms / 1000).toFixed(1)}s\n`,
+      );
       return EXIT.ready;
     }
     if (sub === 'cache' && (rest[0] === 'list' || rest[0] === 'prune')) {

@@ -57,7 +57,8 @@ function summary(r: PrebuildResult): string {
   const lines = [`${r.status}: prebuild of ${r.repository}${r.configName ? ` (${r.configName})` : ''} in ${secs(r.timings.totalMs)}`];
   if (r.reason) lines.push(`  reason: ${r.reason}`);
   for (const ref of r.pushed) lines.push(`  pushed ${ref}`);
-  if (r.timings.buildMs !== null) lines.push(`  build ${secs(r.timings.buildMs)}${r.timings.pushMs !== null ? `, push ${secs(r.timings.pushMs)}` : ''}`);
+  if (r.timings.buildMs !== null)
+    lines.push(`  build ${secs(r.timings.buildMs)}${r.timings.pushMs !== null ? `, push ${secs(r.timings.pushMs)}` : ''}`);
   if (r.error) lines.push(`  error ${r.error.code}: ${r.error.message}`);
   return `${lines.join('\n')}\n`;
 }

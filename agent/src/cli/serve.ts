@@ -54,11 +54,7 @@ function shutdownSignal(): Promise<string> {
  * per name for the life of the process (cloud-hypervisor keeps its VMMs).
  * A failed construction is not kept, so the next request tries again.
  */
-function backendsFor(
-  env: NodeJS.ProcessEnv,
-  stateDir: string,
-  timings: Map<string, BackendTiming>,
-): (name: BackendName) => Promise<SnapshotBackend> {
+function backendsFor(env: NodeJS.ProcessEnv, stateDir: string, timings: Map<string, BackendTiming>): (name: BackendName) => Promise<SnapshotBackend> {
   const made = new Map<BackendName, Promise<SnapshotBackend>>();
   return (name) => {
     let backend = made.get(name);
@@ -205,6 +201,9 @@ async function probeGithubApp(sources: readonly CredentialSource[], logger: Logg
     logger.info('GitHub App: installation token for ghcr.io granted (packages: write)');
   } catch (err) {
     const detail = err instanceof WarmstartError ? err.detail : undefined;
-    logger.error({ err: describeError(err), ...(detail ? { detail } : {}) }, 'GitHub App cannot get its ghcr.io token: cache pushes will fail until this is fixed');
+    logger.error(
+      { err: describeError(err), ...(detail ? { detail } : {}) },
+      'GitHub App cannot get its ghcr.io token: cache pushes will fail until this is fixed',
+    );
   }
 }

@@ -21,7 +21,8 @@ export async function snapshotCommand(argv: string[], io: Io): Promise<CommandRe
     if (!values.backend || !values.machine) throw new WarmstartError('INVALID_ARGUMENT', `snapshot ${sub ?? ''} needs --backend and --machine`);
     const needsName = sub === 'create' || sub === 'restore' || sub === 'delete';
     if (needsName && !values.name) throw new WarmstartError('INVALID_ARGUMENT', `snapshot ${sub} needs --name`);
-    if (!needsName && sub !== 'list') throw new WarmstartError('INVALID_ARGUMENT', 'usage: warmstart snapshot create|restore|list|delete --backend B --machine M [--name S]');
+    if (!needsName && sub !== 'list')
+      throw new WarmstartError('INVALID_ARGUMENT', 'usage: warmstart snapshot create|restore|list|delete --backend B --machine M [--name S]');
     const backend = await createBackend(values.backend, io.env, configFromEnv(io.env).stateDir);
     const machine = values.machine;
     const name = values.name ?? '';

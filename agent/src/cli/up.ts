@@ -26,7 +26,12 @@ const UP_FLAGS = {
 /** A workspace id for `up` without --workspace-id: the repository's name, made valid. */
 function defaultWorkspaceId(repository: string): string {
   const last = repository.replace(/\/+$/, '').split(/[/:]/).pop() ?? 'workspace';
-  const id = last.replace(/\.git$/, '').toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  const id = last
+    .replace(/\.git$/, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
   return id || 'workspace';
 }
 
@@ -66,7 +71,9 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
     // The id names the state directory the event log writes to: check it first.
     validateWorkspaceId(request.workspaceId);
     const agent = await createAgent({ config });
-    const eventLog = agent.store.eventLog(request.workspaceId, { onLost: (e, err) => io.stderr(`warmstart: a ${e.type} event was not recorded: ${describeError(err)}\n`) });
+    const eventLog = agent.store.eventLog(request.workspaceId, {
+      onLost: (e, err) => io.stderr(`warmstart: a ${e.type} event was not recorded: ${describeError(err)}\n`),
+    });
     const sink = teeSinks(progressSink(io.stderr, values.verbose === true), eventLog);
     // The pipeline records nothing itself: the workspace's record goes through the lifecycle (workspace/lifecycle.ts).
     const lifecycle = new WorkspaceLifecycle(agent.store);
@@ -89,8 +96,11 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
     const push = await prepared.push;
     // The record ends with the push's result; if that write fails, it keeps the rest and says so here.
     // (Another process that took the record over since, e.g. a DELETE, keeps it: IllegalTransition, nothing written.)
-    const kept = await lifecycle.pushSettled(request.workspaceId, prepared.result.outcome, push).catch((err: unknown) => ({ writeError: err instanceof IllegalTransition ? null : err }));
-    if (kept.writeError) io.stderr(`warning: could not record the push result of workspace ${request.workspaceId}: ${describeError(kept.writeError)}\n`);
+    const kept = await lifecycle
+      .pushSettled(request.workspaceId, prepared.result.outcome, push)
+      .catch((err: unknown) => ({ writeError: err instanceof IllegalTransition ? null : err }));
+    if (kept.writeError)
+      io.stderr(`warning: could not record the push result of workspace ${request.workspaceId}: ${describeError(kept.writeError)}\n`);
     await eventLog.flush();
     const result: WorkspaceResult = { ...prepared.result, push };
     if (json) {

@@ -128,7 +128,9 @@ function dockerCliPluginDirs(env: NodeJS.ProcessEnv): string[] {
   const dirs = (nonEmpty(env.WARMSTART_DOCKER_CLI_PLUGIN_DIRS) ?? '').split(':').filter((d) => d !== '');
   const relative = dirs.find((d) => !isAbsolute(d));
   if (relative !== undefined) {
-    throw new WarmstartError('INVALID_ARGUMENT', 'WARMSTART_DOCKER_CLI_PLUGIN_DIRS must hold absolute directories separated by \':\'', { detail: `not absolute: ${relative}` });
+    throw new WarmstartError('INVALID_ARGUMENT', "WARMSTART_DOCKER_CLI_PLUGIN_DIRS must hold absolute directories separated by ':'", {
+      detail: `not absolute: ${relative}`,
+    });
   }
   return dirs;
 }

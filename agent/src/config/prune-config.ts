@@ -21,7 +21,10 @@ function number(env: NodeJS.ProcessEnv, key: string, fallback: number, min: numb
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
-    throw new WarmstartError('INVALID_ARGUMENT', `${key} must be ${integer ? 'a whole number' : 'a number'} ≥ ${min}, got ${JSON.stringify(raw.slice(0, 40))}`);
+    throw new WarmstartError(
+      'INVALID_ARGUMENT',
+      `${key} must be ${integer ? 'a whole number' : 'a number'} ≥ ${min}, got ${JSON.stringify(raw.slice(0, 40))}`,
+    );
   }
   return n;
 }
@@ -33,6 +36,7 @@ export function pruneScheduleFromEnv(env: NodeJS.ProcessEnv): PruneScheduleConfi
   const days = number(env, 'WARMSTART_CACHE_PRUNE_OLDER_THAN', 30, 0, false);
   if (hours === 0) return null;
   // Under a minute between runs would only hammer the registry; a typo like 0.0001 is refused.
-  if (hours * HOUR_MS < 60_000) throw new WarmstartError('INVALID_ARGUMENT', 'WARMSTART_CACHE_PRUNE_INTERVAL must be at least one minute (in hours: 0.0167)');
+  if (hours * HOUR_MS < 60_000)
+    throw new WarmstartError('INVALID_ARGUMENT', 'WARMSTART_CACHE_PRUNE_INTERVAL must be at least one minute (in hours: 0.0167)');
   return { intervalMs: Math.round(hours * HOUR_MS), keep, olderThanMs: days === 0 ? null : days * DAY_MS };
 }

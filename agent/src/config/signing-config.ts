@@ -24,7 +24,10 @@ function read(setting: string, file: string): Buffer {
 
 /** Comma-separated files, blanks ignored. */
 export function keyFiles(raw: string): string[] {
-  return raw.split(',').map((f) => f.trim()).filter((f) => f !== '');
+  return raw
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f !== '');
 }
 
 export function signingConfigFromEnv(env: NodeJS.ProcessEnv): SigningConfig {

@@ -17,7 +17,12 @@ import { delimiter, isAbsolute, join } from 'node:path';
 import { writeFileAtomic } from '../state/atomic-file.js';
 
 /** Where the docker CLI looks for plugins besides `cliPluginsExtraDirs` (the CLI's own list for Linux). */
-const SYSTEM_PLUGIN_DIRS = ['/usr/local/lib/docker/cli-plugins', '/usr/local/libexec/docker/cli-plugins', '/usr/lib/docker/cli-plugins', '/usr/libexec/docker/cli-plugins'];
+const SYSTEM_PLUGIN_DIRS = [
+  '/usr/local/lib/docker/cli-plugins',
+  '/usr/local/libexec/docker/cli-plugins',
+  '/usr/lib/docker/cli-plugins',
+  '/usr/libexec/docker/cli-plugins',
+];
 
 async function fileStamp(path: string): Promise<string> {
   try {

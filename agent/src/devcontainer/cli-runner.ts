@@ -30,7 +30,10 @@ const MAX_STDOUT = 4 * 1024 * 1024;
 
 /** Finds the result: the last stdout line that is a JSON object. */
 export function parseUpResult(stdout: string): Record<string, unknown> | null {
-  const lines = stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{'));
+  const lines = stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('{'));
   for (let i = lines.length - 1; i >= 0; i--) {
     try {
       const value: unknown = JSON.parse(lines[i]!);
@@ -52,10 +55,31 @@ export function parseUpResult(stdout: string): Record<string, unknown> | null {
  * docker CLI need to run stays in.
  */
 const INHERITED = new Set([
-  'PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR', 'TERM',
-  'DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_CONTEXT',
-  'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy',
-  'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'XDG_RUNTIME_DIR',
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'LANG',
+  'LC_ALL',
+  'LC_CTYPE',
+  'TZ',
+  'TMPDIR',
+  'TERM',
+  'DOCKER_HOST',
+  'DOCKER_TLS_VERIFY',
+  'DOCKER_CERT_PATH',
+  'DOCKER_CONTEXT',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  'NODE_EXTRA_CA_CERTS',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'XDG_RUNTIME_DIR',
 ]);
 
 /** The CLI's environment: the inherited allow-list plus the job's own additions. */
@@ -188,7 +212,10 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     o.signal?.removeEventListener('abort', onAbort);
 
     if (timedOut) {
-      throw new WarmstartError('DEVCONTAINER_UP_TIMEOUT', `devcontainer up did not finish within ${Math.round(o.timeoutMs / 1000)} s and was stopped`);
+      throw new WarmstartError(
+        'DEVCONTAINER_UP_TIMEOUT',
+        `devcontainer up did not finish within ${Math.round(o.timeoutMs / 1000)} s and was stopped`,
+      );
     }
     if (cancelled) {
       throw new WarmstartError('DEVCONTAINER_UP_FAILED', 'devcontainer up was cancelled');
@@ -196,7 +223,9 @@ export class DevcontainerCliRunner implements DevcontainerCli {
     const result = parseUpResult(stdout);
     if (!result) {
       throw new WarmstartError('DEVCONTAINER_NO_RESULT', 'devcontainer up printed no result', {
-        detail: done.error ? `it did not start: ${done.error.message}` : `exit code ${done.exitCode ?? 'none'}${done.signal ? `, signal ${done.signal}` : ''}`,
+        detail: done.error
+          ? `it did not start: ${done.error.message}`
+          : `exit code ${done.exitCode ?? 'none'}${done.signal ? `, signal ${done.signal}` : ''}`,
       });
     }
     if (result.outcome !== 'success' || typeof result.containerId !== 'string') {

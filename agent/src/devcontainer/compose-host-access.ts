@@ -65,15 +65,19 @@ async function checkFile(walk: Walk, file: string): Promise<void> {
     for (const p of paths) if (await inside(`include[${i}]`, p)) await checkFile(walk, path.resolve(dir, p as string));
     if (isRecord(inc)) for (const e of list(inc.env_file)) await inside(`include[${i}].env_file`, e);
   }
-  for (const [kind, entries] of [['secrets', doc.secrets], ['configs', doc.configs]] as const) {
+  for (const [kind, entries] of [
+    ['secrets', doc.secrets],
+    ['configs', doc.configs],
+  ] as const) {
     if (!isRecord(entries)) continue;
     for (const [name, s] of Object.entries(entries)) if (isRecord(s) && s.file !== undefined) await inside(`${kind}.${name}.file`, s.file);
   }
   if (isRecord(doc.volumes)) {
     for (const [name, v] of Object.entries(doc.volumes)) {
       if (!isRecord(v)) continue;
-      if (v.external) add(`volumes.${name}.external`, v.external, 'an existing volume of the node (another workspace\'s or the node\'s data)');
-      if (v.driver_opts !== undefined) add(`volumes.${name}.driver_opts`, v.driver_opts, 'driver options can turn a volume into a bind of a node path');
+      if (v.external) add(`volumes.${name}.external`, v.external, "an existing volume of the node (another workspace's or the node's data)");
+      if (v.driver_opts !== undefined)
+        add(`volumes.${name}.driver_opts`, v.driver_opts, 'driver options can turn a volume into a bind of a node path');
       if (v.driver !== undefined && v.driver !== 'local') add(`volumes.${name}.driver`, v.driver, 'only the local volume driver is allowed');
       if (typeof v.name === 'string' && volumeNameProblem(v.name)) add(`volumes.${name}.name`, v.name, volumeNameProblem(v.name)!);
     }
@@ -82,7 +86,8 @@ async function checkFile(walk: Walk, file: string): Promise<void> {
     for (const [name, n] of Object.entries(doc.networks)) {
       if (!isRecord(n)) continue;
       if (n.external) add(`networks.${name}.external`, n.external, "an existing network of the node (the node's own with name: host)");
-      if (n.driver !== undefined && n.driver !== 'bridge') add(`networks.${name}.driver`, n.driver, 'only bridge networks are allowed (host, macvlan and ipvlan reach the node\'s network)');
+      if (n.driver !== undefined && n.driver !== 'bridge')
+        add(`networks.${name}.driver`, n.driver, "only bridge networks are allowed (host, macvlan and ipvlan reach the node's network)");
     }
   }
   if (isRecord(doc.services)) {
@@ -100,7 +105,8 @@ async function checkService(
   add: Add,
   inside: (field: string, value: unknown) => Promise<boolean>,
 ): Promise<void> {
-  if (s.privileged !== undefined && s.privileged !== false) add(`${at}.privileged`, null, 'a privileged container holds every device and capability of the node');
+  if (s.privileged !== undefined && s.privileged !== false)
+    add(`${at}.privileged`, null, 'a privileged container holds every device and capability of the node');
   list(s.cap_add).forEach((c, i) => {
     const why = capabilityProblem(c);
     if (why) add(`${at}.cap_add[${i}]`, c, why);
@@ -109,7 +115,18 @@ async function checkService(
     const why = securityOptProblem(o);
     if (why) add(`${at}.security_opt[${i}]`, o, why);
   });
-  for (const key of ['devices', 'device_cgroup_rules', 'gpus', 'sysctls', 'runtime', 'isolation', 'cgroup_parent', 'storage_opt', 'userns_mode', 'uts']) {
+  for (const key of [
+    'devices',
+    'device_cgroup_rules',
+    'gpus',
+    'sysctls',
+    'runtime',
+    'isolation',
+    'cgroup_parent',
+    'storage_opt',
+    'userns_mode',
+    'uts',
+  ]) {
     if (s[key] !== undefined) add(`${at}.${key}`, s[key], REFUSED_SERVICE_KEYS[key] ?? 'not allowed');
   }
   if (isRecord(s.deploy) && JSON.stringify(s.deploy).includes('"devices"')) add(`${at}.deploy`, null, "device reservations reach the node's devices");
@@ -124,7 +141,7 @@ async function checkService(
     if (v === undefined) continue;
     // `service:<name>` shares with a service of the same project, which this check covers too.
     const ok = typeof v === 'string' && (allowed.includes(v.toLowerCase()) || /^service:[A-Za-z0-9_.-]+$/.test(v));
-    if (!ok) add(`${at}.${key}`, v, "shares a namespace of the node or of a container outside the project");
+    if (!ok) add(`${at}.${key}`, v, 'shares a namespace of the node or of a container outside the project');
   }
   list(s.volumes_from).forEach((v, i) => {
     if (typeof v !== 'string' || v.startsWith('container:') || v.includes('$')) add(`${at}.volumes_from[${i}]`, v, "another container's volumes");
@@ -174,13 +191,7 @@ async function checkVolume(field: string, v: unknown, add: Add, inside: (f: stri
   } else if (type !== 'tmpfs') add(`${field}.type`, type, 'only bind (inside the repository), volume and tmpfs are allowed');
 }
 
-async function checkBuild(
-  field: string,
-  b: unknown,
-  add: Add,
-  inside: (f: string, v: unknown) => Promise<boolean>,
-  dir: string,
-): Promise<void> {
+async function checkBuild(field: string, b: unknown, add: Add, inside: (f: string, v: unknown) => Promise<boolean>, dir: string): Promise<void> {
   if (typeof b === 'string') {
     if (!isRemote(b)) await inside(field, b);
     return;
@@ -251,7 +262,13 @@ async function realNearest(p: string, root: string): Promise<string> {
       return path.join(await realpath(probe), path.relative(probe, p));
     } catch {
       // A symlink that leads nowhere: docker would create its target, wherever that is.
-      if (await lstat(probe).then(() => true, () => false)) return '/';
+      if (
+        await lstat(probe).then(
+          () => true,
+          () => false,
+        )
+      )
+        return '/';
       if (probe === root || probe === path.dirname(probe)) return p;
       probe = path.dirname(probe);
     }

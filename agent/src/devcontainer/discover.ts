@@ -42,20 +42,14 @@ export const MAX_CONFIG_DEPTH = 64;
  * cannot be built, or names a path (Dockerfile, context, compose file, local
  * feature) outside the repository.
  */
-export async function discoverConfig(
-  repoDir: string,
-  configName?: string | null,
-): Promise<DiscoveredConfig | null> {
+export async function discoverConfig(repoDir: string, configName?: string | null): Promise<DiscoveredConfig | null> {
   const root = path.resolve(repoDir);
   if (configName !== undefined && configName !== null) {
     assertSingleSegment(configName);
     const rel = `.devcontainer/${configName}/devcontainer.json`;
     const found = await readCandidate(root, rel);
     if (found === null) {
-      throw new WarmstartError(
-        'DEVCONTAINER_CONFIG_INVALID',
-        `config "${configName}" not found: expected ${rel} in the repository`,
-      );
+      throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `config "${configName}" not found: expected ${rel} in the repository`);
     }
     return found;
   }
@@ -89,10 +83,7 @@ async function readCandidate(root: string, rel: string): Promise<DiscoveredConfi
   }
   const paths = await RepoPaths.of(root);
   if (!isInside(paths.realRoot, real)) {
-    throw new WarmstartError(
-      'DEVCONTAINER_CONFIG_INVALID',
-      `${rel} points outside the repository`,
-    );
+    throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${rel} points outside the repository`);
   }
 
   const text = await readBounded(real, rel);
@@ -143,11 +134,9 @@ async function readBounded(file: string, rel: string): Promise<string> {
 function parseConfig(text: string, rel: string): Record<string, unknown> {
   const deep = tooDeepAt(text, MAX_CONFIG_DEPTH);
   if (deep >= 0) {
-    throw new WarmstartError(
-      'DEVCONTAINER_CONFIG_INVALID',
-      `${rel} nests objects or arrays deeper than ${MAX_CONFIG_DEPTH} levels`,
-      { detail: `${rel}:${lineCol(text, deep)}: level ${MAX_CONFIG_DEPTH + 1} opens here` },
-    );
+    throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${rel} nests objects or arrays deeper than ${MAX_CONFIG_DEPTH} levels`, {
+      detail: `${rel}:${lineCol(text, deep)}: level ${MAX_CONFIG_DEPTH + 1} opens here`,
+    });
   }
   const errors: ParseError[] = [];
   const value: unknown = parse(text, errors, { allowTrailingComma: true, disallowComments: false });
@@ -254,14 +243,8 @@ function kindOf(config: Record<string, unknown>, rel: string): ConfigKind {
   if ('dockerFile' in config || (isRecord(build) && 'dockerfile' in build)) return 'dockerfile';
   if ('image' in config) return 'image';
   if ('dockerComposeFile' in config) return 'compose';
-  const hint =
-    'dockerfile' in config
-      ? ' (a top-level "dockerfile" is not read by the devcontainers CLI: use "build": {"dockerfile": ...})'
-      : '';
-  throw new WarmstartError(
-    'DEVCONTAINER_CONFIG_INVALID',
-    `${rel} needs image, build.dockerfile or dockerComposeFile${hint}`,
-  );
+  const hint = 'dockerfile' in config ? ' (a top-level "dockerfile" is not read by the devcontainers CLI: use "build": {"dockerfile": ...})' : '';
+  throw new WarmstartError('DEVCONTAINER_CONFIG_INVALID', `${rel} needs image, build.dockerfile or dockerComposeFile${hint}`);
 }
 
 function lineCol(text: string, offset: number): string {

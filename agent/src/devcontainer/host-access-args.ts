@@ -20,14 +20,16 @@ const flag: OptionRule = { value: false };
 function namespaceValue(allowed: string[]): OptionRule {
   return {
     value: true,
-    check: (v) => (allowed.includes(v.trim().toLowerCase()) ? null : `${JSON.stringify(v)} would share a namespace of the node or of another container`),
+    check: (v) =>
+      allowed.includes(v.trim().toLowerCase()) ? null : `${JSON.stringify(v)} would share a namespace of the node or of another container`,
   };
 }
 
 /** Labels in these namespaces are how the agent and the devcontainers CLI find a workspace's containers. */
 const labelRule: OptionRule = {
   value: true,
-  check: (v) => (/^\s*(warmstart|devcontainer)\./i.test(v) ? `label ${JSON.stringify(v)} would pass for one the agent or the devcontainers CLI sets` : null),
+  check: (v) =>
+    /^\s*(warmstart|devcontainer)\./i.test(v) ? `label ${JSON.stringify(v)} would pass for one the agent or the devcontainers CLI sets` : null,
 };
 
 /**

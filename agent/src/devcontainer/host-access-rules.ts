@@ -61,8 +61,10 @@ const NAME_VARIABLES = ['${devcontainerId}', '${localWorkspaceFolderBasename}', 
 export function volumeNameProblem(name: string): string | null {
   let plain = name;
   for (const v of NAME_VARIABLES) plain = plain.replaceAll(v, 'x');
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(plain)) return `volume source ${JSON.stringify(name)} is not a plain volume name (a host path or a variable of the node)`;
-  if (name.toLowerCase().startsWith('warmstart-')) return `volume ${JSON.stringify(name)} is one of the agent's own volumes (another workspace's files)`;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(plain))
+    return `volume source ${JSON.stringify(name)} is not a plain volume name (a host path or a variable of the node)`;
+  if (name.toLowerCase().startsWith('warmstart-'))
+    return `volume ${JSON.stringify(name)} is one of the agent's own volumes (another workspace's files)`;
   return null;
 }
 

@@ -24,7 +24,7 @@ export function configHostAccess(config: Record<string, unknown>, prefix = ''): 
   };
 
   if (config.privileged !== undefined && config.privileged !== false) {
-    add('privileged', null, "a privileged container holds every device and capability of the node");
+    add('privileged', null, 'a privileged container holds every device and capability of the node');
   }
   list(config.mounts).forEach((m, i) => {
     const why = typeof m === 'string' ? mountStringProblem(m) : isRecord(m) ? mountObjectProblem(m) : 'not a mount';
@@ -88,7 +88,7 @@ export function list(v: unknown): unknown[] {
 
 /** A value as shown in a finding: at most 160 characters. */
 export function shorten(v: unknown): string {
-  const text = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  const text = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
   return text.length > 160 ? `${text.slice(0, 160)}…` : text;
 }
 

@@ -85,11 +85,7 @@ export async function writeOverrideFile(dir: string, config: Record<string, unkn
   return file;
 }
 
-function applyCacheFrom(
-  config: Record<string, unknown>,
-  kind: DiscoveredConfig['kind'],
-  ours: string[],
-): Omit<OverrideResult, 'config'> {
+function applyCacheFrom(config: Record<string, unknown>, kind: DiscoveredConfig['kind'], ours: string[]): Omit<OverrideResult, 'config'> {
   if (kind === 'image') {
     return { cacheFromApplied: [], cacheNote: 'image-based config: nothing is built, so there is no layer cache to use' };
   }

@@ -189,17 +189,13 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async containerImageId(containerId: string): Promise<string> {
-    const info = await this.call(`inspect container ${containerId}`, () =>
-      this.docker.getContainer(containerId).inspect(),
-    );
+    const info = await this.call(`inspect container ${containerId}`, () => this.docker.getContainer(containerId).inspect());
     return info.Image;
   }
 
   async findContainers(labels: Record<string, string>): Promise<ContainerSummary[]> {
     const label = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
-    const list = await this.call('list containers', () =>
-      this.docker.listContainers({ all: true, filters: { label } }),
-    );
+    const list = await this.call('list containers', () => this.docker.listContainers({ all: true, filters: { label } }));
     return list.map((c) => ({ id: c.Id, image: c.Image, state: c.State, labels: c.Labels ?? {} }));
   }
 
@@ -293,9 +289,7 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   async findContainersWithLabel(key: string): Promise<ContainerSummary[]> {
-    const list = await this.call('list containers', () =>
-      this.docker.listContainers({ all: true, filters: { label: [key] } }),
-    );
+    const list = await this.call('list containers', () => this.docker.listContainers({ all: true, filters: { label: [key] } }));
     return list.map((c) => ({ id: c.Id, image: c.Image, state: c.State, labels: c.Labels ?? {} }));
   }
 
@@ -442,11 +436,7 @@ export class DockerodeEngine implements DockerEngine {
   }
 
   /** Runs a pull/push and waits for its progress stream, turning stream errors into codes. */
-  private async followStream(
-    start: () => Promise<NodeJS.ReadableStream>,
-    during: 'pull' | 'push',
-    signal?: AbortSignal,
-  ): Promise<ProgressEvent[]> {
+  private async followStream(start: () => Promise<NodeJS.ReadableStream>, during: 'pull' | 'push', signal?: AbortSignal): Promise<ProgressEvent[]> {
     let stream: NodeJS.ReadableStream;
     try {
       stream = await start();
@@ -460,17 +450,14 @@ export class DockerodeEngine implements DockerEngine {
         reject(signal?.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.docker.modem.followProgress(
-        stream,
-        (err: Error | null, events: ProgressEvent[]) => {
-          signal?.removeEventListener('abort', onAbort);
-          if (signal?.aborted) return reject(signal.reason);
-          const failed = events?.find((e) => e.error || e.errorDetail?.message);
-          const message = err?.message ?? failed?.error ?? failed?.errorDetail?.message;
-          if (message) reject(classifyRegistryMessage(message, during));
-          else resolve(events ?? []);
-        },
-      );
+      this.docker.modem.followProgress(stream, (err: Error | null, events: ProgressEvent[]) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (signal?.aborted) return reject(signal.reason);
+        const failed = events?.find((e) => e.error || e.errorDetail?.message);
+        const message = err?.message ?? failed?.error ?? failed?.errorDetail?.message;
+        if (message) reject(classifyRegistryMessage(message, during));
+        else resolve(events ?? []);
+      });
     });
   }
 

@@ -196,10 +196,15 @@ export interface DockerEngine {
    * layer. `beforeCommit` runs once the archive is in; when it throws,
    * nothing is committed. The container goes in every case.
    */
-  commitWithArchive(imageId: string, archive: NodeJS.ReadableStream, destDir: string, spec: CommitSpec, beforeCommit?: () => Promise<void>): Promise<string>;
+  commitWithArchive(
+    imageId: string,
+    archive: NodeJS.ReadableStream,
+    destDir: string,
+    spec: CommitSpec,
+    beforeCommit?: () => Promise<void>,
+  ): Promise<string>;
   /** The image's details, or null when it is not on this engine. */
   inspectImage(ref: string): Promise<ImageDetails | null>;
   /** Local images carrying every `key=value` label given. */
   listImagesWithLabels(labels: Record<string, string>): Promise<ImageSummary[]>;
 }
-

@@ -18,7 +18,10 @@ const NO_FAILPOINTS: Failpoints = new Map();
 export function parseFailpoints(raw: string | undefined): Failpoints {
   if (raw === undefined || raw.trim() === '') return NO_FAILPOINTS;
   const points = new Map<string, number>();
-  for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)) {
     const m = /^pause:([a-z][a-z0-9-]*)=(\d{1,7})$/.exec(entry);
     if (!m) throw new Error(`WARMSTART_FAILPOINTS: cannot read '${entry}' (expected pause:<phase>=<ms>, comma-separated)`);
     points.set(m[1]!, Number(m[2]));

@@ -59,7 +59,11 @@ export async function writeContainerGitCredentials(
   await writeFile(join(dir, 'git-credential-warmstart'), helperScript(host), { mode: 0o755 });
   const env = { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'credential.helper', GIT_CONFIG_VALUE_0: `${CONTAINER_GIT_DIR}/git-credential-warmstart` };
   return {
-    runArgs: ['--mount', `type=bind,source=${dir},target=${CONTAINER_GIT_DIR},readonly`, ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`])],
+    runArgs: [
+      '--mount',
+      `type=bind,source=${dir},target=${CONTAINER_GIT_DIR},readonly`,
+      ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+    ],
     dir,
     env,
   };

@@ -14,7 +14,7 @@ import type { CloneOptions, GitClient } from './git.js';
 const HELPER =
   '!f() { test "$1" = get || exit 0; h=; while IFS= read -r l; do case "$l" in host=*) h="${l#host=}";; esac; done; ' +
   'h=$(printf %s "$h" | tr A-Z a-z); test -n "$WARMSTART_GIT_HOST" && test "$h" = "$WARMSTART_GIT_HOST" || exit 0; ' +
-  'printf "username=%s\\npassword=%s\\n" "$WARMSTART_GIT_USERNAME" "$WARMSTART_GIT_PASSWORD"; }; f'
+  'printf "username=%s\\npassword=%s\\n" "$WARMSTART_GIT_USERNAME" "$WARMSTART_GIT_PASSWORD"; }; f';
 
 /** Builds the clone argv; exported so tests can check it exactly. */
 export function cloneArgs(url: string, dest: string, o: CloneOptions): string[] {

@@ -79,11 +79,9 @@ export function auditContainer(input: AuditInput): string[] {
 export function assertNoCredentials(input: AuditInput): void {
   const problems = auditContainer(input);
   if (problems.length === 0) return;
-  throw new WarmstartError(
-    'BACKEND_PRECONDITION',
-    `refusing to commit container ${input.container.id.slice(0, 12)}: it may hold a credential`,
-    { detail: problems.join('; ') },
-  );
+  throw new WarmstartError('BACKEND_PRECONDITION', `refusing to commit container ${input.container.id.slice(0, 12)}: it may hold a credential`, {
+    detail: problems.join('; '),
+  });
 }
 
 /**

@@ -141,7 +141,7 @@ function planCreate(o: CreateGoldenOptions, config: AgentConfig): CreatePlan {
   const tag = validateImageTag(o.tag);
   const custom = validateCapabilities(o.capabilities);
   const owner = o.owner === undefined || o.owner === null ? null : validateOwner(o.owner);
-  if ((o.username ?? null) === null !== ((o.password ?? null) === null)) {
+  if (((o.username ?? null) === null) !== ((o.password ?? null) === null)) {
     throw new WarmstartError('INVALID_ARGUMENT', 'registry username and password go together: give both or neither');
   }
   let registry: CacheRegistry | null = null;
@@ -170,7 +170,10 @@ async function detectOs(engine: DockerEngine, containerId: string, imageOs: stri
     try {
       const r = await engine.execInContainer(containerId, ['cat', file]);
       if (r.exitCode !== 0) continue;
-      const id = /^ID=(.*)$/m.exec(r.stdout)?.[1]?.trim().replace(/^["']|["']$/g, '');
+      const id = /^ID=(.*)$/m
+        .exec(r.stdout)?.[1]
+        ?.trim()
+        .replace(/^["']|["']$/g, '');
       if (id) return id;
     } catch {
       // no `cat` in the image, or exec refused: fall back to the image's OS
@@ -184,7 +187,12 @@ async function detectOs(engine: DockerEngine, containerId: string, imageOs: stri
  * (from the mount's source, and from this agent's runtime dir), the agent's
  * and this command's registry passwords.
  */
-async function knownSecrets(deps: GoldenDeps, container: ContainerDetails, workspaceId: string, password: string | null | undefined): Promise<string[]> {
+async function knownSecrets(
+  deps: GoldenDeps,
+  container: ContainerDetails,
+  workspaceId: string,
+  password: string | null | undefined,
+): Promise<string[]> {
   const dirs = new Set([join(deps.config.runtimeDir, 'workspaces', workspaceId, 'git')]);
   for (const m of container.mounts) if (m.destination === CONTAINER_GIT_DIR && m.type === 'bind') dirs.add(m.source);
   const tokens = await Promise.all([...dirs].map((d) => unlessMissing(readFile(join(d, 'token'), 'utf8'), null)));
@@ -267,10 +275,16 @@ function workspaceFolder(container: ContainerDetails, workspaceId: string): stri
   const volume = workspaceVolume(workspaceId);
   const mount = container.mounts.find((m) => m.type === 'volume' && m.name === volume);
   if (!mount) {
-    throw new WarmstartError('BACKEND_PRECONDITION', `volume ${volume} is not mounted in workspace ${workspaceId}'s container: there is no workspace folder to add`);
+    throw new WarmstartError(
+      'BACKEND_PRECONDITION',
+      `volume ${volume} is not mounted in workspace ${workspaceId}'s container: there is no workspace folder to add`,
+    );
   }
   if (dirname(mount.destination) === mount.destination) {
-    throw new WarmstartError('BACKEND_PRECONDITION', `workspace ${workspaceId}'s volume is mounted at ${mount.destination}, not in a folder an image can hold`);
+    throw new WarmstartError(
+      'BACKEND_PRECONDITION',
+      `workspace ${workspaceId}'s volume is mounted at ${mount.destination}, not in a folder an image can hold`,
+    );
   }
   return mount.destination;
 }

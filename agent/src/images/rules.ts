@@ -86,10 +86,7 @@ export function validateCapabilities(given: readonly string[] | undefined): stri
     if (CONTROL.test(c)) invalid('it must not contain control characters');
   }
   if (unique.length > MAX_CUSTOM_CAPABILITIES) {
-    throw new WarmstartError(
-      'INVALID_CAPABILITY',
-      `Too many capabilities: ${unique.length} given, at most ${MAX_CUSTOM_CAPABILITIES}.`,
-    );
+    throw new WarmstartError('INVALID_CAPABILITY', `Too many capabilities: ${unique.length} given, at most ${MAX_CUSTOM_CAPABILITIES}.`);
   }
   return unique.map((c) => `${CUSTOM_PREFIX}${c}`);
 }

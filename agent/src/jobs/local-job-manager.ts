@@ -208,14 +208,24 @@ export class LocalJobManager implements JobManager {
     try {
       log.info('job started');
       metrics.jobStatus('creating');
-      const sink = cutLongText(this.countBound, teeSinks(job.events, deps.store.eventLog(job.id, { onBound: this.countBound, onLost: (e, err) => log.warn({ event: e.type, err: describeError(err) }, 'event not recorded') }), {
-        emit: (e) => {
-          if (e.type === 'phase-end' && e.phase && e.ms !== undefined) metrics.phase(e.phase, e.ms);
-          if (e.type === 'phase-end' && e.status === 'failed') log.warn({ phase: e.phase }, 'phase failed');
-          // Counted when it is recorded, so /metrics agrees with the record as soon as it is saved.
-          if (e.type === 'push' && e.status) metrics.push(e.status, e.text ?? null);
-        },
-      }));
+      const sink = cutLongText(
+        this.countBound,
+        teeSinks(
+          job.events,
+          deps.store.eventLog(job.id, {
+            onBound: this.countBound,
+            onLost: (e, err) => log.warn({ event: e.type, err: describeError(err) }, 'event not recorded'),
+          }),
+          {
+            emit: (e) => {
+              if (e.type === 'phase-end' && e.phase && e.ms !== undefined) metrics.phase(e.phase, e.ms);
+              if (e.type === 'phase-end' && e.status === 'failed') log.warn({ phase: e.phase }, 'phase failed');
+              // Counted when it is recorded, so /metrics agrees with the record as soon as it is saved.
+              if (e.type === 'push' && e.status) metrics.push(e.status, e.text ?? null);
+            },
+          },
+        ),
+      );
       const prepared = await this.o.pipeline(deps, job.request, sink, {
         signal: job.controller.signal,
         record: {
@@ -278,13 +288,18 @@ export class LocalJobManager implements JobManager {
     });
     if (removed > 0) log.warn({ containersRemoved: removed }, 'removed the containers of a job that could not be recorded');
     const error = stateLost
-      ? { code: 'STATE_WRITE_FAILED' as const, message: 'the agent could not write the workspace state (is the state directory full?)', detail: (err as WarmstartError).detail ?? describeError(err) }
+      ? {
+          code: 'STATE_WRITE_FAILED' as const,
+          message: 'the agent could not write the workspace state (is the state directory full?)',
+          detail: (err as WarmstartError).detail ?? describeError(err),
+        }
       : { code: 'INTERNAL' as const, message: 'the job failed unexpectedly', detail: describeError(err) };
     const failed = await this.kept(this.lifecycle.fail(job.id, error)).catch((e: unknown) => {
       log.error({ err: describeError(e) }, 'could not read the workspace record to mark it failed');
       return null;
     });
-    if (failed) await this.notify(job, 'provisioning-failed').catch((e: unknown) => log.error({ err: describeError(e) }, 'could not queue the callback'));
+    if (failed)
+      await this.notify(job, 'provisioning-failed').catch((e: unknown) => log.error({ err: describeError(e) }, 'could not queue the callback'));
   }
 
   private recordResult(result: WorkspaceResult): void {
@@ -318,7 +333,10 @@ export class LocalJobManager implements JobManager {
     try {
       const { record, writeError } = await transition;
       if (writeError) {
-        this.o.logger.error({ workspaceId: record.id, status: record.status, err: describeError(writeError) }, 'could not write the workspace record; kept in memory, will retry');
+        this.o.logger.error(
+          { workspaceId: record.id, status: record.status, err: describeError(writeError) },
+          'could not write the workspace record; kept in memory, will retry',
+        );
       }
       return record;
     } catch (err) {

@@ -45,12 +45,17 @@ export class PrebuildManager {
   submit(body: CreatePrebuildBody): PrebuildView {
     if (!this.acceptingJobs) throw new WarmstartError('SHUTTING_DOWN', 'the agent is shutting down and takes no new jobs');
     if (!this.o.allowLocalRepos && parseRepository(body.repository, { cwd: '/' }).kind === 'local') {
-      throw new WarmstartError('INVALID_REPOSITORY', 'local paths and file:// URLs are refused by this agent (set WARMSTART_ALLOW_LOCAL_REPOS=1 to allow them)');
+      throw new WarmstartError(
+        'INVALID_REPOSITORY',
+        'local paths and file:// URLs are refused by this agent (set WARMSTART_ALLOW_LOCAL_REPOS=1 to allow them)',
+      );
     }
     const request: PrebuildRequest = {
       repository: body.repository,
       configName: body.configName ?? null,
-      cache: body.cache ? { registry: body.cache.registry, ref: body.cache.ref ?? null, username: body.cache.username ?? null, password: body.cache.password ?? null } : {},
+      cache: body.cache
+        ? { registry: body.cache.registry, ref: body.cache.ref ?? null, username: body.cache.username ?? null, password: body.cache.password ?? null }
+        : {},
       cwd: '/',
     };
     const { plan } = planPrebuild(request, this.o.deps.config, 'prebuild-check');
@@ -107,7 +112,10 @@ export class PrebuildManager {
       log.info({ status: result.status, reason: result.reason, pushed: result.pushed, totalMs: result.timings.totalMs }, 'prebuild finished');
     } catch (err) {
       // Cancelled while queued, or thrown before anything was made (runPrebuild reports everything later as its result).
-      const error = err instanceof WarmstartError ? toErrorBody(err) : { code: 'INTERNAL' as const, message: 'the prebuild failed unexpectedly', detail: describeError(err) };
+      const error =
+        err instanceof WarmstartError
+          ? toErrorBody(err)
+          : { code: 'INTERNAL' as const, message: 'the prebuild failed unexpectedly', detail: describeError(err) };
       log.warn({ err: describeError(err) }, 'prebuild failed');
       this.update(view, {
         status: 'failed',

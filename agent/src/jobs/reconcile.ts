@@ -48,7 +48,10 @@ export async function reconcile(
   const swept = await store.sweepTemporaries().catch(() => 0);
   if (swept > 0) logger.warn({ files: swept }, 'removed temporary files of record writes cut off by the previous agent');
   const unreadable = (id: string, err: unknown): void =>
-    logger.error({ workspaceId: id, err: describeError(err) }, 'workspace record unreadable: not reconciled (repair or remove it; until then the control plane hears nothing of it)');
+    logger.error(
+      { workspaceId: id, err: describeError(err) },
+      'workspace record unreadable: not reconciled (repair or remove it; until then the control plane hears nothing of it)',
+    );
   for (const record of await store.list(unreadable)) {
     const log = logger.child({ workspaceId: record.id });
     try {

@@ -37,10 +37,7 @@ export interface CachePruneOptions {
 }
 
 /** Removes cached images beyond the `keep` newest; machines launched from them are not affected. */
-export async function cachePrune(
-  backend: SnapshotBackend,
-  opts: CachePruneOptions = {},
-): Promise<{ removed: string[]; kept: string[] }> {
+export async function cachePrune(backend: SnapshotBackend, opts: CachePruneOptions = {}): Promise<{ removed: string[]; kept: string[] }> {
   const keep = opts.keep ?? 0;
   if (!Number.isInteger(keep) || keep < 0) {
     throw new WarmstartError('INVALID_ARGUMENT', `keep must be a whole number ≥ 0, got ${keep}`);

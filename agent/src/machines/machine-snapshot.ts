@@ -75,7 +75,10 @@ export async function machineSnapshotUp(backend: SnapshotBackend, opts: MachineS
     return t && t.operation === operation ? t : undefined;
   };
   if (!STATE_SNAPSHOTS.has(backend.name)) {
-    throw new WarmstartError('BACKEND_UNSUPPORTED', `the ${backend.name} backend has no state snapshots: use machine up without a snapshot (the image cache)`);
+    throw new WarmstartError(
+      'BACKEND_UNSUPPORTED',
+      `the ${backend.name} backend has no state snapshots: use machine up without a snapshot (the image cache)`,
+    );
   }
   const machine = (await backend.listMachines()).find((m) => m.name === opts.name);
 

@@ -22,12 +22,7 @@ export async function copyFileIn(backend: SnapshotBackend, machine: string, file
  * /dev/null; the file is removed whatever the outcome. A non-zero exit is a
  * BACKEND_ERROR carrying the tail of the script's output.
  */
-export async function runProvisionScript(
-  backend: SnapshotBackend,
-  machine: string,
-  script: Buffer,
-  label: string,
-): Promise<ExecResult> {
+export async function runProvisionScript(backend: SnapshotBackend, machine: string, script: Buffer, label: string): Promise<ExecResult> {
   const wrapper = 'f=$(mktemp) && base64 -d > "$f" && sh "$f" </dev/null; rc=$?; rm -f "$f"; exit $rc';
   const r = await backend.exec(machine, ['sh', '-c', wrapper], { input: script.toString('base64') });
   if (r.exitCode !== 0) throw failed(`provision script ${label} exited with ${r.exitCode} in ${machine}`, r);

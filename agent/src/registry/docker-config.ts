@@ -68,7 +68,5 @@ export function toDockerAuthConfig(creds: RegistryCredentials | null | undefined
 /** Docker keys Docker Hub by its legacy index URL, every other registry by host[:port]. */
 function authsKey(registry: string): string {
   const host = registry.toLowerCase();
-  return host === 'docker.io' || host === 'index.docker.io' || host === 'registry-1.docker.io'
-    ? 'https://index.docker.io/v1/'
-    : registry;
+  return host === 'docker.io' || host === 'index.docker.io' || host === 'registry-1.docker.io' ? 'https://index.docker.io/v1/' : registry;
 }

@@ -77,7 +77,8 @@ export function githubApp(opts: GithubAppCredentialsOptions): GithubApp {
       const asked = `contents: read on ${repositoryName}`;
       try {
         const result = await auth({ type: 'installation', refresh: true, repositoryNames: [repositoryName], permissions: CLONE_PERMISSIONS });
-        if (!result.token) throw new WarmstartError('GITHUB_APP_AUTH_FAILED', 'GitHub returned no usable installation token', { detail: 'response lacked a token' });
+        if (!result.token)
+          throw new WarmstartError('GITHUB_APP_AUTH_FAILED', 'GitHub returned no usable installation token', { detail: 'response lacked a token' });
         return result.token;
       } catch (err) {
         throw toAuthError(err, opts.installationId, asked);
@@ -222,8 +223,7 @@ function quietRequest(baseUrl: string | undefined, timeoutMs: number): StrategyO
     ...(baseUrl ? { baseUrl } : {}),
     log: { debug: silent, info: silent, warn: silent, error: silent },
     request: {
-      fetch: (input: string | URL | Request, init?: RequestInit) =>
-        fetch(input, { ...init, signal: AbortSignal.timeout(timeoutMs) }),
+      fetch: (input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, signal: AbortSignal.timeout(timeoutMs) }),
     },
   });
   return octokit.request as StrategyOptions['request'];

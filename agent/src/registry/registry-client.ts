@@ -20,12 +20,7 @@ export interface RegistryClient {
    */
   probePush(repository: string, creds: RegistryCredentials | null, signal?: AbortSignal): Promise<void>;
   /** HEADs the manifest of repository:reference (OCI index/manifest, docker v2 manifest/list); its digest, or null on 404 */
-  headManifest(
-    repository: string,
-    reference: string,
-    creds: RegistryCredentials | null,
-    signal?: AbortSignal,
-  ): Promise<string | null>;
+  headManifest(repository: string, reference: string, creds: RegistryCredentials | null, signal?: AbortSignal): Promise<string | null>;
 }
 
 /** Options of {@link createRegistryClient}. */
@@ -100,7 +95,10 @@ export function createRegistryClient(opts: RegistryClientOptions = {}): Registry
         if (digest) return digest;
         // Some registries omit the header on HEAD: hash the manifest instead.
         const get = await s.send('GET', url, { accept: MANIFEST_ACCEPT });
-        if (get.ok) return `sha256:${createHash('sha256').update(Buffer.from(await get.arrayBuffer())).digest('hex')}`;
+        if (get.ok)
+          return `sha256:${createHash('sha256')
+            .update(Buffer.from(await get.arrayBuffer()))
+            .digest('hex')}`;
         await drain(get);
         throw s.error('REGISTRY_ERROR', `registry ${s.host} gave no digest for ${path}:${reference}`, get, '');
       }
@@ -131,4 +129,3 @@ function parseHost(registryHost: string): string {
 const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const REPO_PATH = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 export const REFERENCE = /^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,})$/;
-

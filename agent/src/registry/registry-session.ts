@@ -180,7 +180,10 @@ export class Session {
     let current = new URL(url);
     let { method, headers, body } = init;
     for (let hop = 0; ; hop++) {
-      const res = await this.fetchOnce(current.toString(), body === undefined ? { method, headers } : { method, headers, body: body as unknown as BodyInit });
+      const res = await this.fetchOnce(
+        current.toString(),
+        body === undefined ? { method, headers } : { method, headers, body: body as unknown as BodyInit },
+      );
       this.answeredBy = current;
       const location = REDIRECTS.has(res.status) ? res.headers.get('location') : null;
       if (location === null || hop >= MAX_REDIRECTS) return res;

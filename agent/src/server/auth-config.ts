@@ -11,10 +11,7 @@ type ReadFile = (path: string) => string;
  * result is a `bearer` option with nothing to check, which buildServer
  * refuses: there is no way to run the daemon open by accident.
  */
-export function authOptionsFromEnv(
-  env: NodeJS.ProcessEnv = process.env,
-  readFile: ReadFile = (p) => readFileSync(p, 'utf8'),
-): AuthOptions {
+export function authOptionsFromEnv(env: NodeJS.ProcessEnv = process.env, readFile: ReadFile = (p) => readFileSync(p, 'utf8')): AuthOptions {
   const options: Extract<AuthOptions, { mode: 'bearer' }> = { mode: 'bearer' };
   const tokenFile = env['WARMSTART_API_TOKEN_FILE'];
   if (tokenFile) {

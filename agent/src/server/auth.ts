@@ -55,9 +55,7 @@ export function assertWorkspaceScope(principal: Principal | null, workspaceId: s
 }
 
 /** Checks the bearer token of every request but `GET /health` (an onRequest hook). */
-export function createAuthHook(
-  options: AuthOptions,
-): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+export function createAuthHook(options: AuthOptions): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
   if (options.mode === 'none') {
     return async (request) => {
       request.principal = { kind: 'none' };

@@ -96,7 +96,8 @@ export function toHttpError(err: unknown): HttpErrorResponse {
 /** The one error handler: every error reply of the API is shaped here. */
 export function handleError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const { status, body } = toHttpError(err);
-  if (status >= 500) request.log.error({ err }, 'request failed'); // request.log carries reqId
+  if (status >= 500)
+    request.log.error({ err }, 'request failed'); // request.log carries reqId
   else request.log.info({ code: body.code, status }, 'request refused');
   if (status === 401) void reply.header('www-authenticate', 'Bearer');
   // Refused before its body was read: let the client read the answer before the connection closes.

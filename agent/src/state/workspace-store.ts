@@ -143,12 +143,14 @@ export class WorkspaceStore {
   async flushUnsaved(): Promise<number> {
     await Promise.all(
       [...this.unsaved.keys()].map((id) =>
-        this.writes.run(id, async () => {
-          const record = this.unsaved.get(id);
-          if (!record) return; // removed, or written by a newer save meanwhile
-          await this.write(record);
-          if (this.unsaved.get(id) === record) this.unsaved.delete(id);
-        }).catch(() => undefined),
+        this.writes
+          .run(id, async () => {
+            const record = this.unsaved.get(id);
+            if (!record) return; // removed, or written by a newer save meanwhile
+            await this.write(record);
+            if (this.unsaved.get(id) === record) this.unsaved.delete(id);
+          })
+          .catch(() => undefined),
       ),
     );
     return this.unsaved.size;
@@ -241,26 +243,28 @@ export class WorkspaceStore {
         // One event per line, each cut to the cap (already so when the job manager did it first).
         for (const e of boundEvent(emitted).events) {
           // Not awaited: emit is synchronous; a lost append goes to onLost, and flush() waits for the queue.
-          void this.appends.run(id, async () => {
-            if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
-            made = true;
-            size ??= (await unlessMissing(stat(path), null))?.size ?? 0;
-            const line = Buffer.from(`${JSON.stringify(e)}\n`);
-            if (e.type === 'log' && size + line.length > maxBytes) {
-              const trimmed = await trimEventLog(path, Math.floor(maxBytes / 2));
-              size = trimmed.size;
-              if (trimmed.dropped > 0) bounds.onBound?.('dropped-file', trimmed.dropped);
-            }
-            try {
-              await appendFile(path, line, { mode: 0o600 });
-              size += line.length;
-            } catch (err) {
-              // A full disk can take part of a line: cut it off, so the log holds whole lines only
-              // (the event is lost; the ones after it, once there is room, are not).
-              await truncate(path, size).catch(() => undefined); // the append's error is the one to report
-              throw err;
-            }
-          }).catch((err: unknown) => bounds.onLost?.(e, err));
+          void this.appends
+            .run(id, async () => {
+              if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
+              made = true;
+              size ??= (await unlessMissing(stat(path), null))?.size ?? 0;
+              const line = Buffer.from(`${JSON.stringify(e)}\n`);
+              if (e.type === 'log' && size + line.length > maxBytes) {
+                const trimmed = await trimEventLog(path, Math.floor(maxBytes / 2));
+                size = trimmed.size;
+                if (trimmed.dropped > 0) bounds.onBound?.('dropped-file', trimmed.dropped);
+              }
+              try {
+                await appendFile(path, line, { mode: 0o600 });
+                size += line.length;
+              } catch (err) {
+                // A full disk can take part of a line: cut it off, so the log holds whole lines only
+                // (the event is lost; the ones after it, once there is room, are not).
+                await truncate(path, size).catch(() => undefined); // the append's error is the one to report
+                throw err;
+              }
+            })
+            .catch((err: unknown) => bounds.onLost?.(e, err));
         }
       },
       flush: () => this.appends.idle(id),

@@ -51,7 +51,11 @@ export class CacheOutcome {
   }
 
   /** A Dockerfile build with the moving image as its layer source (or not). */
-  layerSource(moving: { available: boolean; reason: string | null }, exact: { ref: string | null; reason: string | null } | null, refresh: boolean): void {
+  layerSource(
+    moving: { available: boolean; reason: string | null },
+    exact: { ref: string | null; reason: string | null } | null,
+    refresh: boolean,
+  ): void {
     const reason = exact?.ref ? (exact.reason ?? moving.reason) : (moving.reason ?? exact?.reason ?? null);
     this.r = { ...this.r, hit: moving.available && !refresh ? 'layers' : 'miss', reason };
   }

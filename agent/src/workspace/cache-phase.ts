@@ -110,9 +110,20 @@ export class CacheSession {
   }
 
   /** Starts a session when the job has a cache ref; null otherwise. */
-  static start(deps: CacheDeps, plan: JobPlan, rec: PhaseRecorder, options: { pullMoving?: boolean; builder?: Promise<Builder> } = {}): CacheSession | null {
+  static start(
+    deps: CacheDeps,
+    plan: JobPlan,
+    rec: PhaseRecorder,
+    options: { pullMoving?: boolean; builder?: Promise<Builder> } = {},
+  ): CacheSession | null {
     if (!plan.cacheRef || !plan.registryHost) return null;
-    const session = new CacheSession(deps, plan as JobPlan & { cacheRef: string; registryHost: string }, rec, options.pullMoving ?? true, options.builder);
+    const session = new CacheSession(
+      deps,
+      plan as JobPlan & { cacheRef: string; registryHost: string },
+      rec,
+      options.pullMoving ?? true,
+      options.builder,
+    );
     // Settle quietly if the job ends before anyone awaits these (lightweight, no config).
     session.movingRef.catch(() => undefined);
     session.moving.then((m) => (session.movingSettled = m)).catch(() => undefined);
@@ -125,7 +136,12 @@ export class CacheSession {
     const sources = plan.jobCredentials ? [{ get: async () => plan.jobCredentials }, ...deps.credentialSources] : deps.credentialSources;
     return rec.phase('credentials', async () => {
       try {
-        return await resolveCredentials(sources, plan.registryHost, undefined, plan.githubRepository ? { githubRepository: plan.githubRepository } : undefined);
+        return await resolveCredentials(
+          sources,
+          plan.registryHost,
+          undefined,
+          plan.githubRepository ? { githubRepository: plan.githubRepository } : undefined,
+        );
       } catch (err) {
         // The source's detail (GitHub's status and message, scrubbed by github-app.ts) is what an operator acts on.
         this.credentialNote = `credentials unavailable: ${describeErrorWithDetail(err)}`;

@@ -32,7 +32,8 @@ export function chooseGitToken(
   if (repo.kind === 'local') return { token: null, source: null, host: null, note: null };
   // An ssh repository's token is for https to the same host (inside the container).
   if (jobToken) return { token: jobToken, source: 'job', host: host ?? repo.host, note: null };
-  if (repo.kind !== 'ssh' && host !== null && config.githubApp?.gitHosts.includes(host)) return { token: null, source: 'github-app', host, note: null };
+  if (repo.kind !== 'ssh' && host !== null && config.githubApp?.gitHosts.includes(host))
+    return { token: null, source: 'github-app', host, note: null };
   if (!config.gitToken) return { token: null, source: null, host: null, note: null };
   if (host !== null && config.gitTokenHosts.includes(host)) return { token: config.gitToken, source: 'node', host, note: null };
   const where = host ?? `an ${repo.kind} repository`;

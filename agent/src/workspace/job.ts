@@ -80,9 +80,7 @@ export class Job {
       const cloned = rec.phase('clone', () => this.clone(src));
       // The engine client loads on first use (agent/src/docker/lazy-engine.ts): let that be while git runs,
       // but after the builder probe's file reads, which the moving pull waits for (its loading would hold them up).
-      void (cache ? cache.movingRef : Promise.resolve())
-        .then(() => deps.engine.waitForEngine?.())
-        .catch(() => undefined);
+      void (cache ? cache.movingRef : Promise.resolve()).then(() => deps.engine.waitForEngine?.()).catch(() => undefined);
       await cloned;
       if (cache) {
         // Each builder reads and writes its own moving tag (agent/src/cache/ref.ts builderRef).
@@ -113,14 +111,23 @@ export class Job {
       this.secrets.add(credentials?.password);
       // The node's credentials for its own hosts too: a private base image the
       // Dockerfile names on one of them is pulled with them (image-credentials.ts).
-      const dockerConfig = await createDockerConfig(this.jobDir, [credentials, ...(await nodeRegistryCredentials(deps.config, deps.credentialSources))], {
-        cliPluginDirs: deps.config.dockerCliPluginDirs ?? [],
-      });
+      const dockerConfig = await createDockerConfig(
+        this.jobDir,
+        [credentials, ...(await nodeRegistryCredentials(deps.config, deps.credentialSources))],
+        {
+          cliPluginDirs: deps.config.dockerCliPluginDirs ?? [],
+        },
+      );
       this.disposeDockerConfig = dockerConfig.dispose;
-      const found = cache && plan.cacheRef && discovered.kind === 'dockerfile' ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec, repositoryIdentity(plan.repo)) : null;
+      const found =
+        cache && plan.cacheRef && discovered.kind === 'dockerfile'
+          ? await findExact(deps, cache, plan.cacheRef, discovered, src, rec, repositoryIdentity(plan.repo))
+          : null;
       const hit = found?.hit ? found : null;
       // The image's devcontainer.metadata label is merged into the container like the repo's config.
-      const imageRefused = hit ? await rec.phase('host-access', () => exactImageRefusal(deps.config.hostAccess, deps.engine, hit.image ?? hit.ref, hit.fromMoving?.labels)) : null;
+      const imageRefused = hit
+        ? await rec.phase('host-access', () => exactImageRefusal(deps.config.hostAccess, deps.engine, hit.image ?? hit.ref, hit.fromMoving?.labels))
+        : null;
       if (imageRefused) return await this.recover(imageRefused);
 
       let steps = new BuildStepCounter();
@@ -167,7 +174,8 @@ export class Job {
     try {
       return this.pushTask ? await this.pushTask() : this.result.push;
     } finally {
-      if (this.disposeDockerConfig) await bestEffort('remove the job docker config (it holds registry credentials)', this.disposeDockerConfig, (m) => this.rec.note(m, 'push'));
+      if (this.disposeDockerConfig)
+        await bestEffort('remove the job docker config (it holds registry credentials)', this.disposeDockerConfig, (m) => this.rec.note(m, 'push'));
     }
   }
 
@@ -200,7 +208,11 @@ export class Job {
   }
 
   /** The config `up` gets: the finished image on an exact hit, else the repo's with our changes. */
-  private async override(discovered: DiscoveredConfig, cache: CacheSession | null, exact: ExactLookup | NoExactKey | null): Promise<Record<string, unknown>> {
+  private async override(
+    discovered: DiscoveredConfig,
+    cache: CacheSession | null,
+    exact: ExactLookup | NoExactKey | null,
+  ): Promise<Record<string, unknown>> {
     const { deps, plan } = this;
     const workspaceMount = `source=${plan.volume},target=${plan.workspaceFolder},type=volume`;
     const gitCredentials = await this.containerGitCredentials();
@@ -213,7 +225,14 @@ export class Job {
     const settings = process.getuid?.() === 0 ? { updateRemoteUserUID: false } : {};
     if (exact?.hit) {
       this.cacheOutcome.exactImage(exact.ref);
-      return buildExactOverride({ discovered, image: exact.image ?? exact.ref, workspaceMount, workspaceFolder: plan.workspaceFolder, runArgs, settings });
+      return buildExactOverride({
+        discovered,
+        image: exact.image ?? exact.ref,
+        workspaceMount,
+        workspaceFolder: plan.workspaceFolder,
+        runArgs,
+        settings,
+      });
     }
     const classic = await deps.devcontainer.usesClassicBuilder();
     const moving = cache && discovered.kind === 'dockerfile' ? await cache.layerSource(classic || deps.config.cachePullFirst === 'always') : null;
@@ -248,7 +267,13 @@ export class Job {
     return rest;
   }
 
-  private async up(src: string, discovered: DiscoveredConfig, overridePath: string, dockerConfigDir: string, steps: BuildStepCounter): Promise<string> {
+  private async up(
+    src: string,
+    discovered: DiscoveredConfig,
+    overridePath: string,
+    dockerConfigDir: string,
+    steps: BuildStepCounter,
+  ): Promise<string> {
     const { deps, plan, rec } = this;
     try {
       const up = await rec.phase('up', async () => {
@@ -263,7 +288,12 @@ export class Job {
           timeoutMs: deps.config.buildTimeoutMs,
           signal: this.signal,
           // If the agent dies, the next start finds and stops this CLI (reconcile).
-          onStart: (pid) => void bestEffort('record the devcontainers CLI pid (a restarted agent cannot stop it)', deps.store.saveCliPid(plan.workspaceId, pid), (m) => rec.note(m, 'up')),
+          onStart: (pid) =>
+            void bestEffort(
+              'record the devcontainers CLI pid (a restarted agent cannot stop it)',
+              deps.store.saveCliPid(plan.workspaceId, pid),
+              (m) => rec.note(m, 'up'),
+            ),
           onLog: (line) => {
             steps.push(line);
             const text = logLineText(line);
@@ -295,7 +325,9 @@ export class Job {
     const token = this.plan.gitTokenSource === 'github-app' ? await this.appCloneToken() : this.plan.gitToken;
     if (this.plan.gitTokenNote) this.rec.note(this.plan.gitTokenNote, 'clone');
     else if (token) {
-      const whose = { job: "the job's git token", 'github-app': "the GitHub App's token for this repository", node: "the node's git token" }[this.plan.gitTokenSource!];
+      const whose = { job: "the job's git token", 'github-app': "the GitHub App's token for this repository", node: "the node's git token" }[
+        this.plan.gitTokenSource!
+      ];
       this.rec.note(`cloning with ${whose}, for ${this.plan.gitTokenHost ?? 'this host'} only`, 'clone');
     }
     await this.deps.git.clone(this.plan.repo.cloneUrl, partial, {
@@ -320,7 +352,10 @@ export class Job {
       return token;
     } catch (err) {
       if (this.signal.aborted) throw err;
-      this.rec.note(`no GitHub App token for ${this.plan.repo.owner}/${this.plan.repo.name}, cloning without one: ${describeErrorWithDetail(err)}`, 'clone');
+      this.rec.note(
+        `no GitHub App token for ${this.plan.repo.owner}/${this.plan.repo.name}, cloning without one: ${describeErrorWithDetail(err)}`,
+        'clone',
+      );
       return null;
     }
   }
@@ -363,7 +398,10 @@ export class Job {
       const note = await shareTokenWith(deps.engine, id, deps.config.runtimeDir, plan.workspaceId, undefined).catch(
         (err: unknown) => `git token in the container: its owner could not be set (${describeError(err)})`,
       );
-      this.rec.note(note ?? `the job's git token is offered in the ${profile} container, for ${plan.gitTokenHost ?? 'its host'} only`, profile === 'recovery' ? 'fallback' : 'start-default');
+      this.rec.note(
+        note ?? `the job's git token is offered in the ${profile} container, for ${plan.gitTokenHost ?? 'its host'} only`,
+        profile === 'recovery' ? 'fallback' : 'start-default',
+      );
     }
     return id;
   }
@@ -427,7 +465,11 @@ export class Job {
           imageId: await deps.engine.containerImageId(containerId),
           refs: [ref],
           exact: exact?.ref
-            ? { ref: exact.ref, labels: exactImageLabels(repositoryIdentity(plan.repo), exact.key, await builderOf(deps.devcontainer)), contentKey: exact.key }
+            ? {
+                ref: exact.ref,
+                labels: exactImageLabels(repositoryIdentity(plan.repo), exact.key, await builderOf(deps.devcontainer)),
+                contentKey: exact.key,
+              }
             : null,
           auth: toDockerAuthConfig(credentials),
           creds: credentials,

@@ -15,17 +15,7 @@ export interface WorkspaceSpec {
   owner: string | null;
 }
 
-export type Transition =
-  | 'queue'
-  | 'start'
-  | 'startForeground'
-  | 'settle'
-  | 'pushSettled'
-  | 'fail'
-  | 'interrupt'
-  | 'recheck'
-  | 'deleting'
-  | 'purge';
+export type Transition = 'queue' | 'start' | 'startForeground' | 'settle' | 'pushSettled' | 'fail' | 'interrupt' | 'recheck' | 'deleting' | 'purge';
 
 /** A record's status, or `none` when there is no record. */
 export type From = WorkspaceStatus | 'none';
@@ -75,9 +65,13 @@ export function isLegal(transition: Transition, from: From): boolean {
 export function assertSameRepository(existing: Pick<WorkspaceRecord, 'id' | 'status' | 'repository'> | null, repository: string): void {
   if (!existing || existing.repository === repository) return;
   const was = existing.status === 'failed' ? 'failed earlier' : existing.status === 'deleting' ? 'was deleted' : `is ${existing.status}`;
-  throw new WarmstartError('WORKSPACE_CONFLICT', `workspace ${existing.id} ${was} with another repository on its volume: purge it first (DELETE ?purge=true)`, {
-    detail: `existing: ${existing.repository}`,
-  });
+  throw new WarmstartError(
+    'WORKSPACE_CONFLICT',
+    `workspace ${existing.id} ${was} with another repository on its volume: purge it first (DELETE ?purge=true)`,
+    {
+      detail: `existing: ${existing.repository}`,
+    },
+  );
 }
 
 /** What a transition that records what has happened resolves with: the record, and the write error if the disk refused it. */

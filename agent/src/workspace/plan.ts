@@ -86,9 +86,7 @@ export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
     throw new WarmstartError('INVALID_ARGUMENT', 'registry username and password go together: give both or neither');
   }
   const jobCredentials =
-    username !== null && password !== null && registryHost
-      ? { registry: registryHost, username, password, source: 'job' as const }
-      : null;
+    username !== null && password !== null && registryHost ? { registry: registryHost, username, password, source: 'job' as const } : null;
 
   const pushTimeoutMs = req.push?.timeoutMs ?? config.pushTimeoutMs;
   if (!Number.isFinite(pushTimeoutMs) || pushTimeoutMs <= 0) {
@@ -113,7 +111,7 @@ export function planJob(req: PrepareRequest, config: AgentConfig): JobPlan {
     pushTimeoutMs,
     controls: { noCache: cacheDisabled, noPush: req.push?.disabled === true, pushTimeoutSeconds: pushTimeoutMs / 1000 },
     volume: workspaceVolume(workspaceId),
-    workspaceFolder: `/workspaces/${repo.name.replace(/[^A-Za-z0-9._-]/g, "-")}`,
+    workspaceFolder: `/workspaces/${repo.name.replace(/[^A-Za-z0-9._-]/g, '-')}`,
   };
 }
 

@@ -56,13 +56,19 @@ export function planPrebuild(req: PrebuildRequest, config: AgentConfig, id: stri
   };
   const plan = planJob(request, config);
   if (!plan.cacheRef) {
-    throw new WarmstartError('INVALID_REGISTRY', 'a prebuild needs a cache registry: pass one (--cache-registry, cache.registry) or set WARMSTART_CACHE_REGISTRY');
+    throw new WarmstartError(
+      'INVALID_REGISTRY',
+      'a prebuild needs a cache registry: pass one (--cache-registry, cache.registry) or set WARMSTART_CACHE_REGISTRY',
+    );
   }
   return { id, request, plan: { ...plan, cacheRef: plan.cacheRef } };
 }
 
 /** Why this node may not push with these credentials (skipped), or null. The same rules as a workspace's push (job.ts planPush). */
-export function pushSkipReason(config: Pick<AgentConfig, 'hostAccess' | 'allRepositoriesTrusted'>, credentials: RegistryCredentials | null): string | null {
+export function pushSkipReason(
+  config: Pick<AgentConfig, 'hostAccess' | 'allRepositoriesTrusted'>,
+  credentials: RegistryCredentials | null,
+): string | null {
   if (!credentials) return 'no registry credentials to push with';
   return nodeCredentialsPushOff(config, credentials);
 }

@@ -55,7 +55,11 @@ export async function runPrebuild(deps: PipelineDeps, req: PrebuildRequest, sink
   try {
     outcome = await build(pdeps, planned, redacted, secrets, options.signal ?? new AbortController().signal);
   } catch (err) {
-    outcome = failed(err instanceof WarmstartError ? toErrorBody(err) : { code: 'INTERNAL', message: 'the prebuild failed unexpectedly', detail: describeError(err) });
+    outcome = failed(
+      err instanceof WarmstartError
+        ? toErrorBody(err)
+        : { code: 'INTERNAL', message: 'the prebuild failed unexpectedly', detail: describeError(err) },
+    );
   } finally {
     await cleanUp(pdeps, planned.id, redacted);
   }
@@ -82,7 +86,8 @@ async function build(deps: PipelineDeps, planned: PrebuildPlan, sink: EventSink,
   const noPush = pushSkipReason(deps.config, credentials);
   if (noPush) return skipped(noPush, moving, null);
   const blocked = await cache.pushBlocked;
-  if (blocked) return failed({ code: registryCode(blocked, 'REGISTRY_PUSH_DENIED'), message: `the registry would refuse the push: ${blocked}` }, moving);
+  if (blocked)
+    return failed({ code: registryCode(blocked, 'REGISTRY_PUSH_DENIED'), message: `the registry would refuse the push: ${blocked}` }, moving);
 
   checkCancelled();
   const src = deps.store.sourceDir(planned.id);
@@ -119,7 +124,15 @@ async function build(deps: PipelineDeps, planned: PrebuildPlan, sink: EventSink,
   }
   if (push.status === 'skipped') return { ...skipped(push.reason ?? 'push skipped', moving, exactRef), push, buildMs };
   const code = push.status === 'timeout' ? 'PUSH_TIMEOUT' : registryCode(push.reason ?? '', 'REGISTRY_ERROR');
-  return { ...failed({ code, message: `the push ${push.status === 'timeout' ? 'timed out' : 'failed'}: ${push.reason ?? 'no reason given'}` }, moving, exactRef), push, buildMs };
+  return {
+    ...failed(
+      { code, message: `the push ${push.status === 'timeout' ? 'timed out' : 'failed'}: ${push.reason ?? 'no reason given'}` },
+      moving,
+      exactRef,
+    ),
+    push,
+    buildMs,
+  };
 }
 
 /** The clone the pipeline then reuses; made aside and renamed, as job.ts does, so a half-made one is never taken for a clone. */
@@ -137,7 +150,13 @@ async function cleanUp(deps: PipelineDeps, id: string, sink: EventSink): Promise
     // The record's directory holds the clone and any half-made one (`src.partial`): purge removes it whole.
     await removeWorkspace(deps, id, true);
   } catch (err) {
-    sink.emit({ ts: new Date().toISOString(), workspaceId: id, type: 'note', phase: 'clean-up', text: `could not remove everything: ${describeError(err)}` });
+    sink.emit({
+      ts: new Date().toISOString(),
+      workspaceId: id,
+      type: 'note',
+      phase: 'clean-up',
+      text: `could not remove everything: ${describeError(err)}`,
+    });
   }
   const root = prebuildStateDir(deps.config.stateDir);
   // rmdir removes only an empty directory: one another prebuild is using stays.

@@ -174,10 +174,7 @@ function parseSshUrl(input: string): Repository {
   if (at >= 0) {
     const user = authority.slice(0, at);
     if (user.includes(':')) {
-      refuse(
-        'Invalid repository: the ssh URL contains a password (user:password@). ' +
-          'Remove it from the URL and pass credentials separately.',
-      );
+      refuse('Invalid repository: the ssh URL contains a password (user:password@). ' + 'Remove it from the URL and pass credentials separately.');
     }
     if (!SSH_USER.test(user)) {
       refuse(`Invalid repository ${shown(input)}: the ssh user must be letters, digits, '.', '_' or '-'.`);
@@ -245,7 +242,9 @@ function pathSegments(input: string, rawPath: string, segmentRule: RegExp, decod
   return raw.map((segment) => {
     if (segment === '') refuse(`Invalid repository ${shown(input)}: the path has an empty segment.`);
     if (!segmentRule.test(segment)) {
-      refuse(`Invalid repository ${shown(input)}: path segment ${JSON.stringify(segment)} has characters outside letters, digits, '.', '_', '~', '-'${decode ? ' and %-escapes' : ''}.`);
+      refuse(
+        `Invalid repository ${shown(input)}: path segment ${JSON.stringify(segment)} has characters outside letters, digits, '.', '_', '~', '-'${decode ? ' and %-escapes' : ''}.`,
+      );
     }
     let value = segment;
     if (decode) {
@@ -265,12 +264,7 @@ function pathSegments(input: string, rawPath: string, segmentRule: RegExp, decod
   });
 }
 
-function remoteRepository(
-  kind: 'https' | 'ssh',
-  input: string,
-  host: string,
-  segments: string[],
-): Repository {
+function remoteRepository(kind: 'https' | 'ssh', input: string, host: string, segments: string[]): Repository {
   const owner = segments[segments.length - 2] ?? '';
   const name = dropGitSuffix(segments[segments.length - 1] ?? '');
   if (name === '') refuse(`Invalid repository ${shown(input)}: the repository name is empty.`);

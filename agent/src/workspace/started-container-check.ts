@@ -62,4 +62,3 @@ export async function startedContainerRefusal(
   }
   return found.length === 0 ? null : hostAccessDenied(found, 'the container the devcontainers CLI started (from a feature or the base image)');
 }
-

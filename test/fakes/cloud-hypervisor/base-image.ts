@@ -15,20 +15,23 @@ export interface RawAnswer {
 export function chRequest(socket: string, method: string, endpoint: string, body?: unknown): Promise<RawAnswer> {
   const payload = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path: `/api/v1/${endpoint}`, headers: { 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown = null;
-        try {
-          json = text ? JSON.parse(text) : null;
-        } catch {
-          json = null;
-        }
-        resolve({ status: res.statusCode ?? 0, text, json });
-      });
-    });
+    const req = request(
+      { socketPath: socket, method, path: `/api/v1/${endpoint}`, headers: { 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown = null;
+          try {
+            json = text ? JSON.parse(text) : null;
+          } catch {
+            json = null;
+          }
+          resolve({ status: res.statusCode ?? 0, text, json });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });

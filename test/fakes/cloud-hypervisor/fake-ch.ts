@@ -85,9 +85,7 @@ function canConnect(path: string): Promise<string | null> {
       s.destroy();
       resolve(null);
     });
-    s.once('error', (e: NodeJS.ErrnoException) =>
-      resolve(e.code === 'ECONNREFUSED' ? 'Connection refused (os error 111)' : ENOENT),
-    );
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED' ? 'Connection refused (os error 111)' : ENOENT));
   });
 }
 
@@ -105,7 +103,11 @@ export class FakeVmm {
     this.server = createServer((req, res) => void this.handle(req, res));
     const put = (run: Route['run'], body: Route['body'] = 'none'): Route => ({ method: 'PUT', body, run });
     this.routes = {
-      'vmm.ping': { method: 'GET', body: 'none', run: async () => ({ build_version: 'v53.0-fake', version: '53.0', pid: process.pid, features: ['kvm'] }) },
+      'vmm.ping': {
+        method: 'GET',
+        body: 'none',
+        run: async () => ({ build_version: 'v53.0-fake', version: '53.0', pid: process.pid, features: ['kvm'] }),
+      },
       'vmm.shutdown': put(async () => 'shutdown'),
       'vm.info': { method: 'GET', body: 'none', run: async () => this.info() },
       'vm.create': put((b) => this.create(b), 'json'),
@@ -253,7 +255,13 @@ export class FakeVmm {
     // vm_pause without a Vm object: VmNotRunning; Paused->Paused: Vm::pause's valid_transition.
     if (!this.attached) throw apiError(500, 'The VM could not be paused', 'VM is not running');
     if (this.vm!.state === 'Paused') {
-      throw apiError(500, 'The VM could not be paused', 'Cannot pause VM', 'Failed to pause migratable component', 'Invalid transition: InvalidStateTransition(Paused, Paused)');
+      throw apiError(
+        500,
+        'The VM could not be paused',
+        'Cannot pause VM',
+        'Failed to pause migratable component',
+        'Invalid transition: InvalidStateTransition(Paused, Paused)',
+      );
     }
     this.vm!.state = 'Paused';
     return undefined;
@@ -263,7 +271,13 @@ export class FakeVmm {
     // vm_resume without a Vm object: VmNotRunning; Running->Running: Vm::resume's valid_transition.
     if (!this.attached) throw apiError(500, 'The VM could not resume', 'VM is not running');
     if (this.vm!.state === 'Running') {
-      throw apiError(500, 'The VM could not resume', 'Cannot resume VM', 'Failed to pause migratable component', 'Invalid transition: InvalidStateTransition(Running, Running)');
+      throw apiError(
+        500,
+        'The VM could not resume',
+        'Cannot resume VM',
+        'Failed to pause migratable component',
+        'Invalid transition: InvalidStateTransition(Running, Running)',
+      );
     }
     this.vm!.state = 'Running';
     this.vm!.resumedAt = Date.now();
@@ -283,7 +297,8 @@ export class FakeVmm {
     // vm_snapshot without a Vm object: VmNotRunning.
     if (!this.attached) throw apiError(500, action, 'VM is not running');
     // Vm::snapshot: "Trying to snapshot while VM is running" unless Paused (vmm/src/vm.rs).
-    if (this.vm!.state !== 'Paused') throw apiError(500, action, 'Cannot snapshot VM', 'Failed to snapshot migratable component', 'Trying to snapshot while VM is running');
+    if (this.vm!.state !== 'Paused')
+      throw apiError(500, action, 'Cannot snapshot VM', 'Failed to snapshot migratable component', 'Trying to snapshot while VM is running');
     const dir = await this.dirOf(body['destination_url'], action, 'Cannot send VM snapshot');
     const vm = this.vm!;
     const disks = (vm.config.disks ?? []).map((d) => (d.path ? digest(d.path) : ''));
@@ -321,9 +336,13 @@ export class FakeVmm {
   /** url_to_path (vmm/src/migration.rs): `file://` and an existing directory, else MigrateSend errors. */
   private async dirOf(url: unknown, action: string, wrapper: string): Promise<string> {
     const send = 'Failed to send migratable component snapshot';
-    if (typeof url !== 'string' || !url.startsWith('file://')) throw apiError(500, action, wrapper, send, `Could not extract path from URL: ${String(url)}`);
+    if (typeof url !== 'string' || !url.startsWith('file://'))
+      throw apiError(500, action, wrapper, send, `Could not extract path from URL: ${String(url)}`);
     const dir = url.slice('file://'.length);
-    const isDir = await stat(dir).then((s) => s.isDirectory(), () => false);
+    const isDir = await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
     if (!isDir) throw apiError(500, action, wrapper, send, 'Destination is not a directory');
     return dir;
   }
@@ -341,7 +360,12 @@ export class FakeVmm {
       }
       // v46+: advisory lock per disk image, taken when devices come up (Vm::boot try_lock_disks).
       if (others.some((o) => o.vm!.config.disks?.some((x) => x.path === d.path))) {
-        throw apiError(500, action, 'Error locking disk images: Another instance likely holds a lock', 'Resource temporarily unavailable (os error 11)');
+        throw apiError(
+          500,
+          action,
+          'Error locking disk images: Another instance likely holds a lock',
+          'Resource temporarily unavailable (os error 11)',
+        );
       }
     }
     for (const f of config.fs ?? []) {
@@ -351,9 +375,17 @@ export class FakeVmm {
     for (const n of config.net ?? []) {
       if (!n.tap) continue;
       // An unprivileged VMM can only open an existing persistent TAP; one already attached is busy.
-      if (!this.host.taps.has(n.tap)) throw apiError(500, action, dm, 'Cannot create virtio-net device', `Open tap device ${n.tap} failed`, 'Operation not permitted (os error 1)');
+      if (!this.host.taps.has(n.tap))
+        throw apiError(500, action, dm, 'Cannot create virtio-net device', `Open tap device ${n.tap} failed`, 'Operation not permitted (os error 1)');
       if (others.some((o) => o.vm!.config.net?.some((x) => x.tap === n.tap))) {
-        throw apiError(500, action, dm, 'Cannot create virtio-net device', `Open tap device ${n.tap} failed`, 'Device or resource busy (os error 16)');
+        throw apiError(
+          500,
+          action,
+          dm,
+          'Cannot create virtio-net device',
+          `Open tap device ${n.tap} failed`,
+          'Device or resource busy (os error 16)',
+        );
       }
     }
   }

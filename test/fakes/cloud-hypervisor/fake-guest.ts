@@ -21,7 +21,7 @@ function tokenize(script: string, params: string[]): Token[] {
     if (/[0-9]/.test(next)) return [params[Number(next)] ?? '', i + 2];
     return ['$', i + 1];
   };
-  for (let i = 0; i < script.length; ) {
+  for (let i = 0; i < script.length;) {
     const c = script[i]!;
     if (c === "'") {
       const end = script.indexOf("'", i + 1);
@@ -29,7 +29,7 @@ function tokenize(script: string, params: string[]): Token[] {
       i = end < 0 ? script.length : end + 1;
     } else if (c === '"') {
       word ??= '';
-      for (i++; i < script.length && script[i] !== '"'; ) {
+      for (i++; i < script.length && script[i] !== '"';) {
         if (script[i] === '$') {
           const [v, j] = expand(i);
           word += v;
@@ -120,7 +120,7 @@ function script(files: Map<string, string>, tokens: Token[], input: string): Exe
   let status = 0;
   let skip = false;
   try {
-    for (let i = 0; i <= tokens.length; ) {
+    for (let i = 0; i <= tokens.length;) {
       const words: string[] = [];
       let redirect: { file: string; append: boolean } | null = null;
       for (; i < tokens.length; i++) {

@@ -56,7 +56,10 @@ export async function fakeLima(o: { version?: string } = {}): Promise<FakeLima> 
     },
     async calls() {
       const text = await readFile(record, 'utf8').catch(() => '');
-      return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
+      return text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as string[]);
     },
     async cleanup() {
       await rm(root, { recursive: true, force: true });

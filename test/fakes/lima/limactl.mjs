@@ -5,13 +5,36 @@
 // Messages and exit codes follow cmd/limactl and pkg/instance of lima-vm/lima
 // (see each command); errors end as `level=fatal msg=…` with exit status 1.
 // LIMA_FAKE_RECORD names a file that gets each call's argv as a JSON line.
-import { appendFileSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BackingFileError, guestFiles, writeGuestFiles } from './disk.mjs';
 import { runGuest } from './guest-sh.mjs';
 import { die, Fatal, log } from './log.mjs';
 import { snapshotCommand } from './snapshot.mjs';
-import { createInstance, DEFAULT_TEMPLATE, inspect, instanceDir, limaHome, listNames, migrateLayout, validateName, version, writableDisk } from './store.mjs';
+import {
+  createInstance,
+  DEFAULT_TEMPLATE,
+  inspect,
+  instanceDir,
+  limaHome,
+  listNames,
+  migrateLayout,
+  validateName,
+  version,
+  writableDisk,
+} from './store.mjs';
 
 const GLOBAL_BOOL = ['tty', 'yes', 'y', 'debug'];
 const GLOBAL_STRING = ['log-level', 'log-format'];
@@ -70,12 +93,28 @@ function listAction({ flags, positional }) {
     return;
   }
   let unmatched = false;
-  const selected = positional.length === 0 ? names : positional.filter((n) => names.includes(n) || ((unmatched = true), log('warning', `No instance matching ${n} found.`), false));
+  const selected =
+    positional.length === 0
+      ? names
+      : positional.filter((n) => names.includes(n) || ((unmatched = true), log('warning', `No instance matching ${n} found.`), false));
   for (const name of selected) {
     const i = inspect(name);
     if (flags.quiet) process.stdout.write(`${name}\n`);
     else if (flags.json || flags.format === 'json') {
-      const o = { name, hostname: `lima-${name}`, status: i.status, dir: i.dir, vmType: i.vmType, arch: i.arch, cpus: 4, memory: 4294967296, disk: 107374182400, sshLocalPort: i.status === 'Running' ? 60022 : 0, protected: i.protected, limaVersion: i.limaVersion };
+      const o = {
+        name,
+        hostname: `lima-${name}`,
+        status: i.status,
+        dir: i.dir,
+        vmType: i.vmType,
+        arch: i.arch,
+        cpus: 4,
+        memory: 4294967296,
+        disk: 107374182400,
+        sshLocalPort: i.status === 'Running' ? 60022 : 0,
+        protected: i.protected,
+        limaVersion: i.limaVersion,
+      };
       process.stdout.write(`${JSON.stringify(o)}\n`);
     } else process.stdout.write(`${name}\t${i.status}\t${i.vmType}\t${i.arch}\t${i.dir}\n`);
   }
@@ -169,8 +208,10 @@ function deleteAction({ flags, positional }) {
       log('warning', `Ignoring non-existent instance "${name}"`);
       continue;
     }
-    if (inst.protected) throw new Fatal(`failed to delete instance "${name}": instance is protected to prohibit accidental removal (Hint: use \`limactl unprotect\`)`);
-    if (!flags.force && inst.status !== 'Stopped') throw new Fatal(`failed to delete instance "${name}": expected status "Stopped", got "${inst.status}"`);
+    if (inst.protected)
+      throw new Fatal(`failed to delete instance "${name}": instance is protected to prohibit accidental removal (Hint: use \`limactl unprotect\`)`);
+    if (!flags.force && inst.status !== 'Stopped')
+      throw new Fatal(`failed to delete instance "${name}": expected status "Stopped", got "${inst.status}"`);
     stopForcibly(inst);
     rmSync(inst.dir, { recursive: true, force: true });
     log('info', `Deleted "${name}" ("${inst.dir}")`);
@@ -217,7 +258,8 @@ function cloneAction({ positional }) {
       if (f === 'protected' || /\.(pid|sock|tmp)$/.test(f)) continue; // SkipOnClone, TmpFileSuffixes
       const src = join(from, f);
       if (lstatSync(src).isDirectory()) walk(src, join(to, f));
-      else if (f === 'vz-identifier') writeFileSync(join(to, f), ''); // NullifyOnClone
+      else if (f === 'vz-identifier')
+        writeFileSync(join(to, f), ''); // NullifyOnClone
       else copyFileSync(src, join(to, f)); // continuity's CopyFile: follows symlinks, copies the bytes
     }
   };
@@ -253,7 +295,10 @@ function main(argv) {
   if (sub === 'clone' && !v.atLeast(2, 0)) throw new Fatal('unknown command "clone" for "limactl"');
   if (sub === 'snapshot') {
     const s = rest.find((a) => !a.startsWith('-'));
-    const parsed = parseFlags(rest.filter((a, i) => i !== rest.indexOf(s)), SPECS.snapshot);
+    const parsed = parseFlags(
+      rest.filter((a, i) => i !== rest.indexOf(s)),
+      SPECS.snapshot,
+    );
     const canonical = { save: 'create', load: 'apply', del: 'delete', ls: 'list' }[s] ?? s;
     return snapshotCommand(canonical, parsed.positional, parsed.flags);
   }

@@ -29,7 +29,8 @@ export function limaHome() {
 /** dirnames.ValidateInstName: identifiers.Validate plus the .yml/.yaml rule. */
 export function validateName(name) {
   if (name === '') return `instance name "" is not a valid identifier: identifier must not be empty`;
-  if (name.length > 76) return `instance name "${name}" is not a valid identifier: identifier \`${name}\` greater than maximum length (76 characters)`;
+  if (name.length > 76)
+    return `instance name "${name}" is not a valid identifier: identifier \`${name}\` greater than maximum length (76 characters)`;
   if (!/^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$/.test(name)) {
     return `instance name "${name}" is not a valid identifier: identifier \`${name}\` must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`;
   }
@@ -85,7 +86,9 @@ function downloadImage(yaml, templateDir) {
   const loc = m[1].replace(/^file:\/\//, '');
   const path = isAbsolute(loc) ? loc : resolve(templateDir, loc);
   if (!existsSync(path)) {
-    throw new Error(`failed to download the image, attempted 1 candidates, errors=[failed to download "${m[1]}": stat ${path}: no such file or directory]`);
+    throw new Error(
+      `failed to download the image, attempted 1 candidates, errors=[failed to download "${m[1]}": stat ${path}: no such file or directory]`,
+    );
   }
   return readDisk(path).disk.files;
 }

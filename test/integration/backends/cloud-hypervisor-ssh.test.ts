@@ -152,7 +152,10 @@ describe('cloud-hypervisor SSH guest channel (real sshd on loopback)', () => {
     expect((await stat(target)).mode & 0o777).toBe(0o600);
     // a failure names the path, never the content
     await writeFile(join(g, 'blocker'), 'x');
-    const failing = sshCredentialHooks(guest, { wipePaths: null, inject: [{ hostPath: join(dir, 'secret'), guestPath: join(g, 'blocker', 'token') }] });
+    const failing = sshCredentialHooks(guest, {
+      wipePaths: null,
+      inject: [{ hostPath: join(dir, 'secret'), guestPath: join(g, 'blocker', 'token') }],
+    });
     const err = (await failing.injectCredentials!('m1').catch((e: unknown) => e)) as { code: string; message: string; detail?: string };
     expect(err.code).toBe('BACKEND_ERROR');
     expect(err.message).toContain(join(g, 'blocker', 'token'));
@@ -168,7 +171,28 @@ describe('machine up --backend cloud-hypervisor --snapshot (built CLI, fake VMM 
   beforeAll(async () => {
     // the stand-in VMM binary: fake-ch-process.ts compiled on its own
     const out = join(dir, 'fake-build');
-    await execa('npx', ['tsc', '--outDir', out, '--rootDir', '.', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--skipLibCheck', '--types', 'node', '--strict', 'test/fakes/cloud-hypervisor/fake-ch-process.ts'], { cwd: repo });
+    await execa(
+      'npx',
+      [
+        'tsc',
+        '--outDir',
+        out,
+        '--rootDir',
+        '.',
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        '--target',
+        'es2022',
+        '--skipLibCheck',
+        '--types',
+        'node',
+        '--strict',
+        'test/fakes/cloud-hypervisor/fake-ch-process.ts',
+      ],
+      { cwd: repo },
+    );
     await writeFile(join(out, 'package.json'), '{"type":"module"}\n');
     const binary = join(out, 'test/fakes/cloud-hypervisor/fake-ch-process.js');
     await chmod(binary, 0o755);
@@ -180,7 +204,12 @@ describe('machine up --backend cloud-hypervisor --snapshot (built CLI, fake VMM 
     await writeFile(join(base, 'rootfs.raw'), '{}');
     await writeFile(
       join(base, 'vm.json'),
-      JSON.stringify({ payload: { kernel: '/opt/fake/vmlinux', cmdline: 'console=hvc0' }, memory: { size: 536870912 }, disks: [{ path: 'rootfs.raw' }], net: [{ tap: 'wsbase0', mac: '52:54:00:00:00:01' }] }),
+      JSON.stringify({
+        payload: { kernel: '/opt/fake/vmlinux', cmdline: 'console=hvc0' },
+        memory: { size: 536870912 },
+        disks: [{ path: 'rootfs.raw' }],
+        net: [{ tap: 'wsbase0', mac: '52:54:00:00:00:01' }],
+      }),
     );
     // the operator's hook: here it only records the TAP where the fake VMM looks for it
     const taps = join(dir, 'taps');
@@ -206,9 +235,26 @@ describe('machine up --backend cloud-hypervisor --snapshot (built CLI, fake VMM 
   });
 
   const up = (extra: Record<string, string> = {}, name = 'vm1') =>
-    runCli(['machine', 'up', '--backend', 'cloud-hypervisor', '--name', name, '--base', 'base', '--snapshot', 'warm', '--provision', join(dir, 'provision.sh'), '--json'], {
-      env: { ...env, ...extra },
-    });
+    runCli(
+      [
+        'machine',
+        'up',
+        '--backend',
+        'cloud-hypervisor',
+        '--name',
+        name,
+        '--base',
+        'base',
+        '--snapshot',
+        'warm',
+        '--provision',
+        join(dir, 'provision.sh'),
+        '--json',
+      ],
+      {
+        env: { ...env, ...extra },
+      },
+    );
 
   it('boots, provisions and snapshots the first time; restores the second time; reports path and times', async () => {
     const first = await up();
@@ -245,7 +291,9 @@ describe('machine up --backend cloud-hypervisor --snapshot (built CLI, fake VMM 
   it('bad configuration: a stable error code and a non-zero exit, nothing started', async () => {
     const missingKey = await up({ WARMSTART_CH_SSH_KEY: join(dir, 'no-such-key') }, 'vm2');
     expect(missingKey.code).toBe(1);
-    expect(JSON.parse(missingKey.stdout)).toMatchObject({ error: { code: 'BACKEND_PRECONDITION', message: expect.stringContaining('WARMSTART_CH_SSH_KEY') } });
+    expect(JSON.parse(missingKey.stdout)).toMatchObject({
+      error: { code: 'BACKEND_PRECONDITION', message: expect.stringContaining('WARMSTART_CH_SSH_KEY') },
+    });
     const badAddress = await up({ WARMSTART_CH_SSH_ADDRESS: '-oProxyCommand=x' }, 'vm2');
     expect(badAddress.code).toBe(2);
     expect(JSON.parse(badAddress.stdout)).toMatchObject({ error: { code: 'INVALID_ARGUMENT' } });
@@ -256,7 +304,9 @@ describe('machine up --backend cloud-hypervisor --snapshot (built CLI, fake VMM 
     const noWipe = await up({ WARMSTART_CH_WIPE_PATHS: '' }, 'vm3');
     vmmSockets.push(join(env.WARMSTART_STATE_DIR!, 'cloud-hypervisor', 'machines', 'vm3', 'api.sock'));
     expect(noWipe.code).toBe(1);
-    expect(JSON.parse(noWipe.stdout)).toMatchObject({ error: { code: 'BACKEND_PRECONDITION', message: expect.stringContaining('no credential wipe hook') } });
+    expect(JSON.parse(noWipe.stdout)).toMatchObject({
+      error: { code: 'BACKEND_PRECONDITION', message: expect.stringContaining('no credential wipe hook') },
+    });
     expect(await readdir(join(env.WARMSTART_STATE_DIR!, 'cloud-hypervisor', 'machines'))).toEqual(['vm1']);
     for (const run of [missingKey, badAddress, relativeWipe, noWipe]) expect(run.stdout + run.stderr).not.toContain(SECRET);
   });
@@ -264,7 +314,9 @@ describe('machine up --backend cloud-hypervisor --snapshot (built CLI, fake VMM 
   it('the example host hook (deploy/cloud-hypervisor/warmstart-ch-hook) plans the TAP, address and DHCP entry (dry run)', async () => {
     const state = join(dir, 'hook-state');
     const hook = join(repo, 'deploy/cloud-hypervisor/warmstart-ch-hook');
-    const r = await execa(hook, ['ensure-tap', 'wst0123abcd0', 'vm1', '0'], { env: { WSCH_DRY_RUN: '1', WSCH_STATE: state, WSCH_VMM_USER: 'chuser' } });
+    const r = await execa(hook, ['ensure-tap', 'wst0123abcd0', 'vm1', '0'], {
+      env: { WSCH_DRY_RUN: '1', WSCH_STATE: state, WSCH_VMM_USER: 'chuser' },
+    });
     expect(r.stdout.split('\n')).toEqual([
       '+ ip tuntap add dev wst0123abcd0 mode tap user chuser',
       '+ ip link set dev wst0123abcd0 master wsch0',

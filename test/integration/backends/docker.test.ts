@@ -51,24 +51,39 @@ describe('docker backend: beyond the contract', () => {
       () => backend.listSnapshots(m('io')),
       () => backend.deleteSnapshot(m('io'), 's'),
     ]) {
-      const err = await op().then(() => null, (e: unknown) => e);
+      const err = await op().then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(isWarmstartError(err, 'BACKEND_UNSUPPORTED'), String(err)).toBe(true);
       expect((err as Error).message).toMatch(/Docker cannot save or restore a container's running state/);
     }
   });
 
   it('refuses a second machine of the same name, and exec in a stopped one, with typed errors', async () => {
-    const again = await backend.launch(tb.baseImage, m('io')).then(() => null, (e: unknown) => e);
+    const again = await backend.launch(tb.baseImage, m('io')).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(isWarmstartError(again, 'BACKEND_PRECONDITION'), String(again)).toBe(true);
     await backend.launch(tb.baseImage, m('stop'));
     const { execa } = await import('execa');
     await execa('docker', ['stop', '-t', '1', m('stop')]);
     expect(await backend.listMachines()).toContainEqual({ name: m('stop'), state: 'stopped' });
-    const err = await backend.exec(m('stop'), ['true']).then(() => null, (e: unknown) => e);
+    const err = await backend.exec(m('stop'), ['true']).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(isWarmstartError(err, 'BACKEND_PRECONDITION'), String(err)).toBe(true);
-    const gone = await backend.removeMachine(m('nope')).then(() => null, (e: unknown) => e);
+    const gone = await backend.removeMachine(m('nope')).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(isWarmstartError(gone, 'MACHINE_NOT_FOUND')).toBe(true);
-    const noImage = await backend.removeImage(m('nope')).then(() => null, (e: unknown) => e);
+    const noImage = await backend.removeImage(m('nope')).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(isWarmstartError(noImage, 'IMAGE_NOT_FOUND')).toBe(true);
   });
 
@@ -80,10 +95,15 @@ describe('docker backend: beyond the contract', () => {
     const { execa } = await import('execa');
     // A plain `docker run` does what the base image does (its CMD is /bin/sh, reading a script
     // from stdin), not the machine's keep-alive loop.
-    const inspect = JSON.parse(String((await execa('docker', ['image', 'inspect', m('img')])).stdout)) as { Config: { Entrypoint: unknown; Cmd: unknown } }[];
+    const inspect = JSON.parse(String((await execa('docker', ['image', 'inspect', m('img')])).stdout)) as {
+      Config: { Entrypoint: unknown; Cmd: unknown };
+    }[];
     expect(inspect[0]!.Config.Cmd).toEqual(['/bin/sh']);
     expect(inspect[0]!.Config.Entrypoint ?? []).toEqual([]);
-    const run = await execa('docker', ['run', '--rm', '-i', '--label', 'warmstart.test=docker-backend', m('img')], { reject: false, input: 'cat /kept.txt\n' });
+    const run = await execa('docker', ['run', '--rm', '-i', '--label', 'warmstart.test=docker-backend', m('img')], {
+      reject: false,
+      input: 'cat /kept.txt\n',
+    });
     expect(run.exitCode, String(run.stderr)).toBe(0);
     expect(String(run.stdout).trim()).toBe('kept');
     // Machines launched from it are found by their own name only.

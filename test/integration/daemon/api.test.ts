@@ -328,7 +328,18 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     // The CLI, in the same situation.
     const cliEnv = await testEnv(tb.baseImage);
     const up = await runCli(
-      ['up', repo, '--workspace-id', ids.cli, '--cache-registry', cacheRegistry, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'],
+      [
+        'up',
+        repo,
+        '--workspace-id',
+        ids.cli,
+        '--cache-registry',
+        cacheRegistry,
+        '--registry-username',
+        tb.registryUser,
+        '--registry-password-stdin',
+        '--json',
+      ],
       { env: cliEnv, input: `${tb.registryPassword}\n` },
     );
     expect(up.code, up.stderr).toBe(0);
@@ -444,7 +455,18 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     const first = (await waitForStatus(agent, ids.kept, ['ready', 'recovery', 'failed'])) as View;
     expect(first.status, JSON.stringify(first.error)).toBe('ready');
     // What a user did in the workspace: a file on its volume that no clone has.
-    const wrote = await execa('docker', ['run', '--rm', '--label', `warmstart.test-run=${run}`, '-v', `${volume}:/v`, tb.baseImage, 'sh', '-c', 'echo unsaved-work > /v/notes.txt']);
+    const wrote = await execa('docker', [
+      'run',
+      '--rm',
+      '--label',
+      `warmstart.test-run=${run}`,
+      '-v',
+      `${volume}:/v`,
+      tb.baseImage,
+      'sh',
+      '-c',
+      'echo unsaved-work > /v/notes.txt',
+    ]);
     expect(wrote.exitCode).toBe(0);
 
     const del = await agent.request(`/v1/workspaces/${ids.kept}`, { method: 'DELETE' });
@@ -470,7 +492,11 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
   it('per-job controls: noCache, noPush and a pushTimeoutSeconds no longer than the node allows; the result says what was applied', async () => {
     const cache = { registry: cacheRegistry, username: tb.registryUser, password: tb.registryPassword };
     // Longer than the node's limit (WARMSTART_PUSH_TIMEOUT_SECONDS, 600 by default), or not positive: refused, nothing made.
-    for (const [pushTimeoutSeconds, code] of [[601, 'INVALID_ARGUMENT'], [0, 'INVALID_REQUEST'], [-5, 'INVALID_REQUEST']] as const) {
+    for (const [pushTimeoutSeconds, code] of [
+      [601, 'INVALID_ARGUMENT'],
+      [0, 'INVALID_REQUEST'],
+      [-5, 'INVALID_REQUEST'],
+    ] as const) {
       const r = await agent.request('/v1/workspaces', json({ id: ids.noPush, repository: repo, cache, pushTimeoutSeconds }));
       expect(r.status, String(pushTimeoutSeconds)).toBe(400);
       const err = (await r.json()) as { code: string; message: string };
@@ -487,7 +513,10 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     expect(off.cache).toMatchObject({ hit: 'disabled', reason: 'cache disabled for this job' });
     expect(off.controls).toEqual({ noCache: true, noPush: false, pushTimeoutSeconds: 600 });
     expect((await waitForPush(agent, ids.noCache)).push.status).toBe('skipped');
-    const offPhases = ((await (await agent.request(`/v1/workspaces/${ids.noCache}/events`)).text()).trim().split('\n').map((l) => JSON.parse(l) as Ev))
+    const offPhases = (await (await agent.request(`/v1/workspaces/${ids.noCache}/events`)).text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Ev)
       .filter((e) => e.type === 'phase-start')
       .map((e) => e.phase);
     expect(offPhases).toContain('up');
@@ -496,7 +525,9 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     // noPush with a shorter timeout: a build from the layer cache (another exact key), no push, no new tag.
     await missExactTag(repo);
     const tagsBefore = await registryTags(cacheRef);
-    expect((await agent.request('/v1/workspaces', json({ id: ids.noPush, repository: repo, cache, noPush: true, pushTimeoutSeconds: 30 }))).status).toBe(202);
+    expect(
+      (await agent.request('/v1/workspaces', json({ id: ids.noPush, repository: repo, cache, noPush: true, pushTimeoutSeconds: 30 }))).status,
+    ).toBe(202);
     await waitForStatus(agent, ids.noPush, ['ready', 'recovery', 'failed']);
     const noPush = await waitForPush(agent, ids.noPush);
     expect(noPush.status, JSON.stringify(noPush.error)).toBe('ready');

@@ -32,7 +32,9 @@ describe('scheduled cache pruning in the daemon', () => {
   });
 
   it('runs with the timer set and stops on SIGTERM', async () => {
-    const agent = await startAgent(await testEnv(tb.baseImage, { WARMSTART_CACHE_REGISTRY: `${tb.openRegistry}/warmstart-test`, WARMSTART_CACHE_PRUNE_INTERVAL: '24' }));
+    const agent = await startAgent(
+      await testEnv(tb.baseImage, { WARMSTART_CACHE_REGISTRY: `${tb.openRegistry}/warmstart-test`, WARMSTART_CACHE_PRUNE_INTERVAL: '24' }),
+    );
     const health = await fetch(`${agent.url}/health`);
     expect(health.status).toBe(200);
     expect(await agent.term()).toBe(0);

@@ -19,12 +19,7 @@ const ids = names.map((n) => `${run}-${n}`);
 
 /** A repository whose build takes a few seconds; its own RUN line, so no layer is shared with the others. */
 const slowRepo = (name: string): Record<string, string> => ({
-  '.devcontainer/Dockerfile': [
-    'FROM @@BASE_IMAGE@@',
-    'LABEL warmstart.test-run=@@RUN_ID@@',
-    `RUN echo ${name} > /which && sleep 4`,
-    '',
-  ].join('\n'),
+  '.devcontainer/Dockerfile': ['FROM @@BASE_IMAGE@@', 'LABEL warmstart.test-run=@@RUN_ID@@', `RUN echo ${name} > /which && sleep 4`, ''].join('\n'),
   '.devcontainer/devcontainer.json': '{ "build": { "dockerfile": "Dockerfile" }, "remoteUser": "root" }\n',
   'README.md': `${name}\n`,
 });

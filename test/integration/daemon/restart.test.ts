@@ -30,8 +30,6 @@ const made: Made[] = [];
 const agents: Agent[] = [];
 const controlPlanes: { close(): Promise<void> }[] = [];
 
-
-
 /** A fresh state dir, runtime dir and run id; everything is removed in afterAll. */
 async function scenario(prefix: string): Promise<{ run: string; id: string; base: Record<string, string>; m: Made }> {
   const run = runId(prefix);
@@ -57,7 +55,6 @@ function post(agent: Agent, body: unknown): Promise<Response> {
     body: JSON.stringify(body),
   });
 }
-
 
 /** Live (non-zombie) processes whose process group is `pgid`, as "pid comm". */
 async function liveProcessesInGroup(pgid: number): Promise<string[]> {
@@ -118,7 +115,11 @@ describe('warmstart serve: kill -9 and restart (real engine, devcontainers CLI)'
     await waitForStatus(first, id, ['creating'], 60_000);
     // The `up` phase started, and the build is at its `RUN sleep 20` step.
     await until('the up phase to start', async () => (await events(stateDir, id)).some((e) => e.type === 'phase-start' && e.phase === 'up'), 120_000);
-    await until('the build to reach RUN sleep 20', async () => (await events(stateDir, id)).some((e) => e.type === 'log' && /sleep 20/.test(e.text ?? '')), 120_000);
+    await until(
+      'the build to reach RUN sleep 20',
+      async () => (await events(stateDir, id)).some((e) => e.type === 'log' && /sleep 20/.test(e.text ?? '')),
+      120_000,
+    );
     await sleep(1_500); // well inside the 20 s step
     const before = (await events(stateDir, id)).map((e) => e.type);
     expect(before).not.toContain('outcome');
@@ -249,7 +250,12 @@ describe('warmstart serve: kill -9 and restart (real engine, devcontainers CLI)'
 
     const path = `/workspaces/${id}/provisioning-failed`;
     // The first attempt is refused (503) and retried with backoff.
-    const delivered = await until('the provisioning-failed callback', async () => cp.calls.find((c) => c.path === path && c.answered === 200), 30_000, 50);
+    const delivered = await until(
+      'the provisioning-failed callback',
+      async () => cp.calls.find((c) => c.path === path && c.answered === 200),
+      30_000,
+      50,
+    );
     const attempts = cp.calls.filter((c) => c.path === path);
     expect(attempts.length).toBeGreaterThanOrEqual(2);
     expect(attempts[0]!.answered).toBe(503);

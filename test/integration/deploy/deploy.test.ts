@@ -128,7 +128,15 @@ describe('install.sh: which Node.js (fake node and apt-cache first on PATH, dry 
     await chmod(join(bin, 'apt-cache'), 0o755);
     return { PATH: `${bin}:${process.env.PATH}` };
   }
-  const dryArgs = (): string[] => ['--dry-run', '--prefix', join(tmp, 'never'), '--etc-dir', join(tmp, 'never-etc'), '--systemd-dir', join(tmp, 'never-sd')];
+  const dryArgs = (): string[] => [
+    '--dry-run',
+    '--prefix',
+    join(tmp, 'never'),
+    '--etc-dir',
+    join(tmp, 'never-etc'),
+    '--systemd-dir',
+    join(tmp, 'never-sd'),
+  ];
 
   it('node too old and apt offers only 18 (Debian 12): stops, says why, points at --node', async () => {
     const r = await run('bash', [INSTALL, ...dryArgs()], await fakeBin('18.19.0', '18.20.4+dfsg-1~deb12u3'));
@@ -172,7 +180,11 @@ describe('install.sh into a temporary prefix (no systemd as PID 1)', () => {
     expect(existsSync(join(lib, 'node_modules/vitest'))).toBe(false);
 
     expect(first.stdout).toContain(`${systemdDir}/warmstart.service was installed but not enabled or started`);
-    expect(steps(first.stdout).map((s) => s.text).join('\n')).not.toMatch(/systemctl/);
+    expect(
+      steps(first.stdout)
+        .map((s) => s.text)
+        .join('\n'),
+    ).not.toMatch(/systemctl/);
   });
 
   it('is idempotent: a second run gives the same install and keeps an edited env file', async () => {
@@ -242,7 +254,7 @@ describe('cloud-init.yaml', () => {
     expect(text).toContain('bash /opt/warmstart-src/deploy/install.sh');
   });
 
-  it("writes an apt configuration that apt itself reads: retries, a lock timeout, connection timeouts", async () => {
+  it('writes an apt configuration that apt itself reads: retries, a lock timeout, connection timeouts', async () => {
     const text = await readFile(join(ROOT, 'deploy/cloud-init.yaml'), 'utf8');
     const m = /- path: \/etc\/apt\/apt\.conf\.d\/80warmstart-retries\n(?:\s+\w+: .*\n)*?\s+content: \|\n((?:\s{6}.*\n)+)/.exec(text);
     expect(m, 'the apt.conf.d entry').not.toBeNull();

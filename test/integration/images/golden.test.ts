@@ -79,7 +79,10 @@ async function deleteFromRegistry(ref: string): Promise<void> {
   const slash = ref.indexOf('/');
   const colon = ref.lastIndexOf(':');
   const base = `http://${ref.slice(0, slash)}/v2/${ref.slice(slash + 1, colon)}`;
-  const head = await fetch(`${base}/manifests/${ref.slice(colon + 1)}`, { method: 'HEAD', headers: { Authorization: basic, Accept: MANIFEST_TYPES } }).catch(() => null);
+  const head = await fetch(`${base}/manifests/${ref.slice(colon + 1)}`, {
+    method: 'HEAD',
+    headers: { Authorization: basic, Accept: MANIFEST_TYPES },
+  }).catch(() => null);
   const digest = head?.ok ? head.headers.get('docker-content-digest') : null;
   if (digest) await fetch(`${base}/manifests/${digest}`, { method: 'DELETE', headers: { Authorization: basic } }).catch(() => undefined);
 }
@@ -126,7 +129,11 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     server = await startGitHttpsServer({ projectRoot, token });
     testDockerConfig = join(scratch, 'docker-config');
     await mkdir(testDockerConfig, { mode: 0o700 });
-    await writeFile(join(testDockerConfig, 'config.json'), JSON.stringify({ auths: { [tb.registry]: { auth: b64(`${tb.registryUser}:${tb.registryPassword}`) } } }), { mode: 0o600 });
+    await writeFile(
+      join(testDockerConfig, 'config.json'),
+      JSON.stringify({ auths: { [tb.registry]: { auth: b64(`${tb.registryUser}:${tb.registryPassword}`) } } }),
+      { mode: 0o600 },
+    );
 
     runtimeDir = join(scratch, 'runtime');
     env = await testEnv(tb.baseImage, {
@@ -138,7 +145,18 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     const cacheRegistry = `${tb.registry}/warmstart-test/${run}/up`;
     registryRefs.push(expectedCacheRef(cacheRegistry, `${server.url}/${OWNER}/${REPO}.git`));
     const r = await runCli(
-      ['up', `${server.url}/${OWNER}/${REPO}.git`, '--workspace-id', id, '--cache-registry', cacheRegistry, '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'],
+      [
+        'up',
+        `${server.url}/${OWNER}/${REPO}.git`,
+        '--workspace-id',
+        id,
+        '--cache-registry',
+        cacheRegistry,
+        '--registry-username',
+        tb.registryUser,
+        '--registry-password-stdin',
+        '--json',
+      ],
       { env, input: `${tb.registryPassword}\n` },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -153,7 +171,8 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     await cleanUp({ runId: run, workspaceIds: [id], refs: [...localRefs, ...registryRefs] });
     for (const ref of registryRefs) await deleteFromRegistry(ref);
     await server?.close();
-    for (const d of [...repoRoots, env?.WARMSTART_STATE_DIR, env?.WARMSTART_RUNTIME_DIR, scratch]) if (d) await rm(d, { recursive: true, force: true });
+    for (const d of [...repoRoots, env?.WARMSTART_STATE_DIR, env?.WARMSTART_RUNTIME_DIR, scratch])
+      if (d) await rm(d, { recursive: true, force: true });
   });
 
   it('refuses bad names, tags and capabilities with exit 2 and the stable codes, and makes nothing', async () => {
@@ -193,12 +212,37 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     expect(gitMount, JSON.stringify(info.Mounts)).toBeUndefined();
     expect(info.Config.Env.join('\n')).not.toContain('/run/warmstart-git');
 
-    const r = await image(['create', '--workspace', id, '--name', NAME, '--tag', 'v1', '--capability', 'gpu', '--capability', 'python 3.12', '--capability', 'gpu', '--json']);
+    const r = await image([
+      'create',
+      '--workspace',
+      id,
+      '--name',
+      NAME,
+      '--tag',
+      'v1',
+      '--capability',
+      'gpu',
+      '--capability',
+      'python 3.12',
+      '--capability',
+      'gpu',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout) as { image: { ref: string; id: string; name: string; tag: string; os: string; owner: string | null; capabilities: string[] }; push: { status: string } };
+    const result = JSON.parse(r.stdout) as {
+      image: { ref: string; id: string; name: string; tag: string; os: string; owner: string | null; capabilities: string[] };
+      push: { status: string };
+    };
     const ref = `warmstart-golden/${NAME}:v1`;
     localRefs.push(ref);
-    expect(result.image).toMatchObject({ ref, name: NAME, tag: 'v1', os: 'wsos', owner: null, capabilities: ['shell', 'custom:gpu', 'custom:python 3.12'] });
+    expect(result.image).toMatchObject({
+      ref,
+      name: NAME,
+      tag: 'v1',
+      os: 'wsos',
+      owner: null,
+      capabilities: ['shell', 'custom:gpu', 'custom:python 3.12'],
+    });
     expect(result.push.status).toBe('skipped');
 
     const img = await inspectImage(ref);
@@ -237,7 +281,9 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     expect(findings([{ name: 'planted token', bytes: Buffer.from(`x${token}x`) }], secretNeedles())).toContain('git token raw in planted token');
     const hits = findings(places, secretNeedles());
     const bytes = places.reduce((n, p) => n + p.bytes.length, 0);
-    console.log(`[golden] ${places.length} places (${(bytes / 1e6).toFixed(1)} MB) searched for ${secretNeedles().length} needles: ${hits.length} hits`);
+    console.log(
+      `[golden] ${places.length} places (${(bytes / 1e6).toFixed(1)} MB) searched for ${secretNeedles().length} needles: ${hits.length} hits`,
+    );
     expect(hits).toEqual([]);
   });
 
@@ -252,7 +298,10 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     expect(errorCode(r)).toBe('OWNER_MISMATCH');
     expect(await runImages()).toEqual(before);
 
-    for (const [tag, flags] of [['alice', ['--owner', 'alice']], ['inherited', []]] as const) {
+    for (const [tag, flags] of [
+      ['alice', ['--owner', 'alice']],
+      ['inherited', []],
+    ] as const) {
       const ok = await image(['create', '--workspace', id, '--name', NAME, '--tag', tag, ...flags, '--json']);
       expect(ok.code, ok.stderr).toBe(0);
       localRefs.push(`warmstart-golden/${NAME}:${tag}`);
@@ -278,22 +327,37 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
 
   it('with --with-workspace, the repository at its last state is in the image; a credential in the folder refuses it and makes nothing', async () => {
     const sh = (script: string) => execa('docker', ['exec', up.containerId!, 'sh', '-c', script]);
-    const info = (JSON.parse(String((await execa('docker', ['inspect', up.containerId!])).stdout)) as { Mounts: { Name?: string; Destination: string }[] }[])[0]!;
+    const info = (
+      JSON.parse(String((await execa('docker', ['inspect', up.containerId!])).stdout)) as { Mounts: { Name?: string; Destination: string }[] }[]
+    )[0]!;
     const folder = info.Mounts.find((m) => m.Name === `warmstart-ws-${id}`)?.Destination;
     expect(folder, JSON.stringify(info.Mounts)).toMatch(/^\/workspaces\//);
     // The workspace's last state: a tracked file changed, one added, one owned by another user, one removed.
-    await sh(`cd ${folder} && echo changed >> .devcontainer/Dockerfile && echo new-in-workspace > added.txt && echo theirs > owned.txt && chown 1234:2345 owned.txt && rm .devcontainer/devcontainer.json`);
+    await sh(
+      `cd ${folder} && echo changed >> .devcontainer/Dockerfile && echo new-in-workspace > added.txt && echo theirs > owned.txt && chown 1234:2345 owned.txt && rm .devcontainer/devcontainer.json`,
+    );
     const expected = String((await sh(`cd ${folder} && find . -path ./.git/objects -prune -o -print | sort && cat .git/HEAD .git/config`)).stdout);
     const allImages = async (): Promise<string[]> =>
-      String((await execa('docker', ['image', 'ls', '-a', '-q', '--no-trunc', '--filter', `label=warmstart.test-run=${run}`])).stdout).split('\n').filter(Boolean).sort();
+      String((await execa('docker', ['image', 'ls', '-a', '-q', '--no-trunc', '--filter', `label=warmstart.test-run=${run}`])).stdout)
+        .split('\n')
+        .filter(Boolean)
+        .sort();
     const before = await allImages();
 
     // Refused, naming the file, for each kind of credential; nothing is left behind, not even the step image.
     const leaks: [string, string, string][] = [
       ['a credential file', `printf 'https://u:p@example.com\\n' > ${folder}/sub/.git-credentials`, 'sub/.git-credentials is a credential file'],
       ['the git token itself', `printf 'x%sx' '${token}' > ${folder}/notes.txt`, 'notes.txt holds a known secret'],
-      ['a header in .git/config', `printf '[http]\\n\\textraheader = AUTHORIZATION: basic eA==\\n' >> ${folder}/.git/config`, '.git/config sets an http extraheader'],
-      ['a password in a remote URL', `printf '[remote "x"]\\n\\turl = https://me:pw@example.com/r.git\\n' >> ${folder}/.git/config`, '.git/config sets a URL with a password'],
+      [
+        'a header in .git/config',
+        `printf '[http]\\n\\textraheader = AUTHORIZATION: basic eA==\\n' >> ${folder}/.git/config`,
+        '.git/config sets an http extraheader',
+      ],
+      [
+        'a password in a remote URL',
+        `printf '[remote "x"]\\n\\turl = https://me:pw@example.com/r.git\\n' >> ${folder}/.git/config`,
+        '.git/config sets a URL with a password',
+      ],
     ];
     const cleanConfig = String((await sh(`cat ${folder}/.git/config`)).stdout);
     for (const [what, plant, named] of leaks) {
@@ -304,7 +368,9 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
       expect(r.stderr, what).toContain(named);
       expect(r.stdout + r.stderr, what).not.toContain(token);
       expect(await allImages(), what).toEqual(before);
-      await execa('docker', ['exec', '-i', up.containerId!, 'sh', '-c', `rm -rf ${folder}/sub ${folder}/notes.txt && cat > ${folder}/.git/config`], { input: `${cleanConfig}\n` }); // execa took the last newline off
+      await execa('docker', ['exec', '-i', up.containerId!, 'sh', '-c', `rm -rf ${folder}/sub ${folder}/notes.txt && cat > ${folder}/.git/config`], {
+        input: `${cleanConfig}\n`,
+      }); // execa took the last newline off
     }
 
     const r = await image(['create', '--workspace', id, '--name', NAME, '--tag', 'with-ws', '--with-workspace', '--owner', 'someone-else', '--json']);
@@ -317,15 +383,29 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     expect(result.image.labels['dev.warmstart.workspace-folder']).toBe(folder);
 
     // A container started from the image, with no volume, sees the repository as the workspace left it.
-    const ran = await execa('docker', ['run', '--rm', '--label', 'warmstart.test=golden', ref, 'sh', '-c',
-      `cd ${folder} && find . -path ./.git/objects -prune -o -print | sort && cat .git/HEAD .git/config && echo --- && cat added.txt && tail -n 1 .devcontainer/Dockerfile && stat -c %u:%g owned.txt && ls .git/objects | head -n 1`], { reject: false });
+    const ran = await execa(
+      'docker',
+      [
+        'run',
+        '--rm',
+        '--label',
+        'warmstart.test=golden',
+        ref,
+        'sh',
+        '-c',
+        `cd ${folder} && find . -path ./.git/objects -prune -o -print | sort && cat .git/HEAD .git/config && echo --- && cat added.txt && tail -n 1 .devcontainer/Dockerfile && stat -c %u:%g owned.txt && ls .git/objects | head -n 1`,
+      ],
+      { reject: false },
+    );
     expect(ran.exitCode, String(ran.stderr)).toBe(0);
     const [tree, rest] = String(ran.stdout).split('\n---\n');
     expect(tree).toBe(expected);
     expect(rest!.split('\n').slice(0, 3)).toEqual(['new-in-workspace', 'changed', '1234:2345']);
     expect(rest!.split('\n')[3], 'git objects travel with the repository').toMatch(/^([0-9a-f]{2}|pack|info)$/);
     // The rest of the container's layer is there too, and the image holds neither secret.
-    expect(String((await execa('docker', ['run', '--rm', '--label', 'warmstart.test=golden', ref, 'cat', '/created.txt'])).stdout)).toBe('created-in-workspace');
+    expect(String((await execa('docker', ['run', '--rm', '--label', 'warmstart.test=golden', ref, 'cat', '/created.txt'])).stdout)).toBe(
+      'created-in-workspace',
+    );
     expect(findings(await imagePlaces(ref, scratch), secretNeedles())).toEqual([]);
   });
 
@@ -352,8 +432,24 @@ describe('golden images from a workspace (real engine, registry, git over HTTPS,
     const pushed = `${cacheRegistry}/golden/${NAME}:pushed`;
     registryRefs.push(pushed);
     const r = await image(
-      ['create', '--workspace', id, '--name', NAME, '--tag', 'pushed', '--capability', 'fresh-node', '--push', '--cache-registry', cacheRegistry,
-        '--registry-username', tb.registryUser, '--registry-password-stdin', '--json'],
+      [
+        'create',
+        '--workspace',
+        id,
+        '--name',
+        NAME,
+        '--tag',
+        'pushed',
+        '--capability',
+        'fresh-node',
+        '--push',
+        '--cache-registry',
+        cacheRegistry,
+        '--registry-username',
+        tb.registryUser,
+        '--registry-password-stdin',
+        '--json',
+      ],
       `${tb.registryPassword}\n`,
     );
     expect(r.code, r.stderr).toBe(0);

@@ -23,7 +23,24 @@ describe('warmstart machine / snapshot commands (docker backend, real engine)', 
   const made: string[] = [];
   const keys = new Set<string>();
   const up = async (name: string, script: string): Promise<UpJson> => {
-    const r = await runCli(['machine', 'up', '--backend', 'docker', '--name', name, '--base', tb.baseImage, '--provision', script, '--file', `${join(dir, 'tool.cfg')}:/etc/tool.cfg`, '--json'], { env });
+    const r = await runCli(
+      [
+        'machine',
+        'up',
+        '--backend',
+        'docker',
+        '--name',
+        name,
+        '--base',
+        tb.baseImage,
+        '--provision',
+        script,
+        '--file',
+        `${join(dir, 'tool.cfg')}:/etc/tool.cfg`,
+        '--json',
+      ],
+      { env },
+    );
     expect(r.code, r.stderr).toBe(0);
     made.push(name);
     const result = JSON.parse(r.stdout) as UpJson;
@@ -55,7 +72,9 @@ describe('warmstart machine / snapshot commands (docker backend, real engine)', 
     expect(await exec(`${run}-b`, 'cat /etc/warmstart/machine.json')).toContain(`${run}-b`);
 
     const list = await runCli(['machine', 'cache', 'list', '--backend', 'docker', '--json'], { env });
-    expect((JSON.parse(list.stdout) as { images: { name: string }[] }).images.map((i) => i.name)).toContain(`warmstart-cache-${first.key.slice(0, 16)}`);
+    expect((JSON.parse(list.stdout) as { images: { name: string }[] }).images.map((i) => i.name)).toContain(
+      `warmstart-cache-${first.key.slice(0, 16)}`,
+    );
 
     await writeFile(join(dir, 'provision.sh'), `#!/bin/sh\nset -e\necho "provisioned ${run}" > /provisioned.txt \n`);
     const third = await up(`${run}-c`, join(dir, 'provision.sh'));

@@ -65,7 +65,10 @@ describe('machine up on real LXD', () => {
     expect(await sh('two', 'cat /opt/ws/provisioned.txt')).toBe('v1');
     // the copied file arrived byte for byte (sha256 of configBytes)
     expect(await sh('two', 'cat /opt/ws/config.sha')).toBe(createHash('sha256').update(configBytes).digest('hex'));
-    for (const [m, cache] of [['one', 'miss'], ['two', 'hit']] as const) {
+    for (const [m, cache] of [
+      ['one', 'miss'],
+      ['two', 'hit'],
+    ] as const) {
       const state = JSON.parse(await sh(m, `cat ${MACHINE_STATE_FILE}`)) as Record<string, unknown>;
       expect(state).toMatchObject({ instance: `${prefix}-${m}`, key: first.key, cache, backend: 'incus', base: lxd.baseImage });
     }
@@ -129,7 +132,11 @@ describe('machine up on real LXD', () => {
     const hit = await machineUp(counting, opts('nogit-b', script('nogit')));
     expect(hit.cache).toBe('hit');
     expect(execs).toEqual([]);
-    expect(JSON.parse(await sh('nogit-b', `cat ${MACHINE_STATE_FILE}`))).toMatchObject({ instance: `${prefix}-nogit-b`, cache: 'hit', key: noGit.key });
+    expect(JSON.parse(await sh('nogit-b', `cat ${MACHINE_STATE_FILE}`))).toMatchObject({
+      instance: `${prefix}-nogit-b`,
+      cache: 'hit',
+      key: noGit.key,
+    });
     expect(await sh('nogit-b', `stat -c '%a %u' ${MACHINE_STATE_FILE}`)).toBe('644 0');
 
     // An image with git (a stand-in that records what it is asked): the hit sets the identity through it.

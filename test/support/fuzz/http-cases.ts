@@ -124,11 +124,7 @@ const anyJson = fc.oneof(
 
 /** A field: absent, the right kind of value, a nasty string, or a wrong type. */
 function field<T>(good: fc.Arbitrary<T>): fc.Arbitrary<T | string | unknown> {
-  return fc.oneof(
-    { weight: 5, arbitrary: good },
-    { weight: 2, arbitrary: nastyString },
-    { weight: 1, arbitrary: anyJson },
-  );
+  return fc.oneof({ weight: 5, arbitrary: good }, { weight: 2, arbitrary: nastyString }, { weight: 1, arbitrary: anyJson });
 }
 
 /** An object with some fields left out, and sometimes one it does not know. */
@@ -139,7 +135,10 @@ function objectOf(fields: Record<string, fc.Arbitrary<unknown>>, required: strin
       fc.record(fields),
       fc.subarray(keys),
       // now and then a key the schema does not know
-      fc.oneof({ weight: 5, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.tuple(fc.constantFrom('extra', '__proto__', 'constructor', 'ID', 'id ', '', '🦄'), anyJson) }),
+      fc.oneof(
+        { weight: 5, arbitrary: fc.constant(null) },
+        { weight: 1, arbitrary: fc.tuple(fc.constantFrom('extra', '__proto__', 'constructor', 'ID', 'id ', '', '🦄'), anyJson) },
+      ),
       fc.boolean(),
     )
     .map(([all, drop, extra, keepRequired]) => {
@@ -227,7 +226,10 @@ const validWorkspaceBody = fc.record(
     configName: fc.constantFrom('dev', 'a.b', '日本', 'python', '..'),
     lightweight: fc.boolean(),
     gitToken: fc.constant('fuzz-git-token'),
-    cache: fc.record({ registry: fc.constantFrom('127.0.0.1:9', '127.0.0.1:9/ns'), ref: fc.constantFrom('127.0.0.1:9/a/b:t', 'UPPER/x') }, { requiredKeys: ['registry'] }),
+    cache: fc.record(
+      { registry: fc.constantFrom('127.0.0.1:9', '127.0.0.1:9/ns'), ref: fc.constantFrom('127.0.0.1:9/a/b:t', 'UPPER/x') },
+      { requiredKeys: ['registry'] },
+    ),
     callback: fc.record({ url: fc.constant('http://127.0.0.1:9/cb'), token: fc.constant('fuzz-callback-token') }),
   },
   { requiredKeys: ['id', 'repository'] },
@@ -249,14 +251,23 @@ const validPrebuildBody = fc.record(
     repository: fc.constantFrom('octo/hello', 'https://fuzz.invalid/acme/app.git', 'git@fuzz.invalid:acme/app.git', '/etc'),
     configName: fc.constantFrom('dev', 'python', '..'),
     cache: fc.record(
-      { registry: fc.constantFrom('127.0.0.1:9', '127.0.0.1:9/ns'), username: fc.constant('fuzz-user'), password: fc.constant('fuzz-registry-password') },
+      {
+        registry: fc.constantFrom('127.0.0.1:9', '127.0.0.1:9/ns'),
+        username: fc.constant('fuzz-user'),
+        password: fc.constant('fuzz-registry-password'),
+      },
       { requiredKeys: ['registry'] },
     ),
   },
   { requiredKeys: ['repository'] },
 );
 
-const machineName = field(fc.oneof(oursTail.map((t) => ({ ours: `m${t}` })), fc.constantFrom('a', 'cache', 'm', 'A')));
+const machineName = field(
+  fc.oneof(
+    oursTail.map((t) => ({ ours: `m${t}` })),
+    fc.constantFrom('a', 'cache', 'm', 'A'),
+  ),
+);
 const machineBody = objectOf(
   {
     backend: field(backend),
@@ -265,7 +276,13 @@ const machineBody = objectOf(
     provision: field(fc.oneof(fc.constantFrom('echo hi', 'rm -rf /', ''), fc.constant('x'.repeat(600_000)))),
     files: field(
       fc.array(
-        objectOf({ path: field(fc.constantFrom('/etc/x', '/', '//', '/../../etc/passwd', 'relative')), content: field(fc.constantFrom('aGVsbG8=', '', '!!!', '=====')) }, ['path', 'content']),
+        objectOf(
+          {
+            path: field(fc.constantFrom('/etc/x', '/', '//', '/../../etc/passwd', 'relative')),
+            content: field(fc.constantFrom('aGVsbG8=', '', '!!!', '=====')),
+          },
+          ['path', 'content'],
+        ),
         { maxLength: 3 },
       ),
     ),
@@ -278,7 +295,12 @@ const snapshotBody = objectOf({ backend: field(backend), machine: machineName, n
 const imageBody = objectOf(
   {
     workspaceId: field(validIdTail.map((t) => ({ ours: t }))),
-    name: field(fc.oneof(oursTail.map((t) => ({ ours: `g${t}` })), fc.constantFrom('Golden', 'a', '..', 'x'.repeat(65)))),
+    name: field(
+      fc.oneof(
+        oursTail.map((t) => ({ ours: `g${t}` })),
+        fc.constantFrom('Golden', 'a', '..', 'x'.repeat(65)),
+      ),
+    ),
     tag: field(fc.constantFrom('latest', 'v1.0', '-x', '..', 'A'.repeat(64))),
     capabilities: field(fc.array(fc.oneof(fc.constantFrom('gpu', 'a,b', ''), nastyString), { maxLength: 12 })),
     owner: field(fc.constantFrom('alice', 'root', '')),
@@ -334,31 +356,34 @@ const bodyFor = (route: string): fc.Arbitrary<Body> => {
       ? workspaceBody
       : route === '/v1/prebuilds'
         ? prebuildBody
-      : route === '/v1/machines'
-        ? machineBody
-        : route.startsWith('/v1/snapshots')
-          ? snapshotBody
-          : route === '/v1/images'
-            ? imageBody
-            : fc.dictionary(fc.string({ maxLength: 6 }), anyJson, { maxKeys: 3 });
+        : route === '/v1/machines'
+          ? machineBody
+          : route.startsWith('/v1/snapshots')
+            ? snapshotBody
+            : route === '/v1/images'
+              ? imageBody
+              : fc.dictionary(fc.string({ maxLength: 6 }), anyJson, { maxKeys: 3 });
   const valid =
     route === '/v1/workspaces'
       ? validWorkspaceBody
       : route === '/v1/prebuilds'
         ? validPrebuildBody
-      : route === '/v1/machines'
-        ? validMachineBody
-        : route.startsWith('/v1/snapshots')
-          ? validSnapshotBody
-          : route === '/v1/images'
-            ? validImageBody
-            : messy;
+        : route === '/v1/machines'
+          ? validMachineBody
+          : route.startsWith('/v1/snapshots')
+            ? validSnapshotBody
+            : route === '/v1/images'
+              ? validImageBody
+              : messy;
   return fc.oneof(
     { weight: 4, arbitrary: valid.map((value): Body => ({ kind: 'json', value })) },
     { weight: 6, arbitrary: messy.map((value): Body => ({ kind: 'json', value })) },
     { weight: 2, arbitrary: anyJson.map((value): Body => ({ kind: 'json', value })) },
     { weight: 3, arbitrary: malformedJson.map((text): Body => ({ kind: 'text', text })) },
-    { weight: 1, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 48 }).map((b): Body => ({ kind: 'bytes', hex: Buffer.from(b).toString('hex') })) },
+    {
+      weight: 1,
+      arbitrary: fc.uint8Array({ minLength: 1, maxLength: 48 }).map((b): Body => ({ kind: 'bytes', hex: Buffer.from(b).toString('hex') })),
+    },
     { weight: 1, arbitrary: fc.constantFrom(1, 500, 5000, 20_000).map((depth): Body => ({ kind: 'deep', depth })) },
   );
 };
@@ -416,7 +441,10 @@ const rawAuthForm = fc.oneof(
 
 const oddHeaders = fc.array(
   fc.oneof(
-    fc.tuple(fc.constantFrom('accept', 'x-forwarded-for', 'x-request-id', 'origin', 'cookie', 'user-agent', 'range', 'if-none-match'), fc.constantFrom('*/*', '127.0.0.1', '..', 'bytes=0-0', '"x"', 'a'.repeat(300))),
+    fc.tuple(
+      fc.constantFrom('accept', 'x-forwarded-for', 'x-request-id', 'origin', 'cookie', 'user-agent', 'range', 'if-none-match'),
+      fc.constantFrom('*/*', '127.0.0.1', '..', 'bytes=0-0', '"x"', 'a'.repeat(300)),
+    ),
     fc.constant<[string, string]>(['accept-encoding', 'gzip, br, zstd, *']),
     fc.constant<[string, string]>(['accept-version', '9.9.9']),
     fc.constant<[string, string]>(['content-encoding', 'gzip']),
@@ -556,21 +584,19 @@ const strayCase: fc.Arbitrary<HttpCase> = fc
     auth: authForm,
   })
   .chain((c) =>
-    paramsFor(c.route).map(
-      (params): HttpCase => ({
-        family: 'stray',
-        method: c.method,
-        route: c.route,
-        params,
-        query: c.query,
-        auth: c.auth,
-        contentType: null,
-        headers: [],
-        body: { kind: 'none' },
-        transport: 'fetch',
-        mutation: 'none',
-      }),
-    ),
+    paramsFor(c.route).map((params): HttpCase => ({
+      family: 'stray',
+      method: c.method,
+      route: c.route,
+      params,
+      query: c.query,
+      auth: c.auth,
+      contentType: null,
+      headers: [],
+      body: { kind: 'none' },
+      transport: 'fetch',
+      mutation: 'none',
+    })),
   );
 
 /** Bodies over the limits: 64 KiB for the API, 4 MiB for machines. */
@@ -582,21 +608,19 @@ const oversizedCase: fc.Arbitrary<HttpCase> = fc
     transport: fc.constantFrom<'fetch' | 'raw'>('fetch', 'raw'),
   })
   .chain((c) =>
-    paramsFor(c.route).map(
-      (params): HttpCase => ({
-        family: 'oversized body',
-        method: 'POST',
-        route: c.route,
-        params,
-        query: null,
-        auth: c.auth,
-        contentType: 'application/json',
-        headers: [],
-        body: { kind: 'big', bytes: c.route === '/v1/machines' ? 4 * 1024 * 1024 + c.bytes : c.bytes },
-        transport: c.transport,
-        mutation: 'none',
-      }),
-    ),
+    paramsFor(c.route).map((params): HttpCase => ({
+      family: 'oversized body',
+      method: 'POST',
+      route: c.route,
+      params,
+      query: null,
+      auth: c.auth,
+      contentType: 'application/json',
+      headers: [],
+      body: { kind: 'big', bytes: c.route === '/v1/machines' ? 4 * 1024 * 1024 + c.bytes : c.bytes },
+      transport: c.transport,
+      mutation: 'none',
+    })),
   );
 
 /** What fetch refuses to send: broken framing, oversized or invalid headers, odd request lines. */
@@ -633,7 +657,14 @@ const rawCase: fc.Arbitrary<HttpCase> = fc
     auth: rawAuthForm,
     contentType: fc.oneof(
       { weight: 4, arbitrary: contentType },
-      { weight: 1, arbitrary: fc.constantFrom<[string, string]>(['application/json', 'text/plain'], ['text/plain', 'application/json'], ['application/json', 'application/json']) },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom<[string, string]>(
+          ['application/json', 'text/plain'],
+          ['text/plain', 'application/json'],
+          ['application/json', 'application/json'],
+        ),
+      },
     ),
   })
   .map(({ base, mutation, auth, contentType: ct }): HttpCase => ({
@@ -659,21 +690,19 @@ const validCase: fc.Arbitrary<HttpCase> = fc
     ),
   })
   .chain(({ spec: [route, body] }) =>
-    body.map(
-      (value): HttpCase => ({
-        family: `valid ${route}`,
-        method: 'POST',
-        route,
-        params: {},
-        query: null,
-        auth: 'valid',
-        contentType: 'application/json',
-        headers: [],
-        body: { kind: 'json', value },
-        transport: 'fetch',
-        mutation: 'none',
-      }),
-    ),
+    body.map((value): HttpCase => ({
+      family: `valid ${route}`,
+      method: 'POST',
+      route,
+      params: {},
+      query: null,
+      auth: 'valid',
+      contentType: 'application/json',
+      headers: [],
+      body: { kind: 'json', value },
+      transport: 'fetch',
+      mutation: 'none',
+    })),
   );
 
 /** The whole mix. */

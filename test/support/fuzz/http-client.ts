@@ -326,7 +326,12 @@ export function sendRaw(bytes: Buffer, t: Target, method: string, halfClose = fa
       clearTimeout(timer);
       socket.destroy();
       const answers = parseResponses(data, method);
-      resolve({ answers, error: answers.length ? null : (error ?? (data.length ? `unparsable answer: ${JSON.stringify(data.subarray(0, 120).toString('latin1'))}` : 'closed without an answer')) });
+      resolve({
+        answers,
+        error: answers.length
+          ? null
+          : (error ?? (data.length ? `unparsable answer: ${JSON.stringify(data.subarray(0, 120).toString('latin1'))}` : 'closed without an answer')),
+      });
     };
     const timer = setTimeout(() => {
       error = 'timed out';
@@ -423,4 +428,3 @@ export function parseResponses(data: Buffer, method: string): Answer[] {
   }
   return out;
 }
-

@@ -95,7 +95,10 @@ export const nastyString: fc.Arbitrary<string> = fc.oneof(
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', maxLength: 24 }) },
   { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 16 }) },
   { weight: 2, arbitrary: fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,20}$/) },
-  { weight: 3, arbitrary: fc.tuple(fc.constantFrom(...NASTY), fc.stringMatching(/^[a-z0-9-]{0,8}$/), fc.constantFrom(...NASTY)).map((p) => p.join('')) },
+  {
+    weight: 3,
+    arbitrary: fc.tuple(fc.constantFrom(...NASTY), fc.stringMatching(/^[a-z0-9-]{0,8}$/), fc.constantFrom(...NASTY)).map((p) => p.join('')),
+  },
   { weight: 1, arbitrary: repeated },
 );
 

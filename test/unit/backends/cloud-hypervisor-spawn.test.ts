@@ -44,7 +44,9 @@ describe('spawnCloudHypervisor', () => {
 
   it('says BACKEND_UNAVAILABLE at once for a binary that is not there', async () => {
     const t0 = Date.now();
-    const err = await spawnCloudHypervisor(join(dir, 'no-such-binary'))(join(dir, 'api.sock'), { logFile: join(dir, 'vmm.log') }).catch((e: unknown) => e);
+    const err = await spawnCloudHypervisor(join(dir, 'no-such-binary'))(join(dir, 'api.sock'), { logFile: join(dir, 'vmm.log') }).catch(
+      (e: unknown) => e,
+    );
     expect(isWarmstartError(err, 'BACKEND_UNAVAILABLE')).toBe(true);
     expect(Date.now() - t0).toBeLessThan(2000);
   });
@@ -52,7 +54,9 @@ describe('spawnCloudHypervisor', () => {
   it('retries a VMM that exits at once (socket still locked), then gives up with the log named', async () => {
     process.env['FAKE_CH_EXIT'] = 'Error: API socket in use';
     const t0 = Date.now();
-    const err = await spawnCloudHypervisor(binary, { timeoutMs: 600 })(join(dir, 'api.sock'), { logFile: join(dir, 'vmm.log') }).catch((e: unknown) => e);
+    const err = await spawnCloudHypervisor(binary, { timeoutMs: 600 })(join(dir, 'api.sock'), { logFile: join(dir, 'vmm.log') }).catch(
+      (e: unknown) => e,
+    );
     expect(isWarmstartError(err, 'BACKEND_UNAVAILABLE')).toBe(true);
     expect((err as { detail: string }).detail).toContain(join(dir, 'vmm.log'));
     expect(Date.now() - t0).toBeGreaterThanOrEqual(600);

@@ -64,7 +64,10 @@ describe('cloud-hypervisor SSH settings from the environment', () => {
     expect(s.ssh).toMatchObject({ user: 'dev', defaultPort: 2222, connectTimeoutSec: 3, sshBinary: 'ssh' });
     expect(s.wipePaths).toEqual(['/home/dev/.ssh', '/run/secrets', '/root/.git-credentials']);
     expect(s.inject).toEqual([{ hostPath: join(dir, 'token'), guestPath: '/run/secrets/token' }]);
-    const options = await chBackendOptions({ ...env, WARMSTART_CH_WIPE_PATHS: '/run/secrets', WARMSTART_CH_INJECT: `${join(dir, 'token')}:/run/secrets/token` }, dir);
+    const options = await chBackendOptions(
+      { ...env, WARMSTART_CH_WIPE_PATHS: '/run/secrets', WARMSTART_CH_INJECT: `${join(dir, 'token')}:/run/secrets/token` },
+      dir,
+    );
     expect(options.guest).toBeInstanceOf(ChSshGuest);
     expect(Object.keys(options.hooks ?? {}).sort()).toEqual(['injectCredentials', 'wipeCredentials']);
     expect(await new ChSshGuest(s.ssh!).address('m-1')).toEqual({ host: 'm-1.vm.internal', port: 2222 });

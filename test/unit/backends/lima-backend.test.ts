@@ -22,7 +22,10 @@ async function setup(version: string, o: { copyMode?: 'auto' | 'copy'; vmType?: 
 }
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
-  const e = await p.then(() => null, (err: unknown) => err);
+  const e = await p.then(
+    () => null,
+    (err: unknown) => err,
+  );
   return isWarmstartError(e) ? e.code : `not a typed error: ${String(e)}`;
 }
 
@@ -185,7 +188,10 @@ describe('LimaBackend: typed errors', () => {
     await backend.launch('base', 'a');
     await backend.captureImage('a', 'img');
     await rm(join(lima.home, 'img', 'basedisk')); // the image broken by hand
-    const err = await backend.launch('img', 'b').then(() => null, (e: unknown) => e);
+    const err = await backend.launch('img', 'b').then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(isWarmstartError(err, 'BACKEND_ERROR')).toBe(true);
     expect((await backend.listMachines()).map((m) => m.name)).not.toContain('b');
   });

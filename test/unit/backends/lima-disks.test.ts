@@ -59,7 +59,10 @@ describe('qcow2 backing file', () => {
     await cp(a, join(root, 'b'), { recursive: true });
     expect(await repointBackingFiles(a, join(root, 'b'))).toEqual(['diffdisk']);
     await rm(a, { recursive: true });
-    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', join(root, 'b', 'diffdisk')], { encoding: 'utf8' })) as Record<string, unknown>;
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', join(root, 'b', 'diffdisk')], { encoding: 'utf8' })) as Record<
+      string,
+      unknown
+    >;
     expect(info['backing-filename']).toBe('basedisk');
     expect(info['full-backing-filename']).toBe(join(root, 'b', 'basedisk'));
     expect(info['backing-filename-format']).toBe('qcow2');

@@ -38,7 +38,10 @@ describe('fake limactl refuses what limactl refuses', () => {
   it('clone before Lima 2.0: an unknown command, for `clone --help` too', async () => {
     const l = await running('1.2.1');
     await l.run(['stop', 'base']);
-    for (const args of [['clone', 'base', 'copy'], ['clone', '--help']]) {
+    for (const args of [
+      ['clone', 'base', 'copy'],
+      ['clone', '--help'],
+    ]) {
       const r = await l.run(args);
       expect(r.exitCode).toBe(1);
       expect(fatal(r.stderr)).toBe('unknown command "clone" for "limactl"');
@@ -147,7 +150,11 @@ describe('fake limactl behaves like limactl where it does not refuse', () => {
     await l.makeBase('other');
     const list = (await l.run(['list', '--json'])).stdout.trim().split('\n');
     expect(list.map((line) => (JSON.parse(line) as { name: string; status: string }).status)).toEqual(['Running', 'Stopped']);
-    expect(await l.run(['shell', 'base', 'sh', '-c', 'echo out; echo err >&2; echo gone > /dev/null; exit 3'])).toMatchObject({ exitCode: 3, stdout: 'out\n', stderr: 'err\n' });
+    expect(await l.run(['shell', 'base', 'sh', '-c', 'echo out; echo err >&2; echo gone > /dev/null; exit 3'])).toMatchObject({
+      exitCode: 3,
+      stdout: 'out\n',
+      stderr: 'err\n',
+    });
     const unmodelled = await l.run(['shell', 'base', 'sh', '-c', 'echo a | cat']);
     expect(unmodelled.exitCode).toBe(2); // outside the modelled shell: fails loudly, never silently
     expect(unmodelled.stderr).toMatch(/unsupported shell syntax/);

@@ -22,7 +22,10 @@ function codeOf(f: () => void): string | null {
 describe('limactl output', () => {
   it('reads logrus text lines, quoted or not', () => {
     expect(logMessages(stderr, 'fatal')).toEqual(['unimplemented']);
-    expect(logMessages(stderr, 'warning')).toEqual(['`limactl snapshot` is experimental', "output: Error: Snapshot 's' does not exist in one or more devices"]);
+    expect(logMessages(stderr, 'warning')).toEqual([
+      '`limactl snapshot` is experimental',
+      "output: Error: Snapshot 's' does not exist in one or more devices",
+    ]);
     expect(logMessages('level=fatal msg="instance \\"x\\" not found"', 'fatal')).toEqual(['instance "x" not found']);
     expect(failureMessage({ exitCode: 1, stdout: '', stderr: 'ssh: connect refused\n', timedOut: false })).toBe('ssh: connect refused');
   });
@@ -59,8 +62,12 @@ describe('limactl output', () => {
 describe('snapshot results', () => {
   it('maps the driver refusal to BACKEND_UNSUPPORTED and a QEMU refusal Lima exits 0 for to BACKEND_ERROR', () => {
     expect(codeOf(() => checkSnapshotResult({ exitCode: 1, stdout: '', stderr, timedOut: false }, 'snapshot create'))).toBe('BACKEND_UNSUPPORTED');
-    expect(codeOf(() => checkSnapshotResult({ exitCode: 0, stdout: '', stderr: stderr.split('\n').slice(0, 2).join('\n'), timedOut: false }, 'x'))).toBe('BACKEND_ERROR');
-    expect(codeOf(() => checkSnapshotResult({ exitCode: 1, stdout: '', stderr: 'level=fatal msg="exit status 1"', timedOut: false }, 'x'))).toBe('BACKEND_ERROR');
+    expect(
+      codeOf(() => checkSnapshotResult({ exitCode: 0, stdout: '', stderr: stderr.split('\n').slice(0, 2).join('\n'), timedOut: false }, 'x')),
+    ).toBe('BACKEND_ERROR');
+    expect(codeOf(() => checkSnapshotResult({ exitCode: 1, stdout: '', stderr: 'level=fatal msg="exit status 1"', timedOut: false }, 'x'))).toBe(
+      'BACKEND_ERROR',
+    );
     expect(codeOf(() => checkSnapshotResult({ exitCode: 0, stdout: '', stderr: stderr.split('\n')[0]!, timedOut: false }, 'x'))).toBeNull();
   });
 

@@ -124,7 +124,9 @@ describe('the CLI feature plumbing', () => {
     for (const part of ['#4 importing cache manifest from r:5000/a:t\n', line.slice(0, 20), line.slice(20)]) {
       counter.push(JSON.stringify({ type: 'raw', level: 3, text: part }));
     }
-    expect([...counter.cacheImportErrors]).toEqual([['r:5000/a:t', 'failed to configure registry cache importer: failed to do request: Head "https://r:5000/v2/a/manifests/t": EOF']]);
+    expect([...counter.cacheImportErrors]).toEqual([
+      ['r:5000/a:t', 'failed to configure registry cache importer: failed to do request: Head "https://r:5000/v2/a/manifests/t": EOF'],
+    ]);
     // Each ref in its own vertex: a repository's own missing cacheFrom is told apart from ours.
     const clean = new BuildStepCounter();
     clean.push('#4 importing cache manifest from r:5000/a:t');
@@ -133,7 +135,9 @@ describe('the CLI feature plumbing', () => {
     clean.push('#5 [2/2] RUN x');
     clean.push('#5 CACHED');
     expect(clean.cacheImportErrors.has('r:5000/a:t')).toBe(false);
-    expect(clean.cacheImportErrors.get('r:5002/elsewhere/own:latest')).toBe('failed to configure registry cache importer: r:5002/elsewhere/own:latest: not found');
+    expect(clean.cacheImportErrors.get('r:5002/elsewhere/own:latest')).toBe(
+      'failed to configure registry cache importer: r:5002/elsewhere/own:latest: not found',
+    );
     expect(clean.result()).toEqual({ stepsCached: 1, stepsTotal: 1 });
   });
 });

@@ -83,7 +83,11 @@ describe('computeContentKey never reads through a symlink out of the repo', () =
     await writeFile(path.join(repo, '.devcontainer', 'Dockerfile'), 'FROM x\nCOPY . /app\n');
     await symlink(c.file, path.join(repo, 'secret.txt'));
     await symlink(path.dirname(c.file), path.join(repo, 'linked'));
-    const key = await computeContentKey({ discovered: discovered({ build: { dockerfile: 'Dockerfile', context: '..' } }), repoDir: repo, platform: 'linux/amd64' });
+    const key = await computeContentKey({
+      discovered: discovered({ build: { dockerfile: 'Dockerfile', context: '..' } }),
+      repoDir: repo,
+      platform: 'linux/amd64',
+    });
     expect(key.inputs).toEqual(expect.arrayContaining(['file:secret.txt (symlink)', 'file:linked (symlink)']));
     expect(key.inputs.some((i) => i.includes('outside'))).toBe(false);
     expect(await c.read()).toBe(false);
@@ -94,7 +98,11 @@ describe('computeContentKey never reads through a symlink out of the repo', () =
     await writeFile(path.join(repo, '.devcontainer', 'Dockerfile'), 'FROM x\nCOPY secret.txt /s\nCOPY linked/ /l/\nCOPY link* /m/\n');
     await symlink(c.file, path.join(repo, 'secret.txt'));
     await symlink(path.dirname(c.file), path.join(repo, 'linked'));
-    const key = await computeContentKey({ discovered: discovered({ build: { dockerfile: 'Dockerfile', context: '..' } }), repoDir: repo, platform: 'linux/amd64' });
+    const key = await computeContentKey({
+      discovered: discovered({ build: { dockerfile: 'Dockerfile', context: '..' } }),
+      repoDir: repo,
+      platform: 'linux/amd64',
+    });
     expect(key.inputs).toEqual(expect.arrayContaining(['file:secret.txt (symlink)', 'file:linked (symlink)']));
     expect(await c.read()).toBe(false);
   });
@@ -165,7 +173,7 @@ describe('patterns a backtracking RegExp would take hours over', () => {
     expect(new DockerIgnore(`${'**/'.repeat(20)}b`).ignores(nearMiss)).toBe(true);
   });
 
-  it('COPY wildcards: *a*a*a... against a name of a\'s that lacks the last letter', () => {
+  it("COPY wildcards: *a*a*a... against a name of a's that lacks the last letter", () => {
     const glob = compileGlob(`${'*a'.repeat(30)}X`)!;
     expect(glob.test('a'.repeat(60))).toBe(false);
     expect(glob.test(`${'a'.repeat(60)}X`)).toBe(true);

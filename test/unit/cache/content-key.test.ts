@@ -122,10 +122,7 @@ describe('computeContentKey on the fixture', () => {
     ['a file under scripts/ changes', () => put('scripts/a.sh', 'echo b\n')],
     ['a file is added under scripts/', () => put('scripts/b.sh', 'echo b\n')],
     ['scripts/a.sh becomes executable', () => chmod(path.join(repo, 'scripts/a.sh'), 0o755)],
-    [
-      'a feature version changes',
-      () => put('.devcontainer/devcontainer.json', CONFIG.replace('features/node:1', 'features/node:2')),
-    ],
+    ['a feature version changes', () => put('.devcontainer/devcontainer.json', CONFIG.replace('features/node:1', 'features/node:2'))],
     ['a feature option changes', () => put('.devcontainer/devcontainer.json', CONFIG.replace('"20"', '"22"'))],
     ["the local feature's install.sh changes", () => put('.devcontainer/tools-feature/install.sh', '#!/bin/sh\necho v2\n')],
     ['devcontainer-lock.json is added', () => put('.devcontainer/devcontainer-lock.json', '{"features": {}}\n')],

@@ -33,7 +33,9 @@ describe('tooOld: an expired exact image is not started', () => {
   it('accepts an image up to the limit and refuses it past it, saying when it was made', () => {
     expect(tooOld('2026-11-28T12:00:00Z', 7 * 24 * H, now)).toBeNull();
     const reason = tooOld('2026-11-28T11:59:59Z', 7 * 24 * H, now);
-    expect(reason).toMatch(/^EXACT_IMAGE_EXPIRED: the exact image was made 2026-11-28T11:59:59Z \(7\.0d ago\), older than WARMSTART_EXACT_MAX_AGE \(7d\)$/);
+    expect(reason).toMatch(
+      /^EXACT_IMAGE_EXPIRED: the exact image was made 2026-11-28T11:59:59Z \(7\.0d ago\), older than WARMSTART_EXACT_MAX_AGE \(7d\)$/,
+    );
     expect(tooOld('2026-12-05T11:59:00Z', 30_000, now)).toMatch(/\(1m ago\).*\(30s\)/);
   });
 
@@ -41,5 +43,4 @@ describe('tooOld: an expired exact image is not started', () => {
     expect(tooOld(null, 7 * 24 * H, now)).toMatch(/^EXACT_IMAGE_EXPIRED: .*no creation time/);
     expect(tooOld('not a time', 7 * 24 * H, now)).toMatch(/no creation time/);
   });
-
 });

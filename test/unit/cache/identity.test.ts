@@ -115,7 +115,9 @@ describe('exact image labels', () => {
     const labels = exactImageLabels('github.com/acme/app', key);
     expect(labels).toEqual({ 'dev.warmstart.repository': 'github.com/acme/app', 'dev.warmstart.content-key': key });
     expect(labelMismatch(labels, 'github.com/acme/app', key)).toBeNull();
-    expect(labelMismatch(labels, 'gitlab.example/acme/app', key)).toMatch(/^CACHE_IDENTITY_MISMATCH: .*dev\.warmstart\.repository="github\.com\/acme\/app"/);
+    expect(labelMismatch(labels, 'gitlab.example/acme/app', key)).toMatch(
+      /^CACHE_IDENTITY_MISMATCH: .*dev\.warmstart\.repository="github\.com\/acme\/app"/,
+    );
     expect(labelMismatch(labels, 'github.com/acme/app', 'b'.repeat(64))).toMatch(/^CACHE_IDENTITY_MISMATCH: .*content-key/);
     expect(labelMismatch({}, 'github.com/acme/app', key)).toMatch(/^CACHE_IDENTITY_MISMATCH: .*=no label/);
     expect(labelMismatch(null, 'github.com/acme/app', key)).toMatch(/^CACHE_IDENTITY_MISMATCH/);

@@ -23,12 +23,18 @@ describe('prune schedule settings', () => {
   it('is off without an interval, defaults keep 5 and 30 days, refuses nonsense', () => {
     expect(pruneScheduleFromEnv({})).toBeNull();
     expect(pruneScheduleFromEnv({ WARMSTART_CACHE_PRUNE_INTERVAL: '24' })).toEqual({ intervalMs: 86_400_000, keep: 5, olderThanMs: 30 * 86_400_000 });
-    expect(pruneScheduleFromEnv({ WARMSTART_CACHE_PRUNE_INTERVAL: '6', WARMSTART_CACHE_PRUNE_KEEP: '2', WARMSTART_CACHE_PRUNE_OLDER_THAN: '0' })).toEqual({
+    expect(
+      pruneScheduleFromEnv({ WARMSTART_CACHE_PRUNE_INTERVAL: '6', WARMSTART_CACHE_PRUNE_KEEP: '2', WARMSTART_CACHE_PRUNE_OLDER_THAN: '0' }),
+    ).toEqual({
       intervalMs: 6 * 3_600_000,
       keep: 2,
       olderThanMs: null,
     });
-    for (const env of [{ WARMSTART_CACHE_PRUNE_INTERVAL: 'daily' }, { WARMSTART_CACHE_PRUNE_INTERVAL: '0.0001' }, { WARMSTART_CACHE_PRUNE_INTERVAL: '1', WARMSTART_CACHE_PRUNE_KEEP: '1.5' }]) {
+    for (const env of [
+      { WARMSTART_CACHE_PRUNE_INTERVAL: 'daily' },
+      { WARMSTART_CACHE_PRUNE_INTERVAL: '0.0001' },
+      { WARMSTART_CACHE_PRUNE_INTERVAL: '1', WARMSTART_CACHE_PRUNE_KEEP: '1.5' },
+    ]) {
       let caught: unknown;
       try {
         pruneScheduleFromEnv(env);
@@ -46,7 +52,10 @@ describe('prune schedule', () => {
     for (let i = 0; i < 3; i++) await putTinyManifest(api, repo, `exact-${String(i).padStart(40, '0')}`, new Date(now - (i + 1) * 3_600_000), null);
     await putTinyManifest(api, repo, 'devcontainer-cache', new Date(now), null);
     const logged: { msg: string; obj: Record<string, unknown> }[] = [];
-    const logger = { info: (obj: object, msg: string) => logged.push({ msg, obj: obj as Record<string, unknown> }), warn: (obj: object, msg: string) => logged.push({ msg, obj: obj as Record<string, unknown> }) };
+    const logger = {
+      info: (obj: object, msg: string) => logged.push({ msg, obj: obj as Record<string, unknown> }),
+      warn: (obj: object, msg: string) => logged.push({ msg, obj: obj as Record<string, unknown> }),
+    };
     const metrics = new Registry();
     const schedule = startPruneSchedule({
       config: { intervalMs: 60_000, keep: 1, olderThanMs: null },
@@ -69,7 +78,13 @@ describe('prune schedule', () => {
 
   it('refuses ghcr.io at start', () => {
     expect(() =>
-      startPruneSchedule({ config: { intervalMs: 60_000, keep: 1, olderThanMs: null }, registry: 'ghcr.io/acme', credentials: async () => null, store: { list: async () => [] }, logger: { info() {}, warn() {} } }),
+      startPruneSchedule({
+        config: { intervalMs: 60_000, keep: 1, olderThanMs: null },
+        registry: 'ghcr.io/acme',
+        credentials: async () => null,
+        store: { list: async () => [] },
+        logger: { info() {}, warn() {} },
+      }),
     ).toThrow(/packages API/);
   });
 });

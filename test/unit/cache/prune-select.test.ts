@@ -45,8 +45,14 @@ describe('prune selection', () => {
     const twinB = exact(10, 9, d(900));
     const sig: TagInfo = { tag: signatureTag(d(900)), digest: d(901), created: null };
     const keptSig: TagInfo = { tag: signatureTag(d(1)), digest: d(902), created: null };
-    const r = selectPrune([moving, exact(1, 1), sharedWithMoving, sharedWithKept, twinA, twinB, sig, keptSig], { keep: 1, olderThanMs: null, now }, new Set());
-    expect(r.remove).toEqual([{ digest: d(900), tags: [twinB.tag, twinA.tag].sort(), created: twinA.created, why: 'beyond-keep', signatureTag: sig }]);
+    const r = selectPrune(
+      [moving, exact(1, 1), sharedWithMoving, sharedWithKept, twinA, twinB, sig, keptSig],
+      { keep: 1, olderThanMs: null, now },
+      new Set(),
+    );
+    expect(r.remove).toEqual([
+      { digest: d(900), tags: [twinB.tag, twinA.tag].sort(), created: twinA.created, why: 'beyond-keep', signatureTag: sig },
+    ]);
     expect(r.spared.map((s) => s.tag).sort()).toEqual([sharedWithMoving.tag, sharedWithKept.tag].sort());
     expect(r.spared.find((s) => s.tag === sharedWithMoving.tag)?.why).toMatch(/devcontainer-cache/);
   });

@@ -81,7 +81,9 @@ describe('pushCache with a signer', () => {
     // The exact tag holds a labelled copy; the moving tag is the image as built (its digest differs).
     const config = async (tag: string) => {
       const m = JSON.parse((await api.getManifest(repository, tag, null))!.bytes.toString('utf8')) as { config: { digest: string } };
-      return JSON.parse((await api.getBlob(repository, m.config.digest, null, 1 << 20))!.toString('utf8')) as { config: { Labels?: Record<string, string> } };
+      return JSON.parse((await api.getBlob(repository, m.config.digest, null, 1 << 20))!.toString('utf8')) as {
+        config: { Labels?: Record<string, string> };
+      };
     };
     expect((await config(`exact-${'a'.repeat(40)}`)).config.Labels?.['dev.warmstart.content-key']).toBe('b'.repeat(64));
     expect((await config('devcontainer-cache')).config.Labels?.['dev.warmstart.content-key']).toBeUndefined();

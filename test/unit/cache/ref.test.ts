@@ -1,15 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, it, expect } from 'vitest';
 import { WarmstartError } from '../../../agent/src/errors.js';
-import {
-  builderRef,
-  cacheRef,
-  cacheRepository,
-  cacheTag,
-  parseCacheRegistry,
-  parseImageRef,
-  resolveCacheRef,
-} from '../../../agent/src/cache/ref.js';
+import { builderRef, cacheRef, cacheRepository, cacheTag, parseCacheRegistry, parseImageRef, resolveCacheRef } from '../../../agent/src/cache/ref.js';
 import { parseRepository, type Repository } from '../../../agent/src/workspace/repository.js';
 
 const TAG_RULE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -123,12 +115,9 @@ describe('cacheTag', () => {
     expect(cacheTag(name)).not.toMatch(/[-.]-[0-9a-f]{8}$/);
   });
 
-  it.each(['python 3.12', '..', '\u0000', 'a'.repeat(1000), '-._-', 'Ünïcödé name'])(
-    'always fits the OCI tag rule (%j)',
-    (name) => {
-      expect(cacheTag(name)).toMatch(TAG_RULE);
-    },
-  );
+  it.each(['python 3.12', '..', '\u0000', 'a'.repeat(1000), '-._-', 'Ünïcödé name'])('always fits the OCI tag rule (%j)', (name) => {
+    expect(cacheTag(name)).toMatch(TAG_RULE);
+  });
 });
 
 describe('cacheRepository and cacheRef', () => {
@@ -188,9 +177,15 @@ describe('parseImageRef', () => {
     [`ghcr.io/o/r@${digest}`, { repository: 'ghcr.io/o/r', registryHost: 'ghcr.io', path: 'o/r', tag: null, digest }],
     [`ghcr.io/o/r:v1@${digest}`, { repository: 'ghcr.io/o/r', registryHost: 'ghcr.io', path: 'o/r', tag: 'v1', digest }],
     ['localhost/r', { repository: 'localhost/r', registryHost: 'localhost', path: 'r', tag: null, digest: null }],
-    ['localhost:5000/r:Latest_1.0-x', { repository: 'localhost:5000/r', registryHost: 'localhost:5000', path: 'r', tag: 'Latest_1.0-x', digest: null }],
+    [
+      'localhost:5000/r:Latest_1.0-x',
+      { repository: 'localhost:5000/r', registryHost: 'localhost:5000', path: 'r', tag: 'Latest_1.0-x', digest: null },
+    ],
     ['[::1]:5000/a/b:t', { repository: '[::1]:5000/a/b', registryHost: '[::1]:5000', path: 'a/b', tag: 't', digest: null }],
-    ['registry.example.com/a__b/c--d/e.f', { repository: 'registry.example.com/a__b/c--d/e.f', registryHost: 'registry.example.com', path: 'a__b/c--d/e.f', tag: null, digest: null }],
+    [
+      'registry.example.com/a__b/c--d/e.f',
+      { repository: 'registry.example.com/a__b/c--d/e.f', registryHost: 'registry.example.com', path: 'a__b/c--d/e.f', tag: null, digest: null },
+    ],
   ])('parses %s', (input, expected) => {
     expect(parseImageRef(input)).toEqual(expected);
   });
@@ -229,23 +224,19 @@ describe('resolveCacheRef', () => {
   const r = repo('Owner', 'Repo');
 
   it('prefers an explicit ref with a tag as given', () => {
-    expect(
-      resolveCacheRef({ cacheRef: 'localhost:5000/x/y:mine', registry: { host: 'ghcr.io', namespace: null }, repo: r, configName: 'py' }),
-    ).toBe('localhost:5000/x/y:mine');
+    expect(resolveCacheRef({ cacheRef: 'localhost:5000/x/y:mine', registry: { host: 'ghcr.io', namespace: null }, repo: r, configName: 'py' })).toBe(
+      'localhost:5000/x/y:mine',
+    );
   });
 
   it('gives an explicit ref without a tag the config tag', () => {
-    expect(resolveCacheRef({ cacheRef: 'localhost:5000/x/y', repo: r, configName: 'py' })).toBe(
-      'localhost:5000/x/y:devcontainer-cache-py',
-    );
+    expect(resolveCacheRef({ cacheRef: 'localhost:5000/x/y', repo: r, configName: 'py' })).toBe('localhost:5000/x/y:devcontainer-cache-py');
     expect(resolveCacheRef({ cacheRef: 'localhost:5000/x/y', repo: r })).toBe('localhost:5000/x/y:devcontainer-cache');
   });
 
   it('refuses an explicit ref that is invalid or a digest', () => {
     expect(codeOf(() => resolveCacheRef({ cacheRef: 'x/y', repo: r }))).toBe('INVALID_CACHE_REF');
-    expect(codeOf(() => resolveCacheRef({ cacheRef: `ghcr.io/x@sha256:${'a'.repeat(64)}`, repo: r }))).toBe(
-      'INVALID_CACHE_REF',
-    );
+    expect(codeOf(() => resolveCacheRef({ cacheRef: `ghcr.io/x@sha256:${'a'.repeat(64)}`, repo: r }))).toBe('INVALID_CACHE_REF');
   });
 
   it('derives the ref from the registry otherwise', () => {
@@ -262,12 +253,12 @@ describe('resolveCacheRef', () => {
 
 describe('builderRef', () => {
   const moving = 'ghcr.io/acme/app:devcontainer-cache';
-  it('keeps the classic tag and prefixes BuildKit\'s', () => {
+  it("keeps the classic tag and prefixes BuildKit's", () => {
     expect(builderRef(moving, 'classic')).toBe(moving);
     expect(builderRef(moving, 'buildkit')).toBe('ghcr.io/acme/app:buildkit-devcontainer-cache');
     expect(builderRef('localhost:5000/a/b:devcontainer-cache-py', 'buildkit')).toBe('localhost:5000/a/b:buildkit-devcontainer-cache-py');
   });
-  it('never gives one config\'s BuildKit tag to another config, and stays a valid tag when long', () => {
+  it("never gives one config's BuildKit tag to another config, and stays a valid tag when long", () => {
     // A config named "buildkit" under the classic builder is not the default config under BuildKit.
     const named = `ghcr.io/acme/app:${cacheTag('buildkit')}`;
     expect(builderRef(moving, 'buildkit')).not.toBe(named);

@@ -27,7 +27,15 @@ describe('relabelInRegistry', () => {
     const digest = await pushTinyImage(`${repository}:pushed`, tb.baseImage, { 'warmstart.test': ns, mine: 'kept' });
     const before = await configOf('pushed');
     const now = new Date('2026-12-01T10:00:00.000Z');
-    const labelled = await relabelInRegistry({ repository, digest, labels: { 'dev.warmstart.content-key': 'k1' }, tags: ['exact-x', 'moving'], creds: null, api, now: () => now });
+    const labelled = await relabelInRegistry({
+      repository,
+      digest,
+      labels: { 'dev.warmstart.content-key': 'k1' },
+      tags: ['exact-x', 'moving'],
+      creds: null,
+      api,
+      now: () => now,
+    });
     expect(labelled).not.toBeNull();
     const exact = await api.getManifest(repository, 'exact-x', null);
     const moving = await api.getManifest(repository, 'moving', null);
@@ -35,7 +43,8 @@ describe('relabelInRegistry', () => {
     expect(moving!.digest).toBe(labelled!.digest);
     expect(labelled!.digest).not.toBe(digest);
     // The same layers as the pushed image.
-    const layers = (tag: string) => api.getManifest(repository, tag, null).then((m) => (JSON.parse(m!.bytes.toString('utf8')) as { layers: unknown }).layers);
+    const layers = (tag: string) =>
+      api.getManifest(repository, tag, null).then((m) => (JSON.parse(m!.bytes.toString('utf8')) as { layers: unknown }).layers);
     expect(await layers('exact-x')).toEqual(await layers('pushed'));
 
     const after = await configOf('exact-x');
@@ -63,7 +72,12 @@ describe('relabelInRegistry', () => {
     );
     const configDigest = await api.putBlob(repository, config, null);
     const manifest = Buffer.from(
-      JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length }, layers: [] }),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+        layers: [],
+      }),
     );
     const digest = await api.putManifest(repository, 'bk', manifest, OCI_MANIFEST, null);
     const labelled = await relabelInRegistry({ repository, digest, labels: { x: 'y' }, tags: ['bk-labelled'], creds: null, api });

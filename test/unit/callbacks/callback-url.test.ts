@@ -2,18 +2,26 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertCallbackUrl, callbackOrigins, callbackTarget, callbackUrlProblem, type CallbackPolicy } from '../../../agent/src/callbacks/callback-url.js';
+import {
+  assertCallbackUrl,
+  callbackOrigins,
+  callbackTarget,
+  callbackUrlProblem,
+  type CallbackPolicy,
+} from '../../../agent/src/callbacks/callback-url.js';
 import { FileOutbox } from '../../../agent/src/callbacks/file-outbox.js';
 import { refusedAddress } from '../../../agent/src/callbacks/refused-address.js';
 import { serveConfigFromEnv } from '../../../agent/src/config/serve-config.js';
 import { captureLogger, sleep, startControlPlane } from './control-plane.js';
 
 /** A resolver with fixed answers: no real DNS in unit tests. */
-const dns = (table: Record<string, string[]>): CallbackPolicy['resolve'] => async (host) => {
-  const a = table[host];
-  if (!a) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
-  return a;
-};
+const dns =
+  (table: Record<string, string[]>): CallbackPolicy['resolve'] =>
+  async (host) => {
+    const a = table[host];
+    if (!a) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+    return a;
+  };
 const open: CallbackPolicy = { origins: new Set(), resolve: dns({ 'cp.example.com': ['93.184.216.34', '2606:2800:220:1::1'] }) };
 
 describe('refusedAddress', () => {
@@ -122,8 +130,11 @@ describe('callbackUrlProblem', () => {
 });
 
 describe('serveConfigFromEnv: callback origins', () => {
-  it('takes WARMSTART_CALLBACK_ORIGINS and the control plane URL\'s origin; a bad entry stops start-up', () => {
-    const c = serveConfigFromEnv({ WARMSTART_CALLBACK_ORIGINS: 'https://hooks.example.com', WARMSTART_CONTROL_PLANE_URL: 'https://cp.example.com:8443/agent' });
+  it("takes WARMSTART_CALLBACK_ORIGINS and the control plane URL's origin; a bad entry stops start-up", () => {
+    const c = serveConfigFromEnv({
+      WARMSTART_CALLBACK_ORIGINS: 'https://hooks.example.com',
+      WARMSTART_CONTROL_PLANE_URL: 'https://cp.example.com:8443/agent',
+    });
     expect([...c.callbackOrigins]).toEqual(['https://hooks.example.com', 'https://cp.example.com:8443']);
     expect(serveConfigFromEnv({}).callbackOrigins.size).toBe(0);
     expect(() => serveConfigFromEnv({ WARMSTART_CALLBACK_ORIGINS: 'cp.example.com' })).toThrow(/WARMSTART_CALLBACK_ORIGINS/);
@@ -135,7 +146,9 @@ describe('callbackTarget', () => {
     expect(callbackTarget('https://cp.example.com', 'w1', 'ready')).toBe('https://cp.example.com/workspaces/w1/ready');
     expect(callbackTarget('https://cp.example.com/api//', 'w1', 'ready')).toBe('https://cp.example.com/api/workspaces/w1/ready');
     // Refused at submission; still, were one to get here, it would not swallow the suffix.
-    expect(callbackTarget('https://cp.example.com/api?x=1#frag', 'w1', 'provisioning-failed')).toBe('https://cp.example.com/api/workspaces/w1/provisioning-failed');
+    expect(callbackTarget('https://cp.example.com/api?x=1#frag', 'w1', 'provisioning-failed')).toBe(
+      'https://cp.example.com/api/workspaces/w1/provisioning-failed',
+    );
   });
 });
 

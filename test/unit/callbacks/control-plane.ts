@@ -26,10 +26,7 @@ export interface ControlPlane {
 }
 
 /** A real node:http server on 127.0.0.1 whose every answer the test scripts. */
-export async function startControlPlane(
-  script: (req: Received, index: number) => Reply = () => ({ status: 200 }),
-  port = 0,
-): Promise<ControlPlane> {
+export async function startControlPlane(script: (req: Received, index: number) => Reply = () => ({ status: 200 }), port = 0): Promise<ControlPlane> {
   const requests: Received[] = [];
   const waiters: Array<() => void> = [];
   const plane = { requests, script } as ControlPlane;

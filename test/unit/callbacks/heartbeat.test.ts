@@ -11,7 +11,6 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-
 function beat(url: string, log = captureLogger(), intervalMs = 100, diskPath = tmpdir()): Heartbeat {
   const hb = startHeartbeat({
     url: `${url}/`,

@@ -53,7 +53,14 @@ describe('configFromEnv', () => {
 describe('serveConfigFromEnv', () => {
   it('defaults to loopback:7780, two builds, local repos refused, no control plane', () => {
     const s = serveConfigFromEnv({});
-    expect(s).toMatchObject({ host: '127.0.0.1', port: 7780, maxConcurrentBuilds: 2, allowLocalRepos: false, controlPlane: null, shutdownGraceMs: 60_000 });
+    expect(s).toMatchObject({
+      host: '127.0.0.1',
+      port: 7780,
+      maxConcurrentBuilds: 2,
+      allowLocalRepos: false,
+      controlPlane: null,
+      shutdownGraceMs: 60_000,
+    });
   });
 
   it('parses listen addresses and refuses bad ones', () => {

@@ -42,7 +42,10 @@ describe('createDockerConfig with plugin dirs', () => {
     const plain = await createDockerConfig(parent, null);
     expect(JSON.parse(await readFile(join(plain.dir, 'config.json'), 'utf8'))).toEqual({ auths: {} });
     const withDirs = await createDockerConfig(parent, null, { cliPluginDirs: ['/opt/node2/cli-plugins'] });
-    expect(JSON.parse(await readFile(join(withDirs.dir, 'config.json'), 'utf8'))).toEqual({ auths: {}, cliPluginsExtraDirs: ['/opt/node2/cli-plugins'] });
+    expect(JSON.parse(await readFile(join(withDirs.dir, 'config.json'), 'utf8'))).toEqual({
+      auths: {},
+      cliPluginsExtraDirs: ['/opt/node2/cli-plugins'],
+    });
   });
 });
 
@@ -50,7 +53,10 @@ describe('DevcontainerCliRunner.usesClassicBuilder with plugin dirs', () => {
   // A stand-in docker that has buildx only when DOCKER_CONFIG's config.json names the plugin dir.
   const fakeDocker = async (pluginDir: string): Promise<string> => {
     const bin = join(await tmp(), 'docker');
-    await writeFile(bin, `#!/bin/sh\n[ "$1" = buildx ] && [ -n "$DOCKER_CONFIG" ] && grep -q '${pluginDir}' "$DOCKER_CONFIG/config.json" && exit 0\nexit 1\n`);
+    await writeFile(
+      bin,
+      `#!/bin/sh\n[ "$1" = buildx ] && [ -n "$DOCKER_CONFIG" ] && grep -q '${pluginDir}' "$DOCKER_CONFIG/config.json" && exit 0\nexit 1\n`,
+    );
     await chmod(bin, 0o755);
     return bin;
   };
@@ -58,6 +64,8 @@ describe('DevcontainerCliRunner.usesClassicBuilder with plugin dirs', () => {
   it('probes through a DOCKER_CONFIG naming the dirs', async () => {
     const docker = await fakeDocker('/opt/node2/cli-plugins');
     expect(await new DevcontainerCliRunner({ dockerPath: docker, script: '/x' }).usesClassicBuilder()).toBe(true);
-    expect(await new DevcontainerCliRunner({ dockerPath: docker, script: '/x', cliPluginDirs: ['/opt/node2/cli-plugins'] }).usesClassicBuilder()).toBe(false);
+    expect(
+      await new DevcontainerCliRunner({ dockerPath: docker, script: '/x', cliPluginDirs: ['/opt/node2/cli-plugins'] }).usesClassicBuilder(),
+    ).toBe(false);
   });
 });

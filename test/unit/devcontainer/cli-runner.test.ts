@@ -24,7 +24,10 @@ async function run(mode: string, extra: { timeoutMs?: number } = {}) {
       timeoutMs: extra.timeoutMs ?? 30_000,
       onLog: (l) => logs.push(l),
     })
-    .then((r) => ({ ok: true as const, r }), (e: unknown) => ({ ok: false as const, e }));
+    .then(
+      (r) => ({ ok: true as const, r }),
+      (e: unknown) => ({ ok: false as const, e }),
+    );
   return { outcome, logs, record, pidfile };
 }
 
@@ -42,8 +45,19 @@ describe('devcontainer up argv', () => {
         'docker',
       ),
     ).toEqual([
-      'up', '--workspace-folder', '/s', '--config', '/s/.devcontainer/a/devcontainer.json',
-      '--override-config', '/j/o.json', '--id-label', 'warmstart.workspace=w', '--log-format', 'json', '--docker-path', 'docker',
+      'up',
+      '--workspace-folder',
+      '/s',
+      '--config',
+      '/s/.devcontainer/a/devcontainer.json',
+      '--override-config',
+      '/j/o.json',
+      '--id-label',
+      'warmstart.workspace=w',
+      '--log-format',
+      'json',
+      '--docker-path',
+      'docker',
     ]);
   });
 
@@ -95,7 +109,14 @@ describe('parseUpResult', () => {
 describe('cliEnv', () => {
   it('keeps what the CLI needs and drops the agent settings and anything else', () => {
     const env = cliEnv(
-      { PATH: '/usr/bin', HOME: '/root', WARMSTART_GIT_TOKEN: 'ghs_x', WARMSTART_REGISTRY_PASSWORD: 'p', AWS_SECRET_ACCESS_KEY: 'k', DOCKER_HOST: 'unix:///d.sock' },
+      {
+        PATH: '/usr/bin',
+        HOME: '/root',
+        WARMSTART_GIT_TOKEN: 'ghs_x',
+        WARMSTART_REGISTRY_PASSWORD: 'p',
+        AWS_SECRET_ACCESS_KEY: 'k',
+        DOCKER_HOST: 'unix:///d.sock',
+      },
       { DOCKER_CONFIG: '/tmp/j' },
     );
     expect(env).toEqual({ PATH: '/usr/bin', HOME: '/root', DOCKER_HOST: 'unix:///d.sock', DOCKER_CONFIG: '/tmp/j' });

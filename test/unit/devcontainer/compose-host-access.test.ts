@@ -149,7 +149,10 @@ volumes:
 describe('host access: local features and the policy switch', () => {
   it("refuses what a local feature's devcontainer-feature.json asks for", async () => {
     await scratch.put('.devcontainer/devcontainer.json', '{ "image": "x", "features": { "./f": {} } }');
-    await scratch.put('.devcontainer/f/devcontainer-feature.json', '{ "id": "f", "version": "1.0.0", "privileged": true, "mounts": [{ "type": "bind", "source": "/", "target": "/host" }] }');
+    await scratch.put(
+      '.devcontainer/f/devcontainer-feature.json',
+      '{ "id": "f", "version": "1.0.0", "privileged": true, "mounts": [{ "type": "bind", "source": "/", "target": "/host" }] }',
+    );
     await scratch.put('.devcontainer/f/install.sh', 'true');
     const discovered = (await discoverConfig(scratch.repo))!;
     expect((await repositoryHostAccess(discovered, scratch.repo)).map((f) => f.field)).toEqual([
@@ -172,7 +175,10 @@ describe('host access: local features and the policy switch', () => {
 
   it('a clean config passes under deny', async () => {
     await writeFile(path.join(scratch.repo, 'x'), '');
-    await scratch.put('.devcontainer/devcontainer.json', '{ "image": "x", "runArgs": ["--cap-add=SYS_PTRACE", "--init"], "mounts": ["source=cache,target=/c,type=volume"] }');
+    await scratch.put(
+      '.devcontainer/devcontainer.json',
+      '{ "image": "x", "runArgs": ["--cap-add=SYS_PTRACE", "--init"], "mounts": ["source=cache,target=/c,type=volume"] }',
+    );
     const discovered = (await discoverConfig(scratch.repo))!;
     expect(await hostAccessRefusal('deny', discovered, scratch.repo)).toBeNull();
   });

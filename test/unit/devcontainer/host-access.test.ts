@@ -44,7 +44,7 @@ describe('host access: devcontainer.json', () => {
     ).toEqual([]);
   });
 
-  it("refuses a workspaceMount bind of anything but the workspace folder", () => {
+  it('refuses a workspaceMount bind of anything but the workspace folder', () => {
     expect(fields({ image: 'x', workspaceMount: 'source=/,target=/workspaces/x,type=bind' })).toEqual(['workspaceMount']);
     expect(fields({ image: 'x', workspaceMount: 'source=${localEnv:HOME},target=/w,type=bind' })).toEqual(['workspaceMount']);
     // The usual one: replaced by the agent's volume anyway, and the clone is the repository's own.
@@ -63,11 +63,14 @@ describe('host access: devcontainer.json', () => {
   it('refuses each forbidden runArgs form, naming its index', () => {
     const runArgs = [
       '--privileged', // 0
-      '--mount', 'type=bind,source=/,target=/host', // 1
-      '-v', '/:/host', // 3
+      '--mount',
+      'type=bind,source=/,target=/host', // 1
+      '-v',
+      '/:/host', // 3
       '--volume=${localEnv:DOCKER_CONFIG}:/creds', // 5
       '--network=host', // 6
-      '--network', 'host', // 7
+      '--network',
+      'host', // 7
       '--net=container:other', // 9
       '--pid=host', // 10
       '--ipc=host', // 11
@@ -75,9 +78,11 @@ describe('host access: devcontainer.json', () => {
       '--userns=host', // 13
       '--cgroupns=host', // 14
       '--device=/dev/kvm', // 15
-      '--gpus', 'all', // 16
+      '--gpus',
+      'all', // 16
       '--cap-add=SYS_ADMIN', // 18
-      '--security-opt', 'apparmor=unconfined', // 19
+      '--security-opt',
+      'apparmor=unconfined', // 19
       '--env-file=/etc/environment', // 21
       '--name=fixed', // 22
       '--frobnicate', // 23: unknown
@@ -96,10 +101,36 @@ describe('host access: devcontainer.json', () => {
 
   it('accepts the safe runArgs', () => {
     const runArgs = [
-      '--init', '--cap-add=SYS_PTRACE', '--cap-add', 'SYS_PTRACE', '--security-opt', 'seccomp=unconfined',
-      '-e', 'FOO=1', '--env=BAR=${localEnv:USER}', '--label', 'team=dev', '--hostname=dev', '--add-host=db:10.0.0.2',
-      '--shm-size=1g', '--ulimit', 'nofile=4096:4096', '--cpus=2', '--memory=4g', '-it', '--network=none',
-      '-v', 'cache:/cache', '--mount', 'type=volume,source=data,target=/data', '--tmpfs', '/run/x', '-u', '1000', '-p', '8080:8080',
+      '--init',
+      '--cap-add=SYS_PTRACE',
+      '--cap-add',
+      'SYS_PTRACE',
+      '--security-opt',
+      'seccomp=unconfined',
+      '-e',
+      'FOO=1',
+      '--env=BAR=${localEnv:USER}',
+      '--label',
+      'team=dev',
+      '--hostname=dev',
+      '--add-host=db:10.0.0.2',
+      '--shm-size=1g',
+      '--ulimit',
+      'nofile=4096:4096',
+      '--cpus=2',
+      '--memory=4g',
+      '-it',
+      '--network=none',
+      '-v',
+      'cache:/cache',
+      '--mount',
+      'type=volume,source=data,target=/data',
+      '--tmpfs',
+      '/run/x',
+      '-u',
+      '1000',
+      '-p',
+      '8080:8080',
     ];
     expect(configHostAccess({ image: 'x', runArgs })).toEqual([]);
   });
@@ -109,16 +140,21 @@ describe('host access: devcontainer.json', () => {
       build: {
         dockerfile: 'Dockerfile',
         options: [
-          '--build-arg', 'X=1', // 0 ok
+          '--build-arg',
+          'X=1', // 0 ok
           '--target=dev', // 2 ok
           '--network=host', // 3
-          '--secret', 'id=creds,src=/root/.docker/config.json', // 4
-          '--build-context', 'host=/', // 6
+          '--secret',
+          'id=creds,src=/root/.docker/config.json', // 4
+          '--build-context',
+          'host=/', // 6
           '--ssh=default', // 8
-          '-f', '/etc/Dockerfile', // 9
+          '-f',
+          '/etc/Dockerfile', // 9
           '--label=team=dev', // 11 ok
           '--output=type=local,dest=/tmp/x', // 12
-          '-t', 'busybox:latest', // 13
+          '-t',
+          'busybox:latest', // 13
         ],
       },
     });
@@ -144,7 +180,11 @@ describe('host access: devcontainer.json', () => {
 describe('host access: an image devcontainer.metadata label', () => {
   it('checks every entry the CLI would merge', () => {
     const label = JSON.stringify([
-      { id: 'ghcr.io/devcontainers/features/docker-in-docker:2', privileged: true, mounts: [{ source: 'dind-var-lib-docker', target: '/var/lib/docker', type: 'volume' }] },
+      {
+        id: 'ghcr.io/devcontainers/features/docker-in-docker:2',
+        privileged: true,
+        mounts: [{ source: 'dind-var-lib-docker', target: '/var/lib/docker', type: 'volume' }],
+      },
       { capAdd: ['SYS_PTRACE'], securityOpt: ['seccomp=unconfined'], init: true },
       { mounts: [{ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock' }], remoteUser: 'root' },
     ]);

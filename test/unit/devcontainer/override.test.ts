@@ -3,12 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DiscoveredConfig } from '../../../agent/src/devcontainer/discover.js';
-import {
-  buildOverride,
-  OVERRIDE_FILE_NAME,
-  writeOverrideFile,
-  type OverrideInput,
-} from '../../../agent/src/devcontainer/override.js';
+import { buildOverride, OVERRIDE_FILE_NAME, writeOverrideFile, type OverrideInput } from '../../../agent/src/devcontainer/override.js';
 
 const MOUNT = 'source=warmstart-ws-abc,target=/workspaces/app,type=volume';
 const FOLDER = '/workspaces/app';
@@ -85,7 +80,12 @@ describe('buildOverride', () => {
   });
 
   it('appends our runArgs after the repo ones and leaves mounts and containerEnv alone', () => {
-    const repo = { image: 'x', runArgs: ['--cap-add=SYS_PTRACE'], mounts: ['source=cache,target=/cache,type=volume'], containerEnv: { A: '${localEnv:HOME}' } };
+    const repo = {
+      image: 'x',
+      runArgs: ['--cap-add=SYS_PTRACE'],
+      mounts: ['source=cache,target=/cache,type=volume'],
+      containerEnv: { A: '${localEnv:HOME}' },
+    };
     const ours = ['--mount', 'type=bind,source=/run/helper,target=/run/helper,readonly', '-e', 'GIT_CONFIG_COUNT=1'];
     const r = buildOverride(input(discovered(repo, 'image'), { runArgs: ours }));
     expect(r.config.runArgs).toEqual(['--cap-add=SYS_PTRACE', ...ours]);

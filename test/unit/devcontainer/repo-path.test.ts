@@ -43,9 +43,15 @@ const why = async (value: string): Promise<string | null> => {
 describe('RepoPaths.resolve', () => {
   it('resolves what stays inside, symlinks within the repository included; a missing path resolves to no real file', async () => {
     const base = join(repo, '.devcontainer');
-    expect(await paths.resolve(base, 'Dockerfile')).toMatchObject({ rel: '.devcontainer/Dockerfile', real: join(paths.realRoot, '.devcontainer', 'Dockerfile') });
+    expect(await paths.resolve(base, 'Dockerfile')).toMatchObject({
+      rel: '.devcontainer/Dockerfile',
+      real: join(paths.realRoot, '.devcontainer', 'Dockerfile'),
+    });
     expect(await paths.resolve(base, '..')).toMatchObject({ rel: '.', real: paths.realRoot });
-    expect(await paths.resolve(base, '../in-dir/Dockerfile')).toMatchObject({ rel: 'in-dir/Dockerfile', real: join(paths.realRoot, '.devcontainer', 'Dockerfile') });
+    expect(await paths.resolve(base, '../in-dir/Dockerfile')).toMatchObject({
+      rel: 'in-dir/Dockerfile',
+      real: join(paths.realRoot, '.devcontainer', 'Dockerfile'),
+    });
     expect(await paths.resolve(base, '${localWorkspaceFolder}/.devcontainer/Dockerfile')).toMatchObject({ rel: '.devcontainer/Dockerfile' });
     expect(await paths.resolve(base, 'not-there/x')).toMatchObject({ rel: '.devcontainer/not-there/x', real: null });
   });

@@ -104,11 +104,7 @@ describe('auditContainer', () => {
 
 describe('neutralGitEnv', () => {
   it('blanks the helper env warmstart added (the count to 0)', () => {
-    expect(neutralGitEnv(['PATH=/bin', ...HELPER_ENV], ['PATH=/bin'])).toEqual([
-      'GIT_CONFIG_COUNT=0',
-      'GIT_CONFIG_KEY_0=',
-      'GIT_CONFIG_VALUE_0=',
-    ]);
+    expect(neutralGitEnv(['PATH=/bin', ...HELPER_ENV], ['PATH=/bin'])).toEqual(['GIT_CONFIG_COUNT=0', 'GIT_CONFIG_KEY_0=', 'GIT_CONFIG_VALUE_0=']);
   });
 
   it("restores the source image's own values, and leaves unchanged entries alone", () => {
@@ -144,7 +140,8 @@ describe('auditWorkspaceArchive', () => {
   const CLEAN = {
     'README.md': '# repo\n',
     '.git/HEAD': 'ref: refs/heads/main\n',
-    '.git/config': '[core]\n\tbare = false\n[remote "origin"]\n\turl = https://github.com/acme/repo.git\n[credential]\n\thelper = /run/warmstart-git/git-credential-warmstart\n',
+    '.git/config':
+      '[core]\n\tbare = false\n[remote "origin"]\n\turl = https://github.com/acme/repo.git\n[credential]\n\thelper = /run/warmstart-git/git-credential-warmstart\n',
     'docs/link': null,
   };
 
@@ -161,7 +158,7 @@ describe('auditWorkspaceArchive', () => {
     expect(await auditWorkspaceArchive(folderTar({ 'a.txt': TOKEN.slice(0, -1) }, 3), [TOKEN])).toEqual([]);
   });
 
-  it('refuses credential files by name, and git configs (the repository\'s, a submodule\'s, a worktree\'s) that hold a credential', async () => {
+  it("refuses credential files by name, and git configs (the repository's, a submodule's, a worktree's) that hold a credential", async () => {
     const found = await auditWorkspaceArchive(
       folderTar({
         ...CLEAN,

@@ -101,7 +101,12 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const body = (id: string, extra: Record<string, unknown> = {}) => ({ id, repository: REPO, callback: { url: 'http://cp.test', token: 'cb-token-123456' }, ...extra });
+const body = (id: string, extra: Record<string, unknown> = {}) => ({
+  id,
+  repository: REPO,
+  callback: { url: 'http://cp.test', token: 'cb-token-123456' },
+  ...extra,
+});
 
 async function settled(): Promise<void> {
   expect(await jobs.drain(5_000)).toBe(true);
@@ -111,7 +116,16 @@ describe('LocalJobManager: which POSTs it takes', () => {
   it('a failed workspace is prepared again (keeping createdAt); a ready one is 409; a failed one of another repository is a conflict', async () => {
     pipelineThatSucceeds();
     const createdAt = '2024-01-01T00:00:00.000Z';
-    const failed = { id: 'w1', repository: REPO, configName: null, lightweight: false, status: 'failed' as const, result: null, createdAt, updatedAt: createdAt };
+    const failed = {
+      id: 'w1',
+      repository: REPO,
+      configName: null,
+      lightweight: false,
+      status: 'failed' as const,
+      result: null,
+      createdAt,
+      updatedAt: createdAt,
+    };
     await store.save({ ...failed, error: { code: 'AGENT_RESTARTED', message: 'restarted' } });
     const view = await jobs.submit(body('w1'));
     expect(view).toMatchObject({ id: 'w1', status: 'queued', createdAt, error: null });
@@ -208,7 +222,10 @@ describe('LocalJobManager when the state dir refuses writes', () => {
     disk.full = false;
     pipelineThatSucceeds();
     await jobs.submit(body('other'));
-    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({ status: 'failed', error: { code: 'STATE_WRITE_FAILED' } });
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({
+      status: 'failed',
+      error: { code: 'STATE_WRITE_FAILED' },
+    });
     await settled();
     await jobs.submit(body('w'));
     await settled();
@@ -231,7 +248,7 @@ describe('LocalJobManager when the state dir refuses writes', () => {
 });
 
 describe('LocalJobManager: who asked, and where callbacks go', () => {
-  it('records the caller\'s subject as the owner at creation and keeps it when the id is prepared again', async () => {
+  it("records the caller's subject as the owner at creation and keeps it when the id is prepared again", async () => {
     pipelineThatSucceeds();
     await jobs.submit(body('own'), { scope: 'workspace', owner: 'alice@example.test' });
     await settled();
@@ -265,7 +282,11 @@ describe('LocalJobManager: who asked, and where callbacks go', () => {
     pipelineThatSucceeds();
     const urls: string[] = [];
     const manager = new LocalJobManager({
-      deps: { config: configFromEnv({ WARMSTART_STATE_DIR: join(dir, 'state'), WARMSTART_RUNTIME_DIR: join(dir, 'run') }), store, engine: {} } as unknown as PipelineDeps,
+      deps: {
+        config: configFromEnv({ WARMSTART_STATE_DIR: join(dir, 'state'), WARMSTART_RUNTIME_DIR: join(dir, 'run') }),
+        store,
+        engine: {},
+      } as unknown as PipelineDeps,
       pipeline: prepare,
       metrics: new Proxy({}, { get: () => () => undefined }) as never,
       notifier: outboxNotifier(
@@ -292,7 +313,10 @@ describe('LocalJobManager: the push after ready, and a DELETE during a job', () 
     settlePush({ status: 'pushed', ref: 'reg.test/acme/app:cache', reason: null, ms: 12 });
     await settled();
     expect((await store.load('w'))?.result?.push).toEqual({ status: 'pushed', ref: 'reg.test/acme/app:cache', reason: null, ms: 12 });
-    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({ status: 'ready', result: { push: { status: 'pushed' } } });
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({
+      status: 'ready',
+      result: { push: { status: 'pushed' } },
+    });
     expect(logged).toEqual([]);
   });
 
@@ -306,12 +330,18 @@ describe('LocalJobManager: the push after ready, and a DELETE during a job', () 
     await settled();
     expect(logged).toEqual([expect.objectContaining({ workspaceId: 'w', msg: 'could not write the workspace record; kept in memory, will retry' })]);
     expect((await jobs.get('w'))?.push?.status).toBe('pushed');
-    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({ status: 'ready', result: { push: { status: 'pending' } } });
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({
+      status: 'ready',
+      result: { push: { status: 'pending' } },
+    });
 
     disk.full = false;
     pipelineThatSucceeds();
     await jobs.submit(body('other')); // a POST writes what is kept first
-    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({ status: 'ready', result: { push: { status: 'pushed' } } });
+    expect(JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8'))).toMatchObject({
+      status: 'ready',
+      result: { push: { status: 'pushed' } },
+    });
   });
 
   it('a DELETE while the job runs stops it unrecorded: the record ends deleting, no callback, and the id can be posted again', async () => {

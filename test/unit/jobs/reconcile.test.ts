@@ -32,13 +32,24 @@ afterEach(async () => {
 });
 
 const engine = {
-  findContainers: async (labels: Record<string, string>) => containers.filter((c) => c.labels['warmstart.workspace'] === labels['warmstart.workspace']),
+  findContainers: async (labels: Record<string, string>) =>
+    containers.filter((c) => c.labels['warmstart.workspace'] === labels['warmstart.workspace']),
   removeContainer: async (id: string) => void removed.push(id),
 } as unknown as DockerEngine;
 
 async function seed(id: string, status: WorkspaceStatus, extra: Partial<WorkspaceRecord> = {}): Promise<void> {
   const result = status === 'ready' ? readyResult(id) : null;
-  await store.save({ id, repository: 'https://example.test/a.git', configName: null, lightweight: false, status, result, createdAt: T, updatedAt: T, ...extra });
+  await store.save({
+    id,
+    repository: 'https://example.test/a.git',
+    configName: null,
+    lightweight: false,
+    status,
+    result,
+    createdAt: T,
+    updatedAt: T,
+    ...extra,
+  });
 }
 
 describe('reconcile through the lifecycle', () => {

@@ -1,10 +1,4 @@
-import type {
-  ExecResult,
-  Machine,
-  MachineImage,
-  SnapshotBackend,
-  StateSnapshot,
-} from '../../../agent/src/backends/backend.js';
+import type { ExecResult, Machine, MachineImage, SnapshotBackend, StateSnapshot } from '../../../agent/src/backends/backend.js';
 import { WarmstartError } from '../../../agent/src/errors.js';
 
 /** One call the fake saw, in order. */

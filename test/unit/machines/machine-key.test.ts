@@ -15,9 +15,7 @@ const base: MachineKeyInput = {
 describe('machineKey', () => {
   it('is a sha256 and stable for the same inputs', () => {
     expect(machineKey(base)).toMatch(/^[0-9a-f]{64}$/);
-    expect(machineKey({ ...base, files: base.files.map((f) => ({ ...f, content: Buffer.from(f.content) })) })).toBe(
-      machineKey(base),
-    );
+    expect(machineKey({ ...base, files: base.files.map((f) => ({ ...f, content: Buffer.from(f.content) })) })).toBe(machineKey(base));
   });
 
   it('changes with any one byte of the provision script', () => {
@@ -31,12 +29,8 @@ describe('machineKey', () => {
 
   it('changes with any one byte of a listed file, including binary content', () => {
     const changed = Buffer.from([0, 1, 2, 254]);
-    expect(machineKey({ ...base, files: [base.files[0]!, { path: '/etc/app/b.conf', content: changed }] })).not.toBe(
-      machineKey(base),
-    );
-    expect(machineKey({ ...base, files: [{ path: '/etc/app/a.conf', content: Buffer.from('alpha') }, base.files[1]!] })).not.toBe(
-      machineKey(base),
-    );
+    expect(machineKey({ ...base, files: [base.files[0]!, { path: '/etc/app/b.conf', content: changed }] })).not.toBe(machineKey(base));
+    expect(machineKey({ ...base, files: [{ path: '/etc/app/a.conf', content: Buffer.from('alpha') }, base.files[1]!] })).not.toBe(machineKey(base));
   });
 
   it('does not depend on the order of the --file flags', () => {
@@ -66,8 +60,20 @@ describe('machineKey', () => {
 
   it('does not let content move between files unnoticed', () => {
     // same bytes overall, split differently: a naive concatenation would collide
-    const a = machineKey({ ...base, files: [{ path: '/a', content: Buffer.from('xy') }, { path: '/b', content: Buffer.from('z') }] });
-    const b = machineKey({ ...base, files: [{ path: '/a', content: Buffer.from('x') }, { path: '/b', content: Buffer.from('yz') }] });
+    const a = machineKey({
+      ...base,
+      files: [
+        { path: '/a', content: Buffer.from('xy') },
+        { path: '/b', content: Buffer.from('z') },
+      ],
+    });
+    const b = machineKey({
+      ...base,
+      files: [
+        { path: '/a', content: Buffer.from('x') },
+        { path: '/b', content: Buffer.from('yz') },
+      ],
+    });
     expect(a).not.toBe(b);
   });
 

@@ -69,9 +69,7 @@ describe('machineUp control flow (fake backend)', () => {
 
   it('a failing post-launch hook removes the machine but keeps a sound cache image', async () => {
     const b = new FakeBackend(['base']);
-    const err = await failure(
-      machineUp(b, { name: 'm1', base: 'base', provision: script, postLaunch: () => Promise.reject(new Error('hook')) }),
-    );
+    const err = await failure(machineUp(b, { name: 'm1', base: 'base', provision: script, postLaunch: () => Promise.reject(new Error('hook')) }));
     expect((err as Error).message).toBe('hook');
     expect(b.machines.has('m1')).toBe(false);
     expect((await cacheList(b)).length).toBe(1);
@@ -144,9 +142,16 @@ describe('hostSpecificsHook', () => {
         this.files.push({ machine, path, content: content.toString('utf8'), mode });
       }
     }
-    for (const [answer, wantExecs] of [['absent', 0], ['present', 1]] as const) {
+    for (const [answer, wantExecs] of [
+      ['absent', 0],
+      ['present', 1],
+    ] as const) {
       const b = new FileApiBackend(['base']);
-      b.onExec = (_m, argv) => ({ exitCode: 0, stdout: argv.join(' ').includes('command -v git') && argv.join(' ').includes('echo present') ? `${answer}\n` : '', stderr: '' });
+      b.onExec = (_m, argv) => ({
+        exitCode: 0,
+        stdout: argv.join(' ').includes('command -v git') && argv.join(' ').includes('echo present') ? `${answer}\n` : '',
+        stderr: '',
+      });
       const hook = hostSpecificsHook({ git: { name: 'Ada L', email: 'ada@example.org' } });
       const miss = await machineUp(b, { name: 'm1', base: 'base', postLaunch: hook });
       expect(b.props.get(cacheImageName(miss.key))?.[CACHE_PROPERTIES.git]).toBe(answer);
@@ -201,7 +206,10 @@ describe('hostSpecificsHook', () => {
         this.files.push(`${machine}:${path}`);
       }
     }
-    for (const [answer, wantExecs] of [['absent', 0], ['present', 1]] as const) {
+    for (const [answer, wantExecs] of [
+      ['absent', 0],
+      ['present', 1],
+    ] as const) {
       const b = new TemplateBackend(['base']);
       b.onExec = (_m, argv) => ({ exitCode: 0, stdout: argv.join(' ').includes('echo present') ? `${answer}\n` : '', stderr: '' });
       const hook = hostSpecificsHook({ git: { name: 'Ada L', email: 'ada@example.org' }, now: () => new Date('2026-01-02T03:04:05Z') });
@@ -215,7 +223,12 @@ describe('hostSpecificsHook', () => {
       const hit = await machineUp(b, { name: 'm2', base: 'base', postLaunch: hook });
       expect(hit.cache).toBe('hit');
       expect(JSON.parse(b.rendered.get('m2')?.get(MACHINE_STATE_FILE) ?? '')).toEqual({
-        instance: 'm2', key: miss.key, cache: 'hit', backend: 'incus', base: 'base', launchedAt: '2026-01-02T03:04:05.000Z',
+        instance: 'm2',
+        key: miss.key,
+        cache: 'hit',
+        backend: 'incus',
+        base: 'base',
+        launchedAt: '2026-01-02T03:04:05.000Z',
       });
       expect(b.files, answer).toEqual([]);
       const execs = b.calls.filter((c) => c.op === 'exec');

@@ -20,8 +20,8 @@ async function sourcesFor(env: Record<string, string>) {
   return { config, sources: await credentialSourcesFromConfig(config) };
 }
 
-describe('the node\'s static registry credentials are bound to hosts', () => {
-  it('serve the cache registry\'s host by default, and no other', async () => {
+describe("the node's static registry credentials are bound to hosts", () => {
+  it("serve the cache registry's host by default, and no other", async () => {
     const { sources } = await sourcesFor({ ...ENV, WARMSTART_CACHE_REGISTRY: 'Registry.Example:5000/team' });
     expect((await resolveCredentials(sources, 'registry.example:5000'))?.password).toBe('node-secret-91');
     for (const host of ['evil.example', 'registry.example', 'registry.example:5001', '127.0.0.1:5000', 'ghcr.io']) {
@@ -59,8 +59,8 @@ describe('the node\'s static registry credentials are bound to hosts', () => {
   });
 });
 
-describe('the node\'s credentials serve other pulls from their hosts', () => {
-  it('finds an image\'s registry as Docker does', () => {
+describe("the node's credentials serve other pulls from their hosts", () => {
+  it("finds an image's registry as Docker does", () => {
     expect(registryOfImage('127.0.0.1:5000/base/img:1')).toBe('127.0.0.1:5000');
     expect(registryOfImage('Registry.Example/a/b@sha256:00')).toBe('registry.example');
     expect(registryOfImage('localhost/x')).toBe('localhost');
@@ -71,7 +71,11 @@ describe('the node\'s credentials serve other pulls from their hosts', () => {
 
   it('pulls the default image with them on a configured host, anonymously elsewhere', async () => {
     const { sources } = await sourcesFor({ ...ENV, WARMSTART_CACHE_REGISTRY: '127.0.0.1:5000' });
-    expect(await pullAuthFor(sources, '127.0.0.1:5000/base:1')).toEqual({ username: 'node', password: 'node-secret-91', serveraddress: '127.0.0.1:5000' });
+    expect(await pullAuthFor(sources, '127.0.0.1:5000/base:1')).toEqual({
+      username: 'node',
+      password: 'node-secret-91',
+      serveraddress: '127.0.0.1:5000',
+    });
     expect(await pullAuthFor(sources, 'evil.example/base:1')).toBeUndefined();
     expect(await pullAuthFor(sources, 'ubuntu')).toBeUndefined();
     const notes: string[] = [];
@@ -80,8 +84,12 @@ describe('the node\'s credentials serve other pulls from their hosts', () => {
     expect(notes[0]).toContain('app down');
   });
 
-  it('puts the node\'s hosts beside the job\'s registry in the job\'s DOCKER_CONFIG, and no other host', async () => {
-    const { config, sources } = await sourcesFor({ ...ENV, WARMSTART_CACHE_REGISTRY: 'cache.example', WARMSTART_REGISTRY_CREDENTIAL_HOSTS: 'cache.example,base.example' });
+  it("puts the node's hosts beside the job's registry in the job's DOCKER_CONFIG, and no other host", async () => {
+    const { config, sources } = await sourcesFor({
+      ...ENV,
+      WARMSTART_CACHE_REGISTRY: 'cache.example',
+      WARMSTART_REGISTRY_CREDENTIAL_HOSTS: 'cache.example,base.example',
+    });
     const node = await nodeRegistryCredentials(config, sources);
     expect(node.map((c) => c.registry).sort()).toEqual(['base.example', 'cache.example']);
     const parent = await mkdtemp(join(tmpdir(), 'ws-binding-'));

@@ -1,9 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  resolveCredentials,
-  staticCredentials,
-  type CredentialSource,
-} from '../../../agent/src/registry/credentials.js';
+import { resolveCredentials, staticCredentials, type CredentialSource } from '../../../agent/src/registry/credentials.js';
 
 const never: CredentialSource = {
   get: () => Promise.reject(new Error('must not be asked')),

@@ -32,10 +32,7 @@ function tokenEndpoint(installationId: number, tokens: { token: string; expiresA
   for (const t of tokens) {
     scope = scope.post(`/app/installations/${installationId}/access_tokens`).reply(function () {
       seen.push(String(this.req.headers.authorization));
-      return [
-        201,
-        { token: t.token, expires_at: t.expiresAt.toISOString(), permissions: { packages: 'write', contents: 'read' } },
-      ];
+      return [201, { token: t.token, expires_at: t.expiresAt.toISOString(), permissions: { packages: 'write', contents: 'read' } }];
     });
   }
   return scope;
@@ -166,9 +163,7 @@ describe('githubAppCredentials', () => {
   });
 
   it('maps a network failure', async () => {
-    const scope = nock(API)
-      .post('/app/installations/1008/access_tokens')
-      .replyWithError({ code: 'ECONNRESET', message: 'socket hang up' });
+    const scope = nock(API).post('/app/installations/1008/access_tokens').replyWithError({ code: 'ECONNRESET', message: 'socket hang up' });
     const source = githubAppCredentials({ appId: APP_ID, privateKey: pkcs1, installationId: 1008 });
     await expect(source.get('ghcr.io')).rejects.toMatchObject({
       code: 'GITHUB_APP_AUTH_FAILED',
@@ -215,7 +210,8 @@ describe('what the App asks GitHub for', () => {
       .reply(() => {
         const b = bodies[bodies.length - 1]!;
         // GitHub refuses a repository the installation does not cover
-        if (b.repositories?.[0] === 'foreign') return [422, { message: 'There is at least one repository that does not exist or is not accessible to the parent installation.' }];
+        if (b.repositories?.[0] === 'foreign')
+          return [422, { message: 'There is at least one repository that does not exist or is not accessible to the parent installation.' }];
         return [201, { token: `ghs_${b.repositories?.[0] ?? 'all'}_${++n}`, expires_at: new Date(Date.now() + HOUR).toISOString() }];
       });
     const app = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9 });
@@ -249,12 +245,17 @@ describe('what the App asks GitHub for', () => {
   });
 
   it('a 422 (not granted) says what to grant, for the registry token and for a clone token', async () => {
-    const notGranted = { message: 'The permissions requested are not granted to this installation.', documentation_url: 'https://docs.github.com/rest' };
+    const notGranted = {
+      message: 'The permissions requested are not granted to this installation.',
+      documentation_url: 'https://docs.github.com/rest',
+    };
     nock(API).post('/app/installations/9/access_tokens').times(2).reply(422, notGranted);
     const app = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9 });
     const registry = (await app.registry.get('ghcr.io').catch((e: unknown) => e)) as WarmstartError;
     expect(registry.code).toBe('GITHUB_APP_AUTH_FAILED');
-    expect(registry.message).toBe('GitHub App installation 9 does not grant packages: write: give the App that permission and accept it in the installation (or install it on that repository)');
+    expect(registry.message).toBe(
+      'GitHub App installation 9 does not grant packages: write: give the App that permission and accept it in the installation (or install it on that repository)',
+    );
     expect(registry.detail).toBe(`HTTP 422: ${notGranted.message}`);
     const clone = (await app.cloneToken('app').catch((e: unknown) => e)) as WarmstartError;
     expect(clone.message).toContain('does not grant contents: read on app');

@@ -34,7 +34,8 @@ describe('prune against a real registry', () => {
     // 12 exact tags over 3 repositories, 1 to 4 days old, a moving tag each; one exact tag also signed.
     const digests = new Map<string, string>();
     for (const [r, repo] of repos.entries()) {
-      for (let i = 0; i < 4; i++) digests.set(`${repo}:${exactTag(r, i)}`, await putTinyManifest(api, repo, exactTag(r, i), new Date(now.getTime() - (i + 1) * DAY), creds));
+      for (let i = 0; i < 4; i++)
+        digests.set(`${repo}:${exactTag(r, i)}`, await putTinyManifest(api, repo, exactTag(r, i), new Date(now.getTime() - (i + 1) * DAY), creds));
       await putTinyManifest(api, repo, 'devcontainer-cache', new Date(now.getTime() - 10 * DAY), creds);
     }
     // repo one: the oldest exact image has a signature tag (it must go with it), the newest one too (it must stay)
@@ -58,19 +59,38 @@ describe('prune against a real registry', () => {
       timings: {},
       error: null,
     } as const;
-    await store.save({ id: 'w1', repository: 'x', configName: null, lightweight: false, status: 'ready', result, createdAt: now.toISOString(), updatedAt: now.toISOString() });
+    await store.save({
+      id: 'w1',
+      repository: 'x',
+      configName: null,
+      lightweight: false,
+      status: 'ready',
+      result,
+      createdAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+    });
     const inUse = await inUseRefs(store);
     expect([...inUse]).toEqual([inUseRef]);
 
     const tagsNow = async () => Object.fromEntries(await Promise.all(repos.map(async (r) => [r, (await api.listTags(r, creds)).sort()] as const)));
     const before = await tagsNow();
-    expect(Object.values(before).flat().filter((t) => t.startsWith('exact-'))).toHaveLength(12);
+    expect(
+      Object.values(before)
+        .flat()
+        .filter((t) => t.startsWith('exact-')),
+    ).toHaveLength(12);
 
     const policy = { keep: 2, olderThanMs: null, now: new Date() };
     const dry = await pruneRegistry({ host: tb.registry, namespace: ns, policy, dryRun: true, creds, inUse });
     expect(dry.repositories).toBe(3);
     expect(dry.removed.map((x) => `${x.repository}:${x.tags.join()}`).sort()).toEqual(
-      [`${one}:${exactTag(0, 2)}`, `${one}:${exactTag(0, 3)}`, `${repos[1]}:${exactTag(1, 2)}`, `${repos[2]}:${exactTag(2, 2)}`, `${repos[2]}:${exactTag(2, 3)}`].sort(),
+      [
+        `${one}:${exactTag(0, 2)}`,
+        `${one}:${exactTag(0, 3)}`,
+        `${repos[1]}:${exactTag(1, 2)}`,
+        `${repos[2]}:${exactTag(2, 2)}`,
+        `${repos[2]}:${exactTag(2, 3)}`,
+      ].sort(),
     );
     expect(dry.removed.every((x) => !x.deleted)).toBe(true);
     expect(dry.spared).toEqual([{ repository: repos[1], tag: exactTag(1, 3), why: 'a workspace on this node runs from it' }]);
@@ -80,7 +100,9 @@ describe('prune against a real registry', () => {
     expect(real.errors).toEqual([]);
     expect(real.removed.every((x) => x.deleted)).toBe(true);
     const after = await tagsNow();
-    const exactLeft = Object.values(after).flat().filter((t) => t.startsWith('exact-'));
+    const exactLeft = Object.values(after)
+      .flat()
+      .filter((t) => t.startsWith('exact-'));
     expect(exactLeft).toHaveLength(7); // 2 per repository, and the one in use
     expect(after[one]).toEqual([exactTag(0, 0), exactTag(0, 1), 'devcontainer-cache', signatureTag(newDigest)].sort());
     expect(after[repos[1]!]).toEqual([exactTag(1, 0), exactTag(1, 1), exactTag(1, 3), 'devcontainer-cache'].sort());
@@ -91,11 +113,22 @@ describe('prune against a real registry', () => {
     // A second run with nothing in use: the spared tag goes now, the count holds at 2 per repository.
     const again = await pruneRegistry({ host: tb.registry, namespace: ns, policy, dryRun: false, creds, inUse: new Set() });
     expect(again.removed.map((x) => x.tags.join())).toEqual([exactTag(1, 3)]);
-    expect(Object.values(await tagsNow()).flat().filter((t) => t.startsWith('exact-'))).toHaveLength(6);
+    expect(
+      Object.values(await tagsNow())
+        .flat()
+        .filter((t) => t.startsWith('exact-')),
+    ).toHaveLength(6);
   }, 120_000);
 
   it('refuses ghcr.io, naming the GitHub packages API', async () => {
-    const err = await pruneRegistry({ host: 'ghcr.io', namespace: 'acme', policy: { keep: 1, olderThanMs: null, now }, dryRun: true, creds: null, inUse: new Set() }).catch((e: unknown) => e);
+    const err = await pruneRegistry({
+      host: 'ghcr.io',
+      namespace: 'acme',
+      policy: { keep: 1, olderThanMs: null, now },
+      dryRun: true,
+      creds: null,
+      inUse: new Set(),
+    }).catch((e: unknown) => e);
     expect(isWarmstartError(err, 'REGISTRY_UNSUPPORTED')).toBe(true);
     expect((err as Error).message).toMatch(/packages API/);
   });

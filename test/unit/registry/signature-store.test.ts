@@ -81,9 +81,9 @@ describe('signatures in a real registry', () => {
     expect(await check(exactDigest, contentKey)).toBeNull();
     expect(await check(exactDigest, 'f'.repeat(64))).toMatch(/^CACHE_SIGNATURE_INVALID: .*signed for content key/);
     expect(await check(movingDigest, null, [theirs.trusted])).toMatch(/^CACHE_SIGNATURE_INVALID: .*not trusted/);
-    expect(await signatureRefusal({ repository, digest: movingDigest, identity: 'github.com/acme/other', contentKey: null, trusted, creds: null })).toMatch(
-      /signed for repository/,
-    );
+    expect(
+      await signatureRefusal({ repository, digest: movingDigest, identity: 'github.com/acme/other', contentKey: null, trusted, creds: null }),
+    ).toMatch(/signed for repository/);
 
     // Someone without the key overwrites the moving tag: the new digest has no signature.
     const forged = await pushTinyImage(moving, tb.baseImage, { 'warmstart.test': ns, n: '3' });
@@ -92,7 +92,9 @@ describe('signatures in a real registry', () => {
     // A signer refuses to sign a tag that no longer holds the image this engine pushed.
     await removeLocal([moving]);
     await execTag(exact, moving);
-    await expect(signPushed({ engine, ref: moving, key: ours.key, identity, contentKey: null, creds: null })).rejects.toThrow(/not at the image this node pushed/);
+    await expect(signPushed({ engine, ref: moving, key: ours.key, identity, contentKey: null, creds: null })).rejects.toThrow(
+      /not at the image this node pushed/,
+    );
   }, 120_000);
 });
 

@@ -40,7 +40,11 @@ describe('static bearer token', () => {
   for (const [what, headers] of cases) {
     it(`refuses ${what} on every other route with 401 and WWW-Authenticate`, async () => {
       for (const route of ROUTES) {
-        const res = await app.inject({ ...route, headers: { ...headers, 'content-type': 'application/json' }, payload: route.method === 'POST' ? validBody('ws-2') : undefined });
+        const res = await app.inject({
+          ...route,
+          headers: { ...headers, 'content-type': 'application/json' },
+          payload: route.method === 'POST' ? validBody('ws-2') : undefined,
+        });
         expect(res.statusCode, `${route.method} ${route.url}`).toBe(401);
         expect(res.headers['www-authenticate']).toBe('Bearer');
         expect(res.json()).toEqual({ code: 'UNAUTHENTICATED', message: expect.any(String) });
@@ -97,7 +101,10 @@ describe('JWT checked against a JWKS URL', () => {
   });
   afterAll(() => new Promise<void>((resolve) => jwksServer.close(() => resolve())));
 
-  async function sign(claims: JWTPayload = {}, options: { signWith?: CryptoKey; aud?: string; iss?: string; exp?: string | number | null } = {}): Promise<string> {
+  async function sign(
+    claims: JWTPayload = {},
+    options: { signWith?: CryptoKey; aud?: string; iss?: string; exp?: string | number | null } = {},
+  ): Promise<string> {
     let jwt = new SignJWT({ ...claims })
       .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
       .setSubject('control-plane')
@@ -167,7 +174,10 @@ describe('JWT checked against a JWKS URL', () => {
     const token = await sign();
     const res = await app.inject({ method: 'GET', url: '/v1/workspaces', headers: { authorization: `Bearer ${token}` } });
     expect(res.statusCode).toBe(401);
-    const lines = output().trim().split('\n').map((l) => JSON.parse(l));
+    const lines = output()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.find((l) => l.msg === 'JWT refused')).toMatchObject({ level: 40 });
     expect(output()).not.toContain(token.split('.')[2]);
     expect(output()).not.toContain(token.split('.')[1]);

@@ -31,7 +31,11 @@ describe('authOptionsFromEnv', () => {
     const app = buildServer({ jobs: new FakeJobManager(), metrics: new PromMetrics({ processMetrics: false }), auth, version: 't', logger: false });
     const ok = await app.inject({ method: 'GET', url: '/v1/workspaces', headers: { authorization: 'Bearer file-token-0123456789abcdef' } });
     expect(ok.statusCode).toBe(200);
-    const withNewline = await app.inject({ method: 'GET', url: '/v1/workspaces', headers: { authorization: 'Bearer file-token-0123456789abcdef\n' } });
+    const withNewline = await app.inject({
+      method: 'GET',
+      url: '/v1/workspaces',
+      headers: { authorization: 'Bearer file-token-0123456789abcdef\n' },
+    });
     expect(withNewline.statusCode).toBe(401);
   });
 
@@ -46,9 +50,10 @@ describe('authOptionsFromEnv', () => {
   });
 
   it('takes a JWKS URL only with audience and issuer', () => {
-    expect(
-      authOptionsFromEnv({ WARMSTART_JWKS_URL: 'https://cp.example/jwks', WARMSTART_JWT_AUDIENCE: 'a', WARMSTART_JWT_ISSUER: 'i' }),
-    ).toEqual({ mode: 'bearer', jwt: { jwksUrl: 'https://cp.example/jwks', audience: 'a', issuer: 'i' } });
+    expect(authOptionsFromEnv({ WARMSTART_JWKS_URL: 'https://cp.example/jwks', WARMSTART_JWT_AUDIENCE: 'a', WARMSTART_JWT_ISSUER: 'i' })).toEqual({
+      mode: 'bearer',
+      jwt: { jwksUrl: 'https://cp.example/jwks', audience: 'a', issuer: 'i' },
+    });
     expect(codeOf(() => authOptionsFromEnv({ WARMSTART_JWKS_URL: 'https://cp.example/jwks', WARMSTART_JWT_AUDIENCE: 'a' }))).toBe('INVALID_ARGUMENT');
     expect(codeOf(() => authOptionsFromEnv({ WARMSTART_JWKS_URL: 'file:///etc/jwks', WARMSTART_JWT_AUDIENCE: 'a', WARMSTART_JWT_ISSUER: 'i' }))).toBe(
       'INVALID_ARGUMENT',
@@ -104,10 +109,29 @@ describe('HTTPS', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'warmstart-tls-'));
     const cert = path.join(dir, 'cert.pem');
     const key = path.join(dir, 'key.pem');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert,
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
     const tls = tlsOptionsFromEnv({ WARMSTART_TLS_CERT_FILE: cert, WARMSTART_TLS_KEY_FILE: key });
     const app = buildServer({
       jobs: new FakeJobManager(),

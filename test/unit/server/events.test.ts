@@ -4,7 +4,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WorkspaceEventSchema } from '../../../shared/src/api.js';
 import { AUTH, testServer, type TestServer } from './harness.js';
 
-const lines = (body: string): unknown[] => body.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const lines = (body: string): unknown[] =>
+  body
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 /** Reads a response line by line as its chunks arrive. */
 function lineReader(res: http.IncomingMessage): () => Promise<string> {
@@ -37,7 +41,11 @@ describe('GET /v1/workspaces/:id/events', () => {
     expect(res.headers['content-type']).toBe('application/x-ndjson; charset=utf-8');
     expect(res.body.endsWith('\n')).toBe(true);
     const events = lines(res.body).map((e) => WorkspaceEventSchema.parse(e));
-    expect(events.map((e) => `${e.type}:${'phase' in e && e.phase ? e.phase : 'text' in e ? e.text : ''}`)).toEqual(['phase-start:clone', 'phase-end:clone', 'log:Step 1/3']);
+    expect(events.map((e) => `${e.type}:${'phase' in e && e.phase ? e.phase : 'text' in e ? e.text : ''}`)).toEqual([
+      'phase-start:clone',
+      'phase-end:clone',
+      'log:Step 1/3',
+    ]);
     expect(events[1]).toMatchObject({ workspaceId: 'ws-1', ms: 120 });
   });
 

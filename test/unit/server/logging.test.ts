@@ -23,7 +23,10 @@ describe('logging', () => {
     for (const secret of SECRETS) expect(log).not.toContain(secret);
 
     // The unknown error is logged, with the request id the client got back.
-    const lines = log.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = log
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const error = lines.find((l) => l.level === 50);
     expect(error).toMatchObject({ reqId: failed.headers['x-request-id'], msg: 'request failed', err: { message: 'boom' } });
   });

@@ -59,7 +59,8 @@ function withSnapshots(fake: FakeBackend): FakeBackend & { restored: string[] } 
 function emptyEngine(): DockerEngine {
   const known: Partial<DockerEngine> = { listImagesWithLabels: async () => [], inspectImage: async () => null, findContainers: async () => [] };
   return new Proxy(known as DockerEngine, {
-    get: (target, prop) => (prop in target ? target[prop as keyof DockerEngine] : () => Promise.reject(new Error(`unexpected engine call ${String(prop)}`))),
+    get: (target, prop) =>
+      prop in target ? target[prop as keyof DockerEngine] : () => Promise.reject(new Error(`unexpected engine call ${String(prop)}`)),
   });
 }
 
@@ -172,7 +173,10 @@ describe('POST /v1/machines', () => {
     });
     expect(res.statusCode).toBe(400);
     expect(res.json().code).toBe('INVALID_REQUEST');
-    const fields = res.json().validations.map((v: { field: string }) => v.field).sort();
+    const fields = res
+      .json()
+      .validations.map((v: { field: string }) => v.field)
+      .sort();
     expect(fields).toEqual(['backend', 'base', 'extra', 'files.0.content', 'files.0.path', 'name']);
     expect(asked).toEqual([]);
   });
@@ -190,7 +194,12 @@ describe('POST /v1/machines', () => {
 
   it('401 without a token and 415 without JSON, before the backend is asked', async () => {
     const { app, asked } = setup();
-    const noAuth = await app.inject({ method: 'POST', url: '/v1/machines', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(up()) });
+    const noAuth = await app.inject({
+      method: 'POST',
+      url: '/v1/machines',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify(up()),
+    });
     expect(noAuth.statusCode).toBe(401);
     expect(noAuth.json().code).toBe('UNAUTHENTICATED');
     const text = await app.inject({ method: 'POST', url: '/v1/machines', headers: { ...AUTH, 'content-type': 'text/plain' }, payload: 'x' });
@@ -296,7 +305,12 @@ describe('/v1/snapshots', () => {
     const { post, get, del } = setup();
     const res = await post('/v1/snapshots', { backend: 'incus', machine: 'dev-1', name: 'Snap!', force: true });
     expect(res.statusCode).toBe(400);
-    expect(res.json().validations.map((v: { field: string; message: string }) => v.field).sort()).toEqual(['force', 'name']);
+    expect(
+      res
+        .json()
+        .validations.map((v: { field: string; message: string }) => v.field)
+        .sort(),
+    ).toEqual(['force', 'name']);
     expect((await get('/v1/snapshots?backend=incus')).json().validations).toEqual([{ field: 'machine', message: expect.any(String) }]);
     expect((await del('/v1/snapshots?backend=incus&machine=dev-1')).statusCode).toBe(400);
   });
@@ -321,7 +335,12 @@ describe('/v1/images', () => {
     const { post } = setup();
     const res = await post('/v1/images', { workspaceId: 'ws-1', name: 'golden-one', push: 'yes', password: 'x' });
     expect(res.statusCode).toBe(400);
-    expect(res.json().validations.map((v: { field: string }) => v.field).sort()).toEqual(['password', 'push']);
+    expect(
+      res
+        .json()
+        .validations.map((v: { field: string }) => v.field)
+        .sort(),
+    ).toEqual(['password', 'push']);
   });
 });
 

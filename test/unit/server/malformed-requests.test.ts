@@ -59,11 +59,11 @@ function expectShape(r: Raw, status: number, code: string): void {
 }
 
 describe('refusals before any route runs, in the one error shape', () => {
-  it('a URL that does not decode → 400 INVALID_REQUEST (was fastify\'s own body)', async () => {
+  it("a URL that does not decode → 400 INVALID_REQUEST (was fastify's own body)", async () => {
     expectShape(await raw(`GET /v1/workspaces/%ZZ HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`), 400, 'INVALID_REQUEST');
   });
 
-  it('a path segment past the router\'s limit → 400 INVALID_REQUEST (was 414 in fastify\'s shape)', async () => {
+  it("a path segment past the router's limit → 400 INVALID_REQUEST (was 414 in fastify's shape)", async () => {
     expectShape(await raw(`GET /v1/workspaces/${'a'.repeat(101)} HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`), 400, 'INVALID_REQUEST');
   });
 
@@ -76,7 +76,7 @@ describe('refusals before any route runs, in the one error shape', () => {
     ['two different Content-Lengths', `POST /v1/workspaces HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 1\r\nContent-Length: 2\r\n\r\n{}`],
     ['a control byte in a header', `GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n`],
     ['a request line that is not HTTP', 'GARBAGE\r\n\r\n'],
-  ])('%s → 400 INVALID_REQUEST from the parser (was fastify\'s shape)', async (_what, head) => {
+  ])("%s → 400 INVALID_REQUEST from the parser (was fastify's shape)", async (_what, head) => {
     expectShape(await raw(head), 400, 'INVALID_REQUEST');
   });
 
@@ -94,7 +94,7 @@ describe('refusals before any route runs, in the one error shape', () => {
     expectShape(await raw(`GET /health HTTP/1.1\r\nHost: x\r\nExpect: x-fuzz\r\nConnection: close\r\n\r\n`), 417, 'INVALID_REQUEST');
   });
 
-  it('the parser\'s refusal never logs the raw request (it holds the Authorization header)', async () => {
+  it("the parser's refusal never logs the raw request (it holds the Authorization header)", async () => {
     await raw(`POST /v1/workspaces HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: nope\r\n\r\n`);
     expect(logs.output()).toMatch(/malformed request refused/);
     expect(logs.output()).not.toContain(TOKEN);
@@ -152,7 +152,7 @@ describe('a refusal sent before the body was read reaches a client still sending
   });
 });
 
-describe('toHttpError: fastify\'s own client errors', () => {
+describe("toHttpError: fastify's own client errors", () => {
   it('maps any FST_ERR_ with a 4xx statusCode to that status and INVALID_REQUEST, not a 500', () => {
     const err = Object.assign(new Error("Method 'X' is odd"), { code: 'FST_ERR_SOMETHING_NEW', statusCode: 422 });
     expect(toHttpError(err)).toEqual({ status: 422, body: { code: 'INVALID_REQUEST', message: 'the request is not valid' } });

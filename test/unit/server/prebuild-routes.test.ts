@@ -30,7 +30,14 @@ describe('/v1/prebuilds', () => {
   afterAll(() => new Promise<void>((resolve) => jwksServer.close(() => resolve())));
 
   const sign = (claims: Record<string, unknown>): Promise<string> =>
-    new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('cp').setIssuedAt().setAudience(AUDIENCE).setIssuer(ISSUER).setExpirationTime('5m').sign(key);
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .setSubject('cp')
+      .setIssuedAt()
+      .setAudience(AUDIENCE)
+      .setIssuer(ISSUER)
+      .setExpirationTime('5m')
+      .sign(key);
 
   function server(env: Record<string, string> = { WARMSTART_CACHE_REGISTRY: '127.0.0.1:5000/ns' }) {
     const { logger, output } = memoryLogger();

@@ -152,7 +152,9 @@ describe('WorkspaceStore when a record cannot be written', () => {
   it('the event log keeps whole lines only: a line the full disk cut short is removed, later ones land', async () => {
     const store = new WorkspaceStore(dir);
     const lost: string[] = [];
-    const log = store.eventLog('ws', { onLost: (e, err) => lost.push(`${'text' in e ? (e.text ?? '').slice(0, 3) : e.type}: ${(err as NodeJS.ErrnoException).code}`) });
+    const log = store.eventLog('ws', {
+      onLost: (e, err) => lost.push(`${'text' in e ? (e.text ?? '').slice(0, 3) : e.type}: ${(err as NodeJS.ErrnoException).code}`),
+    });
     const ev = (text: string) => ({ ts: '2024-01-01T00:00:00.000Z', workspaceId: 'ws', type: 'log' as const, text });
     log.emit(ev('one'));
     await log.flush();
@@ -163,7 +165,12 @@ describe('WorkspaceStore when a record cannot be written', () => {
     log.emit(ev('three'));
     await log.flush();
     const raw = await readFile(join(dir, 'workspaces', 'ws', 'events.ndjson'), 'utf8');
-    expect(raw.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { text: string }).text)).toEqual(['one', 'three']);
+    expect(
+      raw
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as { text: string }).text),
+    ).toEqual(['one', 'three']);
     expect((await store.readEvents('ws')).map((e) => ('text' in e ? e.text : undefined))).toEqual(['one', 'three']);
     // The lost one was said, once, with why.
     expect(lost).toEqual(['two: ENOSPC']);
@@ -176,8 +183,26 @@ describe('WorkspaceStore when a record cannot be written', () => {
 
   it('list leaves out a record it cannot read and says which, with why', async () => {
     const store = new WorkspaceStore(dir);
-    await store.save({ id: 'good', repository: 'octo/a', configName: null, lightweight: false, status: 'ready', result: null, createdAt: 'x', updatedAt: 'x' });
-    await store.save({ id: 'bad', repository: 'octo/b', configName: null, lightweight: false, status: 'ready', result: null, createdAt: 'x', updatedAt: 'x' });
+    await store.save({
+      id: 'good',
+      repository: 'octo/a',
+      configName: null,
+      lightweight: false,
+      status: 'ready',
+      result: null,
+      createdAt: 'x',
+      updatedAt: 'x',
+    });
+    await store.save({
+      id: 'bad',
+      repository: 'octo/b',
+      configName: null,
+      lightweight: false,
+      status: 'ready',
+      result: null,
+      createdAt: 'x',
+      updatedAt: 'x',
+    });
     await writeFile(join(dir, 'workspaces', 'bad', 'workspace.json'), '{"id": "bad", trunc');
     const unreadable: string[] = [];
     const ids = (await store.list((id, err) => unreadable.push(`${id}: ${(err as Error).name}`))).map((r) => r.id);

@@ -8,7 +8,11 @@ describe('bestEffort', () => {
   it('says what it lets go, once, and never throws; says nothing when the work succeeds', async () => {
     const lines: string[] = [];
     await bestEffort('remove the job docker config', Promise.reject(new Error('EACCES: permission denied')), (m) => lines.push(m));
-    await bestEffort('remove nothing', async () => undefined, (m) => lines.push(m));
+    await bestEffort(
+      'remove nothing',
+      async () => undefined,
+      (m) => lines.push(m),
+    );
     expect(lines).toEqual(['could not remove the job docker config: EACCES: permission denied']);
   });
 });

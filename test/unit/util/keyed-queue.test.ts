@@ -8,11 +8,13 @@ describe('KeyedQueue', () => {
     const q = new KeyedQueue();
     const log: string[] = [];
     const gate: Record<string, () => void> = {};
-    const task = (name: string, fail = false) => () =>
-      new Promise<string>((resolve, reject) => {
-        log.push(`start ${name}`);
-        gate[name] = () => (fail ? reject(new Error(`${name} failed`)) : resolve(name));
-      });
+    const task =
+      (name: string, fail = false) =>
+      () =>
+        new Promise<string>((resolve, reject) => {
+          log.push(`start ${name}`);
+          gate[name] = () => (fail ? reject(new Error(`${name} failed`)) : resolve(name));
+        });
     const a1 = q.run('a', task('a1', true));
     const a2 = q.run('a', task('a2'));
     const b1 = q.run('b', task('b1'));

@@ -13,11 +13,17 @@ const BK = '127.0.0.1:5000/ns/acme/app:buildkit-devcontainer-cache';
 const EXACT = '127.0.0.1:5000/ns/acme/app:exact-0123';
 
 describe('CacheOutcome', () => {
-  it('no cache in play: disabled with the plan\'s reason, ref as planned', () => {
-    expect(new CacheOutcome(null, 'no cache registry configured').result()).toEqual({ ref: null, hit: 'disabled', reason: 'no cache registry configured', stepsCached: null, stepsTotal: null });
+  it("no cache in play: disabled with the plan's reason, ref as planned", () => {
+    expect(new CacheOutcome(null, 'no cache registry configured').result()).toEqual({
+      ref: null,
+      hit: 'disabled',
+      reason: 'no cache registry configured',
+      stepsCached: null,
+      stepsTotal: null,
+    });
   });
 
-  it('layers: the builder\'s ref, the moving image given to the build, the steps counted', () => {
+  it("layers: the builder's ref, the moving image given to the build, the steps counted", () => {
     const o = new CacheOutcome(MOVING, null);
     o.usesRef(BK);
     o.layerSource({ available: true, reason: null }, { ref: EXACT, reason: null }, false);
@@ -25,12 +31,20 @@ describe('CacheOutcome', () => {
     expect(o.result()).toEqual({ ref: BK, hit: 'layers', reason: null, stepsCached: 12, stepsTotal: 13 });
   });
 
-  it('miss: the exact refusal is the reason when there was an exact key, else the moving pull\'s', () => {
+  it("miss: the exact refusal is the reason when there was an exact key, else the moving pull's", () => {
     const withKey = new CacheOutcome(MOVING, null);
-    withKey.layerSource({ available: false, reason: 'CACHE_IMAGE_MISSING: not in the registry' }, { ref: EXACT, reason: 'CACHE_IDENTITY_MISMATCH: labels name another repository' }, false);
+    withKey.layerSource(
+      { available: false, reason: 'CACHE_IMAGE_MISSING: not in the registry' },
+      { ref: EXACT, reason: 'CACHE_IDENTITY_MISMATCH: labels name another repository' },
+      false,
+    );
     expect(withKey.result()).toMatchObject({ hit: 'miss', reason: 'CACHE_IDENTITY_MISMATCH: labels name another repository' });
     const noKey = new CacheOutcome(MOVING, null);
-    noKey.layerSource({ available: false, reason: 'REGISTRY_UNREACHABLE: connection refused' }, { ref: null, reason: 'base image could not be pinned' }, false);
+    noKey.layerSource(
+      { available: false, reason: 'REGISTRY_UNREACHABLE: connection refused' },
+      { ref: null, reason: 'base image could not be pinned' },
+      false,
+    );
     expect(noKey.result()).toMatchObject({ hit: 'miss', reason: 'REGISTRY_UNREACHABLE: connection refused' });
     const layersButExactRefused = new CacheOutcome(MOVING, null);
     layersButExactRefused.layerSource({ available: true, reason: null }, { ref: EXACT, reason: 'EXACT_IMAGE_EXPIRED: 40 days old' }, true);

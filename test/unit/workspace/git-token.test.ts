@@ -33,7 +33,12 @@ describe('which git token a job clones with', () => {
   it("uses the node's token only on its hosts, port included", () => {
     expect(chooseGitToken(parseRepository('acme/app'), null, config)).toMatchObject({ token: NODE, source: 'node', host: 'github.com' });
     expect(chooseGitToken(parseRepository('https://git.example:8443/a/b'), null, config)).toMatchObject({ token: NODE, source: 'node' });
-    for (const url of ['https://other.host/acme/app', 'https://git.example/a/b', 'https://git.example:9443/a/b', 'https://github.com.evil.example/a/b']) {
+    for (const url of [
+      'https://other.host/acme/app',
+      'https://git.example/a/b',
+      'https://git.example:9443/a/b',
+      'https://github.com.evil.example/a/b',
+    ]) {
       const c = chooseGitToken(parseRepository(url), null, config);
       expect(c).toMatchObject({ token: null, source: null });
       expect(c.note).toContain('WARMSTART_GIT_TOKEN_HOSTS');
@@ -43,14 +48,22 @@ describe('which git token a job clones with', () => {
   });
 
   it("uses a job's own token for its own repository, wherever it is", () => {
-    expect(chooseGitToken(parseRepository('https://other.host:7000/a/b'), JOB, config)).toEqual({ token: JOB, source: 'job', host: 'other.host:7000', note: null });
+    expect(chooseGitToken(parseRepository('https://other.host:7000/a/b'), JOB, config)).toEqual({
+      token: JOB,
+      source: 'job',
+      host: 'other.host:7000',
+      note: null,
+    });
     expect(chooseGitToken(parseRepository('/tmp/a/b'), JOB, config).token).toBeNull();
   });
 
   it("with a GitHub App: its clone token for https repositories on the App's git hosts, before the node's; a job's own first", () => {
     const app = { ...config, githubApp: { gitHosts: ['github.com', 'ghe.example:8443'] } };
     expect(chooseGitToken(parseRepository('acme/app'), null, app)).toEqual({ token: null, source: 'github-app', host: 'github.com', note: null });
-    expect(chooseGitToken(parseRepository('https://ghe.example:8443/a/b'), null, app)).toMatchObject({ source: 'github-app', host: 'ghe.example:8443' });
+    expect(chooseGitToken(parseRepository('https://ghe.example:8443/a/b'), null, app)).toMatchObject({
+      source: 'github-app',
+      host: 'ghe.example:8443',
+    });
     expect(chooseGitToken(parseRepository('acme/app'), JOB, app)).toMatchObject({ token: JOB, source: 'job' });
     // Not for another host (the node's token where it is bound), not over ssh, not for a local path.
     expect(chooseGitToken(parseRepository('https://git.example:8443/a/b'), null, app)).toMatchObject({ token: NODE, source: 'node' });
@@ -74,15 +87,21 @@ describe('which git token a job clones with', () => {
       WARMSTART_GITHUB_INSTALLATION_ID: '2',
     });
     expect(app.githubApp?.registryScope).toBe('repository');
-    const repoOf = (repository: string, gitToken?: string) => planJob({ workspaceId: 'w1', repository, ...(gitToken ? { gitToken } : {}) }, app).githubRepository;
+    const repoOf = (repository: string, gitToken?: string) =>
+      planJob({ workspaceId: 'w1', repository, ...(gitToken ? { gitToken } : {}) }, app).githubRepository;
     expect(repoOf('acme/app')).toBe('app');
     expect(repoOf('git@github.com:acme/tool.git')).toBe('tool');
     expect(repoOf('https://github.com/acme/lib', JOB)).toBe('lib');
     expect(repoOf('https://other.host/acme/app')).toBeNull();
     expect(planJob({ workspaceId: 'w1', repository: 'acme/app' }, config).githubRepository).toBeNull(); // no App
-    expect(() => configFromEnv({
-      WARMSTART_GITHUB_APP_ID: '1', WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE: '/k.pem', WARMSTART_GITHUB_INSTALLATION_ID: '2', WARMSTART_GITHUB_APP_REGISTRY_SCOPE: 'org',
-    })).toThrow(/repository or installation/);
+    expect(() =>
+      configFromEnv({
+        WARMSTART_GITHUB_APP_ID: '1',
+        WARMSTART_GITHUB_APP_PRIVATE_KEY_FILE: '/k.pem',
+        WARMSTART_GITHUB_INSTALLATION_ID: '2',
+        WARMSTART_GITHUB_APP_REGISTRY_SCOPE: 'org',
+      }),
+    ).toThrow(/repository or installation/);
   });
 });
 

@@ -19,7 +19,11 @@ export function fillableStore(stateDir: string, disk: Disk): WorkspaceStore {
   const real = writer.write.bind(store);
   writer.write = (record) =>
     disk.full
-      ? Promise.reject(new WarmstartError('STATE_WRITE_FAILED', `could not write ${store.dir(record.id)}/workspace.json`, { detail: 'ENOSPC: no space left on device, write' }))
+      ? Promise.reject(
+          new WarmstartError('STATE_WRITE_FAILED', `could not write ${store.dir(record.id)}/workspace.json`, {
+            detail: 'ENOSPC: no space left on device, write',
+          }),
+        )
       : real(record);
   return store;
 }

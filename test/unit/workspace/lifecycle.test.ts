@@ -39,13 +39,31 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const spec = (id = 'w', extra: Partial<WorkspaceSpec> = {}): WorkspaceSpec => ({ id, repository: REPO, configName: null, lightweight: false, owner: 'alice', ...extra });
+const spec = (id = 'w', extra: Partial<WorkspaceSpec> = {}): WorkspaceSpec => ({
+  id,
+  repository: REPO,
+  configName: null,
+  lightweight: false,
+  owner: 'alice',
+  ...extra,
+});
 const at = (n: number): string => new Date(Date.parse(T0) + 1000 * n).toISOString();
 
 /** A record in `status` written straight to the store (the test's own set-up, not a transition). */
 async function seed(status: WorkspaceStatus, extra: Partial<WorkspaceRecord> = {}): Promise<WorkspaceRecord> {
   const result = status === 'ready' || status === 'recovery' || status === 'failed' ? { ...readyResult('w'), outcome: status } : null;
-  const record: WorkspaceRecord = { id: 'w', repository: REPO, configName: null, lightweight: false, status, result, owner: 'bob', createdAt: T0, updatedAt: T0, ...extra };
+  const record: WorkspaceRecord = {
+    id: 'w',
+    repository: REPO,
+    configName: null,
+    lightweight: false,
+    status,
+    result,
+    owner: 'bob',
+    createdAt: T0,
+    updatedAt: T0,
+    ...extra,
+  };
   await store.save(record);
   return record;
 }
@@ -89,16 +107,39 @@ describe('WorkspaceLifecycle: the legal transitions', () => {
   it('queue: a new workspace is queued, with the caller as owner, created and updated now', async () => {
     const { record, previous } = await lifecycle.queue(spec());
     expect(previous).toBeNull();
-    expect(record).toEqual({ id: 'w', repository: REPO, configName: null, lightweight: false, status: 'queued', result: null, owner: 'alice', createdAt: at(1), updatedAt: at(1) });
+    expect(record).toEqual({
+      id: 'w',
+      repository: REPO,
+      configName: null,
+      lightweight: false,
+      status: 'queued',
+      result: null,
+      owner: 'alice',
+      createdAt: at(1),
+      updatedAt: at(1),
+    });
     expect(await store.load('w')).toEqual(record);
   });
 
-  it.each(['failed', 'deleting'] as const)('queue: a %s workspace is queued again, keeping createdAt and its first owner, its error dropped', async (status) => {
-    await seed(status, { error: { code: 'AGENT_RESTARTED', message: 'restarted' }, containerMissing: true });
-    const { record, previous } = await lifecycle.queue(spec());
-    expect(previous?.status).toBe(status);
-    expect(record).toEqual({ id: 'w', repository: REPO, configName: null, lightweight: false, status: 'queued', result: null, owner: 'bob', createdAt: T0, updatedAt: at(1) });
-  });
+  it.each(['failed', 'deleting'] as const)(
+    'queue: a %s workspace is queued again, keeping createdAt and its first owner, its error dropped',
+    async (status) => {
+      await seed(status, { error: { code: 'AGENT_RESTARTED', message: 'restarted' }, containerMissing: true });
+      const { record, previous } = await lifecycle.queue(spec());
+      expect(previous?.status).toBe(status);
+      expect(record).toEqual({
+        id: 'w',
+        repository: REPO,
+        configName: null,
+        lightweight: false,
+        status: 'queued',
+        result: null,
+        owner: 'bob',
+        createdAt: T0,
+        updatedAt: at(1),
+      });
+    },
+  );
 
   it('start: queued becomes creating', async () => {
     await lifecycle.queue(spec());
@@ -140,7 +181,10 @@ describe('WorkspaceLifecycle: the legal transitions', () => {
   it.each(['queued', 'creating'] as const)('fail and interrupt: %s becomes failed with the error', async (from) => {
     await seed(from);
     const failed = await lifecycle.fail('w', { code: 'STATE_WRITE_FAILED', message: 'full' });
-    expect(failed).toEqual({ record: expect.objectContaining({ status: 'failed', error: { code: 'STATE_WRITE_FAILED', message: 'full' }, updatedAt: at(1) }), writeError: null });
+    expect(failed).toEqual({
+      record: expect.objectContaining({ status: 'failed', error: { code: 'STATE_WRITE_FAILED', message: 'full' }, updatedAt: at(1) }),
+      writeError: null,
+    });
     await seed(from);
     expect(await lifecycle.interrupt('w')).toMatchObject({
       status: 'failed',
@@ -153,7 +197,12 @@ describe('WorkspaceLifecycle: the legal transitions', () => {
     await seed(status, { result: withPending(status) });
     const record = await lifecycle.recheck('w', { running: false });
     expect(record).toMatchObject({ status, containerMissing: true, updatedAt: at(1) });
-    expect(record.result?.push).toEqual({ status: 'failed', ref: 'reg.test/acme/app:cache', reason: 'the agent restarted before the push finished', ms: null });
+    expect(record.result?.push).toEqual({
+      status: 'failed',
+      ref: 'reg.test/acme/app:cache',
+      reason: 'the agent restarted before the push finished',
+      ms: null,
+    });
     expect(await lifecycle.recheck('w', { running: true })).toMatchObject({ containerMissing: false, updatedAt: at(2) });
   });
 
@@ -163,7 +212,16 @@ describe('WorkspaceLifecycle: the legal transitions', () => {
   });
 
   it('deleting: an id with no record (its volume only) gets a blank deleting record', async () => {
-    expect(await lifecycle.deleting('w')).toEqual({ id: 'w', repository: '', configName: null, lightweight: false, status: 'deleting', result: null, createdAt: at(1), updatedAt: at(1) });
+    expect(await lifecycle.deleting('w')).toEqual({
+      id: 'w',
+      repository: '',
+      configName: null,
+      lightweight: false,
+      status: 'deleting',
+      result: null,
+      createdAt: at(1),
+      updatedAt: at(1),
+    });
   });
 
   it('purge removes the record and its directory; asDeleting is the last view, stamped, not written', async () => {
@@ -222,7 +280,8 @@ describe('WorkspaceLifecycle when the disk refuses a write', () => {
     const kept = await lifecycle.pushSettled('w', 'ready', pushed);
     expect(kept.writeError).toMatchObject({ code: 'STATE_WRITE_FAILED', detail: expect.stringMatching(/ENOSPC/) });
     expect((await store.load('w'))?.result?.push).toEqual(pushed);
-    const onDisk = async (): Promise<WorkspaceRecord> => JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8')) as WorkspaceRecord;
+    const onDisk = async (): Promise<WorkspaceRecord> =>
+      JSON.parse(await readFile(join(store.dir('w'), 'workspace.json'), 'utf8')) as WorkspaceRecord;
     expect(await onDisk()).toMatchObject({ status: 'ready', result: { containerId: 'c-w', push: { status: 'pending' } } });
     disk.full = false;
     await lifecycle.flushUnsaved();

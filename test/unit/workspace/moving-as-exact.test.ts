@@ -60,12 +60,22 @@ describe('the moving image as the exact image', () => {
   it('with trusted keys, only when a trusted key signed it for this key: labels anyone can write are not enough', async () => {
     // The right labels, and a trusted signature only as a moving tag (no content key):
     // labels anyone who can push may write, so the key must be in what was signed.
-    const forged = await pushTinyImage(ref, tb.baseImage, { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key, n: 'forged' });
+    const forged = await pushTinyImage(ref, tb.baseImage, {
+      'warmstart.test': ns,
+      'dev.warmstart.repository': identity,
+      'dev.warmstart.content-key': key,
+      n: 'forged',
+    });
     await removeLocal([ref]);
     await signPushed({ engine, ref, key: signingKey, identity, contentKey: null, creds: null }).catch(() => undefined);
     expect(await session(engine, trusted).movingAsExact(identity, key, DAY)).toBeNull();
     // Signed for this key by a trusted key: used.
-    await pushTinyImage(ref, tb.baseImage, { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key, n: 'genuine' });
+    await pushTinyImage(ref, tb.baseImage, {
+      'warmstart.test': ns,
+      'dev.warmstart.repository': identity,
+      'dev.warmstart.content-key': key,
+      n: 'genuine',
+    });
     const digest = await signPushed({ engine, ref, key: signingKey, identity, contentKey: key, creds: null });
     expect(digest).not.toBe(forged);
     await removeLocal([ref]);
@@ -73,7 +83,12 @@ describe('the moving image as the exact image', () => {
   }, 60_000);
 
   it('is decided from the registry without waiting for the pull, and not used once that pull has failed', async () => {
-    const digest = await pushTinyImage(ref, tb.baseImage, { 'warmstart.test': ns, 'dev.warmstart.repository': identity, 'dev.warmstart.content-key': key, n: 'slow' });
+    const digest = await pushTinyImage(ref, tb.baseImage, {
+      'warmstart.test': ns,
+      'dev.warmstart.repository': identity,
+      'dev.warmstart.content-key': key,
+      n: 'slow',
+    });
     // A pull that never ends: the answer comes from the labels and names the image by digest.
     const stuck: DockerEngine = Object.assign(Object.create(engine) as DockerEngine, {
       imageRepoDigests: async () => [],

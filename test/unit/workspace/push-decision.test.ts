@@ -20,15 +20,30 @@ describe('whether a ready workspace is pushed', () => {
   it('the first rule that applies decides, in order', () => {
     expect(pushDecision(go)).toBeNull();
     const rows: [Partial<PushInput>, { status: string; reason: string | RegExp }][] = [
-      [{ plan: { ...plan, cacheRef: null, cacheOffReason: 'cache disabled for this job' } }, { status: 'skipped', reason: 'cache disabled for this job' }],
+      [
+        { plan: { ...plan, cacheRef: null, cacheOffReason: 'cache disabled for this job' } },
+        { status: 'skipped', reason: 'cache disabled for this job' },
+      ],
       [{ kind: 'image' }, { status: 'skipped', reason: 'image-based config: no built image to cache' }],
-      [{ exactHit: true, blocked: 'push permission probe: denied' }, { status: 'skipped', reason: /^exact hit/ }],
-      [{ plan: { ...plan, pushOffReason: 'push disabled for this job' }, credentials: null, blocked: 'REGISTRY_AUTH_FAILED: x' }, { status: 'skipped', reason: 'push disabled for this job' }],
+      [
+        { exactHit: true, blocked: 'push permission probe: denied' },
+        { status: 'skipped', reason: /^exact hit/ },
+      ],
+      [
+        { plan: { ...plan, pushOffReason: 'push disabled for this job' }, credentials: null, blocked: 'REGISTRY_AUTH_FAILED: x' },
+        { status: 'skipped', reason: 'push disabled for this job' },
+      ],
       // A credential source that failed is a fault; no credentials at all is a pull-only node.
-      [{ credentials: null, blocked: 'REGISTRY_AUTH_FAILED: credentials unavailable: GITHUB_APP_AUTH_FAILED: 401' }, { status: 'failed', reason: /^REGISTRY_AUTH_FAILED: / }],
+      [
+        { credentials: null, blocked: 'REGISTRY_AUTH_FAILED: credentials unavailable: GITHUB_APP_AUTH_FAILED: 401' },
+        { status: 'failed', reason: /^REGISTRY_AUTH_FAILED: / },
+      ],
       [{ credentials: null }, { status: 'skipped', reason: 'no registry credentials: pull only' }],
       [{ config: { hostAccess: 'allow', allRepositoriesTrusted: false } }, { status: 'skipped', reason: /host access is allowed/ }],
-      [{ config: { hostAccess: 'allow', allRepositoriesTrusted: false }, credentials: creds('job') }, { status: 'go', reason: '' }],
+      [
+        { config: { hostAccess: 'allow', allRepositoriesTrusted: false }, credentials: creds('job') },
+        { status: 'go', reason: '' },
+      ],
       [{ blocked: 'push permission probe: denied' }, { status: 'failed', reason: 'push permission probe: denied' }],
     ];
     for (const [change, want] of rows) {
@@ -60,7 +75,10 @@ describe('a GitHub App that cannot mint a token', () => {
     const config = configFromEnv({ WARMSTART_STATE_DIR: '/nonexistent', WARMSTART_CACHE_REGISTRY: 'ghcr.io/acme' });
     const jobPlan = planJob({ workspaceId: 'w1', repository: 'https://github.com/acme/app' }, config);
     // The engine is not reached for the reason under test; it refuses the moving pull.
-    const engine = { imageRepoDigests: async () => [], pullImage: async () => Promise.reject(new Error('no engine here')) } as unknown as DockerEngine;
+    const engine = {
+      imageRepoDigests: async () => [],
+      pullImage: async () => Promise.reject(new Error('no engine here')),
+    } as unknown as DockerEngine;
     const notes: string[] = [];
     const rec = new PhaseRecorder('w1', { emit: (e) => void ('text' in e && e.text && notes.push(e.text)) });
     const session = CacheSession.start({ engine, registry: createRegistryClient(), credentialSources: [app] }, jobPlan, rec, { pullMoving: false })!;

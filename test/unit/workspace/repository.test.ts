@@ -18,13 +18,17 @@ describe('parseRepository: accepted forms', () => {
       'https://github.com/Owner/Repo.git',
       { kind: 'https', cloneUrl: 'https://github.com/Owner/Repo.git', host: 'github.com', owner: 'Owner', name: 'Repo', isGitHub: true },
     ],
-    [
-      'https://github.com/o/r/',
-      { kind: 'https', cloneUrl: 'https://github.com/o/r/', host: 'github.com', owner: 'o', name: 'r', isGitHub: true },
-    ],
+    ['https://github.com/o/r/', { kind: 'https', cloneUrl: 'https://github.com/o/r/', host: 'github.com', owner: 'o', name: 'r', isGitHub: true }],
     [
       'https://gitlab.example.com:8443/group/sub/owner/repo',
-      { kind: 'https', cloneUrl: 'https://gitlab.example.com:8443/group/sub/owner/repo', host: 'gitlab.example.com', owner: 'owner', name: 'repo', isGitHub: false },
+      {
+        kind: 'https',
+        cloneUrl: 'https://gitlab.example.com:8443/group/sub/owner/repo',
+        host: 'gitlab.example.com',
+        owner: 'owner',
+        name: 'repo',
+        isGitHub: false,
+      },
     ],
     [
       'HTTPS://Git.Example.com/a/b.git',
@@ -32,20 +36,31 @@ describe('parseRepository: accepted forms', () => {
     ],
     [
       'https://dev.example.com/org/My%20Project/_git/repo',
-      { kind: 'https', cloneUrl: 'https://dev.example.com/org/My%20Project/_git/repo', host: 'dev.example.com', owner: '_git', name: 'repo', isGitHub: false },
+      {
+        kind: 'https',
+        cloneUrl: 'https://dev.example.com/org/My%20Project/_git/repo',
+        host: 'dev.example.com',
+        owner: '_git',
+        name: 'repo',
+        isGitHub: false,
+      },
     ],
     [
       'https://dev.example.com/org/My%20Project',
-      { kind: 'https', cloneUrl: 'https://dev.example.com/org/My%20Project', host: 'dev.example.com', owner: 'org', name: 'My Project', isGitHub: false },
+      {
+        kind: 'https',
+        cloneUrl: 'https://dev.example.com/org/My%20Project',
+        host: 'dev.example.com',
+        owner: 'org',
+        name: 'My Project',
+        isGitHub: false,
+      },
     ],
     [
       'https://127.0.0.1:3000/o/r.git',
       { kind: 'https', cloneUrl: 'https://127.0.0.1:3000/o/r.git', host: '127.0.0.1', owner: 'o', name: 'r', isGitHub: false },
     ],
-    [
-      'https://[::1]:3000/o/r',
-      { kind: 'https', cloneUrl: 'https://[::1]:3000/o/r', host: '[::1]', owner: 'o', name: 'r', isGitHub: false },
-    ],
+    ['https://[::1]:3000/o/r', { kind: 'https', cloneUrl: 'https://[::1]:3000/o/r', host: '[::1]', owner: 'o', name: 'r', isGitHub: false }],
     [
       'ssh://git@github.com/Foo/Bar.git',
       { kind: 'ssh', cloneUrl: 'ssh://git@github.com/Foo/Bar.git', host: 'github.com', owner: 'Foo', name: 'Bar', isGitHub: true },
@@ -56,7 +71,14 @@ describe('parseRepository: accepted forms', () => {
     ],
     [
       'ssh://git.example.com:2222/srv/git/team/app.git',
-      { kind: 'ssh', cloneUrl: 'ssh://git.example.com:2222/srv/git/team/app.git', host: 'git.example.com', owner: 'team', name: 'app', isGitHub: false },
+      {
+        kind: 'ssh',
+        cloneUrl: 'ssh://git.example.com:2222/srv/git/team/app.git',
+        host: 'git.example.com',
+        owner: 'team',
+        name: 'app',
+        isGitHub: false,
+      },
     ],
     [
       'git@github.com:Foo/Bar.git',
@@ -66,46 +88,29 @@ describe('parseRepository: accepted forms', () => {
       'deploy.user@git.example.com:/srv/team/app',
       { kind: 'ssh', cloneUrl: 'deploy.user@git.example.com:/srv/team/app', host: 'git.example.com', owner: 'team', name: 'app', isGitHub: false },
     ],
-    [
-      'git@[::1]:o/r.git',
-      { kind: 'ssh', cloneUrl: 'git@[::1]:o/r.git', host: '[::1]', owner: 'o', name: 'r', isGitHub: false },
-    ],
+    ['git@[::1]:o/r.git', { kind: 'ssh', cloneUrl: 'git@[::1]:o/r.git', host: '[::1]', owner: 'o', name: 'r', isGitHub: false }],
     [
       'octo-cat/hello.world',
-      { kind: 'github', cloneUrl: 'https://github.com/octo-cat/hello.world.git', host: 'github.com', owner: 'octo-cat', name: 'hello.world', isGitHub: true },
+      {
+        kind: 'github',
+        cloneUrl: 'https://github.com/octo-cat/hello.world.git',
+        host: 'github.com',
+        owner: 'octo-cat',
+        name: 'hello.world',
+        isGitHub: true,
+      },
     ],
     [
       'Owner/Repo.git',
       { kind: 'github', cloneUrl: 'https://github.com/Owner/Repo.git', host: 'github.com', owner: 'Owner', name: 'Repo', isGitHub: true },
     ],
-    [
-      'a/b',
-      { kind: 'github', cloneUrl: 'https://github.com/a/b.git', host: 'github.com', owner: 'a', name: 'b', isGitHub: true },
-    ],
-    [
-      './a/b',
-      { kind: 'local', cloneUrl: '/work/here/a/b', host: null, owner: 'a', name: 'b', isGitHub: false },
-    ],
-    [
-      '../other/app.git',
-      { kind: 'local', cloneUrl: '/work/other/app.git', host: null, owner: 'other', name: 'app', isGitHub: false },
-    ],
-    [
-      '/srv/git/team/app/',
-      { kind: 'local', cloneUrl: '/srv/git/team/app', host: null, owner: 'team', name: 'app', isGitHub: false },
-    ],
-    [
-      '/repo',
-      { kind: 'local', cloneUrl: '/repo', host: null, owner: 'local', name: 'repo', isGitHub: false },
-    ],
-    [
-      'file:///srv/git/team/app.git',
-      { kind: 'local', cloneUrl: '/srv/git/team/app.git', host: null, owner: 'team', name: 'app', isGitHub: false },
-    ],
-    [
-      'file://localhost/srv/caf%C3%A9/app',
-      { kind: 'local', cloneUrl: '/srv/café/app', host: null, owner: 'café', name: 'app', isGitHub: false },
-    ],
+    ['a/b', { kind: 'github', cloneUrl: 'https://github.com/a/b.git', host: 'github.com', owner: 'a', name: 'b', isGitHub: true }],
+    ['./a/b', { kind: 'local', cloneUrl: '/work/here/a/b', host: null, owner: 'a', name: 'b', isGitHub: false }],
+    ['../other/app.git', { kind: 'local', cloneUrl: '/work/other/app.git', host: null, owner: 'other', name: 'app', isGitHub: false }],
+    ['/srv/git/team/app/', { kind: 'local', cloneUrl: '/srv/git/team/app', host: null, owner: 'team', name: 'app', isGitHub: false }],
+    ['/repo', { kind: 'local', cloneUrl: '/repo', host: null, owner: 'local', name: 'repo', isGitHub: false }],
+    ['file:///srv/git/team/app.git', { kind: 'local', cloneUrl: '/srv/git/team/app.git', host: null, owner: 'team', name: 'app', isGitHub: false }],
+    ['file://localhost/srv/caf%C3%A9/app', { kind: 'local', cloneUrl: '/srv/café/app', host: null, owner: 'café', name: 'app', isGitHub: false }],
   ];
 
   it.each(cases)('%s', (input, expected) => {
@@ -221,10 +226,7 @@ describe('parseHostPort', () => {
     expect(parseHostPort(input)).toEqual(expected);
   });
 
-  it.each(['', 'a..b', '-a.com', 'a.com:', 'a.com:0', 'a.com:65536', 'a:b:c', '::1', '[::1', '[::1]x', '1.2.3'])(
-    'refuses %j',
-    (input) => {
-      expect(parseHostPort(input)).toBeNull();
-    },
-  );
+  it.each(['', 'a..b', '-a.com', 'a.com:', 'a.com:0', 'a.com:65536', 'a:b:c', '::1', '[::1', '[::1]x', '1.2.3'])('refuses %j', (input) => {
+    expect(parseHostPort(input)).toBeNull();
+  });
 });

@@ -38,12 +38,9 @@ describe('validateWorkspaceId', () => {
 });
 
 describe('validateConfigName', () => {
-  it.each(['python', 'python 3.12', 'a.b', 'x_y-z', 'é', 'a'.repeat(100), '日'.repeat(100)])(
-    'accepts %j',
-    (name) => {
-      expect(validateConfigName(name)).toBe(name);
-    },
-  );
+  it.each(['python', 'python 3.12', 'a.b', 'x_y-z', 'é', 'a'.repeat(100), '日'.repeat(100)])('accepts %j', (name) => {
+    expect(validateConfigName(name)).toBe(name);
+  });
 
   it.each([
     ['empty', ''],

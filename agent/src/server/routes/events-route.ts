@@ -5,11 +5,7 @@ import type { WorkspaceEvent } from '../../events/events.js';
 import type { JobManager } from '../../jobs/job-manager.js';
 import { workspaceNotFound } from './workspace-routes.js';
 
-async function* ndjson(
-  events: AsyncIterable<WorkspaceEvent>,
-  signal: AbortSignal,
-  onStart: () => void,
-): AsyncGenerator<string> {
+async function* ndjson(events: AsyncIterable<WorkspaceEvent>, signal: AbortSignal, onStart: () => void): AsyncGenerator<string> {
   onStart();
   try {
     for await (const event of events) yield `${JSON.stringify(event)}\n`;
@@ -31,26 +27,24 @@ export function registerEventsRoute(app: FastifyInstance, jobs: JobManager): voi
     for (const controller of open) controller.abort();
   });
 
-  app.get<{ Params: WorkspaceParams }>(
-    '/v1/workspaces/:id/events',
-    { schema: { params: WorkspaceParams } },
-    async (request, reply) => {
-      const { id } = request.params;
-      if ((await jobs.get(id)) === null) throw workspaceNotFound(id);
-      const controller = new AbortController();
-      open.add(controller);
-      reply.raw.once('close', () => {
-        controller.abort();
-        open.delete(controller);
-      });
-      // fastify sets the headers just before it starts reading the stream;
-      // send them then, so a follower of a quiet workspace sees the 200 at once.
-      const flushHeaders = (): void => {
-        if (!reply.raw.headersSent) reply.raw.flushHeaders();
-      };
-      const events = jobs.events(id, controller.signal);
-      const body = Readable.from(ndjson(events, controller.signal, flushHeaders), { objectMode: false });
-      return reply
+  app.get<{ Params: WorkspaceParams }>('/v1/workspaces/:id/events', { schema: { params: WorkspaceParams } }, async (request, reply) => {
+    const { id } = request.params;
+    if ((await jobs.get(id)) === null) throw workspaceNotFound(id);
+    const controller = new AbortController();
+    open.add(controller);
+    reply.raw.once('close', () => {
+      controller.abort();
+      open.delete(controller);
+    });
+    // fastify sets the headers just before it starts reading the stream;
+    // send them then, so a follower of a quiet workspace sees the 200 at once.
+    const flushHeaders = (): void => {
+      if (!reply.raw.headersSent) reply.raw.flushHeaders();
+    };
+    const events = jobs.events(id, controller.signal);
+    const body = Readable.from(ndjson(events, controller.signal, flushHeaders), { objectMode: false });
+    return (
+      reply
         .code(200)
         .header('content-type', 'application/x-ndjson; charset=utf-8')
         .header('cache-control', 'no-store')
@@ -58,7 +52,7 @@ export function registerEventsRoute(app: FastifyInstance, jobs: JobManager): voi
         // A stream holds its connection for minutes; close it after, rather than
         // leave an idle keep-alive socket that would hold up server.close().
         .header('connection', 'close')
-        .send(body);
-    },
-  );
+        .send(body)
+    );
+  });
 }

@@ -36,7 +36,8 @@ export function registerPrebuildRoutes(app: FastifyInstance, prebuilds: Prebuild
     { schema: { params: PrebuildParams }, onRequest: [requireNodeScope] },
     async (request): Promise<PrebuildView> => {
       const view = prebuilds.get(request.params.id);
-      if (view === null) throw apiError('PREBUILD_NOT_FOUND', `no prebuild ${request.params.id} (results are kept in memory until the agent restarts)`);
+      if (view === null)
+        throw apiError('PREBUILD_NOT_FOUND', `no prebuild ${request.params.id} (results are kept in memory until the agent restarts)`);
       return view;
     },
   );

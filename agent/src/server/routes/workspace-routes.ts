@@ -41,20 +41,15 @@ export function registerWorkspaceRoutes(app: FastifyInstance, jobs: JobManager):
     return { workspaces: scope === undefined ? all : all.filter((w) => w.id === scope) };
   });
 
-  app.get<{ Params: WorkspaceParams }>(
-    '/v1/workspaces/:id',
-    { schema: { params: WorkspaceParams } },
-    async (request): Promise<WorkspaceView> => {
-      const view = await jobs.get(request.params.id);
-      if (view === null) throw workspaceNotFound(request.params.id);
-      return view;
-    },
-  );
+  app.get<{ Params: WorkspaceParams }>('/v1/workspaces/:id', { schema: { params: WorkspaceParams } }, async (request): Promise<WorkspaceView> => {
+    const view = await jobs.get(request.params.id);
+    if (view === null) throw workspaceNotFound(request.params.id);
+    return view;
+  });
 
   app.delete<{ Params: WorkspaceParams; Querystring: DeleteWorkspaceQuery }>(
     '/v1/workspaces/:id',
     { schema: { params: WorkspaceParams, querystring: DeleteWorkspaceQuery } },
-    async (request): Promise<WorkspaceView> =>
-      jobs.remove(request.params.id, { purge: request.query.purge === 'true' }),
+    async (request): Promise<WorkspaceView> => jobs.remove(request.params.id, { purge: request.query.purge === 'true' }),
   );
 }
