@@ -53,86 +53,150 @@ export interface MovingExact {
 }
 
 /**
- * The registry side of one job, started before the clone so that logging in,
- * probing push permission and pulling the moving ref overlap with it (none of
- * them needs the repository's files). Never rejects: registry trouble becomes
- * a reason.
+ * The registry side of one job. Each piece of its work is one step the job
+ * begins itself (Job.run names them: `login`, `pullMoving`,
+ * `readMovingLabels`, `probePush`), before the clone, so that they overlap
+ * it: none needs the repository's files. A step runs once; asking again (or
+ * reading `credentials`, `moving`, `movingConfig`, `pushBlocked`) gets the
+ * same promise, and a step nobody began starts when first read. Never
+ * rejects: registry trouble becomes a reason.
  */
 export class CacheSession {
-  readonly credentials: Promise<RegistryCredentials | null>;
-  readonly moving: Promise<MovingPull>;
-  /** why a push would be refused (null: go ahead) */
-  readonly pushBlocked: Promise<string | null>;
-  /** the moving image's labels and age, read from the registry beside its pull (null: none, or unreadable) */
-  readonly movingConfig: Promise<ImageConfigFacts | null>;
   /** the moving ref of this node's builder (agent/src/cache/ref.ts builderRef), known once the builder probe answers */
   readonly movingRef: Promise<string>;
   private credentialNote: string | null = null;
   /** what the moving pull came to, once it has */
   private movingSettled: MovingPull | null = null;
+  private steps: {
+    login?: Promise<RegistryCredentials | null>;
+    pull?: Promise<MovingPull>;
+    labels?: Promise<ImageConfigFacts | null>;
+    probe?: Promise<string | null>;
+  } = {};
 
   constructor(
     private readonly deps: CacheDeps,
     private readonly plan: JobPlan & { cacheRef: string; registryHost: string },
     private readonly rec: PhaseRecorder,
     /** false: the moving ref is not pulled (a prebuild's check before it decides to build, workspace/prebuild.ts) */
-    pullMoving = true,
+    private readonly pullsMoving = true,
     /** the node's builder, whose probe runs beside the login; absent: `plan.cacheRef` is the moving ref as it is */
     builder?: Promise<Builder>,
   ) {
     this.movingRef = builder ? builder.then((b) => builderRef(plan.cacheRef, b)) : Promise.resolve(plan.cacheRef);
-    const afterLogin = Promise.all([this.movingRef, (this.credentials = this.login(plan, deps, rec))]);
-    this.moving = pullMoving
-      ? afterLogin.then(([ref, c]) => rec.phase('pull', () => this.ensureTrusted(ref, c, null, null)))
-      : Promise.resolve({ available: false, reason: 'not pulled' });
-    this.movingConfig = pullMoving
-      ? afterLogin.then(([ref, c]) =>
-          rec.phase('moving-labels', () =>
-            readImageConfig(deps.oci ?? createOciApi(), repositoryOf(ref), tagOf(ref), c).catch((err: unknown) => {
-              rec.note(`moving image labels not read: ${describeError(err)}`, 'moving-labels');
-              return null;
-            }),
-          ),
-        )
-      : Promise.resolve(null);
-    // Credentials a source failed to give (a GitHub App that cannot mint a token) block the push
-    // as a failure an operator must see, not as the quiet "no credentials" of a pull-only node.
-    this.pushBlocked = this.credentials.then((c) =>
-      c
-        ? deps.registry
-            .probePush(repositoryOf(plan.cacheRef), c)
-            .then(() => null)
-            .catch((err: unknown) => `push permission probe: ${describeError(err)}`)
-        : this.credentialNote
-          ? `REGISTRY_AUTH_FAILED: ${this.credentialNote}`
-          : null,
-    );
+    this.movingRef.catch(() => undefined); // read by every step that needs it
   }
 
-  /** Starts a session when the job has a cache ref; null otherwise. */
+  /** A session when the job has a cache ref (null otherwise), with every step begun. */
   static start(
     deps: CacheDeps,
     plan: JobPlan,
     rec: PhaseRecorder,
     options: { pullMoving?: boolean; builder?: Promise<Builder> } = {},
   ): CacheSession | null {
-    if (!plan.cacheRef || !plan.registryHost) return null;
-    const session = new CacheSession(
-      deps,
-      plan as JobPlan & { cacheRef: string; registryHost: string },
-      rec,
-      options.pullMoving ?? true,
-      options.builder,
-    );
-    // Settle quietly if the job ends before anyone awaits these (lightweight, no config).
-    session.movingRef.catch(() => undefined);
-    session.moving.then((m) => (session.movingSettled = m)).catch(() => undefined);
-    session.movingConfig.catch(() => undefined);
-    session.pushBlocked.catch(() => undefined);
+    const session = CacheSession.open(deps, plan, rec, options);
+    session?.beginAll();
     return session;
   }
 
-  private login(plan: JobPlan & { registryHost: string }, deps: CacheDeps, rec: PhaseRecorder): Promise<RegistryCredentials | null> {
+  /** A session when the job has a cache ref (null otherwise); nothing begun yet. */
+  static open(
+    deps: CacheDeps,
+    plan: JobPlan,
+    rec: PhaseRecorder,
+    options: { pullMoving?: boolean; builder?: Promise<Builder> } = {},
+  ): CacheSession | null {
+    if (!plan.cacheRef || !plan.registryHost) return null;
+    return new CacheSession(deps, plan as JobPlan & { cacheRef: string; registryHost: string }, rec, options.pullMoving ?? true, options.builder);
+  }
+
+  /** Every step at once (the order they are read in does not matter: each waits for what it needs). */
+  beginAll(): void {
+    void this.login();
+    void this.pullMoving();
+    void this.readMovingLabels();
+    void this.probePush();
+  }
+
+  /** Phase `credentials`: the job's own registry credentials, else the node's for that host (null: anonymous). */
+  login(): Promise<RegistryCredentials | null> {
+    this.steps.login ??= this.loginStep(this.plan, this.deps, this.rec);
+    return this.steps.login;
+  }
+
+  /** Phase `pull`: the moving image, once logged in and the builder is known, checked against its identity and keys. */
+  pullMoving(): Promise<MovingPull> {
+    if (!this.steps.pull) {
+      this.steps.pull = this.pullsMoving
+        ? Promise.all([this.movingRef, this.login()]).then(([ref, c]) => this.rec.phase('pull', () => this.ensureTrusted(ref, c, null, null)))
+        : Promise.resolve({ available: false, reason: 'not pulled' });
+      this.steps.pull.then((m) => (this.movingSettled = m)).catch(() => undefined); // awaited by whoever reads `moving`
+    }
+    return this.steps.pull;
+  }
+
+  /** Phase `moving-labels`: the moving image's labels and age, read from the registry beside its pull (null: none, or unreadable). */
+  readMovingLabels(): Promise<ImageConfigFacts | null> {
+    if (!this.steps.labels) {
+      const { deps, rec } = this;
+      this.steps.labels = this.pullsMoving
+        ? Promise.all([this.movingRef, this.login()]).then(([ref, c]) =>
+            rec.phase('moving-labels', () =>
+              readImageConfig(deps.oci ?? createOciApi(), repositoryOf(ref), tagOf(ref), c).catch((err: unknown) => {
+                rec.note(`moving image labels not read: ${describeError(err)}`, 'moving-labels');
+                return null;
+              }),
+            ),
+          )
+        : Promise.resolve(null);
+      this.steps.labels.catch(() => undefined); // awaited by whoever reads `movingConfig`
+    }
+    return this.steps.labels;
+  }
+
+  /**
+   * Whether a push would be refused (null: go ahead): the registry's answer
+   * to an upload probe. Credentials a source failed to give (a GitHub App
+   * that cannot mint a token) block the push as a failure an operator must
+   * see, not as the quiet "no credentials" of a pull-only node.
+   */
+  probePush(): Promise<string | null> {
+    if (!this.steps.probe) {
+      const { deps, plan } = this;
+      this.steps.probe = this.login().then((c) =>
+        c
+          ? deps.registry
+              .probePush(repositoryOf(plan.cacheRef), c)
+              .then(() => null)
+              .catch((err: unknown) => `push permission probe: ${describeError(err)}`)
+          : this.credentialNote
+            ? `REGISTRY_AUTH_FAILED: ${this.credentialNote}`
+            : null,
+      );
+      this.steps.probe.catch(() => undefined); // awaited by whoever reads `pushBlocked`
+    }
+    return this.steps.probe;
+  }
+
+  get credentials(): Promise<RegistryCredentials | null> {
+    return this.login();
+  }
+
+  get moving(): Promise<MovingPull> {
+    return this.pullMoving();
+  }
+
+  /** the moving image's labels and age (see readMovingLabels) */
+  get movingConfig(): Promise<ImageConfigFacts | null> {
+    return this.readMovingLabels();
+  }
+
+  /** why a push would be refused (null: go ahead) */
+  get pushBlocked(): Promise<string | null> {
+    return this.probePush();
+  }
+
+  private loginStep(plan: JobPlan & { registryHost: string }, deps: CacheDeps, rec: PhaseRecorder): Promise<RegistryCredentials | null> {
     const sources = plan.jobCredentials ? [{ get: async () => plan.jobCredentials }, ...deps.credentialSources] : deps.credentialSources;
     return rec.phase('credentials', async () => {
       try {

@@ -71,9 +71,14 @@ export class Job {
     const { deps, rec } = this;
     let plan = this.plan;
     try {
-      // Logging in, the builder probe, the push probe and the moving-ref pull
-      // need none of the repository's files: they start now and overlap the clone.
-      const cache = plan.lightweight ? null : CacheSession.start(deps, plan, rec, { builder: builderOf(deps.devcontainer) });
+      // The registry's part needs none of the repository's files: it starts now and overlaps the clone.
+      const cache = plan.lightweight ? null : CacheSession.open(deps, plan, rec, { builder: builderOf(deps.devcontainer) });
+      if (cache) {
+        void cache.login(); // phase credentials
+        void cache.pullMoving(); // phase pull: the builder's moving image, once logged in and the builder probe answers
+        void cache.readMovingLabels(); // phase moving-labels: its labels and age, from the registry beside the pull
+        void cache.probePush(); // may this node push there (after the login)
+      }
       const src = deps.store.sourceDir(plan.workspaceId);
       // Clone before creating the volume, so a repository that cannot be
       // cloned leaves no volume behind.
