@@ -62,7 +62,7 @@ function backendsFor(env: NodeJS.ProcessEnv, stateDir: string, timings: Map<stri
       // A machine's last launch/boot/restore timing, for `machine up` with a snapshot (kept per machine, replaced each time).
       backend = createBackend(name, env, stateDir, { onTiming: (t) => void timings.set(`${name}/${t.machine}`, { ...t }) });
       made.set(name, backend);
-      backend.catch(() => made.delete(name));
+      backend.catch(() => made.delete(name)); // the request that asked gets the error; the next one tries again
     }
     return backend;
   };
@@ -142,6 +142,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
         ? startPruneSchedule({
             config: pruneConfig,
             registry: cacheRegistry,
+            // a source that fails: the prune runs anonymously and the registry's refusal is what it reports
             credentials: () => resolveCredentials(agent.credentialSources, parseCacheRegistry(cacheRegistry).host).catch(() => null),
             store: agent.store,
             logger,

@@ -45,7 +45,10 @@ export async function reconcile(
 ): Promise<ReconcileReport> {
   const report: ReconcileReport = { restarted: [], missing: [] };
   // A record write cut off by the kill leaves its temporary beside the record (never in its place).
-  const swept = await store.sweepTemporaries().catch(() => 0);
+  const swept = await store.sweepTemporaries().catch((err: unknown) => {
+    logger.warn({ err: describeError(err) }, 'temporary files of cut-off record writes not swept');
+    return 0;
+  });
   if (swept > 0) logger.warn({ files: swept }, 'removed temporary files of record writes cut off by the previous agent');
   const unreadable = (id: string, err: unknown): void =>
     logger.error(

@@ -130,7 +130,7 @@ export class WorkspaceLifecycle {
       try {
         await this.store.save(record);
       } catch (err) {
-        if (!previous) await this.store.remove(spec.id).catch(() => undefined);
+        if (!previous) await this.store.remove(spec.id).catch(() => undefined); // a half-made dir of a refused queue; the save's error is the one to report
         throw err;
       }
       return { record, previous };

@@ -3,6 +3,7 @@ import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-
 import { redactingSink, SecretSet, type EventSink } from '../events/events.js';
 import { PhaseRecorder } from '../events/phase-recorder.js';
 import { makeJobDir } from '../state/runtime-dir.js';
+import { bestEffort } from '../util/best-effort.js';
 import type { PipelineDeps } from './deps.js';
 import { Job } from './job.js';
 import { planJob, type JobPlan } from './plan.js';
@@ -67,13 +68,17 @@ export async function prepareWorkspace(
     await options.record?.settled(result);
   } catch (err) {
     // Unrecorded, the workspace is not kept (the caller fails it): nothing is pushed, and the job dir, which holds registry credentials, goes now.
-    await rm(jobDir, { recursive: true, force: true }).catch(() => undefined);
+    await bestEffort(`remove the job dir ${jobDir} (it holds registry credentials)`, rm(jobDir, { recursive: true, force: true }), (m) =>
+      rec.note(m),
+    );
     throw err;
   }
   rec.outcome(result.outcome, result.timings.ready ?? rec.elapsed());
 
   const push = job.push().then(async (pushResult) => {
-    await rm(jobDir, { recursive: true, force: true }).catch(() => undefined);
+    await bestEffort(`remove the job dir ${jobDir} (it holds registry credentials)`, rm(jobDir, { recursive: true, force: true }), (m) =>
+      rec.note(m, 'push'),
+    );
     rec.push(pushResult.status, pushResult.reason, pushResult.ms);
     return pushResult;
   });
