@@ -28,9 +28,46 @@ const USAGE = `usage:
   warmstart --version
 `;
 
+/** The usage entries (a line and its continuation lines) of USAGE. */
+function usageEntries(): string[] {
+  const entries: string[] = [];
+  for (const line of USAGE.split('\n').slice(1)) {
+    if (line.startsWith('  warmstart ')) entries.push(line);
+    else if (line.startsWith('      ') && entries.length > 0) entries[entries.length - 1] += `\n${line}`;
+  }
+  return entries;
+}
+
+/**
+ * The usage of the command named by the words before `--help`/`-h`
+ * (`image`, `image create`, `cache ref`): the entries that start with them;
+ * all of it when none do.
+ */
+export function usageFor(words: readonly string[]): string {
+  for (let n = Math.min(words.length, 2); n > 0; n--) {
+    const prefix = `  warmstart ${words.slice(0, n).join(' ')}`;
+    const found = usageEntries().filter(
+      (e) => e === prefix || e.startsWith(`${prefix} `) || e.startsWith(`${prefix}\n`) || e.startsWith(`${prefix}|`),
+    );
+    if (found.length > 0) return `usage:\n${found.join('\n')}\n`;
+  }
+  return USAGE;
+}
+
 /** Dispatches a command line; returns the exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === undefined) {
+    io.stdout(USAGE);
+    return EXIT.ready;
+  }
+  // `--help` or `-h` anywhere before a `--`: that command's usage, and nothing is run.
+  const end = argv.indexOf('--');
+  const help = argv.slice(0, end < 0 ? argv.length : end).findIndex((a) => a === '--help' || a === '-h');
+  if (help > 0) {
+    io.stdout(usageFor(argv.slice(0, help).filter((a) => !a.startsWith('-'))));
+    return EXIT.ready;
+  }
   switch (command) {
     case 'up':
       return (await import('./up.js')).upCommand(rest, io);
