@@ -41,5 +41,9 @@ export function authOptionsFromEnv(env: NodeJS.ProcessEnv = process.env, readFil
     }
     options.jwt = { jwksUrl, audience, issuer };
   }
+  // A configuration error (exit 2), found before the daemon touches anything on the node.
+  if (!options.token && !options.jwt) {
+    throw new WarmstartError('INVALID_ARGUMENT', 'no API authentication configured: set WARMSTART_API_TOKEN_FILE or WARMSTART_JWKS_URL');
+  }
   return options;
 }

@@ -64,8 +64,10 @@ describe('authOptionsFromEnv', () => {
 describe('buildServer without auth', () => {
   const base = { jobs: new FakeJobManager(), metrics: new PromMetrics({ processMetrics: false }), version: 't', logger: false as const };
 
-  it('refuses to build when neither a token nor a JWKS is configured', () => {
-    expect(() => buildServer({ ...base, auth: authOptionsFromEnv({}) })).toThrow(/API token file or a JWKS URL/);
+  it('refuses when neither a token nor a JWKS is configured: a configuration error (exit 2) from the settings, and the server will not build', () => {
+    expect(codeOf(() => authOptionsFromEnv({}))).toBe('INVALID_ARGUMENT');
+    expect(() => authOptionsFromEnv({})).toThrow(/WARMSTART_API_TOKEN_FILE or WARMSTART_JWKS_URL/);
+    expect(() => buildServer({ ...base, auth: { mode: 'bearer' } })).toThrow(/API token file or a JWKS URL/);
     expect(() => buildServer({ ...base, auth: { mode: 'bearer', token: '' } })).toThrow();
   });
 
