@@ -83,6 +83,13 @@ export const Health = z.object({
   uptimeSeconds: z.number().nonnegative(),
 });
 
+/** `GET /readyz`: whether the node takes jobs now (200) or not (503), and why not. */
+export const Readiness = z.object({
+  ready: z.boolean(),
+  /** why not: `draining` (shutting down), `engine` (the Docker engine does not answer) */
+  reasons: z.array(z.object({ check: z.enum(['draining', 'engine']), message: z.string() })),
+});
+
 /** The one error shape of the API (and of the CLI's JSON output). */
 export const ApiError = z.object({
   code: ErrorCodeSchema,
@@ -288,6 +295,7 @@ export type CreateWorkspaceBody = z.infer<typeof CreateWorkspaceBody>;
 export type WorkspaceStatus = z.infer<typeof WorkspaceStatus>;
 export type WorkspaceView = z.infer<typeof WorkspaceView>;
 export type Health = z.infer<typeof Health>;
+export type Readiness = z.infer<typeof Readiness>;
 export type ApiError = z.infer<typeof ApiError>;
 export type CallbackBody = z.infer<typeof CallbackBody>;
 export type HeartbeatBody = z.infer<typeof HeartbeatBody>;

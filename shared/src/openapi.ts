@@ -10,6 +10,7 @@ import {
   GoldenImageList,
   GoldenImageView,
   Health,
+  Readiness,
   MachineCacheList,
   MachineFileBody,
   MachineImageView,
@@ -70,6 +71,7 @@ const COMPONENTS: Record<string, z.ZodType> = {
   WorkspaceStatus,
   WorkspaceEvent: WorkspaceEventSchema,
   Health,
+  Readiness,
   ApiError,
   CacheResult,
   PushResult,
@@ -265,6 +267,17 @@ function paths(): JsonObject {
         summary: 'Liveness and version; no authentication',
         security: [],
         responses: { '200': { description: 'the agent is up', content: json('Health') } },
+      },
+    },
+    '/readyz': {
+      get: {
+        operationId: 'getReadiness',
+        summary: 'Whether the node takes jobs now: 503 while draining or with the Docker engine away; no authentication',
+        security: [],
+        responses: {
+          '200': { description: 'ready', content: json('Readiness') },
+          '503': { description: 'not ready, with the reasons', content: json('Readiness') },
+        },
       },
     },
     '/metrics': {

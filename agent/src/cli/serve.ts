@@ -132,7 +132,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     };
     // Prebuilds take their build slots from the workspace jobs: one limit for every build on this node.
     const prebuilds = new PrebuildManager({ deps: agent, slots: jobs, logger, allowLocalRepos: serve.allowLocalRepos });
-    const app = buildServer({ jobs, metrics, auth, version, logger, https, machines, images: agent, prebuilds });
+    const app = buildServer({ jobs, metrics, auth, version, logger, https, machines, images: agent, prebuilds, engine: agent.engine });
     await app.listen({ host: serve.host, port: serve.port });
     // A GitHub App that cannot get what the agent asks for is reported now, in words to act on, not at the first push.
     if (config.githubApp) void probeGithubApp(agent.credentialSources, logger);

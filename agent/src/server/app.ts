@@ -19,6 +19,7 @@ import { registerSystemRoutes } from './routes/system-routes.js';
 import { registerWorkspaceRoutes } from './routes/workspace-routes.js';
 import type { TlsOptions } from './tls.js';
 import { zodValidatorCompiler } from './validation.js';
+import type { DockerEngine } from '../docker/engine.js';
 
 /** Everything the HTTP API needs; buildServer fills in the rest. */
 export interface ServerOptions {
@@ -40,6 +41,8 @@ export interface ServerOptions {
   machines?: MachineRouteDeps;
   /** The agent's Docker engine, store and config: `/v1/images` exists only when given. */
   images?: GoldenDeps;
+  /** The Docker engine `/readyz` asks (absent: readiness is only about draining). */
+  engine?: Pick<DockerEngine, 'version'>;
   /** Prebuilds: `/v1/prebuilds` exists only when given. */
   prebuilds?: PrebuildManager;
 }
@@ -113,6 +116,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     metrics: options.metrics,
     version: options.version,
     startedAt: options.startedAt ?? Date.now(),
+    ...(options.engine ? { engineAnswers: () => options.engine!.version() } : {}),
   });
   registerWorkspaceRoutes(app, options.jobs);
   registerEventsRoute(app, options.jobs);

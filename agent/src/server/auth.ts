@@ -44,7 +44,7 @@ export function tokenMatches(candidate: string, expected: Buffer): boolean {
 const JWKS_TROUBLE = new Set(['ERR_JWKS_TIMEOUT', 'ERR_JWKS_INVALID', 'ERR_JOSE_GENERIC']);
 
 function isPublic(request: FastifyRequest): boolean {
-  return request.routeOptions.url === '/health' && request.method === 'GET';
+  return (request.routeOptions.url === '/health' || request.routeOptions.url === '/readyz') && request.method === 'GET';
 }
 
 /** Refuses with 403 when the principal is scoped to another workspace. */

@@ -59,6 +59,7 @@ describe('buildOpenApiDocument', () => {
     expect(ops.sort()).toEqual(
       [
         'GET /health',
+        'GET /readyz',
         'GET /metrics',
         'GET /v1/openapi.json',
         'POST /v1/workspaces',

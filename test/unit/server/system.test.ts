@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Health } from '../../../shared/src/api.js';
+import { Health, Readiness } from '../../../shared/src/api.js';
 import { AUTH, testServer } from './harness.js';
 
 describe('system routes', () => {
@@ -8,6 +8,33 @@ describe('system routes', () => {
     const res = await app.inject({ method: 'GET', url: '/health' });
     expect(res.statusCode).toBe(200);
     expect(Health.parse(res.json())).toEqual({ status: 'ok', version: '9.9.9-test', uptimeSeconds: 5 });
+  });
+
+  it('GET /readyz: 200 when taking jobs with the engine answering; 503 with the reasons while draining or with the engine away; no token needed', async () => {
+    let engineUp = true;
+    const engine = { version: async () => (engineUp ? '27.0' : Promise.reject(new Error('connect ENOENT /var/run/docker.sock'))) };
+    const { app, jobs } = testServer({ engine });
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.statusCode).toBe(200);
+    expect(Readiness.parse(ready.json())).toEqual({ ready: true, reasons: [] });
+
+    engineUp = false;
+    const away = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(away.statusCode).toBe(503);
+    expect(Readiness.parse(away.json()).reasons).toEqual([{ check: 'engine', message: expect.stringContaining('ENOENT') }]);
+
+    jobs.stopAccepting();
+    const draining = Readiness.parse((await app.inject({ method: 'GET', url: '/readyz' })).json());
+    expect(draining.reasons.map((r) => r.check)).toEqual(['draining', 'engine']);
+    // /health stays 200 for liveness: the process is up.
+    expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+  });
+
+  it('GET /readyz calls an engine that hangs not ready after a bounded wait', async () => {
+    const { app } = testServer({ engine: { version: () => new Promise<string>(() => undefined) } });
+    const res = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(503);
+    expect(Readiness.parse(res.json()).reasons[0]?.message).toMatch(/no answer within 2000 ms/);
   });
 
   it('GET /metrics samples the job gauges and serves Prometheus text', async () => {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import type { Health } from '../../../../shared/src/api.js';
+import type { Health, Readiness } from '../../../../shared/src/api.js';
+import { describeError } from '../../errors.js';
 import { buildOpenApiDocument } from '../../../../shared/src/openapi.js';
 import type { JobManager } from '../../jobs/job-manager.js';
 import type { Metrics } from '../../metrics/metrics.js';
@@ -9,9 +10,14 @@ export interface SystemRouteDeps {
   metrics: Metrics;
   version: string;
   startedAt: number;
+  /** asks the Docker engine whether it answers (resolves or throws); absent: not checked */
+  engineAnswers?: () => Promise<unknown>;
 }
 
-/** `/health` (public), `/metrics`, `/v1/openapi.json`. */
+/** How long `/readyz` waits for the engine before it calls it not ready. */
+const ENGINE_CHECK_MS = 2_000;
+
+/** `/health` and `/readyz` (public), `/metrics`, `/v1/openapi.json`. */
 export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps): void {
   const openapi = buildOpenApiDocument(deps.version);
 
@@ -21,6 +27,21 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
     uptimeSeconds: Math.max(0, Math.floor((Date.now() - deps.startedAt) / 1000)),
   }));
 
+  // Liveness says the process is up; readiness says it takes jobs now: 503 while draining or with the engine away.
+  app.get('/readyz', async (_request, reply) => {
+    const reasons: Readiness['reasons'] = [];
+    if (!deps.jobs.accepting) reasons.push({ check: 'draining', message: 'the agent is shutting down and takes no new jobs' });
+    if (deps.engineAnswers) {
+      const problem = await withTimeout(deps.engineAnswers(), ENGINE_CHECK_MS).then(
+        () => null,
+        (err: unknown) => describeError(err),
+      );
+      if (problem !== null) reasons.push({ check: 'engine', message: `the Docker engine does not answer: ${problem}` });
+    }
+    const body: Readiness = { ready: reasons.length === 0, reasons };
+    return reply.code(body.ready ? 200 : 503).send(body);
+  });
+
   app.get('/metrics', async (_request, reply) => {
     const { running, queued, pushing } = deps.jobs.stats();
     deps.metrics.setGauges({ running, queued, pushing });
@@ -29,4 +50,12 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
   });
 
   app.get('/v1/openapi.json', async () => openapi);
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
