@@ -29,7 +29,7 @@ import { sweepJobDirs } from '../state/runtime-dir.js';
 import { buildServer } from '../server/app.js';
 import { authOptionsFromEnv } from '../server/auth-config.js';
 import type { Logger } from 'pino';
-import { createLogger } from '../server/logger.js';
+import { createLogger, logLevelFromEnv } from '../server/logger.js';
 import { tlsOptionsFromEnv } from '../server/tls.js';
 import { parseCommandArgs } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
@@ -89,7 +89,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     const auth = authOptionsFromEnv(env);
     const https = tlsOptionsFromEnv(env);
     const version = packageVersion();
-    const logger = createLogger();
+    const logger = createLogger({ level: logLevelFromEnv(env) });
 
     const agent = await createAgent({ config });
     logger.info({ docker: await agent.engine.version(), version, stateDir: config.stateDir }, 'starting');

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { memoryLogger, testServer, TOKEN, validBody } from './harness.js';
+import { createLogger, logLevelFromEnv, stdoutIsJournal } from '../../../agent/src/server/logger.js';
 
 const SECRETS = [TOKEN, 'registry-password-123', 'git-token-789', 'callback-token-456'];
 
@@ -47,5 +48,51 @@ describe('logging', () => {
     for (const secret of SECRETS) expect(log).not.toContain(secret);
     expect(log).toContain('[redacted]');
     expect(JSON.parse(log).job.cache.password).toBe('[redacted]');
+  });
+});
+
+describe('log level and journald priorities', () => {
+  it('WARMSTART_LOG_LEVEL picks the level (default info); another word is a configuration error', () => {
+    expect(logLevelFromEnv({})).toBe('info');
+    expect(logLevelFromEnv({ WARMSTART_LOG_LEVEL: ' Debug ' })).toBe('debug');
+    expect(() => logLevelFromEnv({ WARMSTART_LOG_LEVEL: 'verbose' })).toThrow(/WARMSTART_LOG_LEVEL takes one of/);
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: logLevelFromEnv({ WARMSTART_LOG_LEVEL: 'warn' }),
+      destination: { write: (l: string) => void lines.push(l) },
+    });
+    logger.info('not shown');
+    logger.warn('shown');
+    expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['shown']);
+  });
+
+  it('under journald each line starts with its syslog priority, so journalctl -p ranks it', () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'debug', destination: { write: (l: string) => void lines.push(l) }, journald: true });
+    logger.debug('d');
+    logger.info('i');
+    logger.warn('w');
+    logger.error('e');
+    logger.fatal('f');
+    expect(lines.map((l) => l.slice(0, 3))).toEqual(['<7>', '<6>', '<4>', '<3>', '<2>']);
+    expect(JSON.parse(lines[3]!.slice(3))).toMatchObject({ msg: 'e', service: 'warmstart' });
+  });
+});
+
+describe('stdoutIsJournal', () => {
+  it('only when JOURNAL_STREAM names the very stream stdout is (an inherited one that stdout was moved off does not count)', async () => {
+    const { openSync, fstatSync, closeSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const fd = openSync(join(tmpdir(), `warmstart-journal-${process.pid}`), 'w');
+    try {
+      const st = fstatSync(fd);
+      expect(stdoutIsJournal({ JOURNAL_STREAM: `${st.dev}:${st.ino}` }, fd)).toBe(true);
+      expect(stdoutIsJournal({ JOURNAL_STREAM: `${st.dev}:${st.ino + 1}` }, fd)).toBe(false);
+      expect(stdoutIsJournal({}, fd)).toBe(false);
+      expect(stdoutIsJournal({ JOURNAL_STREAM: 'garbage' }, fd)).toBe(false);
+    } finally {
+      closeSync(fd);
+    }
   });
 });
