@@ -227,7 +227,7 @@ describe('warmstart.service', () => {
   it('passes systemd-analyze verify with no warning about it', async () => {
     expect(first.code, show(first)).toBe(0);
     const unit = join(systemdDir, 'warmstart.service');
-    // verify loads Requires= units: without the docker.io package there is no
+    // verify loads Wants= units: without the docker.io package there is no
     // docker.service, so give it a stand-in (the real one wins when present).
     const env: Record<string, string> = {};
     const hasDocker = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'].some((d) => existsSync(join(d, 'docker.service')));
