@@ -1,5 +1,5 @@
 import { EXIT, processIo, type Io } from './output.js';
-import { packageVersion } from './version.js';
+import { devcontainersCliVersion, packageCommit, packageVersion } from './version.js';
 
 // Each command is loaded when it is called: `up` must not pay for the
 // daemon's HTTP server, and every start counts.
@@ -25,7 +25,7 @@ const USAGE = `usage:
   warmstart machine cache list|prune --backend B [--keep N] [--json]
   warmstart snapshot create|restore|list|delete --backend B --machine M [--name S]
   warmstart serve [--listen HOST:PORT] [--state-dir DIR]
-  warmstart --version
+  warmstart --version [--json]
 `;
 
 /** The usage entries (a line and its continuation lines) of USAGE. */
@@ -91,6 +91,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       return (await import('./serve.js')).serveCommand(rest, io);
     case '--version':
     case 'version':
+      if (rest.includes('--json')) {
+        io.stdout(`${JSON.stringify(await versionReport())}\n`);
+        return EXIT.ready;
+      }
       io.stdout(`${packageVersion()}\n`);
       return EXIT.ready;
     case '--help':
@@ -101,4 +105,24 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   }
   io.stderr(`warmstart: INVALID_ARGUMENT: unknown command${command ? ` '${command}'` : ''}\n${USAGE}`);
   return EXIT.badInput;
+}
+
+/**
+ * `version --json`: what an operator puts in a bug report. The engine is
+ * asked (bounded); when it does not answer, `engine` is null and
+ * `engineError` says why, and the command still succeeds.
+ */
+async function versionReport(): Promise<Record<string, unknown>> {
+  const base = { version: packageVersion(), commit: packageCommit(), node: process.version, devcontainersCli: devcontainersCliVersion() };
+  try {
+    const { DockerodeEngine } = await import('../docker/dockerode-engine.js');
+    const engine = new DockerodeEngine();
+    const asked = engine.versions();
+    const late = new Promise<never>((_r, reject) => setTimeout(() => reject(new Error('no answer within 3 s')), 3_000).unref());
+    const v = await Promise.race([asked, late]);
+    return { ...base, engine: { version: v.version, apiVersion: v.apiVersion } };
+  } catch (err) {
+    const { describeError } = await import('../errors.js');
+    return { ...base, engine: null, engineError: describeError(err) };
+  }
 }

@@ -86,6 +86,15 @@ export class DockerodeEngine implements DockerEngine {
     this.retryEveryMs = options.retryEveryMs ?? 500;
   }
 
+  async versions(): Promise<{ version: string; apiVersion: string }> {
+    try {
+      const v = await this.docker.version();
+      return { version: v.Version, apiVersion: v.ApiVersion };
+    } catch (err) {
+      throw new WarmstartError('DOCKER_UNAVAILABLE', 'the Docker engine does not answer', { cause: err, detail: describeError(err) });
+    }
+  }
+
   async version(): Promise<string> {
     try {
       const v = await this.docker.version();

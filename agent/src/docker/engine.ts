@@ -137,6 +137,8 @@ export interface DockerEngine {
    * hand the engine to another program (the devcontainers CLI) that would not wait.
    */
   waitForEngine?(): Promise<void>;
+  /** The engine's version and the API version it speaks; throws DOCKER_UNAVAILABLE when it does not answer. */
+  versions?(): Promise<{ version: string; apiVersion: string }>;
   volumeExists(name: string): Promise<boolean>;
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
   removeVolume(name: string): Promise<void>;

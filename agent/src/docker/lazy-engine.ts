@@ -4,6 +4,7 @@ import type { DockerEngine } from './engine.js';
 const METHODS: Record<keyof DockerEngine, true> = {
   version: true,
   waitForEngine: true,
+  versions: true,
   volumeExists: true,
   createVolume: true,
   removeVolume: true,
