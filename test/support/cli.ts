@@ -58,6 +58,8 @@ export async function testEnv(baseImage: string, extra: Record<string, string> =
   return {
     WARMSTART_STATE_DIR: stateDir,
     WARMSTART_RUNTIME_DIR: runtimeDir,
+    // A node's /etc/warmstart/env must not configure the tests' commands.
+    WARMSTART_ENV_FILE: '',
     WARMSTART_DEFAULT_IMAGE: baseImage,
     WARMSTART_CACHE_REGISTRY: '',
     WARMSTART_REGISTRY_USERNAME: '',

@@ -1,3 +1,5 @@
+import { WarmstartError } from '../errors.js';
+import { withEnvFile } from './env-file.js';
 import { EXIT, processIo, type Io } from './output.js';
 import { devcontainersCliVersion, packageCommit, packageVersion } from './version.js';
 
@@ -26,6 +28,8 @@ const USAGE = `usage:
   warmstart snapshot create|restore|list|delete --backend B --machine M [--name S]
   warmstart serve [--listen HOST:PORT] [--state-dir DIR]
   warmstart --version [--json]
+Every command reads /etc/warmstart/env when it exists (its variables under the command's own);
+--env-file PATH names another, --env-file none reads none.
 `;
 
 /** The usage entries (a line and its continuation lines) of USAGE. */
@@ -55,7 +59,18 @@ export function usageFor(words: readonly string[]): string {
 }
 
 /** Dispatches a command line; returns the exit code. */
-export async function main(argv: string[], io: Io = processIo): Promise<number> {
+export async function main(argv: string[], given: Io = processIo): Promise<number> {
+  // The daemon's environment file, under the command's own environment (env-file.ts).
+  let io = given;
+  try {
+    const loaded = withEnvFile(argv, given.env);
+    argv = loaded.argv;
+    io = { ...given, env: loaded.env };
+    if (loaded.note) given.stderr(`warmstart: ${loaded.note}\n`);
+  } catch (err) {
+    given.stderr(`warmstart: ${err instanceof WarmstartError ? `${err.code}: ${err.message}` : String(err)}\n`);
+    return EXIT.badInput;
+  }
   const [command, ...rest] = argv;
   if (command === undefined) {
     io.stdout(USAGE);
