@@ -5,6 +5,7 @@ import { pinnedCliScript } from '../devcontainer/cli-runner.js';
 import { WarmstartError } from '../errors.js';
 import { signingConfigFromEnv, type SigningConfig } from './signing-config.js';
 import { normalizeRegistryHost } from '../registry/credentials.js';
+import { secretSetting } from './secret-setting.js';
 
 /** The agent's settings, from the environment (the CLI's flags win over these). */
 export interface AgentConfig {
@@ -192,9 +193,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     defaultImage: nonEmpty(env.WARMSTART_DEFAULT_IMAGE) ?? DEFAULT_IMAGE,
     cacheRegistry,
     registryUsername: nonEmpty(env.WARMSTART_REGISTRY_USERNAME),
-    registryPassword: nonEmpty(env.WARMSTART_REGISTRY_PASSWORD),
+    registryPassword: secretSetting(env, 'WARMSTART_REGISTRY_PASSWORD'),
     githubApp,
-    gitToken: nonEmpty(env.WARMSTART_GIT_TOKEN),
+    gitToken: secretSetting(env, 'WARMSTART_GIT_TOKEN'),
     buildTimeoutMs: seconds(env, 'WARMSTART_BUILD_TIMEOUT_SECONDS', 3600),
     pushTimeoutMs: seconds(env, 'WARMSTART_PUSH_TIMEOUT_SECONDS', 600),
     devcontainerCli: devcontainerCli(env),

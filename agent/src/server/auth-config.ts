@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { secretSetting } from '../config/secret-setting.js';
 import { WarmstartError } from '../errors.js';
 import type { AuthOptions } from './auth.js';
 
@@ -13,20 +14,10 @@ type ReadFile = (path: string) => string;
  */
 export function authOptionsFromEnv(env: NodeJS.ProcessEnv = process.env, readFile: ReadFile = (p) => readFileSync(p, 'utf8')): AuthOptions {
   const options: Extract<AuthOptions, { mode: 'bearer' }> = { mode: 'bearer' };
-  const tokenFile = env['WARMSTART_API_TOKEN_FILE'];
-  if (tokenFile) {
-    let token: string;
-    try {
-      token = readFile(tokenFile).trim();
-    } catch (err) {
-      throw new WarmstartError('INVALID_ARGUMENT', `cannot read WARMSTART_API_TOKEN_FILE ${tokenFile}`, {
-        cause: err,
-        detail: (err as { code?: string }).code ?? String(err),
-      });
-    }
-    if (token.length < 16) {
-      throw new WarmstartError('INVALID_ARGUMENT', `the API token in ${tokenFile} is empty or shorter than 16 characters`);
-    }
+  // WARMSTART_API_TOKEN_FILE (as the installer writes it), the value itself, or a systemd credential (config/secret-setting.ts).
+  const token = secretSetting(env, 'WARMSTART_API_TOKEN', readFile)?.trim() ?? null;
+  if (token !== null) {
+    if (token.length < 16) throw new WarmstartError('INVALID_ARGUMENT', 'the API token is shorter than 16 characters');
     options.token = token;
   }
   const jwksUrl = env['WARMSTART_JWKS_URL'];
