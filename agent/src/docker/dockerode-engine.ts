@@ -74,7 +74,12 @@ export interface DockerodeEngineOptions {
 }
 
 /** DockerEngine over the Docker Engine API (dockerode). */
+/** The volume fill's helper image (fillerImage). */
+export const FILLER_IMAGE = 'warmstart/volume-filler:1';
+
 export class DockerodeEngine implements DockerEngine {
+  /** an import of the filler image under way, shared by the fills that wait for it */
+  private fillerImport: Promise<void> | undefined;
   private readonly engineWaitMs: number;
   private readonly retryEveryMs: number;
 
@@ -242,10 +247,11 @@ export class DockerodeEngine implements DockerEngine {
     return container.id;
   }
 
-  async copyIntoVolume(volume: string, hostDir: string, helperImage: string): Promise<void> {
+  async copyIntoVolume(volume: string, hostDir: string): Promise<void> {
+    const filler = await this.fillerImage();
     const helper = await this.call(`create copy helper for ${volume}`, () =>
       this.docker.createContainer({
-        Image: helperImage,
+        Image: filler,
         Cmd: ['/nonexistent'],
         Labels: { 'warmstart.helper': 'copy' },
         HostConfig: { Binds: [`${volume}:/target`] },
@@ -272,6 +278,35 @@ export class DockerodeEngine implements DockerEngine {
     } finally {
       await this.removeContainer(helper.id).catch(() => undefined); // a created, never-started helper holds nothing; the copy's outcome is the one to report
     }
+  }
+
+  /**
+   * The image of the volume fill's helper container: empty (no files, no
+   * command), made here from an empty tar the first time it is needed, so a
+   * start depends on no image it would have to pull. Its container is created,
+   * never started: the engine copies into its volume all the same.
+   */
+  private async fillerImage(): Promise<string> {
+    // Asked each time (one inspect): something may have removed it since (an image prune, a node wipe).
+    if ((await this.imageId(FILLER_IMAGE)) !== null) return FILLER_IMAGE;
+    this.fillerImport ??= this.importFiller().finally(() => (this.fillerImport = undefined));
+    await this.fillerImport;
+    return FILLER_IMAGE;
+  }
+
+  private async importFiller(): Promise<void> {
+    const emptyTar = Readable.from([Buffer.alloc(1024)]); // two zero blocks: a tar with nothing in it
+    const { name, tag } = nameAndTag(FILLER_IMAGE);
+    await this.call(`make ${FILLER_IMAGE}`, async () => {
+      const progress = await this.docker.importImage(emptyTar, {
+        repo: name,
+        tag,
+        changes: ['LABEL warmstart.managed=true warmstart.helper=volume-filler'],
+      });
+      await new Promise<void>((resolve, reject) =>
+        this.docker.modem.followProgress(progress, (err: Error | null) => (err ? reject(err) : resolve())),
+      );
+    });
   }
 
   async inspectContainer(idOrName: string): Promise<ContainerDetails | null> {

@@ -167,9 +167,10 @@ export interface DockerEngine {
   runContainer(spec: RunSpec): Promise<string>;
   /**
    * Copies a host directory's contents into the root of a volume, through a
-   * container of `helperImage` that is created but never started.
+   * container that is created but never started, of an empty image the
+   * engine adapter makes itself (no image to pull).
    */
-  copyIntoVolume(volume: string, hostDir: string, helperImage: string): Promise<void>;
+  copyIntoVolume(volume: string, hostDir: string): Promise<void>;
 
   // ---- machines and golden images (docker backend, agent/src/images)
   /** The container's details, or null when there is no such container. */

@@ -25,7 +25,7 @@ export class BuildLog {
   /** Writes `.devcontainer-build-error.log` at the volume's root, headed by the error. */
   async saveInto(
     engine: DockerEngine,
-    o: { volume: string; helperImage: string; scratchDir: string; error: { code: string; message: string; detail?: string } },
+    o: { volume: string; scratchDir: string; error: { code: string; message: string; detail?: string } },
   ): Promise<void> {
     const dir = join(o.scratchDir, 'build-log');
     await mkdir(dir, { recursive: true });
@@ -34,6 +34,6 @@ export class BuildLog {
     const header = ['warmstart: the dev container did not start', `error: ${o.error.code}: ${o.error.message}`];
     if (o.error.detail) header.push(`detail: ${o.error.detail}`);
     await writeFile(join(dir, BUILD_LOG_NAME), `${header.join('\n')}\n\n${this.lines.join('\n')}\n`, { mode: 0o644 });
-    await engine.copyIntoVolume(o.volume, dir, o.helperImage);
+    await engine.copyIntoVolume(o.volume, dir);
   }
 }

@@ -22,7 +22,7 @@ import { exactImageRefusal, hostAccessRefusal } from './host-access-gate.js';
 import { pushDecision } from './push-decision.js';
 import { startedContainerRefusal } from './started-container-check.js';
 import { CacheSession } from './cache-phase.js';
-import { ensureImage, removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
+import { removeWorkspaceContainers, startDefaultContainer, WORKSPACE_LABEL } from './default-container.js';
 import { findExact, type ExactLookup, type NoExactKey } from './exact.js';
 import type { PipelineDeps } from './deps.js';
 import { builderOf, type JobPlan } from './plan.js';
@@ -367,14 +367,14 @@ export class Job {
 
   /** A new volume gets the clone; an existing one is the user's work and is left as it is. */
   private async populateVolume(src: string): Promise<void> {
-    const { engine, config } = this.deps;
+    const { engine } = this.deps;
     if (await engine.volumeExists(this.plan.volume)) {
       this.rec.note(`volume ${this.plan.volume} exists: keeping its contents`, 'volume');
       return;
     }
-    await ensureImage(engine, config.defaultImage, this.deps.credentialSources);
+    // The default image is pulled only where it runs (lightweight, recovery): the fill needs none.
     await engine.createVolume(this.plan.volume, { [WORKSPACE_LABEL]: this.plan.workspaceId, 'warmstart.managed': 'true' });
-    await engine.copyIntoVolume(this.plan.volume, src, config.defaultImage);
+    await engine.copyIntoVolume(this.plan.volume, src);
   }
 
   private async lightweight(noConfig: boolean): Promise<WorkspaceResult> {
@@ -423,7 +423,6 @@ export class Job {
         await removeWorkspaceContainers(this.deps.engine, this.plan.workspaceId);
         await this.buildLog.saveInto(this.deps.engine, {
           volume: this.plan.volume,
-          helperImage: this.deps.config.defaultImage,
           scratchDir: this.jobDir,
           error,
         });
