@@ -334,7 +334,7 @@ export class DockerodeEngine implements DockerEngine {
 
   async findContainersWithLabel(key: string): Promise<ContainerSummary[]> {
     const list = await this.call('list containers', () => this.docker.listContainers({ all: true, filters: { label: [key] } }));
-    return list.map((c) => ({ id: c.Id, image: c.Image, state: c.State, labels: c.Labels ?? {} }));
+    return list.map((c) => ({ id: c.Id, image: c.Image, state: c.State, labels: c.Labels ?? {}, createdAt: c.Created * 1000 }));
   }
 
   async containerChanges(id: string): Promise<ContainerChange[]> {

@@ -14,6 +14,8 @@ export interface ContainerSummary {
   image: string;
   state: string;
   labels: Record<string, string>;
+  /** ms since the epoch, where the engine says */
+  createdAt?: number;
 }
 
 export interface RunSpec {

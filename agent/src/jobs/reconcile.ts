@@ -35,13 +35,15 @@ async function stopLeftoverCli(pid: number): Promise<boolean> {
  * when the agent died is failed with AGENT_RESTARTED and its half-made
  * containers go (the volume stays); a ready workspace whose container is gone
  * is flagged; a push that never settled is recorded as failed; temporary
- * files of record writes cut off by the crash are removed.
+ * files of record writes cut off by the crash are removed, and so are the
+ * volume fill's helper containers a killed copy left.
  */
 export async function reconcile(
   store: WorkspaceStore,
   engine: DockerEngine,
   logger: Logger,
   lifecycle: WorkspaceLifecycle = new WorkspaceLifecycle(store),
+  now: () => number = Date.now,
 ): Promise<ReconcileReport> {
   const report: ReconcileReport = { restarted: [], missing: [] };
   // A record write cut off by the kill leaves its temporary beside the record (never in its place).
@@ -55,6 +57,7 @@ export async function reconcile(
       { workspaceId: id, err: describeError(err) },
       'workspace record unreadable: not reconciled (repair or remove it; until then the control plane hears nothing of it)',
     );
+  await sweepHelpers(engine, logger, now);
   for (const record of await store.list(unreadable)) {
     const log = logger.child({ workspaceId: record.id });
     try {
@@ -85,4 +88,28 @@ export async function reconcile(
     }
   }
   return report;
+}
+
+/** A copy helper older than this was left by an agent that died during the copy (a copy takes seconds). */
+const HELPER_MAX_AGE_MS = 10 * 60_000;
+
+/**
+ * Removes the volume fill's helper containers (created, never started;
+ * label `warmstart.helper`) that an agent killed during a copy left behind.
+ * Only old ones: a `warmstart up` on this node may be copying right now.
+ */
+async function sweepHelpers(
+  engine: Pick<DockerEngine, 'findContainersWithLabel' | 'removeContainer'>,
+  logger: Logger,
+  now: () => number,
+): Promise<void> {
+  try {
+    const stale = (await engine.findContainersWithLabel('warmstart.helper')).filter(
+      (c) => c.state === 'created' && c.createdAt !== undefined && now() - c.createdAt > HELPER_MAX_AGE_MS,
+    );
+    for (const c of stale) await engine.removeContainer(c.id);
+    if (stale.length > 0) logger.warn({ containers: stale.length }, 'removed copy helpers an interrupted agent left');
+  } catch (err) {
+    logger.warn({ err: describeError(err) }, 'copy helpers left by an interrupted agent not swept');
+  }
 }

@@ -82,3 +82,23 @@ describe('reconcile through the lifecycle', () => {
     });
   });
 });
+
+describe('reconcile: copy helpers', () => {
+  it('removes the never-started copy helpers older than ten minutes; a young one (a copy under way) and any other stay', async () => {
+    const now = Date.parse('2030-01-01T12:00:00Z');
+    const helpers = [
+      { id: 'old-created', state: 'created', createdAt: now - 11 * 60_000 },
+      { id: 'young-created', state: 'created', createdAt: now - 60_000 },
+      { id: 'old-running', state: 'running', createdAt: now - 60 * 60_000 },
+      { id: 'old-unknown-age', state: 'created' },
+    ].map((h) => ({ image: 'warmstart/volume-filler:1', labels: { 'warmstart.helper': 'copy' }, ...h }));
+    const asked: string[] = [];
+    const withHelpers = {
+      ...engine,
+      findContainersWithLabel: async (key: string) => (asked.push(key), helpers),
+    } as unknown as DockerEngine;
+    await reconcile(store, withHelpers, pino({ level: 'silent' }), new WorkspaceLifecycle(store), () => now);
+    expect(asked).toEqual(['warmstart.helper']);
+    expect(removed).toEqual(['old-created']);
+  });
+});
