@@ -37,6 +37,8 @@ export interface FileOutboxOptions {
   /** how long stop() lets requests under way finish before aborting them (default 2 s) */
   stopTimeoutMs?: number;
   logger?: CallbackLogger;
+  /** told the outcome of every delivery attempt (metrics) */
+  onAttempt?: (outcome: 'delivered' | 'refused' | 'retry' | 'given-up' | 'blocked') => void;
   /**
    * Checked before every attempt: why the URL may not be sent to now (its
    * host resolves to a refused address since it was accepted), or null.
@@ -79,6 +81,7 @@ export class FileOutbox implements CallbackOutbox {
   private readonly maxAgeMs: number;
   private readonly stopTimeoutMs: number;
   private readonly logger: CallbackLogger;
+  private readonly onAttempt: FileOutboxOptions['onAttempt'];
   private readonly checkTarget: ((url: string) => Promise<string | null>) | undefined;
 
   private readonly lanes = new Map<string, Lane>();
@@ -105,6 +108,7 @@ export class FileOutbox implements CallbackOutbox {
     this.maxAgeMs = options.maxAgeMs ?? 24 * 3600_000;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 2000;
     this.logger = options.logger ?? silentLogger;
+    this.onAttempt = options.onAttempt;
     this.checkTarget = options.checkTarget;
   }
 
@@ -250,6 +254,7 @@ export class FileOutbox implements CallbackOutbox {
     const refused = this.checkTarget ? await this.checkTarget(cb.request.url) : null;
     if (refused !== null) {
       this.logger.warn({ ...context(cb), reason: refused }, 'callback URL refused at delivery; dropping it');
+      this.onAttempt?.('blocked');
       await this.forget(lane, cb);
       return 0;
     }
@@ -272,11 +277,13 @@ export class FileOutbox implements CallbackOutbox {
     const ctx = { ...context(cb), attempt: cb.attempts };
     if (outcome.kind === 'delivered') {
       this.logger.info({ ...ctx, status: outcome.status }, 'callback delivered');
+      this.onAttempt?.('delivered');
       await this.forget(lane, cb);
       return 0;
     }
     if (outcome.kind === 'rejected') {
       this.logger.warn({ ...ctx, status: outcome.status }, 'control plane refused the callback; dropping it');
+      this.onAttempt?.('refused');
       await this.forget(lane, cb);
       return 0;
     }
@@ -284,6 +291,7 @@ export class FileOutbox implements CallbackOutbox {
     const ageMs = this.now() - cb.createdAt;
     if (cb.attempts >= this.maxAttempts || ageMs >= this.maxAgeMs) {
       this.logger.warn({ ...failure, ageMs }, 'callback still not accepted; giving up');
+      this.onAttempt?.('given-up');
       await this.forget(lane, cb);
       return 0;
     }
@@ -295,6 +303,7 @@ export class FileOutbox implements CallbackOutbox {
       this.logger.warn({ ...ctx, error: describeError(err) }, 'could not record the callback attempt');
     }
     this.logger.warn({ ...failure, delayMs }, 'callback not accepted; will retry');
+    this.onAttempt?.('retry');
     return delayMs;
   }
 

@@ -104,7 +104,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     });
     if (prebuildsLeft.length) logger.warn({ prebuilds: prebuildsLeft }, 'removed what interrupted prebuilds left');
 
-    const metrics = new PromMetrics();
+    const metrics = new PromMetrics({ version });
     // Callback files carry the control plane's token: the runtime dir (tmpfs), not the state dir.
     const callbackPolicy = { origins: serve.callbackOrigins };
     const outbox = new FileOutbox({
@@ -112,6 +112,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
       logger,
       // DNS may have changed since the URL was accepted: checked again before each attempt.
       checkTarget: (url) => callbackUrlProblem(url, callbackPolicy),
+      onAttempt: (outcome) => metrics.callbackAttempt(outcome),
     });
     await outbox.start();
     const jobs = new LocalJobManager({
@@ -132,7 +133,19 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     };
     // Prebuilds take their build slots from the workspace jobs: one limit for every build on this node.
     const prebuilds = new PrebuildManager({ deps: agent, slots: jobs, logger, allowLocalRepos: serve.allowLocalRepos });
-    const app = buildServer({ jobs, metrics, auth, version, logger, https, machines, images: agent, prebuilds, engine: agent.engine });
+    const app = buildServer({
+      jobs,
+      metrics,
+      auth,
+      version,
+      logger,
+      https,
+      machines,
+      images: agent,
+      prebuilds,
+      engine: agent.engine,
+      callbacksPending: () => outbox.pending(),
+    });
     await app.listen({ host: serve.host, port: serve.port });
     // A GitHub App that cannot get what the agent asks for is reported now, in words to act on, not at the first push.
     if (config.githubApp) void probeGithubApp(agent.credentialSources, logger);

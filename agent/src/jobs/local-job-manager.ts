@@ -221,7 +221,7 @@ export class LocalJobManager implements JobManager {
               if (e.type === 'phase-end' && e.phase && e.ms !== undefined) metrics.phase(e.phase, e.ms);
               if (e.type === 'phase-end' && e.status === 'failed') log.warn({ phase: e.phase }, 'phase failed');
               // Counted when it is recorded, so /metrics agrees with the record as soon as it is saved.
-              if (e.type === 'push' && e.status) metrics.push(e.status, e.text ?? null);
+              if (e.type === 'push' && e.status) metrics.push(e.status, e.text ?? null, e.ms ?? null);
             },
           },
         ),

@@ -6,7 +6,12 @@ import type { Metrics } from './metrics.js';
 export interface PromMetricsOptions {
   /** Also export the process metrics (CPU, memory, event loop, GC). Default true. */
   processMetrics?: boolean;
+  /** `warmstart_build_info{version,node}`: the agent's version (default: not exported) */
+  version?: string;
 }
+
+/** A push takes from a tenth of a second (layers already there) to minutes. */
+const PUSH_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 /** Phase durations run from milliseconds (validate) to tens of minutes (a cold build). */
 const PHASE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800];
@@ -90,8 +95,44 @@ export class PromMetrics implements Metrics {
     registers: [this.registry],
   });
 
+  private readonly pushDuration = new Histogram({
+    name: 'warmstart_push_duration_seconds',
+    help: 'How long cache pushes took, by outcome',
+    labelNames: ['status'],
+    buckets: PUSH_BUCKETS,
+    registers: [this.registry],
+  });
+
+  private readonly http = new Counter({
+    name: 'warmstart_http_requests_total',
+    help: 'HTTP requests answered, by method, route pattern and status',
+    labelNames: ['method', 'route', 'status'],
+    registers: [this.registry],
+  });
+
+  private readonly callbacks = new Counter({
+    name: 'warmstart_callback_attempts_total',
+    help: 'Callback delivery attempts to the control plane, by outcome',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+
+  private readonly callbacksPending = new Gauge({
+    name: 'warmstart_callbacks_pending',
+    help: 'Callbacks not yet delivered (the outbox depth)',
+    registers: [this.registry],
+  });
+
   constructor(options: PromMetricsOptions = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.version !== undefined) {
+      new Gauge({
+        name: 'warmstart_build_info',
+        help: 'The agent version and Node runtime (always 1)',
+        labelNames: ['version', 'node'],
+        registers: [this.registry],
+      }).set({ version: options.version, node: process.version }, 1);
+    }
   }
 
   jobStatus(status: string): void {
@@ -106,8 +147,9 @@ export class PromMetrics implements Metrics {
     this.caches.inc({ hit, reason: reasonBucket(reason) });
   }
 
-  push(status: string, reason: string | null = null): void {
+  push(status: string, reason: string | null = null, ms: number | null = null): void {
     this.pushes.inc({ status });
+    if (ms !== null && Number.isFinite(ms) && ms >= 0) this.pushDuration.observe({ status }, ms / 1000);
     if (status === 'failed' || status === 'timeout') this.pushFailures.inc({ reason: reasonBucket(reason) });
   }
 
@@ -121,10 +163,19 @@ export class PromMetrics implements Metrics {
     if (Number.isFinite(lines) && lines > 0) this.eventBounds.inc({ action }, lines);
   }
 
-  setGauges(values: { running: number; queued: number; pushing: number }): void {
+  setGauges(values: { running: number; queued: number; pushing: number; callbacksPending?: number }): void {
     this.running.set(values.running);
     this.queued.set(values.queued);
     this.pushing.set(values.pushing);
+    if (values.callbacksPending !== undefined) this.callbacksPending.set(values.callbacksPending);
+  }
+
+  httpRequest(method: string, route: string, status: number): void {
+    this.http.inc({ method, route, status: String(status) });
+  }
+
+  callbackAttempt(outcome: 'delivered' | 'refused' | 'retry' | 'given-up' | 'blocked'): void {
+    this.callbacks.inc({ outcome });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -41,6 +41,8 @@ export interface ServerOptions {
   machines?: MachineRouteDeps;
   /** The agent's Docker engine, store and config: `/v1/images` exists only when given. */
   images?: GoldenDeps;
+  /** Callbacks not yet delivered, sampled for /metrics (absent: not reported). */
+  callbacksPending?: () => number;
   /** The Docker engine `/readyz` asks (absent: readiness is only about draining). */
   engine?: Pick<DockerEngine, 'version'>;
   /** Prebuilds: `/v1/prebuilds` exists only when given. */
@@ -109,6 +111,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     }
   });
   app.addHook('onRequest', authenticate);
+  // Counted by the route's pattern (`/v1/workspaces/:id`), never the URL: the labels stay few.
+  app.addHook('onResponse', async (request, reply) => {
+    options.metrics.httpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode);
+  });
   if (options.auth.mode === 'none') app.log.warn('API authentication is disabled (auth mode none)');
 
   registerSystemRoutes(app, {
@@ -117,6 +123,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     version: options.version,
     startedAt: options.startedAt ?? Date.now(),
     ...(options.engine ? { engineAnswers: () => options.engine!.version() } : {}),
+    ...(options.callbacksPending ? { callbacksPending: options.callbacksPending } : {}),
   });
   registerWorkspaceRoutes(app, options.jobs);
   registerEventsRoute(app, options.jobs);

@@ -70,7 +70,8 @@ describe('FileOutbox', () => {
   it('retries 503 with growing delays, then delivers once with stable headers and deletes the file', async () => {
     const cp = await plane((_r, i) => (i < 2 ? { status: 503 } : { status: 200 }));
     const timers = recordingTimers();
-    const o = outbox({ baseDelayMs: 100, ...timers });
+    const attempts: string[] = [];
+    const o = outbox({ baseDelayMs: 100, ...timers, onAttempt: (outcome) => void attempts.push(outcome) });
     await o.start();
     await o.enqueue(callback(cp));
     expect(o.pending()).toBe(1);
@@ -91,6 +92,8 @@ describe('FileOutbox', () => {
     expect(cp.requests[2]!.at - cp.requests[1]!.at).toBeGreaterThanOrEqual(190);
     expect(await readdir(dir)).toEqual([]);
     expect(o.pending()).toBe(0);
+    // what /metrics counts (warmstart_callback_attempts_total)
+    expect(attempts).toEqual(['retry', 'retry', 'delivered']);
   });
 
   it('does not retry a 400: one request, file deleted, a warning with the status', async () => {

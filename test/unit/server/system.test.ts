@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Health, Readiness } from '../../../shared/src/api.js';
+import { PromMetrics } from '../../../agent/src/metrics/prom-metrics.js';
 import { AUTH, testServer } from './harness.js';
 
 describe('system routes', () => {
@@ -64,6 +65,30 @@ describe('system routes', () => {
     expect(res.body).toContain('warmstart_jobs_queued 1');
     expect(res.body).toContain('warmstart_jobs_running 1');
     expect(res.body).toContain('warmstart_pushes_running 0');
+  });
+
+  it('GET /metrics: build info, push durations, HTTP requests by route pattern and status, the callback outbox', async () => {
+    const metrics = new PromMetrics({ processMetrics: false, version: '9.9.9-test' });
+    let pending = 3;
+    const { app } = testServer({ metrics, callbacksPending: () => pending });
+    metrics.push('pushed', null, 2500);
+    metrics.push('failed', 'REGISTRY_PUSH_DENIED: denied', 400);
+    metrics.callbackAttempt('retry');
+    metrics.callbackAttempt('delivered');
+    await app.inject({ method: 'GET', url: '/health' });
+    await app.inject({ method: 'GET', url: '/v1/workspaces/ws-1', headers: AUTH }); // 404: counted under the pattern, not the id
+    await app.inject({ method: 'GET', url: '/v1/workspaces', headers: { authorization: 'Bearer wrong' } });
+    pending = 2;
+    const body = (await app.inject({ method: 'GET', url: '/metrics', headers: AUTH })).body;
+    expect(body).toContain(`warmstart_build_info{version="9.9.9-test",node="${process.version}"} 1`);
+    expect(body).toContain('warmstart_push_duration_seconds_count{status="pushed"} 1');
+    expect(body).toContain('warmstart_push_duration_seconds_bucket{le="2.5",status="pushed"} 1');
+    expect(body).toContain('warmstart_http_requests_total{method="GET",route="/health",status="200"} 1');
+    expect(body).toContain('warmstart_http_requests_total{method="GET",route="/v1/workspaces/:id",status="404"} 1');
+    expect(body).toContain('warmstart_http_requests_total{method="GET",route="/v1/workspaces",status="401"} 1');
+    expect(body).not.toContain('ws-1');
+    expect(body).toContain('warmstart_callback_attempts_total{outcome="retry"} 1');
+    expect(body).toContain('warmstart_callbacks_pending 2');
   });
 
   it('GET /v1/openapi.json serves the generated document', async () => {

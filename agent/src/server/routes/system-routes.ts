@@ -10,6 +10,8 @@ export interface SystemRouteDeps {
   metrics: Metrics;
   version: string;
   startedAt: number;
+  /** undelivered callbacks, for /metrics */
+  callbacksPending?: () => number;
   /** asks the Docker engine whether it answers (resolves or throws); absent: not checked */
   engineAnswers?: () => Promise<unknown>;
 }
@@ -44,7 +46,7 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
 
   app.get('/metrics', async (_request, reply) => {
     const { running, queued, pushing } = deps.jobs.stats();
-    deps.metrics.setGauges({ running, queued, pushing });
+    deps.metrics.setGauges({ running, queued, pushing, ...(deps.callbacksPending ? { callbacksPending: deps.callbacksPending() } : {}) });
     const { contentType, body } = await deps.metrics.render();
     return reply.type(contentType).send(body);
   });
