@@ -28,6 +28,7 @@ const USAGE = `usage:
   warmstart snapshot create|restore|list|delete --backend B --machine M [--name S]
   warmstart serve [--listen HOST:PORT] [--state-dir DIR]
   warmstart --version [--json]
+  warmstart completion bash|zsh|fish
 Every command reads /etc/warmstart/env when it exists (its variables under the command's own);
 --env-file PATH names another, --env-file none reads none.
 `;
@@ -112,6 +113,16 @@ export async function main(argv: string[], given: Io = processIo): Promise<numbe
       }
       io.stdout(`${packageVersion()}\n`);
       return EXIT.ready;
+    case 'completion': {
+      const { completionScript, completionTable } = await import('./completion.js');
+      const script = completionScript(rest[0] ?? '', completionTable(USAGE));
+      if (script === null) {
+        io.stderr(`warmstart: INVALID_ARGUMENT: completion takes bash, zsh or fish\n`);
+        return EXIT.badInput;
+      }
+      io.stdout(script);
+      return EXIT.ready;
+    }
     case '--help':
     case 'help':
     case '-h':
