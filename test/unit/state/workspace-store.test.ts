@@ -183,26 +183,18 @@ describe('WorkspaceStore when a record cannot be written', () => {
 
   it('list leaves out a record it cannot read and says which, with why', async () => {
     const store = new WorkspaceStore(dir);
-    await store.save({
-      id: 'good',
-      repository: 'octo/a',
-      configName: null,
-      lightweight: false,
-      status: 'ready',
-      result: null,
-      createdAt: 'x',
-      updatedAt: 'x',
-    });
-    await store.save({
-      id: 'bad',
-      repository: 'octo/b',
-      configName: null,
-      lightweight: false,
-      status: 'ready',
-      result: null,
-      createdAt: 'x',
-      updatedAt: 'x',
-    });
+    for (const id of ['good', 'bad']) {
+      await store.save({
+        id,
+        repository: `octo/${id}`,
+        configName: null,
+        lightweight: false,
+        status: 'ready',
+        result: null,
+        createdAt: 'x',
+        updatedAt: 'x',
+      });
+    }
     await writeFile(join(dir, 'workspaces', 'bad', 'workspace.json'), '{"id": "bad", trunc');
     const unreadable: string[] = [];
     const ids = (await store.list((id, err) => unreadable.push(`${id}: ${(err as Error).name}`))).map((r) => r.id);
