@@ -83,12 +83,12 @@ export const Health = z.object({
   uptimeSeconds: z.number().nonnegative(),
 });
 
-/** `GET /readyz`: whether the node takes jobs now (200) or not (503), and why not. */
-export const Readiness = z.object({
-  ready: z.boolean(),
-  /** why not: `draining` (shutting down), `engine` (the Docker engine does not answer) */
-  reasons: z.array(z.object({ check: z.enum(['draining', 'engine']), message: z.string() })),
-});
+/**
+ * `GET /readyz` when the node takes jobs now (200). When it does not (503),
+ * the body is the API's error shape: SHUTTING_DOWN (draining) or
+ * DOCKER_UNAVAILABLE, with every reason in the message.
+ */
+export const Readiness = z.object({ ready: z.literal(true) });
 
 /** The one error shape of the API (and of the CLI's JSON output). */
 export const ApiError = z.object({

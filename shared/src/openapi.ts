@@ -276,7 +276,7 @@ function paths(): JsonObject {
         security: [],
         responses: {
           '200': { description: 'ready', content: json('Readiness') },
-          '503': { description: 'not ready, with the reasons', content: json('Readiness') },
+          '503': { description: 'not ready: SHUTTING_DOWN (draining) or DOCKER_UNAVAILABLE, every reason in the message', content: json('ApiError') },
         },
       },
     },

@@ -476,6 +476,7 @@ const tagQuery = fc.array(fc.tuple(fc.constantFrom('tag'), anyParam(fc.constantF
 
 const ROUTES: RouteSpec[] = [
   { route: '/health', methods: ['GET'], body: false },
+  { route: '/readyz', methods: ['GET'], body: false },
   { route: '/metrics', methods: ['GET'], body: false },
   { route: '/v1/openapi.json', methods: ['GET'], body: false },
   { route: '/v1/workspaces', methods: ['GET', 'POST', 'POST', 'POST', 'POST'], body: true },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Health, Readiness } from '../../../shared/src/api.js';
+import { ApiError, Health, Readiness } from '../../../shared/src/api.js';
 import { PromMetrics } from '../../../agent/src/metrics/prom-metrics.js';
 import { AUTH, testServer } from './harness.js';
 
@@ -11,22 +11,23 @@ describe('system routes', () => {
     expect(Health.parse(res.json())).toEqual({ status: 'ok', version: '9.9.9-test', uptimeSeconds: 5 });
   });
 
-  it('GET /readyz: 200 when taking jobs with the engine answering; 503 with the reasons while draining or with the engine away; no token needed', async () => {
+  it('GET /readyz: 200 when taking jobs with the engine answering; 503 in the error shape while draining or with the engine away; no token needed', async () => {
     let engineUp = true;
     const engine = { version: async () => (engineUp ? '27.0' : Promise.reject(new Error('connect ENOENT /var/run/docker.sock'))) };
     const { app, jobs } = testServer({ engine });
     const ready = await app.inject({ method: 'GET', url: '/readyz' });
     expect(ready.statusCode).toBe(200);
-    expect(Readiness.parse(ready.json())).toEqual({ ready: true, reasons: [] });
+    expect(Readiness.parse(ready.json())).toEqual({ ready: true });
 
     engineUp = false;
     const away = await app.inject({ method: 'GET', url: '/readyz' });
     expect(away.statusCode).toBe(503);
-    expect(Readiness.parse(away.json()).reasons).toEqual([{ check: 'engine', message: expect.stringContaining('ENOENT') }]);
+    expect(ApiError.strict().parse(away.json())).toMatchObject({ code: 'DOCKER_UNAVAILABLE', message: expect.stringContaining('ENOENT') });
 
     jobs.stopAccepting();
-    const draining = Readiness.parse((await app.inject({ method: 'GET', url: '/readyz' })).json());
-    expect(draining.reasons.map((r) => r.check)).toEqual(['draining', 'engine']);
+    const draining = ApiError.strict().parse((await app.inject({ method: 'GET', url: '/readyz' })).json());
+    expect(draining.code).toBe('SHUTTING_DOWN');
+    expect(draining.message).toMatch(/shutting down.*Docker engine does not answer/);
     // /health stays 200 for liveness: the process is up.
     expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
   });
@@ -35,7 +36,7 @@ describe('system routes', () => {
     const { app } = testServer({ engine: { version: () => new Promise<string>(() => undefined) } });
     const res = await app.inject({ method: 'GET', url: '/readyz' });
     expect(res.statusCode).toBe(503);
-    expect(Readiness.parse(res.json()).reasons[0]?.message).toMatch(/no answer within 2000 ms/);
+    expect(ApiError.parse(res.json()).message).toMatch(/no answer within 2000 ms/);
   });
 
   it('GET /metrics samples the job gauges and serves Prometheus text', async () => {

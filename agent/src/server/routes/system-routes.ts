@@ -31,7 +31,7 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
 
   // Liveness says the process is up; readiness says it takes jobs now: 503 while draining or with the engine away.
   app.get('/readyz', async (_request, reply) => {
-    const reasons: Readiness['reasons'] = [];
+    const reasons: { check: 'draining' | 'engine'; message: string }[] = [];
     if (!deps.jobs.accepting) reasons.push({ check: 'draining', message: 'the agent is shutting down and takes no new jobs' });
     if (deps.engineAnswers) {
       const problem = await withTimeout(deps.engineAnswers(), ENGINE_CHECK_MS).then(
@@ -40,8 +40,10 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
       );
       if (problem !== null) reasons.push({ check: 'engine', message: `the Docker engine does not answer: ${problem}` });
     }
-    const body: Readiness = { ready: reasons.length === 0, reasons };
-    return reply.code(body.ready ? 200 : 503).send(body);
+    if (reasons.length === 0) return reply.code(200).send({ ready: true } satisfies Readiness);
+    // Not ready: the API's one error shape, the first reason's code, every reason in the message.
+    const code = reasons[0]!.check === 'draining' ? 'SHUTTING_DOWN' : 'DOCKER_UNAVAILABLE';
+    return reply.code(503).send({ code, message: `not ready: ${reasons.map((r) => r.message).join('; ')}` });
   });
 
   app.get('/metrics', async (_request, reply) => {
