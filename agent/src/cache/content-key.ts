@@ -9,7 +9,7 @@ import { dockerfileSources } from './dockerfile-sources.js';
 import { cleanPath, compileGlob, DockerIgnore, hasWildcard } from './dockerignore.js';
 import { within } from '../devcontainer/within.js';
 import { RepoPathError, RepoPaths, type RepoPath } from '../devcontainer/repo-path.js';
-import { unlessMissing } from '../util/best-effort.js';
+import { isMissing, unlessMissing } from '../util/best-effort.js';
 
 /** What the exact-hit content key is computed from. */
 export interface ContentKeyInput {
@@ -202,11 +202,6 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function isNotFound(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-}
-
 type Resolved = RepoPath;
 
 /** The clone: every path read stays inside it (devcontainer/repo-path.ts, the rule discovery applies too). */
@@ -307,7 +302,7 @@ class ContextFiles {
     const abs = path.join(this.root, rel);
     await this.checkParent(rel);
     const st = await lstat(abs).catch((err: unknown) => {
-      if (isNotFound(err)) return null;
+      if (isMissing(err)) return null;
       throw err;
     });
     if (st === null) return this.missing(rel);
@@ -333,7 +328,7 @@ class ContextFiles {
     }
     const abs = rel === '' ? this.root : path.join(this.root, rel);
     const dirents = await readdir(abs, { withFileTypes: true }).catch((err: unknown) => {
-      if (isNotFound(err)) return null;
+      if (isMissing(err)) return null;
       throw err;
     });
     if (dirents === null) return this.missing(rel);
@@ -364,7 +359,7 @@ class ContextFiles {
     const walk = async (dir: string, depth: number): Promise<void> => {
       const abs = path.join(this.root, base, dir);
       const dirents = await readdir(abs, { withFileTypes: true }).catch((err: unknown) => {
-        if (isNotFound(err)) return []; // no such directory: nothing matches
+        if (isMissing(err)) return []; // no such directory: nothing matches
         throw err;
       });
       for (const d of dirents) {
@@ -384,7 +379,7 @@ class ContextFiles {
   private async checkParent(rel: string): Promise<void> {
     const parent = path.dirname(path.join(this.root, rel));
     const real = await realpath(parent).catch((err: unknown) => {
-      if (isNotFound(err)) return null;
+      if (isMissing(err)) return null;
       throw err;
     });
     if (real !== null && !within(this.root, real)) {

@@ -115,7 +115,7 @@ export async function main(argv: string[], given: Io = processIo): Promise<numbe
       return EXIT.ready;
     case 'completion': {
       const { completionScript, completionTable } = await import('./completion.js');
-      const script = completionScript(rest[0] ?? '', completionTable(USAGE));
+      const script = completionScript(rest[0] ?? '', completionTable(usageEntries().map((e) => e.slice('  warmstart '.length))));
       if (script === null) {
         io.stderr(`warmstart: INVALID_ARGUMENT: completion takes bash, zsh or fish\n`);
         return EXIT.badInput;

@@ -14,13 +14,9 @@ export interface CompletionTable {
   flags: Record<string, string[]>;
 }
 
-export function completionTable(usage: string): CompletionTable {
+/** `entries`: the usage entries without their `warmstart ` prefix (commands.ts usageEntries). */
+export function completionTable(entries: readonly string[]): CompletionTable {
   const table: CompletionTable = { commands: [], subcommands: {}, flags: {} };
-  const entries: string[] = [];
-  for (const line of usage.split('\n')) {
-    if (line.startsWith('  warmstart ')) entries.push(line.slice('  warmstart '.length));
-    else if (line.startsWith('      ') && entries.length > 0) entries[entries.length - 1] += ` ${line.trim()}`;
-  }
   for (const entry of entries) {
     const words = entry.split(/\s+/);
     const command = words[0]!;
