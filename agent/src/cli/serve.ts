@@ -31,6 +31,7 @@ import { authOptionsFromEnv } from '../server/auth-config.js';
 import type { Logger } from 'pino';
 import { createLogger, logLevelFromEnv } from '../server/logger.js';
 import { tlsOptionsFromEnv } from '../server/tls.js';
+import { sdNotifier } from '../server/sd-notify.js';
 import { parseCommandArgs } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
 import { packageVersion } from './version.js';
@@ -90,7 +91,10 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     const https = tlsOptionsFromEnv(env);
     const version = packageVersion();
     const logger = createLogger({ level: logLevelFromEnv(env) });
+    // Under systemd's Type=notify: the unit is `active` only once the API answers (server/sd-notify.ts).
+    const systemd = sdNotifier({ env, warn: (message) => logger.error(message) });
 
+    await systemd.status('starting: connecting to the Docker engine');
     const agent = await createAgent({ config });
     logger.info({ docker: await agent.engine.version(), version, stateDir: config.stateDir }, 'starting');
     await sweepJobDirs(config.runtimeDir);
@@ -147,6 +151,11 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
       callbacksPending: () => outbox.pending(),
     });
     await app.listen({ host: serve.host, port: serve.port });
+    const bound = app.server.address();
+    const where = bound && typeof bound === 'object' ? `${bound.address}:${bound.port}` : `${serve.host}:${serve.port}`;
+    await systemd.ready(`serving on ${https ? 'https' : 'http'} ${where}`);
+    // Pings go on while draining: a drain that takes the grace period is not a hang.
+    const stopWatchdog = systemd.startWatchdog();
     // A GitHub App that cannot get what the agent asks for is reported now, in words to act on, not at the first push.
     if (config.githubApp) void probeGithubApp(agent.credentialSources, logger);
     const cacheRegistry = config.cacheRegistry;
@@ -180,6 +189,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     const signal = await shutdownSignal();
     const t0 = Date.now();
     logger.info({ signal, graceMs: serve.shutdownGraceMs }, 'shutting down: no new jobs');
+    await systemd.stopping(`draining: ${jobs.stats().running} running`);
     jobs.stopAccepting();
     prebuilds.stopAccepting();
     jobs.cancelBuilds();
@@ -192,6 +202,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     heartbeat?.stop();
     await prune?.stop();
     await app.close();
+    stopWatchdog();
     logger.info({ pendingCallbacks: outbox.pending() }, 'stopped');
     if (!drained) {
       // A push still under way holds the event loop open (its progress stream
