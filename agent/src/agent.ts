@@ -9,7 +9,9 @@ import type { GithubApp } from './registry/github-app.js';
 import { GitCli } from './git/git-cli.js';
 import type { GitClient } from './git/git.js';
 import { staticCredentials, type CredentialSource } from './registry/credentials.js';
+import { createOciApi, type OciApi } from './registry/oci-api.js';
 import { createRegistryClient, type RegistryClient } from './registry/registry-client.js';
+import { RegistryTransports } from './registry/registry-transports.js';
 import { WorkspaceStore } from './state/workspace-store.js';
 import type { PipelineDeps } from './workspace/deps.js';
 import { Mutex } from './workspace/mutex.js';
@@ -22,6 +24,9 @@ export interface AgentOptions {
   devcontainer?: DevcontainerCli;
   git?: GitClient;
   registry?: RegistryClient;
+  oci?: OciApi;
+  /** how the agent's registry calls reach each registry; default: from the engine's settings and config.dockerCertsDir */
+  registryTransports?: RegistryTransports;
   credentialSources?: CredentialSource[];
   store?: WorkspaceStore;
   pushQueue?: PushQueue;
@@ -58,13 +63,24 @@ export async function credentialSourcesFromConfig(config: AgentConfig, app?: Git
   return sources;
 }
 
+/** The registry routes of an agent: the engine's insecure registries (asked once per 30 s), the configured certs.d. */
+export function registryTransportsFor(engine: DockerEngine, config: AgentConfig): RegistryTransports {
+  const certsDir = config.dockerCertsDir;
+  return new RegistryTransports({
+    ...(engine.registryConfig ? { engineConfig: () => engine.registryConfig!() } : {}),
+    ...(certsDir ? { certsDir } : {}),
+  });
+}
+
 /** Wires the agent in one place. */
 export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
   const config = options.config ?? configFromEnv(options.env);
   const app = options.credentialSources ? null : await githubAppFromConfig(config);
+  const engine = options.engine ?? lazyEngine();
+  const registryTransports = options.registryTransports ?? registryTransportsFor(engine, config);
   const deps: PipelineDeps = {
     config,
-    engine: options.engine ?? lazyEngine(),
+    engine,
     devcontainer:
       options.devcontainer ??
       new DevcontainerCliRunner({
@@ -74,9 +90,12 @@ export async function createAgent(options: AgentOptions = {}): Promise<Agent> {
         probeCacheFile: join(config.runtimeDir, 'builder-probe.json'),
       }),
     git: options.git ?? new GitCli(),
-    registry: options.registry ?? createRegistryClient(),
+    registry: options.registry ?? createRegistryClient({ transports: registryTransports }),
+    oci: options.oci ?? createOciApi({ transports: registryTransports }),
+    registryTransports,
     credentialSources: options.credentialSources ?? (await credentialSourcesFromConfig(config, app)),
-    githubAppClone: app && config.githubApp ? { hosts: config.githubApp.gitHosts, token: (name, signal) => app.cloneToken(name, signal) } : null,
+    githubAppClone:
+      app && config.githubApp ? { hosts: config.githubApp.gitHosts, token: (repository, signal) => app.cloneToken(repository, signal) } : null,
     store: options.store ?? new WorkspaceStore(config.stateDir),
     pushQueue: options.pushQueue ?? new PushQueue(),
     featureBuilds: new Mutex(),

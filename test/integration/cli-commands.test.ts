@@ -150,6 +150,7 @@ describe('warmstart doctor', () => {
       credentials: 'ok',
       'cache registry': 'ok',
       'push permission': 'ok',
+      'registry mode': 'ok',
     });
     expect(r.stdout).not.toContain(tb.registryPassword);
   });

@@ -8,6 +8,7 @@ import { Counter, type Registry } from 'prom-client';
 import { describeError } from '../errors.js';
 import type { PruneScheduleConfig } from '../config/prune-config.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
+import type { OciApi } from '../registry/oci-api.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
 import { parseCacheRegistry } from './ref.js';
 import { assertPrunable, inUseRefs, pruneRegistry, type PruneReport } from './prune-run.js';
@@ -27,6 +28,8 @@ export interface PruneScheduleOptions {
   metrics?: Registry;
   /** the first run's delay; default one interval */
   firstRunMs?: number;
+  /** the agent's registry client (agent.ts), so a run reaches the registry as the agent's other calls do; absent: a default one */
+  api?: OciApi | undefined;
 }
 
 export interface PruneSchedule {
@@ -59,6 +62,7 @@ export function startPruneSchedule(o: PruneScheduleOptions): PruneSchedule {
         namespace,
         policy: { keep: o.config.keep, olderThanMs: o.config.olderThanMs, now: new Date() },
         dryRun: false,
+        ...(o.api ? { api: o.api } : {}),
         creds: await o.credentials(),
         inUse: await inUseRefs(o.store),
       });

@@ -2,7 +2,7 @@ import type { PushResult } from '../../../shared/src/workspace-result.js';
 import type { DockerEngine, RegistryAuth } from '../docker/engine.js';
 import { describeError } from '../errors.js';
 import type { RegistryCredentials } from '../registry/credentials.js';
-import type { FetchedManifest } from '../registry/oci-api.js';
+import type { FetchedManifest, OciApi } from '../registry/oci-api.js';
 import { relabelInRegistry, type RelabelOptions } from './relabel.js';
 import { splitTag } from './image-ref.js';
 
@@ -23,6 +23,8 @@ export interface PushCacheOptions {
   auth: RegistryAuth | undefined;
   /** the same credentials, for the registry calls of the labelling */
   creds?: RegistryCredentials | null;
+  /** the agent's registry client for the labelling (agent.ts); absent: a default one */
+  oci?: OciApi | undefined;
   /** stands in for relabelInRegistry in unit tests */
   relabel?: (o: RelabelOptions) => Promise<FetchedManifest | null>;
   /**
@@ -76,7 +78,14 @@ export async function pushCache(o: PushCacheOptions): Promise<PushResult> {
       try {
         labelled =
           digest && moving?.repository === repository && exact.tag && moving.tag
-            ? await relabel({ repository, digest, labels: o.exact.labels, tags: [exact.tag, moving.tag], creds: o.creds ?? null })
+            ? await relabel({
+                repository,
+                digest,
+                labels: o.exact.labels,
+                tags: [exact.tag, moving.tag],
+                creds: o.creds ?? null,
+                ...(o.oci ? { api: o.oci } : {}),
+              })
             : null;
       } catch (err) {
         // A registry that took the push but cannot serve its manifest back (a 5xx on reads): the engine labels it, as below.

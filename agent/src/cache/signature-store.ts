@@ -155,11 +155,19 @@ export function cacheSigner(o: {
   identity: string;
   creds: RegistryCredentials | null;
   exact: { ref: string; key: string } | null;
+  /** the agent's registry client (agent.ts), so signing reaches the registry as its other calls do; absent: a default one */
+  api?: OciApi | undefined;
 }): CacheSign | null {
   const key = o.key;
   if (!key) return null;
   return (ref, contentKey, manifest) => {
-    const signed = { key, identity: o.identity, creds: o.creds, contentKey: contentKey ?? (ref === o.exact?.ref ? o.exact.key : null) };
+    const signed = {
+      key,
+      identity: o.identity,
+      creds: o.creds,
+      contentKey: contentKey ?? (ref === o.exact?.ref ? o.exact.key : null),
+      ...(o.api ? { api: o.api } : {}),
+    };
     return manifest
       ? signManifest({ ...signed, repository: split(ref).repository, image: manifest })
       : signPushed({ ...signed, engine: o.engine, ref });

@@ -1,4 +1,7 @@
+import { registryTransportsFor } from '../agent.js';
 import { inUseRefs, pruneRegistry, type PruneReport } from '../cache/prune-run.js';
+import { lazyEngine } from '../docker/lazy-engine.js';
+import { createOciApi } from '../registry/oci-api.js';
 import { parseCacheRegistry } from '../cache/ref.js';
 import { configFromEnv } from '../config/agent-config.js';
 import { WarmstartError } from '../errors.js';
@@ -56,6 +59,8 @@ export async function cachePruneCommand(argv: string[], io: Io): Promise<Command
       namespace,
       policy: { keep: keep === null ? null : Math.floor(keep), olderThanMs: olderThanDays === null ? null : olderThanDays * DAY_MS, now: new Date() },
       dryRun: values['dry-run'] === true,
+      // The registry reached as dockerd reaches it (the engine's insecure registries, WARMSTART_DOCKER_CERTS_DIR).
+      api: createOciApi({ transports: registryTransportsFor(lazyEngine(), config) }),
       creds: await resolveCredentials(sources, host),
       inUse: await inUseRefs(new WorkspaceStore(config.stateDir)),
     });

@@ -3,6 +3,7 @@ import { parseCacheRegistry } from '../cache/ref.js';
 import { configFromEnv } from '../config/agent-config.js';
 import { describeError } from '../errors.js';
 import { resolveCredentials, staticCredentials, type CredentialSource } from '../registry/credentials.js';
+import { describeRoute } from '../registry/registry-transports.js';
 import { GitCli } from '../git/git-cli.js';
 import { envWithCacheRegistryFlag, parseCommandArgs, readPassword, REGISTRY_FLAGS } from './args.js';
 import { EXIT, reportError, type CommandResult, type Io } from './output.js';
@@ -36,11 +37,13 @@ export async function doctorCommand(argv: string[], io: Io): Promise<CommandResu
     await run('git', async () => new GitCli().version());
 
     const registrySetting = values['cache-registry'] ?? config.cacheRegistry;
+    const registries = new Set(config.registryCredentialHosts);
     if (!registrySetting) {
       checks.push({ name: 'cache registry', status: 'skip', detail: 'none configured: workspaces build without a cache' });
     } else {
       const host = parseCacheRegistry(registrySetting).host;
       const namespace = parseCacheRegistry(registrySetting).namespace;
+      registries.add(host.toLowerCase());
       const sources: CredentialSource[] = [...agent.credentialSources];
       if (values['registry-username'] && password !== null) {
         sources.unshift(staticCredentials({ registry: host, username: values['registry-username'], password }, 'job'));
@@ -59,6 +62,14 @@ export async function doctorCommand(argv: string[], io: Io): Promise<CommandResu
         const probeRepo = `${host}/${namespace ? `${namespace}/` : ''}warmstart-doctor/probe`;
         await agent.registry.probePush(probeRepo, creds);
         return `a blob upload to ${probeRepo} was accepted (and cancelled)`;
+      });
+    }
+    // How the agent's own calls reach each configured registry (as dockerd would), and over what the probes above got answers.
+    const transports = agent.registryTransports;
+    for (const registry of registries) {
+      await run('registry mode', async () => {
+        if (!transports) return { skip: `${registry}: no registry routes wired` };
+        return `${registry}: ${describeRoute(await transports.route(registry), transports.answeredOver(registry))}`;
       });
     }
     if (json) io.stdout(`${JSON.stringify({ ok: checks.every((c) => c.status !== 'fail'), checks })}\n`);

@@ -4,6 +4,7 @@ import { parseMaxAge } from '../cache/exact-max-age.js';
 import { pinnedCliScript } from '../devcontainer/cli-runner.js';
 import { WarmstartError } from '../errors.js';
 import { signingConfigFromEnv, type SigningConfig } from './signing-config.js';
+import { DEFAULT_CERTS_DIR } from '../registry/certs-dir.js';
 import { normalizeRegistryHost } from '../registry/credentials.js';
 import { secretSetting } from './secret-setting.js';
 
@@ -88,6 +89,12 @@ export interface AgentConfig {
    * both.
    */
   cachePullFirst?: 'auto' | 'always';
+  /**
+   * `WARMSTART_DOCKER_CERTS_DIR` (absolute; default /etc/docker/certs.d): the
+   * per-registry certificates dockerd reads, read by the agent's own registry
+   * calls too (agent/src/registry/certs-dir.ts).
+   */
+  dockerCertsDir?: string;
 }
 
 export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
@@ -146,6 +153,16 @@ export function hostList(raw: string): string[] {
         .filter((h) => h !== ''),
     ),
   ];
+}
+
+/** WARMSTART_DOCKER_CERTS_DIR: an absolute directory (it need not exist: a node without one has no registry certificates). */
+function dockerCertsDir(env: NodeJS.ProcessEnv): string {
+  const dir = nonEmpty(env.WARMSTART_DOCKER_CERTS_DIR);
+  if (dir === null) return DEFAULT_CERTS_DIR;
+  if (!isAbsolute(dir)) {
+    throw new WarmstartError('INVALID_ARGUMENT', 'WARMSTART_DOCKER_CERTS_DIR must be an absolute directory', { detail: `not absolute: ${dir}` });
+  }
+  return dir;
 }
 
 function cachePullFirst(env: NodeJS.ProcessEnv): 'auto' | 'always' {
@@ -209,6 +226,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     ...signingConfigFromEnv(env),
     dockerCliPluginDirs: dockerCliPluginDirs(env),
     cachePullFirst: cachePullFirst(env),
+    dockerCertsDir: dockerCertsDir(env),
   };
 }
 

@@ -17,6 +17,7 @@ import type {
   RunSpec,
   ContainerHostSettings,
 } from './engine.js';
+import { registryConfigFromInfo, type EngineRegistryConfig } from '../registry/insecure-registries.js';
 import { classifyRegistryMessage } from './registry-errors.js';
 import { singleFileTar } from './single-file-tar.js';
 
@@ -95,6 +96,14 @@ export class DockerodeEngine implements DockerEngine {
     try {
       const v = await this.docker.version();
       return { version: v.Version, apiVersion: v.ApiVersion };
+    } catch (err) {
+      throw new WarmstartError('DOCKER_UNAVAILABLE', 'the Docker engine does not answer', { cause: err, detail: describeError(err) });
+    }
+  }
+
+  async registryConfig(): Promise<EngineRegistryConfig> {
+    try {
+      return registryConfigFromInfo(await this.docker.info());
     } catch (err) {
       throw new WarmstartError('DOCKER_UNAVAILABLE', 'the Docker engine does not answer', { cause: err, detail: describeError(err) });
     }

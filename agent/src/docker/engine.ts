@@ -3,6 +3,8 @@
  * pipeline only talks to this interface; `DockerodeEngine` is the one
  * implementation, over the Docker Engine API.
  */
+import type { EngineRegistryConfig } from '../registry/insecure-registries.js';
+
 export interface RegistryAuth {
   username: string;
   password: string;
@@ -141,6 +143,13 @@ export interface DockerEngine {
   waitForEngine?(): Promise<void>;
   /** The engine's version and the API version it speaks; throws DOCKER_UNAVAILABLE when it does not answer. */
   versions?(): Promise<{ version: string; apiVersion: string }>;
+  /**
+   * Which registries the engine treats as insecure (`GET /info`
+   * RegistryConfig), for the agent's own registry calls
+   * (agent/src/registry/registry-transports.ts). Does not wait for an engine
+   * that is away: throws DOCKER_UNAVAILABLE at once.
+   */
+  registryConfig?(): Promise<EngineRegistryConfig>;
   volumeExists(name: string): Promise<boolean>;
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
   removeVolume(name: string): Promise<void>;

@@ -5,6 +5,7 @@ const METHODS: Record<keyof DockerEngine, true> = {
   version: true,
   waitForEngine: true,
   versions: true,
+  registryConfig: true,
   volumeExists: true,
   createVolume: true,
   removeVolume: true,

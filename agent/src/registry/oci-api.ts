@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { WarmstartError } from '../errors.js';
 import type { RegistryCredentials } from './credentials.js';
-import { MANIFEST_ACCEPT, parseRepository, REFERENCE, type RegistryClientOptions } from './registry-client.js';
-import { bodySummary, drain, Session, type Env } from './registry-session.js';
+import { MANIFEST_ACCEPT, parseRepository, REFERENCE, sessionEnv, type RegistryClientOptions } from './registry-client.js';
+import { bodySummary, drain, Session } from './registry-session.js';
 
 export interface FetchedManifest {
   digest: string;
@@ -44,7 +44,7 @@ export function sha256Digest(bytes: Uint8Array): string {
 /** `pageSize`: entries asked for per catalog or tag-list page (distribution's limit is 1000). */
 export function createOciApi(opts: RegistryClientOptions & { pageSize?: number } = {}): OciApi {
   const page = opts.pageSize ?? PAGE;
-  const env: Env = { fetch: opts.fetch ?? fetch, timeoutMs: opts.timeoutMs ?? 15_000, insecure: opts.insecureHosts ?? (() => false) };
+  const env = sessionEnv(opts);
   const session = (repository: string, creds: RegistryCredentials | null, actions: string) => {
     const { host, path } = parseRepository(repository);
     return { s: new Session(env, host, creds, `repository:${path}:${actions}`, undefined), path };

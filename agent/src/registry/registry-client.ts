@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { WarmstartError } from '../errors.js';
 import type { RegistryCredentials } from './credentials.js';
 import { bodySummary, drain, Session, type Env } from './registry-session.js';
+import { RegistryTransports } from './registry-transports.js';
 
 /** Read-only and probing calls against one registry. */
 export interface RegistryClient {
@@ -25,11 +26,24 @@ export interface RegistryClient {
 
 /** Options of {@link createRegistryClient}. */
 export interface RegistryClientOptions {
+  /**
+   * How each registry is reached (scheme, TLS), shared by the agent's
+   * clients (agent.ts); default: dockerd's defaults without asking an
+   * engine, certificates from /etc/docker/certs.d.
+   */
+  transports?: RegistryTransports;
+  /** plain requests, when `transports` is not given (tests) */
   fetch?: typeof fetch;
   /** per HTTP request; default 15000 */
   timeoutMs?: number;
-  /** hosts (host[:port]) to talk plain http to, beyond localhost / 127.* / [::1] */
-  insecureHosts?: (host: string) => boolean;
+}
+
+/** The Env of a client's sessions. */
+export function sessionEnv(opts: RegistryClientOptions): Env {
+  return {
+    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    transports: opts.transports ?? new RegistryTransports(opts.fetch ? { fetch: opts.fetch } : {}),
+  };
 }
 
 /** Media types we accept for a manifest, as `docker pull` does. */
@@ -42,13 +56,9 @@ export const MANIFEST_ACCEPT = [
 
 const DEFAULT_TIMEOUT_MS = 15_000;
 
-/** Creates a client; it caches nothing between calls. */
+/** Creates a client; between calls it keeps only what its transports keep (the routes, for 30 s). */
 export function createRegistryClient(opts: RegistryClientOptions = {}): RegistryClient {
-  const env: Env = {
-    fetch: opts.fetch ?? fetch,
-    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    insecure: opts.insecureHosts ?? (() => false),
-  };
+  const env = sessionEnv(opts);
 
   return {
     async checkAuth(registryHost, creds, signal) {

@@ -5,26 +5,37 @@
  */
 import { WarmstartError, type ErrorCode } from '../errors.js';
 import type { RegistryCredentials } from './credentials.js';
+import type { RegistryTransports, RegistryRoute } from './registry-transports.js';
+import { tlsFailure } from './tls-failure.js';
 
 export interface Env {
-  fetch: typeof fetch;
   timeoutMs: number;
-  insecure: (host: string) => boolean;
+  /** how each registry is reached (scheme, TLS settings), as dockerd would */
+  transports: RegistryTransports;
 }
 
 /**
  * One operation's conversation with a registry: the first request goes out
  * anonymously, a 401 challenge is answered once (Basic, or a Bearer token
- * from the realm), and later requests of the same operation reuse that.
+ * from the realm), and later requests of the same operation reuse that. Its
+ * route (registry-transports.ts) is taken on the first request: https, or
+ * for a registry the engine treats as insecure https then plain http.
  */
 export class Session {
-  readonly base: string;
+  /** scheme://host of the registry's API: https until the route says otherwise */
+  base: string;
   scheme: 'none' | 'basic' | 'bearer' = 'none';
   private authorization: string | undefined;
   private challenged = false;
   /** where the last response came from, after any redirects */
   private answeredBy: URL;
   private readonly secrets: string[];
+  private routing: Promise<RegistryRoute> | undefined;
+  private route: RegistryRoute | undefined;
+  /** true once the registry itself has answered a request of this session */
+  private answered = false;
+  /** failures before any request reached the registry (refused, reset, TLS): the ones an insecure registry's http attempt follows */
+  private readonly unconnected = new WeakSet<object>();
 
   constructor(
     private readonly env: Env,
@@ -33,7 +44,7 @@ export class Session {
     private readonly scope: string | undefined,
     private readonly signal: AbortSignal | undefined,
   ) {
-    this.base = `${isInsecure(host, env.insecure) ? 'http' : 'https'}://${apiHost(host)}`;
+    this.base = `https://${apiHost(host)}`;
     this.secrets = creds ? [creds.password] : [];
     this.answeredBy = new URL(this.base);
   }
@@ -45,6 +56,51 @@ export class Session {
    * answered.
    */
   async send(method: string, pathOrUrl: string, headers: Record<string, string> = {}, body?: Uint8Array): Promise<Response> {
+    await this.ready();
+    try {
+      return await this.exchange(method, pathOrUrl, headers, body);
+    } catch (err) {
+      const again = this.overHttp(err, pathOrUrl);
+      if (again === null) throw err;
+      try {
+        return await this.exchange(method, again, headers, body);
+      } catch (second) {
+        throw bothFailed(this.host, err, second);
+      }
+    }
+  }
+
+  /** Takes the route once: the scheme to start with is the one the registry last answered over, else the route's first. */
+  private ready(): Promise<RegistryRoute> {
+    this.routing ??= this.env.transports.route(this.host).then((route) => {
+      this.route = route;
+      const last = this.env.transports.answeredOver(this.host);
+      this.base = `${last && route.schemes.includes(last) ? last : route.schemes[0]}://${apiHost(this.host)}`;
+      this.answeredBy = new URL(this.base);
+      return route;
+    });
+    return this.routing;
+  }
+
+  /**
+   * For an insecure registry whose https attempt failed before any request
+   * got through, and that has not answered yet in this session: switches the
+   * session to plain http (as dockerd does) and gives the URL to send again;
+   * null otherwise.
+   */
+  private overHttp(err: unknown, pathOrUrl: string): string | null {
+    const base = new URL(this.base);
+    if (this.answered || base.protocol !== 'https:' || !this.route?.schemes.includes('http')) return null;
+    if (typeof err !== 'object' || err === null || !this.unconnected.has(err) || this.signal?.aborted) return null;
+    const target = new URL(pathOrUrl, base);
+    if (target.origin !== base.origin) return null;
+    base.protocol = 'http:';
+    this.base = base.origin;
+    this.answeredBy = new URL(this.base);
+    return `${this.base}${target.pathname}${target.search}`;
+  }
+
+  private async exchange(method: string, pathOrUrl: string, headers: Record<string, string>, body?: Uint8Array): Promise<Response> {
     const target = new URL(pathOrUrl, this.base);
     const url = target.toString();
     const ours = this.isRegistry(target);
@@ -133,8 +189,8 @@ export class Session {
     const scope = this.scope ?? params.scope;
     if (scope) url.searchParams.set('scope', scope);
     const headers: Record<string, string> = { accept: 'application/json' };
-    // Credentials go only where they cannot be read in transit.
-    if (this.creds && (url.protocol === 'https:' || isInsecure(url.host, this.env.insecure))) {
+    // Credentials go only where they cannot be read in transit, or where the engine would send them in the clear too.
+    if (this.creds && (url.protocol === 'https:' || (await this.insecure(url.host)))) {
       headers.authorization = basic(this.creds);
     }
     const res = await this.fetch(url.toString(), { method: 'GET', headers });
@@ -171,6 +227,14 @@ export class Session {
     return token;
   }
 
+  /** Whether the engine treats `host` as an insecure registry (a certs.d entry that cannot be read counts as no). */
+  private async insecure(host: string): Promise<boolean> {
+    return this.env.transports.route(host).then(
+      (r) => !r.secure,
+      () => false,
+    );
+  }
+
   /**
    * Follows redirects by hand (fetch's own following would carry our
    * Authorization along): once a hop leaves the origin of the request, the
@@ -180,11 +244,12 @@ export class Session {
     let current = new URL(url);
     let { method, headers, body } = init;
     for (let hop = 0; ; hop++) {
-      const res = await this.fetchOnce(
-        current.toString(),
-        body === undefined ? { method, headers } : { method, headers, body: body as unknown as BodyInit },
-      );
+      const res = await this.fetchOnce(current.toString(), { method, headers, body });
       this.answeredBy = current;
+      if (!this.answered && this.isRegistry(current)) {
+        this.answered = true;
+        this.env.transports.answered(this.host, current.protocol === 'http:' ? 'http' : 'https');
+      }
       const location = REDIRECTS.has(res.status) ? res.headers.get('location') : null;
       if (location === null || hop >= MAX_REDIRECTS) return res;
       let next: URL;
@@ -205,23 +270,27 @@ export class Session {
   }
 
   /** One request with a timeout; transport failures become REGISTRY_UNREACHABLE. */
-  private async fetchOnce(url: string, init: RequestInit): Promise<Response> {
+  private async fetchOnce(url: string, init: { method: string; headers: Record<string, string>; body?: Uint8Array | undefined }): Promise<Response> {
     const timeout = AbortSignal.timeout(this.env.timeoutMs);
     const signal = this.signal ? AbortSignal.any([timeout, this.signal]) : timeout;
+    const target = new URL(url);
+    const send = this.route!.fetchFor(target);
     try {
-      return await this.env.fetch(url, { ...init, signal, redirect: 'manual' });
+      return await send(url, { ...init, signal });
     } catch (err) {
       // The caller cancelled: that is their decision, not a registry fault.
       if (this.signal?.aborted) throw this.signal.reason;
-      const where = new URL(url).host;
+      const where = target.host;
       if (timeout.aborted) {
         throw new WarmstartError('REGISTRY_UNREACHABLE', `registry ${this.host} did not answer in time`, {
-          detail: `${init.method ?? 'GET'} ${where}: no answer within ${this.env.timeoutMs} ms`,
+          detail: `${init.method} ${where}: no answer within ${this.env.timeoutMs} ms`,
         });
       }
-      throw new WarmstartError('REGISTRY_UNREACHABLE', `cannot reach registry ${this.host}`, {
-        detail: this.redact(`${init.method ?? 'GET'} ${where}: ${causeText(err)}`),
-      });
+      const detail = this.redact(`${init.method} ${where}: ${causeText(err)}`);
+      const tls = target.protocol === 'https:' && this.route!.secure ? tlsFailure(err, this.route!, target.host) : null;
+      const out = new WarmstartError('REGISTRY_UNREACHABLE', tls ?? `cannot reach registry ${this.host}`, { detail });
+      this.unconnected.add(out);
+      throw out;
     }
   }
 
@@ -239,10 +308,12 @@ function withoutAuthorization(headers: Record<string, string>): Record<string, s
   return Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'));
 }
 
-/** Docker's default insecure set (loopback), plus what the operator allows. */
-function isInsecure(host: string, allow: (host: string) => boolean): boolean {
-  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
-  return name === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(name) || name === '[::1]' || allow(host);
+/** The https attempt's failure and the http attempt's, as one error (the http one alone when it got further). */
+function bothFailed(host: string, first: unknown, second: unknown): unknown {
+  if (!(first instanceof WarmstartError) || !(second instanceof WarmstartError) || second.code !== 'REGISTRY_UNREACHABLE') return second;
+  return new WarmstartError('REGISTRY_UNREACHABLE', `cannot reach registry ${host} over https or http`, {
+    detail: `https: ${first.detail ?? first.message}; http: ${second.detail ?? second.message}`,
+  });
 }
 
 /** Docker Hub's API lives on another host than its image references say. */
@@ -312,6 +383,12 @@ function causeText(err: unknown): string {
   const c = e.cause;
   // undici refuses the WHATWG "bad ports" (1, 6000, 10080, ...) before connecting.
   if (c?.message === 'bad port') return 'bad port: fetch refuses to connect to this port (WHATWG blocked-port list)';
-  if (c && (c.code || c.message)) return [c.code, c.message].filter(Boolean).join(': ');
+  if (c && (c.code || c.message)) return [c.code, opensslReason(c.message)].filter(Boolean).join(': ');
   return e.message ?? String(err);
+}
+
+/** OpenSSL's `<n>:error:<id>:SSL routines:<function>:<reason>:<file>:<line>:` (one per line) cut to its reasons. */
+function opensslReason(message: string | undefined): string | undefined {
+  const reasons = [...(message ?? '').matchAll(/:error:[0-9A-F]+:[^:]*:[^:]*:([^:\n]+):/g)].map((m) => m[1]!);
+  return reasons.length > 0 ? reasons.join('; ') : message;
 }

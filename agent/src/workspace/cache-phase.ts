@@ -245,7 +245,7 @@ export class CacheSession {
     const trusted = this.deps.config?.cacheTrustedKeys;
     if (trusted) {
       const creds = await this.credentials;
-      if (await signatureRefusal({ repository, digest: facts.digest, identity, contentKey: key, trusted, creds })) return null;
+      if (await signatureRefusal({ repository, digest: facts.digest, identity, contentKey: key, trusted, creds, api: this.deps.oci })) return null;
     }
     // A pull that has already failed says the engine cannot fetch the image either.
     if (this.movingSettled && !this.movingSettled.available) return null;
@@ -321,7 +321,15 @@ export class CacheSession {
       return { available: false, reason: describeError(err) };
     }
     if (!want) return { available: false, reason: `CACHE_IMAGE_MISSING: no image under ${ref}` };
-    const refusal = await signatureRefusal({ repository, digest: want, identity: repositoryIdentity(this.plan.repo), contentKey, trusted, creds });
+    const refusal = await signatureRefusal({
+      repository,
+      digest: want,
+      identity: repositoryIdentity(this.plan.repo),
+      contentKey,
+      trusted,
+      creds,
+      api: this.deps.oci,
+    });
     if (refusal) {
       this.rec.note(`${ref} not used: ${refusal}`, 'pull');
       return { available: false, reason: refusal, refused: true };

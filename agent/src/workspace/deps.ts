@@ -9,7 +9,9 @@ import type { DevcontainerCli } from '../devcontainer/cli.js';
 import type { DockerEngine } from '../docker/engine.js';
 import type { GitClient } from '../git/git.js';
 import type { CredentialSource } from '../registry/credentials.js';
+import type { OciApi } from '../registry/oci-api.js';
 import type { RegistryClient } from '../registry/registry-client.js';
+import type { RegistryTransports } from '../registry/registry-transports.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
 import type { Mutex } from './mutex.js';
 
@@ -19,9 +21,13 @@ export interface PipelineDeps {
   devcontainer: DevcontainerCli;
   git: GitClient;
   registry: RegistryClient;
+  /** manifests and blobs (label reads, signatures) over the same routes as `registry`; absent: a default client */
+  oci?: OciApi;
+  /** how `registry` and `oci` reach each registry (agent/src/registry/registry-transports.ts); `warmstart doctor` reports it */
+  registryTransports?: RegistryTransports;
   credentialSources: CredentialSource[];
   /** clone tokens of the configured GitHub App, for repositories on `hosts` (agent.ts); absent or null without an App */
-  githubAppClone?: { hosts: readonly string[]; token(repositoryName: string, signal?: AbortSignal): Promise<string> } | null;
+  githubAppClone?: { hosts: readonly string[]; token(repository: { owner: string; name: string }, signal?: AbortSignal): Promise<string> } | null;
   store: WorkspaceStore;
   pushQueue: PushQueue;
   /**

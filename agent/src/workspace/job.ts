@@ -352,7 +352,7 @@ export class Job {
     const app = this.deps.githubAppClone;
     if (!app) return null;
     try {
-      const token = await this.rec.phase('clone-token', () => app.token(this.plan.repo.name, this.signal));
+      const token = await this.rec.phase('clone-token', () => app.token(this.plan.repo, this.signal));
       this.secrets.add(token);
       return token;
     } catch (err) {
@@ -477,9 +477,11 @@ export class Job {
             : null,
           auth: toDockerAuthConfig(credentials),
           creds: credentials,
+          oci: deps.oci,
           timeoutMs: plan.pushTimeoutMs,
           sign: cacheSigner({
             engine: deps.engine,
+            api: deps.oci,
             key: deps.config.cacheSigningKey,
             identity: repositoryIdentity(plan.repo),
             creds: credentials,
