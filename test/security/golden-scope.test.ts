@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testEnv } from '../support/cli.js';
 import { cleanUp } from '../support/docker.js';
 import { makeRepo, runId } from '../support/repos.js';
+import { waitForJob } from '../support/jobs.js';
 import { startAgent, type Agent } from '../support/serve.js';
 import { loadTestbed } from '../support/testbed.js';
 
@@ -140,12 +141,20 @@ describe('attack 5: a workspace-scoped JWT and golden images', () => {
     }
     expect(await engineImages()).toBe(before);
 
-    // Under A's prefix: made, and owned by alice whatever the body says.
+    // Under A's prefix: accepted as a job (202), made, and owned by alice whatever the body says.
     const name = `${A}-base`;
     madeRefs.push(`warmstart-golden/${name}:latest`);
     const made = await call('/v1/images', alice, { workspaceId: A, name, owner: 'mallory' });
-    expect(made.status, JSON.stringify(made.json)).toBe(201);
-    expect((made.json.image as { owner: unknown }).owner).toBe('alice');
+    expect(made.status, JSON.stringify(made.json)).toBe(202);
+    const job = made.json.id as string;
+    const done = await waitForJob(agent, job, 120_000, `Bearer ${alice}`);
+    expect(done.status, JSON.stringify(done)).toBe('done');
+    expect((done.result as { image: { owner: unknown } }).image.owner).toBe('alice');
+    // The job is alice's workspace's: another workspace's token does not see it (404), a node-wide one does.
+    const bob = await sign({ workspace: B }, 'bob');
+    const seen = async (token: string): Promise<number> => (await agent.request(`/v1/jobs/${job}`, { auth: `Bearer ${token}` })).status;
+    expect({ alice: await seen(alice), bob: await seen(bob), ops: await seen(ops) }).toEqual({ alice: 200, bob: 404, ops: 200 });
+    expect((await agent.request(`/v1/jobs/${job}/events`, { auth: `Bearer ${bob}` })).status).toBe(404);
     const label = await execa('docker', [
       'image',
       'inspect',
@@ -159,8 +168,10 @@ describe('attack 5: a workspace-scoped JWT and golden images', () => {
     const withRepo = `${A}-repo`;
     madeRefs.push(`warmstart-golden/${withRepo}:latest`);
     const repoImage = await call('/v1/images', alice, { workspaceId: A, name: withRepo, withWorkspace: true, owner: 'mallory' });
-    expect(repoImage.status, JSON.stringify(repoImage.json)).toBe(201);
-    const view = repoImage.json.image as { owner: unknown; labels: Record<string, string> };
+    expect(repoImage.status, JSON.stringify(repoImage.json)).toBe(202);
+    const repoDone = await waitForJob(agent, repoImage.json.id as string, 120_000, `Bearer ${alice}`);
+    expect(repoDone.status, JSON.stringify(repoDone)).toBe('done');
+    const view = (repoDone.result as { image: { owner: unknown; labels: Record<string, string> } }).image;
     expect(view.owner).toBe('alice');
     expect(view.labels['dev.warmstart.workspace-folder']).toMatch(/^\/workspaces\/./);
     expect((await call('/v1/images', alice, { workspaceId: B, name: `${A}-b-repo`, withWorkspace: true })).status).toBe(403);

@@ -43,6 +43,7 @@ import type { AgentConfig } from '../config/agent-config.js';
 import type { CommitSpec, ContainerDetails, DockerEngine, ImageSummary } from '../docker/engine.js';
 import { describeError, WarmstartError } from '../errors.js';
 import { CONTAINER_GIT_DIR } from '../git/container-credentials.js';
+import { NO_PROGRESS, type JobProgress } from '../jobs/job-progress.js';
 import { resolveCredentials, staticCredentials, type CredentialSource } from '../registry/credentials.js';
 import { toDockerAuthConfig } from '../registry/docker-config.js';
 import type { WorkspaceStore } from '../state/workspace-store.js';
@@ -125,7 +126,7 @@ export interface CreateGoldenResult {
 }
 
 /** Everything a create needs, checked before any engine call. */
-interface CreatePlan {
+export interface CreatePlan {
   workspaceId: string;
   name: string;
   tag: string;
@@ -214,6 +215,39 @@ async function runningContainer(engine: DockerEngine, workspaceId: string): Prom
   return details;
 }
 
+/** A capture that passed every check made before anything is created (see {@link checkGoldenImage}). */
+export interface CheckedCapture {
+  plan: CreatePlan;
+  container: ContainerDetails;
+  /** the workspace folder, with `withWorkspace` */
+  folder: string | null;
+  /** the image's owner label (see the rule at the top) */
+  owner: string | null;
+  /** `warmstart-golden/<name>:<tag>` */
+  ref: string;
+}
+
+/**
+ * Everything a create can check without making anything: the names, tag,
+ * capabilities, owner and registry (input errors, 400), that the workspace
+ * has a running container (404 WORKSPACE_NOT_FOUND, 409
+ * WORKSPACE_NOT_RUNNING), that a given owner is the workspace's (403
+ * OWNER_MISMATCH) and, with `withWorkspace`, that its folder is a volume
+ * mount. The API answers these before it accepts the job.
+ */
+export async function checkGoldenImage(deps: GoldenDeps, options: CreateGoldenOptions): Promise<CheckedCapture> {
+  const plan = planCreate(options, deps.config);
+  const container = await runningContainer(deps.engine, plan.workspaceId);
+  const ownerOfWorkspace = await workspaceOwner(deps.store, plan.workspaceId, container, options.scoped === true);
+  if (ownerOfWorkspace !== null && plan.owner !== null && plan.owner !== ownerOfWorkspace) {
+    throw new WarmstartError('OWNER_MISMATCH', `workspace ${plan.workspaceId} belongs to another owner than ${plan.owner}`);
+  }
+  const folder = options.withWorkspace ? workspaceFolder(container, plan.workspaceId) : null;
+  // The repository's files are the workspace's: they never go out under an owner the caller names.
+  const owner = folder ? ownerOfWorkspace : (ownerOfWorkspace ?? plan.owner);
+  return { plan, container, folder, owner, ref: localRef(plan.name, plan.tag) };
+}
+
 /**
  * Commits the workspace's running container as `warmstart-golden/<name>:<tag>`
  * with the `dev.warmstart.*` labels, after checking that nothing the commit
@@ -222,48 +256,62 @@ async function runningContainer(engine: DockerEngine, workspaceId: string): Prom
  * the local image and is reported in `push`, not thrown.
  */
 export async function createGoldenImage(deps: GoldenDeps, options: CreateGoldenOptions): Promise<CreateGoldenResult> {
-  const plan = planCreate(options, deps.config);
+  return captureGoldenImage(deps, await checkGoldenImage(deps, options), options);
+}
+
+/**
+ * The making part of {@link createGoldenImage}, for a checked capture: the
+ * credential audit, the commit (with the workspace layer), the push. Its
+ * phases go to `progress` (the API's job events).
+ */
+export async function captureGoldenImage(
+  deps: GoldenDeps,
+  checked: CheckedCapture,
+  options: Pick<CreateGoldenOptions, 'password' | 'username'>,
+  progress: JobProgress = NO_PROGRESS,
+): Promise<CreateGoldenResult> {
   const { engine } = deps;
-  const container = await runningContainer(engine, plan.workspaceId);
+  const { plan, container, folder, owner, ref } = checked;
 
-  const ownerOfWorkspace = await workspaceOwner(deps.store, plan.workspaceId, container, options.scoped === true);
-  if (ownerOfWorkspace !== null && plan.owner !== null && plan.owner !== ownerOfWorkspace) {
-    throw new WarmstartError('OWNER_MISMATCH', `workspace ${plan.workspaceId} belongs to another owner than ${plan.owner}`);
-  }
-  const folder = options.withWorkspace ? workspaceFolder(container, plan.workspaceId) : null;
-  // The repository's files are the workspace's: they never go out under an owner the caller names.
-  const owner = folder ? ownerOfWorkspace : (ownerOfWorkspace ?? plan.owner);
-
-  const changes = await engine.containerChanges(container.id);
-  const secrets = await knownSecrets(deps, container, plan.workspaceId, options.password);
-  assertNoCredentials({ container, changes, knownSecrets: secrets });
-
-  const source = await engine.inspectImage(container.imageId);
-  const inherited = parseCapabilitiesLabel(source?.labels[LABELS.capabilities]);
-  const capabilities = mergeCapabilities(inherited, plan.custom);
-  const os = await detectOs(engine, container.id, source?.os ?? '');
-
-  const labels: Record<string, string> = {};
-  for (const [k, v] of Object.entries(container.labels)) {
-    if (HOST_LABELS.test(k) && source?.labels[k] !== v) labels[k] = '';
-  }
-  Object.assign(labels, {
-    [LABELS.managed]: 'true',
-    [LABELS.os]: os,
-    [LABELS.owner]: owner ?? '',
-    [LABELS.source]: SOURCE_WORKSPACE_COMMIT,
-    [LABELS.capabilities]: capabilities.join(','),
+  const secrets = await progress.phase('audit', async () => {
+    const changes = await engine.containerChanges(container.id);
+    const known = await knownSecrets(deps, container, plan.workspaceId, options.password);
+    assertNoCredentials({ container, changes, knownSecrets: known });
+    return known;
   });
-  if (folder) labels[LABELS.workspaceFolder] = folder;
-  const ref = localRef(plan.name, plan.tag);
-  const env = neutralGitEnv(container.env, source?.env ?? []);
-  const spec = { labels, ...(env.length ? { env } : {}), ...sourceDefaults(source) };
-  const imageId = folder
-    ? await commitWithWorkspace(engine, container.id, folder, secrets, { ref, ...spec })
-    : await engine.commitContainer(container.id, { ref, ...spec });
+
+  const imageId = await progress.phase('commit', async () => {
+    const source = await engine.inspectImage(container.imageId);
+    const inherited = parseCapabilitiesLabel(source?.labels[LABELS.capabilities]);
+    const capabilities = mergeCapabilities(inherited, plan.custom);
+    const os = await detectOs(engine, container.id, source?.os ?? '');
+
+    const labels: Record<string, string> = {};
+    for (const [k, v] of Object.entries(container.labels)) {
+      if (HOST_LABELS.test(k) && source?.labels[k] !== v) labels[k] = '';
+    }
+    Object.assign(labels, {
+      [LABELS.managed]: 'true',
+      [LABELS.os]: os,
+      [LABELS.owner]: owner ?? '',
+      [LABELS.source]: SOURCE_WORKSPACE_COMMIT,
+      [LABELS.capabilities]: capabilities.join(','),
+    });
+    if (folder) labels[LABELS.workspaceFolder] = folder;
+    const env = neutralGitEnv(container.env, source?.env ?? []);
+    const spec = { labels, ...(env.length ? { env } : {}), ...sourceDefaults(source) };
+    return folder
+      ? commitWithWorkspace(engine, container.id, folder, secrets, { ref, ...spec })
+      : engine.commitContainer(container.id, { ref, ...spec });
+  });
 
   let push: PushResult = { status: 'skipped', ref: null, reason: 'not asked to push', ms: null };
-  if (plan.pushRef && plan.registry) push = await pushGolden(deps, imageId, plan.pushRef, plan.registry.host, options);
+  const { pushRef: target, registry } = plan;
+  if (target && registry) {
+    // A refused or timed-out push is a result, not a throw: the phase ends ok and the push event says how it went.
+    push = await progress.phase('push', () => pushGolden(deps, imageId, target, registry.host, options));
+    progress.pushed(push);
+  }
 
   const image = await describeImage(engine, ref);
   if (!image) throw new WarmstartError('BACKEND_ERROR', `the commit left no image ${ref}`);
@@ -325,7 +373,13 @@ async function commitWithWorkspace(engine: DockerEngine, containerId: string, fo
   }
 }
 
-async function pushGolden(deps: GoldenDeps, imageId: string, ref: string, host: string, o: CreateGoldenOptions): Promise<PushResult> {
+async function pushGolden(
+  deps: GoldenDeps,
+  imageId: string,
+  ref: string,
+  host: string,
+  o: Pick<CreateGoldenOptions, 'password' | 'username'>,
+): Promise<PushResult> {
   const sources: CredentialSource[] = [...deps.credentialSources];
   if (o.username && o.password) sources.unshift(staticCredentials({ registry: host, username: o.username, password: o.password }, 'job'));
   let creds;

@@ -10,6 +10,7 @@
  */
 import type { Machine, SnapshotBackend } from '../backends/backend.js';
 import { WarmstartError } from '../errors.js';
+import { NO_PROGRESS, type JobProgress } from '../jobs/job-progress.js';
 import { normalizeFiles, type MachineFile } from './machine-key.js';
 import { copyFileIn, runProvisionScript } from './provision.js';
 
@@ -21,6 +22,16 @@ export interface ColdBootBackend {
 
 /** Backends with VM or instance state snapshots (docker.ts throws BACKEND_UNSUPPORTED for them); checked before anything is made. */
 const STATE_SNAPSHOTS: ReadonlySet<string> = new Set(['incus', 'lima', 'cloud-hypervisor']);
+
+/** Throws BACKEND_UNSUPPORTED for a backend without state snapshots (before anything is made). */
+export function assertStateSnapshots(backend: Pick<SnapshotBackend, 'name'>): void {
+  if (!STATE_SNAPSHOTS.has(backend.name)) {
+    throw new WarmstartError(
+      'BACKEND_UNSUPPORTED',
+      `the ${backend.name} backend has no state snapshots: use machine up without a snapshot (the image cache)`,
+    );
+  }
+}
 
 function canColdBoot(backend: SnapshotBackend): backend is SnapshotBackend & ColdBootBackend {
   const b = backend as Partial<ColdBootBackend>;
@@ -42,6 +53,8 @@ export interface MachineSnapshotUpOptions {
   files?: MachineFile[];
   /** the backend's timing of the last launch/boot/restore of `name`, when it reports one */
   lastTiming?: () => BackendTiming | undefined;
+  /** told each phase as it runs (the API's job events); default: nobody */
+  progress?: JobProgress;
   now?: () => number;
 }
 
@@ -68,18 +81,14 @@ export interface MachineSnapshotUpResult {
 
 export async function machineSnapshotUp(backend: SnapshotBackend, opts: MachineSnapshotUpOptions): Promise<MachineSnapshotUpResult> {
   const now = opts.now ?? (() => performance.now());
+  const progress = opts.progress ?? NO_PROGRESS;
   const started = now();
   const files = normalizeFiles(opts.files ?? []);
   const timing = (operation: string): BackendTiming | undefined => {
     const t = opts.lastTiming?.();
     return t && t.operation === operation ? t : undefined;
   };
-  if (!STATE_SNAPSHOTS.has(backend.name)) {
-    throw new WarmstartError(
-      'BACKEND_UNSUPPORTED',
-      `the ${backend.name} backend has no state snapshots: use machine up without a snapshot (the image cache)`,
-    );
-  }
+  assertStateSnapshots(backend);
   const machine = (await backend.listMachines()).find((m) => m.name === opts.name);
 
   if (machine) {
@@ -89,8 +98,9 @@ export async function machineSnapshotUp(backend: SnapshotBackend, opts: MachineS
         detail: `take it with: warmstart snapshot create --machine ${opts.name} --name ${opts.snapshot}, or remove the machine to boot it afresh`,
       });
     }
+    progress.note(`machine ${opts.name} has snapshot ${opts.snapshot}: restoring it`);
     const t0 = now();
-    await backend.restore(opts.name, opts.snapshot);
+    await progress.phase('restore', () => backend.restore(opts.name, opts.snapshot));
     const wall = Math.round(now() - t0);
     const t = timing('restore');
     return {
@@ -104,18 +114,26 @@ export async function machineSnapshotUp(backend: SnapshotBackend, opts: MachineS
   }
 
   const cold = canColdBoot(backend) && (await backend.bootable(opts.base));
+  progress.note(
+    `no machine ${opts.name} yet: ${cold ? 'cold-booting' : 'launching'} ${opts.base}, provisioning, then taking snapshot ${opts.snapshot}`,
+  );
   const t0 = now();
   // Neither throws after creating anything that is not ours: a taken name is refused first.
-  if (cold) await backend.boot(opts.base, opts.name);
-  else await backend.launch(opts.base, opts.name);
+  if (cold && canColdBoot(backend)) await progress.phase('boot', () => backend.boot(opts.base, opts.name));
+  else await progress.phase('launch', () => backend.launch(opts.base, opts.name));
   const wall = Math.round(now() - t0);
   const t = timing(cold ? 'boot' : 'launch');
   try {
     const p0 = now();
-    for (const f of files) await copyFileIn(backend, opts.name, f);
-    if (opts.provision) await runProvisionScript(backend, opts.name, opts.provision.content, opts.provision.path);
+    if (files.length) {
+      await progress.phase('files', async () => {
+        for (const f of files) await copyFileIn(backend, opts.name, f);
+      });
+    }
+    const script = opts.provision;
+    if (script) await progress.phase('provision', () => runProvisionScript(backend, opts.name, script.content, script.path));
     const s0 = now();
-    await backend.snapshot(opts.name, opts.snapshot);
+    await progress.phase('snapshot', () => backend.snapshot(opts.name, opts.snapshot));
     const s1 = now();
     return {
       instance: opts.name,

@@ -17,6 +17,7 @@
  */
 import type { LaunchFile, SnapshotBackend } from '../backends/backend.js';
 import { isWarmstartError } from '../errors.js';
+import { NO_PROGRESS, type JobProgress } from '../jobs/job-progress.js';
 import { CACHE_PROPERTIES, cacheImageName } from './cache.js';
 import { machineKey, normalizeFiles, type MachineFile } from './machine-key.js';
 import { copyFileIn, runProvisionScript } from './provision.js';
@@ -55,6 +56,8 @@ export interface MachineUpOptions {
   /** files copied in before the script runs, at absolute paths in the machine */
   files?: MachineFile[];
   postLaunch?: PostLaunchHook;
+  /** told each phase as it runs (the API's job events); default: nobody */
+  progress?: JobProgress;
   /** a monotonic clock in ms; default performance.now */
   now?: () => number;
 }
@@ -71,16 +74,16 @@ export interface MachineUpResult {
 
 export async function machineUp(backend: SnapshotBackend, opts: MachineUpOptions): Promise<MachineUpResult> {
   const now = opts.now ?? (() => performance.now());
+  const progress = opts.progress ?? NO_PROGRESS;
   const started = now();
   const files = normalizeFiles(opts.files ?? []);
   const key = machineKey({ backend: backend.name, base: opts.base, provisionScript: opts.provision?.content, files });
   const image = cacheImageName(key);
-  const found: { properties: Record<string, string> } | null = backend.imageInfo
-    ? await backend.imageInfo(image)
-    : (await backend.imageExists(image))
-      ? { properties: {} }
-      : null;
+  const found: { properties: Record<string, string> } | null = await progress.phase('lookup', async () =>
+    backend.imageInfo ? await backend.imageInfo(image) : (await backend.imageExists(image)) ? { properties: {} } : null,
+  );
   const cache = found ? 'hit' : 'miss';
+  progress.note(found ? `cache hit: launching ${image}` : `cache miss: provisioning from ${opts.base}, then capturing ${image}`);
   let gitInImage = found ? gitProperty(found.properties[CACHE_PROPERTIES.git]) : null;
   const launchCtx = { backend, instance: opts.name, key, cache, base: opts.base } as const;
   const templated = new Set((found?.properties[CACHE_PROPERTIES.launchFiles] ?? '').split(',').filter(Boolean));
@@ -88,22 +91,32 @@ export async function machineUp(backend: SnapshotBackend, opts: MachineUpOptions
 
   // launch throws before creating anything (missing image, name taken): the
   // name may be someone else's machine, so cleanup starts only after it.
-  const launched = await backend.launch(cache === 'hit' ? image : opts.base, opts.name, launchFiles.length ? { files: launchFiles } : undefined);
+  const launched = await progress.phase('launch', () =>
+    backend.launch(cache === 'hit' ? image : opts.base, opts.name, launchFiles.length ? { files: launchFiles } : undefined),
+  );
   await removingOnFailure(backend, opts.name, async () => {
     if (cache === 'miss') {
-      for (const f of files) await copyFileIn(backend, opts.name, f);
-      if (opts.provision) await runProvisionScript(backend, opts.name, opts.provision.content, opts.provision.path);
-      gitInImage = await hasGit(backend, opts.name);
-      const templates: string[] = [];
-      if (backend.addLaunchTemplate) {
-        for (const f of opts.postLaunch?.launchFiles?.(launchCtx) ?? []) {
-          await backend.addLaunchTemplate(opts.name, f.path);
-          templates.push(f.path);
-        }
+      if (files.length) {
+        await progress.phase('files', async () => {
+          for (const f of files) await copyFileIn(backend, opts.name, f);
+        });
       }
-      await capture(backend, opts.name, image, { key, base: opts.base, git: gitInImage, launchFiles: templates });
+      const script = opts.provision;
+      if (script) await progress.phase('provision', () => runProvisionScript(backend, opts.name, script.content, script.path));
+      await progress.phase('capture', async () => {
+        gitInImage = await hasGit(backend, opts.name);
+        const templates: string[] = [];
+        if (backend.addLaunchTemplate) {
+          for (const f of opts.postLaunch?.launchFiles?.(launchCtx) ?? []) {
+            await backend.addLaunchTemplate(opts.name, f.path);
+            templates.push(f.path);
+          }
+        }
+        await capture(backend, opts.name, image, { key, base: opts.base, git: gitInImage, launchFiles: templates });
+      });
     }
-    await opts.postLaunch?.({ ...launchCtx, gitInImage, filesWritten: launched.filesWritten ?? [] });
+    const hook = opts.postLaunch;
+    if (hook) await progress.phase('post-launch', () => hook({ ...launchCtx, gitInImage, filesWritten: launched.filesWritten ?? [] }));
   });
   return { instance: opts.name, cache, key, ms: Math.round(now() - started) };
 }

@@ -291,6 +291,8 @@ const machineBody = objectOf(
 );
 
 const snapshotBody = objectOf({ backend: field(backend), machine: machineName, name: machineName }, ['backend', 'machine', 'name']);
+/** `POST /v1/machines/{name}/snapshots`: the machine is in the path, the backend in the query. */
+const createSnapshotBody = objectOf({ name: machineName }, ['name']);
 
 const imageBody = objectOf(
   {
@@ -345,6 +347,7 @@ const validSnapshotBody = fc.record({
   machine: oursTail.map((t) => ({ ours: `m${t}` })),
   name: fc.constantFrom('snap', 's1'),
 });
+const validCreateSnapshotBody = fc.record({ name: fc.constantFrom('snap', 's1') });
 const validImageBody = fc.record(
   { workspaceId: oursId, name: oursTail.map((t) => ({ ours: `g${t}` })), tag: fc.constantFrom('latest', 'v1'), push: fc.boolean() },
   { requiredKeys: ['workspaceId', 'name'] },
@@ -360,9 +363,11 @@ const bodyFor = (route: string): fc.Arbitrary<Body> => {
           ? machineBody
           : route.startsWith('/v1/snapshots')
             ? snapshotBody
-            : route === '/v1/images'
-              ? imageBody
-              : fc.dictionary(fc.string({ maxLength: 6 }), anyJson, { maxKeys: 3 });
+            : route === '/v1/machines/{name}/snapshots'
+              ? createSnapshotBody
+              : route === '/v1/images'
+                ? imageBody
+                : fc.dictionary(fc.string({ maxLength: 6 }), anyJson, { maxKeys: 3 });
   const valid =
     route === '/v1/workspaces'
       ? validWorkspaceBody
@@ -372,9 +377,11 @@ const bodyFor = (route: string): fc.Arbitrary<Body> => {
           ? validMachineBody
           : route.startsWith('/v1/snapshots')
             ? validSnapshotBody
-            : route === '/v1/images'
-              ? validImageBody
-              : messy;
+            : route === '/v1/machines/{name}/snapshots'
+              ? validCreateSnapshotBody
+              : route === '/v1/images'
+                ? validImageBody
+                : messy;
   return fc.oneof(
     { weight: 4, arbitrary: valid.map((value): Body => ({ kind: 'json', value })) },
     { weight: 6, arbitrary: messy.map((value): Body => ({ kind: 'json', value })) },
@@ -449,6 +456,11 @@ const oddHeaders = fc.array(
     fc.constant<[string, string]>(['accept-version', '9.9.9']),
     fc.constant<[string, string]>(['content-encoding', 'gzip']),
     fc.constant<[string, string]>(['x-http-method-override', 'DELETE']),
+    // POST /v1/workspaces reads it (a repeat by key); any other route ignores it
+    fc.tuple(
+      fc.constant('idempotency-key'),
+      fc.constantFrom('fuzz-key-1', '"fuzz-key-1"', '', '""', '"open', 'a b', 'a,b', 'x'.repeat(300), 'schl\u00fcssel'),
+    ),
   ),
   { maxLength: 2 },
 );
@@ -472,6 +484,11 @@ const snapshotQuery = fc
   .tuple(backendQuery, fc.option(machineParam, { freq: 4 }), fc.option(machineParam, { freq: 4 }))
   .map(([b, m, n]) => [...b, ...(m ? [['machine', m] as [string, Param]] : []), ...(n ? [['name', n] as [string, Param]] : [])]);
 const purgeQuery = fc.array(fc.tuple(fc.constantFrom('purge'), anyParam(fc.constantFrom('true', 'false', 'TRUE', '1', ''))), { maxLength: 2 });
+/** `after` of the events route: a seq to resume after; anything but one whole number is 400 INVALID_ARGUMENT. */
+const afterQuery = fc.array(
+  fc.tuple(fc.constantFrom('after'), anyParam(fc.constantFrom('0', '1', '3', '-1', '1.5', '1e3', '', 'x', '99999999999999999'))),
+  { maxLength: 2 },
+);
 const tagQuery = fc.array(fc.tuple(fc.constantFrom('tag'), anyParam(fc.constantFrom('latest', '', '..', 'x'.repeat(200)))), { maxLength: 2 });
 
 const ROUTES: RouteSpec[] = [
@@ -481,12 +498,19 @@ const ROUTES: RouteSpec[] = [
   { route: '/v1/openapi.json', methods: ['GET'], body: false },
   { route: '/v1/workspaces', methods: ['GET', 'POST', 'POST', 'POST', 'POST'], body: true },
   { route: '/v1/workspaces/{id}', methods: ['GET', 'GET', 'DELETE'], body: false, query: purgeQuery },
-  { route: '/v1/workspaces/{id}/events', methods: ['GET'], body: false },
+  { route: '/v1/workspaces/{id}/events', methods: ['GET'], body: false, query: afterQuery },
   { route: '/v1/prebuilds', methods: ['POST', 'POST'], body: true },
   { route: '/v1/prebuilds/{id}', methods: ['GET'], body: false },
   { route: '/v1/machines', methods: ['GET', 'POST', 'POST'], body: true, query: backendQuery },
   { route: '/v1/machines/cache', methods: ['GET'], body: false, query: backendQuery },
   { route: '/v1/machines/{name}', methods: ['DELETE'], body: false, query: backendQuery },
+  { route: '/v1/machines/{name}/snapshots', methods: ['GET', 'POST', 'POST'], body: true, query: backendQuery },
+  { route: '/v1/machines/{name}/snapshots/{snapshot}', methods: ['GET', 'DELETE'], body: false, query: backendQuery },
+  // A restore takes no body (an empty object at most).
+  { route: '/v1/machines/{name}/snapshots/{snapshot}/restore', methods: ['POST'], body: false, query: backendQuery },
+  { route: '/v1/jobs/{jobId}', methods: ['GET'], body: false },
+  { route: '/v1/jobs/{jobId}/events', methods: ['GET'], body: false, query: afterQuery },
+  // Deprecated, still served.
   { route: '/v1/snapshots', methods: ['GET', 'POST', 'DELETE'], body: true, query: snapshotQuery },
   { route: '/v1/snapshots/restore', methods: ['POST'], body: true },
   { route: '/v1/images', methods: ['GET', 'POST', 'POST'], body: true },
@@ -510,6 +534,9 @@ const UNKNOWN_ROUTES = [
   '/%2e%2e/%2e%2e/etc/passwd',
   '/v1/workspaces%2F{id}',
   '/v1/images/{name}/{id}',
+  '/v1/jobs',
+  '/v1/jobs/{id}/events/{name}',
+  '/v1/machines/{name}/snapshots/{name}/{id}',
   '/metrics.json',
   '/v1/openapi.yaml',
 ];
@@ -519,13 +546,13 @@ const allMethods = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('PROPFIND', 'MKCOL', 'LOCK', 'PURGE', 'SEARCH', 'QUERY', 'FOO', 'get', 'Post', 'M-SEARCH') },
 );
 
-/** Prebuild ids are UUIDs the agent makes: well-formed ones reach the handler (an unknown one is its 404), the rest the schema. */
+/** Prebuild and job ids are UUIDs the agent makes: well-formed ones reach the handler (an unknown one is its 404), the rest the schema. */
 const prebuildParam = fc.oneof({ weight: 1, arbitrary: plainParam(fc.uuid({ version: 4 })) }, { weight: 1, arbitrary: param });
 
 const paramsFor = (route: string): fc.Arbitrary<Record<string, Param>> => {
   const names = [...route.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
   const forName = (n: string): fc.Arbitrary<Param> =>
-    n === 'name' ? fc.oneof(machineParam, param) : route.startsWith('/v1/prebuilds/') ? prebuildParam : param;
+    n === 'name' || n === 'snapshot' ? fc.oneof(machineParam, param) : n === 'jobId' || route.startsWith('/v1/prebuilds/') ? prebuildParam : param;
   return fc.record(Object.fromEntries(names.map((n) => [n, forName(n)])));
 };
 

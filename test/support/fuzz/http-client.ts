@@ -106,15 +106,32 @@ function decoded(segment: string): string | null {
 
 /**
  * A DELETE of a name the agent would take, not of this run, is turned into
- * one of this run: `target` is the path as the server sees it (after fetch's
+ * one of this run, and so is the machine of anything but a read under
+ * `/v1/machines/{name}/snapshots` (a restore or a delete of another's
+ * snapshot): `target` is the path as the server sees it (after fetch's
  * normalisation of `..` and `\`).
  */
 export function confineTarget(method: string, target: string, prefix: string): string {
-  if (method !== 'DELETE') return target;
   const q = target.indexOf('?');
   const path = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? '' : target.slice(q);
   const seg = path.split('/');
+  if (
+    seg.length >= 5 &&
+    seg[0] === '' &&
+    seg[1] === 'v1' &&
+    seg[2] === 'machines' &&
+    seg[4] === 'snapshots' &&
+    !['GET', 'HEAD'].includes(method.toUpperCase())
+  ) {
+    const machine = decoded(seg[3]!);
+    if (machine !== null && MachineName.safeParse(machine).success && !machine.startsWith(prefix)) {
+      seg[3] = encodeURIComponent(ours(machine.toLowerCase().replace(/[^a-z0-9-]/g, '-'), prefix));
+      return seg.join('/') + query;
+    }
+    return target;
+  }
+  if (method !== 'DELETE') return target;
   if (seg.length !== 4 || seg[0] !== '' || seg[1] !== 'v1') return target;
   const name = decoded(seg[3]!);
   if (name === null) return target;

@@ -1,4 +1,4 @@
-import type { ExecResult, Machine, MachineImage, SnapshotBackend, StateSnapshot } from '../../../agent/src/backends/backend.js';
+import type { BackendName, ExecResult, Machine, MachineImage, SnapshotBackend, StateSnapshot } from '../../../agent/src/backends/backend.js';
 import { WarmstartError } from '../../../agent/src/errors.js';
 
 /** One call the fake saw, in order. */
@@ -14,7 +14,6 @@ export type FakeCall =
  * machine, a taken machine name, an image name already in use.
  */
 export class FakeBackend implements SnapshotBackend {
-  readonly name = 'incus' as const;
   readonly calls: FakeCall[] = [];
   readonly machines = new Map<string, Machine>();
   readonly images = new Map<string, MachineImage>();
@@ -22,7 +21,11 @@ export class FakeBackend implements SnapshotBackend {
   onExec: (machine: string, argv: string[], input?: string) => ExecResult = () => ({ exitCode: 0, stdout: '', stderr: '' });
   private clock = 0;
 
-  constructor(images: string[] = []) {
+  /** `name`: which backend it stands for (machine-snapshot.ts decides by it whether there are state snapshots) */
+  constructor(
+    images: string[] = [],
+    readonly name: BackendName = 'incus',
+  ) {
     for (const i of images) this.images.set(i, { name: i, properties: {}, createdAt: this.tick() });
   }
 
@@ -94,4 +97,35 @@ export class FakeBackend implements SnapshotBackend {
   deleteSnapshot(_machine: string, _name: string): Promise<void> {
     return Promise.reject(new WarmstartError('BACKEND_UNSUPPORTED', 'the fake has no snapshots'));
   }
+}
+
+/** The fake given state snapshots, refusing what the real backends refuse. */
+export function withSnapshots(fake: FakeBackend): FakeBackend & { restored: string[] } {
+  const snaps = new Map<string, StateSnapshot>();
+  const restored: string[] = [];
+  const known = (machine: string): void => {
+    if (!fake.machines.has(machine)) throw new WarmstartError('MACHINE_NOT_FOUND', `no machine ${machine}`);
+  };
+  const b: SnapshotBackend = fake;
+  b.snapshot = async (machine, name) => {
+    known(machine);
+    if (snaps.has(`${machine}/${name}`)) throw new WarmstartError('BACKEND_PRECONDITION', `snapshot ${name} exists`);
+    const s = { machine, name, createdAt: '2026-01-01T00:00:00.000Z' };
+    snaps.set(`${machine}/${name}`, s);
+    return s;
+  };
+  b.restore = async (machine, name) => {
+    known(machine);
+    if (!snaps.has(`${machine}/${name}`)) throw new WarmstartError('SNAPSHOT_NOT_FOUND', `no snapshot ${name} of ${machine}`);
+    restored.push(`${machine}/${name}`);
+  };
+  b.listSnapshots = async (machine) => {
+    known(machine);
+    return [...snaps.values()].filter((s) => s.machine === machine);
+  };
+  b.deleteSnapshot = async (machine, name) => {
+    known(machine);
+    if (!snaps.delete(`${machine}/${name}`)) throw new WarmstartError('SNAPSHOT_NOT_FOUND', `no snapshot ${name} of ${machine}`);
+  };
+  return Object.assign(fake, { restored });
 }

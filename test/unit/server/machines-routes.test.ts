@@ -1,59 +1,30 @@
 /**
- * `/v1/machines`, `/v1/snapshots`, `/v1/images` in process (app.inject),
- * over the in-memory FakeBackend: status codes, the one error shape, the
- * zod validation of bodies and queries, and that the routes do what the CLI
- * does (machineUp, cacheList, the backend's snapshot operations).
+ * `/v1/machines`, `/v1/images` and their jobs (`/v1/jobs/:jobId`) in process
+ * (app.inject), over the in-memory FakeBackend: a POST is checked, then
+ * accepted (202, Location) and run as a job whose status and events tell
+ * how it went; the one error shape; the zod validation of bodies and
+ * queries; and that the jobs do what the CLI does (machineUp, cacheList).
+ * Snapshots: snapshot-routes.test.ts.
  */
-import type { FastifyRequest } from 'fastify';
-import { describe, expect, it } from 'vitest';
-import { MachineUpResult } from '../../../shared/src/api.js';
-import type { BackendName, SnapshotBackend, StateSnapshot } from '../../../agent/src/backends/backend.js';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance, FastifyRequest, LightMyRequestResponse } from 'fastify';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobEventSchema, JobView, MachineUpResult, type JobEvent } from '../../../shared/src/api.js';
+import type { BackendName, ExecResult, SnapshotBackend } from '../../../agent/src/backends/backend.js';
 import type { DockerEngine } from '../../../agent/src/docker/engine.js';
 import { WarmstartError } from '../../../agent/src/errors.js';
 import type { GoldenDeps } from '../../../agent/src/images/golden.js';
+import { ResourceJobs } from '../../../agent/src/jobs/resource-jobs.js';
+import type { AuthOptions } from '../../../agent/src/server/auth.js';
 import { requireNodeScope } from '../../../agent/src/server/routes/machines.js';
-import { FakeBackend } from '../machines/fake-backend.js';
+import { FakeBackend, withSnapshots } from '../machines/fake-backend.js';
 import { AUTH, JSON_AUTH, testServer } from './harness.js';
 
 const BASE = 'base-image';
-
-/** A machine-up answer through the layer cache (not a snapshot): the kind with a key. */
-function cacheUp(body: unknown): Extract<MachineUpResult, { key: string }> {
-  const r = MachineUpResult.parse(body);
-  if (!('key' in r)) throw new Error(`not a cache result: ${JSON.stringify(r)}`);
-  return r;
-}
-
-/** The fake given state snapshots, refusing what the real backends refuse. */
-function withSnapshots(fake: FakeBackend): FakeBackend & { restored: string[] } {
-  const snaps = new Map<string, StateSnapshot>();
-  const restored: string[] = [];
-  const known = (machine: string): void => {
-    if (!fake.machines.has(machine)) throw new WarmstartError('MACHINE_NOT_FOUND', `no machine ${machine}`);
-  };
-  const b: SnapshotBackend = fake;
-  b.snapshot = async (machine, name) => {
-    known(machine);
-    if (snaps.has(`${machine}/${name}`)) throw new WarmstartError('BACKEND_PRECONDITION', `snapshot ${name} exists`);
-    const s = { machine, name, createdAt: '2026-01-01T00:00:00.000Z' };
-    snaps.set(`${machine}/${name}`, s);
-    return s;
-  };
-  b.restore = async (machine, name) => {
-    known(machine);
-    if (!snaps.has(`${machine}/${name}`)) throw new WarmstartError('SNAPSHOT_NOT_FOUND', `no snapshot ${name} of ${machine}`);
-    restored.push(`${machine}/${name}`);
-  };
-  b.listSnapshots = async (machine) => {
-    known(machine);
-    return [...snaps.values()].filter((s) => s.machine === machine);
-  };
-  b.deleteSnapshot = async (machine, name) => {
-    known(machine);
-    if (!snaps.delete(`${machine}/${name}`)) throw new WarmstartError('SNAPSHOT_NOT_FOUND', `no snapshot ${name} of ${machine}`);
-  };
-  return Object.assign(fake, { restored });
-}
+const SCRIPT = '#!/bin/sh\necho hi > /hi\n';
 
 /** A Docker engine for the image routes: the calls they make on a node without golden images; anything else is a test bug. */
 function emptyEngine(): DockerEngine {
@@ -64,8 +35,29 @@ function emptyEngine(): DockerEngine {
   });
 }
 
-function setup(options: { unavailable?: boolean } = {}) {
-  const fakes = { incus: withSnapshots(new FakeBackend([BASE])), docker: new FakeBackend([BASE]) };
+/** Holds the machine's launch, or its provision script, until opened: a job that is still at work. */
+function hold(fake: FakeBackend, at: 'launch' | 'provision'): { open: () => void } {
+  let open!: () => void;
+  const held = new Promise<void>((r) => (open = r));
+  if (at === 'launch') {
+    const launch = fake.launch.bind(fake);
+    fake.launch = async (image: string, machine: string) => {
+      await held;
+      return launch(image, machine);
+    };
+    return { open };
+  }
+  const exec = fake.exec.bind(fake);
+  const script = Buffer.from(SCRIPT).toString('base64');
+  fake.exec = async (machine: string, argv: string[], options: { input?: string } = {}): Promise<ExecResult> => {
+    if (options.input === script) await held;
+    return exec(machine, argv, options);
+  };
+  return { open };
+}
+
+function setup(options: { unavailable?: boolean; keepaliveMs?: number; resourceJobs?: ResourceJobs; auth?: AuthOptions } = {}) {
+  const fakes = { incus: withSnapshots(new FakeBackend([BASE])), docker: new FakeBackend([BASE], 'docker') };
   const asked: BackendName[] = [];
   const postLaunch: string[] = [];
   const backends = async (name: BackendName): Promise<SnapshotBackend> => {
@@ -78,10 +70,13 @@ function setup(options: { unavailable?: boolean } = {}) {
   const server = testServer({
     machines: { backends, postLaunch: async (ctx) => void postLaunch.push(`${ctx.instance}:${ctx.cache}`) },
     images,
+    ...(options.keepaliveMs !== undefined ? { eventsKeepaliveMs: options.keepaliveMs } : {}),
+    ...(options.resourceJobs ? { resourceJobs: options.resourceJobs } : {}),
+    ...(options.auth ? { auth: options.auth } : {}),
   });
   const post = (url: string, payload: unknown, headers: Record<string, string> = JSON_AUTH) =>
     server.app.inject({ method: 'POST', url, headers, payload: JSON.stringify(payload) });
-  const get = (url: string) => server.app.inject({ method: 'GET', url, headers: AUTH });
+  const get = (url: string, headers: Record<string, string> = AUTH) => server.app.inject({ method: 'GET', url, headers });
   const del = (url: string) => server.app.inject({ method: 'DELETE', url, headers: AUTH });
   return { ...server, fakes, asked, postLaunch, post, get, del };
 }
@@ -90,79 +85,197 @@ const up = (over: Record<string, unknown> = {}) => ({
   backend: 'incus',
   name: 'dev-1',
   base: BASE,
-  provision: '#!/bin/sh\necho hi > /hi\n',
+  provision: SCRIPT,
   files: [{ path: '/etc/tool.cfg', content: Buffer.from('setting=1\n').toString('base64') }],
   ...over,
 });
 
-describe('POST /v1/machines', () => {
-  it('201 miss then 201 hit with the same key; the files and the script reach the machine; the hook runs each time', async () => {
-    const { post, fakes, postLaunch } = setup();
-    const first = await post('/v1/machines', up());
-    expect(first.statusCode).toBe(201);
-    const a = cacheUp(first.json());
-    expect(a).toMatchObject({ instance: 'dev-1', cache: 'miss' });
-    expect(a.key).toMatch(/^[0-9a-f]{64}$/);
+/** The 202 of an accepted job: the view, with Location pointing at it. */
+function acceptedJob(res: LightMyRequestResponse): JobView {
+  expect(res.statusCode, res.body).toBe(202);
+  const view = JobView.parse(res.json());
+  expect(res.headers.location).toBe(`/v1/jobs/${view.id}`);
+  expect(view.status).toBe('running');
+  return view;
+}
+
+/** Polls GET /v1/jobs/:id until the job is over. */
+async function settled(app: FastifyInstance, id: string): Promise<JobView> {
+  for (let i = 0; i < 200; i++) {
+    const res = await app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: AUTH });
+    expect(res.statusCode, res.body).toBe(200);
+    const view = JobView.parse(res.json());
+    if (view.status !== 'running') return view;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`job ${id} still running`);
+}
+
+/** The lines of a finished job's events stream, keepalive lines included. */
+async function streamLines(app: FastifyInstance, id: string, query = ''): Promise<unknown[]> {
+  const res = await app.inject({ method: 'GET', url: `/v1/jobs/${id}/events${query}`, headers: AUTH });
+  expect(res.statusCode, res.body).toBe(200);
+  expect(res.headers['content-type']).toBe('application/x-ndjson; charset=utf-8');
+  return res.body
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as unknown);
+}
+
+const events = async (app: FastifyInstance, id: string, query = ''): Promise<JobEvent[]> =>
+  (await streamLines(app, id, query)).map((l) => JobEventSchema.parse(l));
+
+const shortly = (e: JobEvent): string =>
+  [e.type, 'phase' in e ? e.phase : undefined, 'status' in e ? e.status : undefined].filter((x) => x !== undefined).join(' ');
+
+describe('POST /v1/machines: an accepted job', () => {
+  it('202 with the job and its Location; done with the result: miss then hit with the same key; the files and the script reach the machine; the hook runs each time', async () => {
+    const { app, post, fakes, postLaunch } = setup();
+    const first = acceptedJob(await post('/v1/machines', up()));
+    expect(first).toMatchObject({
+      kind: 'machine',
+      request: { backend: 'incus', name: 'dev-1', base: BASE, snapshot: null, files: 1, provision: true },
+      result: null,
+      error: null,
+    });
+    expect(JSON.stringify(first)).not.toContain('echo hi'); // the script is not in the record
+    const a = await settled(app, first.id);
+    expect(a).toMatchObject({ status: 'done', error: null });
+    const resultA = MachineUpResult.parse(a.result);
+    if (!('key' in resultA)) throw new Error('not a cache result');
+    expect(resultA).toMatchObject({ instance: 'dev-1', cache: 'miss' });
+    expect(resultA.key).toMatch(/^[0-9a-f]{64}$/);
     const execs = fakes.incus.calls.filter((c) => c.op === 'exec');
     // the file, the script, then the git probe for the cache image's properties (no input)
-    expect(execs.map((c) => c.input)).toEqual([
-      Buffer.from('setting=1\n').toString('base64'),
-      Buffer.from('#!/bin/sh\necho hi > /hi\n').toString('base64'),
-      undefined,
-    ]);
-    expect(execs[2]?.op === 'exec' && execs[2].argv.join(' ')).toContain('command -v git');
+    expect(execs.map((c) => c.input)).toEqual([Buffer.from('setting=1\n').toString('base64'), Buffer.from(SCRIPT).toString('base64'), undefined]);
     expect(execs[0]?.argv).toContain('/etc/tool.cfg');
 
-    const second = await post('/v1/machines', up({ name: 'dev-2' }));
-    expect(second.statusCode).toBe(201);
-    expect(second.json()).toMatchObject({ instance: 'dev-2', cache: 'hit', key: a.key });
-    expect(fakes.incus.calls.filter((c) => c.op === 'launch').map((c) => c.image)).toEqual([BASE, `warmstart-cache-${a.key.slice(0, 16)}`]);
+    const second = await settled(app, acceptedJob(await post('/v1/machines', up({ name: 'dev-2' }))).id);
+    expect(second.result).toMatchObject({ instance: 'dev-2', cache: 'hit', key: resultA.key });
+    expect(fakes.incus.calls.filter((c) => c.op === 'launch').map((c) => c.image)).toEqual([BASE, `warmstart-cache-${resultA.key.slice(0, 16)}`]);
     expect(postLaunch).toEqual(['dev-1:miss', 'dev-2:hit']);
-
-    const changed = await post('/v1/machines', up({ name: 'dev-3', provision: '#!/bin/sh\necho hi  > /hi\n' }));
-    expect(changed.json()).toMatchObject({ cache: 'miss' });
-    expect(changed.json().key).not.toBe(a.key);
   });
 
-  it('with a snapshot: 201 boot (provisioned, snapshot taken), then 201 restore; 409 for a machine without that snapshot; no post-launch hook', async () => {
-    const { post, fakes, postLaunch } = setup();
-    const first = await post('/v1/machines', up({ snapshot: 'warm' }));
-    expect(first.statusCode, first.body).toBe(201);
-    expect(MachineUpResult.parse(first.json())).toMatchObject({ instance: 'dev-1', snapshot: 'warm', path: 'boot', from: 'image' });
-    // the file and the script reached the machine, launched from the base (no cache image made)
-    expect(fakes.incus.calls.filter((c) => c.op === 'exec').map((c) => c.input)).toEqual([
-      Buffer.from('setting=1\n').toString('base64'),
-      Buffer.from('#!/bin/sh\necho hi > /hi\n').toString('base64'),
+  it('its events: status running, every phase with its time, the cache note, status done last; numbered from 1; ?after= resumes', async () => {
+    const { app, post } = setup();
+    const job = acceptedJob(await post('/v1/machines', up()));
+    await settled(app, job.id);
+    const all = await events(app, job.id);
+    expect(all.map(shortly)).toEqual([
+      'status running',
+      'phase-start lookup',
+      'phase-end lookup ok',
+      'note',
+      'phase-start launch',
+      'phase-end launch ok',
+      'phase-start files',
+      'phase-end files ok',
+      'phase-start provision',
+      'phase-end provision ok',
+      'phase-start capture',
+      'phase-end capture ok',
+      'phase-start post-launch',
+      'phase-end post-launch ok',
+      'status done',
     ]);
-    expect(fakes.incus.calls.filter((c) => c.op === 'launch' || c.op === 'capture').map((c) => c.op)).toEqual(['launch']);
+    expect(all.map((e) => e.seq)).toEqual(all.map((_e, i) => i + 1));
+    expect(all.every((e) => e.jobId === job.id)).toBe(true);
+    expect(all.find((e) => e.type === 'note')).toMatchObject({ text: expect.stringMatching(/^cache miss: provisioning from base-image/) });
+    expect((await events(app, job.id, '?after=13')).map(shortly)).toEqual(['phase-end post-launch ok', 'status done']);
+    expect(await events(app, job.id, `?after=${all.length}`)).toEqual([]);
+  });
+
+  it('answers 202 while the machine is still being provisioned; the stream follows the job to its end, with keepalive lines while it is quiet', async () => {
+    const { app, post, fakes } = setup({ keepaliveMs: 20 });
+    const gate = hold(fakes.incus, 'provision');
+    const t0 = performance.now();
+    const job = acceptedJob(await post('/v1/machines', up()));
+    const acceptMs = performance.now() - t0;
+    expect(acceptMs).toBeLessThan(1_000);
+    const following = streamLines(app, job.id); // inject resolves once the stream ends
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: AUTH })).json()).toMatchObject({ status: 'running' });
+    gate.open();
+    const lines = await following;
+    const keepalives = lines.filter((l) => (l as { type: string }).type === 'keepalive');
+    expect(keepalives.length).toBeGreaterThanOrEqual(2);
+    for (const k of keepalives) expect(k).toEqual({ type: 'keepalive' });
+    const real = lines.filter((l) => (l as { type: string }).type !== 'keepalive').map((l) => JobEventSchema.parse(l));
+    expect(real.at(-1)).toMatchObject({ type: 'status', status: 'done' });
+    // the keepalives came while the provision ran: after its start, before its end
+    const types = lines.map((l) => {
+      const e = l as { type: string; phase?: string };
+      return e.phase ? `${e.type} ${e.phase}` : e.type;
+    });
+    const firstKeepalive = types.indexOf('keepalive');
+    expect(firstKeepalive).toBeGreaterThan(types.indexOf('phase-start provision'));
+    expect(firstKeepalive).toBeLessThan(types.indexOf('phase-end provision'));
+    console.log(`POST /v1/machines answered 202 in ${acceptMs.toFixed(1)} ms with the provision still held`);
+  });
+
+  it('a failing job is failed with a stable code: a missing base is IMAGE_NOT_FOUND, a failing script BACKEND_ERROR with its output; nothing is left', async () => {
+    const { app, post, fakes } = setup();
+    const noBase = await settled(app, acceptedJob(await post('/v1/machines', up({ name: 'dev-9', base: 'nope' }))).id);
+    expect(noBase).toMatchObject({ status: 'failed', result: null, error: { code: 'IMAGE_NOT_FOUND', message: 'no image nope' } });
+    expect((await events(app, noBase.id)).slice(-3).map(shortly)).toEqual(['phase-start launch', 'phase-end launch failed', 'status failed']);
+    expect((await events(app, noBase.id)).at(-1)).toMatchObject({ code: 'IMAGE_NOT_FOUND', text: 'no image nope' });
+
+    fakes.incus.onExec = (_m, argv) =>
+      argv.join(' ').includes('sh "$f"') ? { exitCode: 3, stdout: '', stderr: 'apt-get: no network\n' } : { exitCode: 0, stdout: '', stderr: '' };
+    const script = await settled(app, acceptedJob(await post('/v1/machines', up({ name: 'dev-8' }))).id);
+    expect(script).toMatchObject({ status: 'failed', error: { code: 'BACKEND_ERROR', detail: 'apt-get: no network' } });
+    expect(fakes.incus.machines.has('dev-8')).toBe(false); // the half-made machine went, as on the CLI
+  });
+
+  it('with a snapshot: boot (provisioned, snapshot taken), then restore; a machine without that snapshot 409 before anything; docker 501; no post-launch hook', async () => {
+    const { app, post, fakes, postLaunch, asked } = setup();
+    const boot = await settled(app, acceptedJob(await post('/v1/machines', up({ snapshot: 'warm' }))).id);
+    expect(boot.request).toMatchObject({ snapshot: 'warm' });
+    expect(MachineUpResult.parse(boot.result)).toMatchObject({ instance: 'dev-1', snapshot: 'warm', path: 'boot', from: 'image' });
+    expect((await events(app, boot.id)).map(shortly).filter((s) => s.startsWith('phase-end'))).toEqual([
+      'phase-end launch ok',
+      'phase-end files ok',
+      'phase-end provision ok',
+      'phase-end snapshot ok',
+    ]);
     expect((await fakes.incus.listSnapshots('dev-1')).map((x) => x.name)).toEqual(['warm']);
 
-    const again = await post('/v1/machines', up({ snapshot: 'warm' }));
-    expect(again.statusCode, again.body).toBe(201);
-    const restored = MachineUpResult.parse(again.json());
-    expect(restored).toMatchObject({ path: 'restore', snapshot: 'warm' });
-    expect(typeof (restored as { restoreToReadyMs?: number }).restoreToReadyMs).toBe('number');
+    const restore = await settled(app, acceptedJob(await post('/v1/machines', up({ snapshot: 'warm' }))).id);
+    expect(restore.result).toMatchObject({ path: 'restore', snapshot: 'warm', restoreToReadyMs: expect.any(Number) });
     expect(fakes.incus.restored).toEqual(['dev-1/warm']);
 
     const other = await post('/v1/machines', up({ snapshot: 'other' }));
     expect(other.statusCode).toBe(409);
-    expect(other.json()).toMatchObject({ code: 'BACKEND_PRECONDITION' });
+    expect(other.json()).toMatchObject({ code: 'BACKEND_PRECONDITION', message: 'machine dev-1 exists but has no snapshot other' });
+    const docker = await post('/v1/machines', up({ backend: 'docker', snapshot: 'warm' }));
+    expect(docker.statusCode).toBe(501);
+    expect(docker.json().code).toBe('BACKEND_UNSUPPORTED');
+    expect(fakes.docker.calls).toEqual([]);
     expect(postLaunch).toEqual([]);
     expect((await post('/v1/machines', up({ name: 'dev-2', snapshot: 'bad name!' }))).statusCode).toBe(400);
+    expect(asked.length).toBeGreaterThan(0);
   });
 
-  it('409 BACKEND_PRECONDITION for a name taken, 404 IMAGE_NOT_FOUND for a missing base, in the one error shape', async () => {
-    const { post } = setup();
-    expect((await post('/v1/machines', up())).statusCode).toBe(201);
+  it('409 BACKEND_PRECONDITION before accepting: a name taken, and a second job for the machine while the first runs', async () => {
+    const { app, post, fakes } = setup();
+    await settled(app, acceptedJob(await post('/v1/machines', up())).id);
     const taken = await post('/v1/machines', up());
     expect(taken.statusCode).toBe(409);
-    expect(taken.json()).toEqual({ code: 'BACKEND_PRECONDITION', message: 'machine dev-1 exists' });
-    const noBase = await post('/v1/machines', up({ name: 'dev-9', base: 'nope' }));
-    expect(noBase.statusCode).toBe(404);
-    expect(noBase.json()).toEqual({ code: 'IMAGE_NOT_FOUND', message: 'no image nope' });
+    expect(taken.json()).toEqual({
+      code: 'BACKEND_PRECONDITION',
+      message: 'machine dev-1 already exists on incus: remove it or choose another name',
+    });
+
+    const gate = hold(fakes.incus, 'launch');
+    const running = acceptedJob(await post('/v1/machines', up({ name: 'dev-2' })));
+    const twice = await post('/v1/machines', up({ name: 'dev-2' }));
+    expect(twice.statusCode).toBe(409);
+    expect(twice.json().message).toBe(`job ${running.id} is at work on machine dev-2 on incus: wait for it to end`);
+    gate.open();
+    expect((await settled(app, running.id)).status).toBe('done');
   });
 
-  it('400 listing every field error: backend, name, file path and content, unknown fields; the backend is never asked', async () => {
+  it('400 listing every field error, and for a file listed twice: before any backend is asked, nothing made', async () => {
     const { post, asked } = setup();
     const res = await post('/v1/machines', {
       backend: 'vmware',
@@ -178,14 +291,26 @@ describe('POST /v1/machines', () => {
       .validations.map((v: { field: string }) => v.field)
       .sort();
     expect(fields).toEqual(['backend', 'base', 'extra', 'files.0.content', 'files.0.path', 'name']);
+    const content = Buffer.from('x').toString('base64');
+    const twice = await post(
+      '/v1/machines',
+      up({
+        files: [
+          { path: '/etc/a', content },
+          { path: '/etc//a', content },
+        ],
+      }),
+    );
+    expect(twice.statusCode).toBe(400);
+    expect(twice.json()).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'file destination listed twice: /etc/a' });
     expect(asked).toEqual([]);
   });
 
   it('takes machine names just inside the rule and refuses those just outside', async () => {
     const { post } = setup();
     const status = async (name: string) => (await post('/v1/machines', up({ name, provision: undefined, files: [] }))).statusCode;
-    expect(await status('a')).toBe(201);
-    expect(await status(`a${'b'.repeat(62)}`)).toBe(201);
+    expect(await status('a')).toBe(202);
+    expect(await status(`a${'b'.repeat(62)}`)).toBe(202);
     expect(await status(`a${'b'.repeat(63)}`)).toBe(400);
     expect(await status('1abc')).toBe(400);
     expect(await status('-abc')).toBe(400);
@@ -207,8 +332,9 @@ describe('POST /v1/machines', () => {
     expect(asked).toEqual([]);
   });
 
-  it('503 BACKEND_UNAVAILABLE when the backend cannot be reached; 503 SHUTTING_DOWN once the agent stops accepting', async () => {
-    const down = setup({ unavailable: true });
+  it('503 BACKEND_UNAVAILABLE when the backend cannot be reached; 503 SHUTTING_DOWN once the agent stops accepting; no job either way', async () => {
+    const resourceJobs = new ResourceJobs({ store: null, logger: pino({ enabled: false }) });
+    const down = setup({ unavailable: true, resourceJobs });
     const res = await down.post('/v1/machines', up());
     expect(res.statusCode).toBe(503);
     expect(res.json()).toEqual({ code: 'BACKEND_UNAVAILABLE', message: 'incus is not reachable' });
@@ -217,19 +343,99 @@ describe('POST /v1/machines', () => {
     const closing = await s.post('/v1/machines', up());
     expect(closing.statusCode).toBe(503);
     expect(closing.json().code).toBe('SHUTTING_DOWN');
+    expect(resourceJobs.running()).toBe(0);
   });
 
   it('takes a body larger than the API default (a provision script over 64 KiB)', async () => {
     const { post } = setup();
     const res = await post('/v1/machines', up({ provision: `#!/bin/sh\n# ${'x'.repeat(100 * 1024)}\n` }));
-    expect(res.statusCode).toBe(201);
+    expect(res.statusCode).toBe(202);
+  });
+});
+
+describe('GET /v1/jobs/:jobId', () => {
+  it('404 JOB_NOT_FOUND for an unknown job, 400 for an id that is not one, 400 INVALID_ARGUMENT for a bad after', async () => {
+    const { app, get, post } = setup();
+    const unknown = await get('/v1/jobs/00000000-0000-4000-8000-000000000000');
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json()).toEqual({ code: 'JOB_NOT_FOUND', message: 'no job 00000000-0000-4000-8000-000000000000 on this node' });
+    expect((await get('/v1/jobs/00000000-0000-4000-8000-000000000000/events')).json().code).toBe('JOB_NOT_FOUND');
+    const bad = await get('/v1/jobs/not-a-job');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().validations).toEqual([{ field: 'jobId', message: expect.any(String) }]);
+    const job = acceptedJob(await post('/v1/machines', up()));
+    await settled(app, job.id);
+    for (const after of ['-1', 'x', '1.5']) {
+      const res = await get(`/v1/jobs/${job.id}/events?after=${after}`);
+      expect(res.statusCode, after).toBe(400);
+      expect(res.json().code).toBe('INVALID_ARGUMENT');
+    }
+    expect((await get(`/v1/jobs/${job.id}`, {})).statusCode).toBe(401);
+  });
+
+  describe('who sees a job (JWTs against a key set on loopback)', () => {
+    const AUDIENCE = 'warmstart-test';
+    const ISSUER = 'https://cp.test';
+    let key: CryptoKey;
+    let jwks: Server;
+    let jwksUrl: string;
+    beforeAll(async () => {
+      const pair = await generateKeyPair('RS256', { extractable: true });
+      key = pair.privateKey;
+      const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+      jwks = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] })));
+      await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
+      jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
+    });
+    afterAll(() => new Promise<void>((r) => jwks.close(() => r())));
+    const bearer = async (claims: Record<string, unknown>): Promise<Record<string, string>> => ({
+      authorization: `Bearer ${await new SignJWT(claims)
+        .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+        .setSubject('someone')
+        .setAudience(AUDIENCE)
+        .setIssuer(ISSUER)
+        .setExpirationTime('5m')
+        .sign(key)}`,
+    });
+
+    it('node-wide tokens see every job; a workspace-scoped one only the image jobs of its workspace, any other is 404', async () => {
+      const resourceJobs = new ResourceJobs({ store: null, logger: pino({ enabled: false }) });
+      const s = setup({ resourceJobs, auth: { mode: 'bearer', jwt: { jwksUrl, audience: AUDIENCE, issuer: ISSUER } } });
+      const image = await resourceJobs.submit({
+        kind: 'image',
+        target: 'image warmstart-golden/ws-a-base:latest',
+        request: { workspaceId: 'ws-a', name: 'ws-a-base', tag: 'latest', push: false, withWorkspace: false },
+        run: () => new Promise(() => undefined),
+      });
+      const machine = await resourceJobs.submit({
+        kind: 'machine',
+        target: 'machine m on incus',
+        request: { backend: 'incus', name: 'm', base: BASE, snapshot: null, files: 0, provision: false },
+        run: () => new Promise(() => undefined),
+      });
+      const node = await bearer({});
+      const wsA = await bearer({ workspace: 'ws-a' });
+      const wsB = await bearer({ workspace: 'ws-b' });
+      const status = async (url: string, headers: Record<string, string>) => (await s.get(url, headers)).statusCode;
+      expect(await status(`/v1/jobs/${image.id}`, node)).toBe(200);
+      expect(await status(`/v1/jobs/${machine.id}`, node)).toBe(200);
+      expect(await status(`/v1/jobs/${image.id}`, wsA)).toBe(200);
+      expect(await status(`/v1/jobs/${machine.id}`, wsA)).toBe(404);
+      expect(await status(`/v1/jobs/${machine.id}/events`, wsA)).toBe(404);
+      const other = await s.get(`/v1/jobs/${image.id}`, wsB);
+      expect(other.statusCode).toBe(404);
+      expect(other.json().code).toBe('JOB_NOT_FOUND');
+      // machines themselves stay node-wide
+      expect((await s.post('/v1/machines', up(), { ...wsA, 'content-type': 'application/json' })).statusCode).toBe(403);
+    });
   });
 });
 
 describe('GET /v1/machines, GET /v1/machines/cache, DELETE /v1/machines/:name', () => {
   it('lists machines and cached images of the backend asked for, and removes a machine (404 the second time)', async () => {
-    const { post, get, del, asked } = setup();
-    const a = cacheUp((await post('/v1/machines', up())).json());
+    const { app, post, get, del, asked } = setup();
+    const a = MachineUpResult.parse((await settled(app, acceptedJob(await post('/v1/machines', up())).id)).result);
+    if (!('key' in a)) throw new Error('not a cache result');
     const list = await get('/v1/machines?backend=incus');
     expect(list.statusCode).toBe(200);
     expect(list.json()).toEqual({ machines: [{ name: 'dev-1', state: 'running' }] });
@@ -260,65 +466,10 @@ describe('GET /v1/machines, GET /v1/machines/cache, DELETE /v1/machines/:name', 
   });
 });
 
-describe('/v1/snapshots', () => {
-  it('create 201, list, restore 200, delete 200, then 404 SNAPSHOT_NOT_FOUND', async () => {
-    const { post, get, del, fakes } = setup();
-    await post('/v1/machines', up());
-    const made = await post('/v1/snapshots', { backend: 'incus', machine: 'dev-1', name: 'before' });
-    expect(made.statusCode).toBe(201);
-    expect(made.json()).toEqual({ machine: 'dev-1', name: 'before', createdAt: '2026-01-01T00:00:00.000Z' });
-    expect((await post('/v1/snapshots', { backend: 'incus', machine: 'dev-1', name: 'before' })).statusCode).toBe(409);
-
-    const list = await get('/v1/snapshots?backend=incus&machine=dev-1');
-    expect(list.statusCode).toBe(200);
-    expect(list.json().snapshots.map((s: { name: string }) => s.name)).toEqual(['before']);
-
-    const restored = await post('/v1/snapshots/restore', { backend: 'incus', machine: 'dev-1', name: 'before' });
-    expect(restored.statusCode).toBe(200);
-    expect(restored.json()).toEqual({ machine: 'dev-1', name: 'before', restored: true });
-    expect(fakes.incus.restored).toEqual(['dev-1/before']);
-
-    const deleted = await del('/v1/snapshots?backend=incus&machine=dev-1&name=before');
-    expect(deleted.statusCode).toBe(200);
-    expect(deleted.json()).toEqual({ machine: 'dev-1', name: 'before', deleted: true });
-    const missing = await post('/v1/snapshots/restore', { backend: 'incus', machine: 'dev-1', name: 'before' });
-    expect(missing.statusCode).toBe(404);
-    expect(missing.json()).toEqual({ code: 'SNAPSHOT_NOT_FOUND', message: 'no snapshot before of dev-1' });
-    expect((await get('/v1/snapshots?backend=incus&machine=nope')).json().code).toBe('MACHINE_NOT_FOUND');
-  });
-
-  it('501 BACKEND_UNSUPPORTED from a backend without snapshots, for every operation', async () => {
-    const { post, get, del } = setup();
-    const body = { backend: 'docker', machine: 'dev-1', name: 's1' };
-    for (const res of [
-      await post('/v1/snapshots', body),
-      await post('/v1/snapshots/restore', body),
-      await get('/v1/snapshots?backend=docker&machine=dev-1'),
-      await del('/v1/snapshots?backend=docker&machine=dev-1&name=s1'),
-    ]) {
-      expect(res.statusCode).toBe(501);
-      expect(res.json()).toEqual({ code: 'BACKEND_UNSUPPORTED', message: 'the fake has no snapshots' });
-    }
-  });
-
-  it('400 for an unknown field, a bad snapshot name, a missing query parameter', async () => {
-    const { post, get, del } = setup();
-    const res = await post('/v1/snapshots', { backend: 'incus', machine: 'dev-1', name: 'Snap!', force: true });
-    expect(res.statusCode).toBe(400);
-    expect(
-      res
-        .json()
-        .validations.map((v: { field: string; message: string }) => v.field)
-        .sort(),
-    ).toEqual(['force', 'name']);
-    expect((await get('/v1/snapshots?backend=incus')).json().validations).toEqual([{ field: 'machine', message: expect.any(String) }]);
-    expect((await del('/v1/snapshots?backend=incus&machine=dev-1')).statusCode).toBe(400);
-  });
-});
-
 describe('/v1/images', () => {
-  it('lists none, 404 IMAGE_NOT_FOUND on delete, 400 from the naming rules before the engine is asked', async () => {
-    const { post, get, del } = setup();
+  it('lists none, 404 IMAGE_NOT_FOUND on delete; a POST is refused before any job: 400 from the naming rules, 404 for a workspace with no container', async () => {
+    const resourceJobs = new ResourceJobs({ store: null, logger: pino({ enabled: false }) });
+    const { post, get, del } = setup({ resourceJobs });
     expect((await get('/v1/images')).json()).toEqual({ images: [] });
     const gone = await del('/v1/images/base?tag=v1');
     expect(gone.statusCode).toBe(404);
@@ -329,6 +480,8 @@ describe('/v1/images', () => {
     const noWorkspace = await post('/v1/images', { workspaceId: 'ws-1', name: 'golden-one' });
     expect(noWorkspace.statusCode).toBe(404);
     expect(noWorkspace.json().code).toBe('WORKSPACE_NOT_FOUND');
+    expect(resourceJobs.running()).toBe(0);
+    expect(resourceJobs.get('any')).toBeNull();
   });
 
   it('400 for unknown fields and wrong types', async () => {
@@ -354,8 +507,10 @@ describe('scope', () => {
 
   it('the routes exist only when the server is given backends and the agent', async () => {
     const { app } = testServer();
-    const res = await app.inject({ method: 'GET', url: '/v1/machines?backend=incus', headers: AUTH });
-    expect(res.statusCode).toBe(404);
-    expect(res.json().code).toBe('NOT_FOUND');
+    for (const url of ['/v1/machines?backend=incus', '/v1/jobs/00000000-0000-4000-8000-000000000000']) {
+      const res = await app.inject({ method: 'GET', url, headers: AUTH });
+      expect(res.statusCode).toBe(404);
+      expect(res.json().code).toBe('NOT_FOUND');
+    }
   });
 });

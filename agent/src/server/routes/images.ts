@@ -1,21 +1,33 @@
 import type { FastifyInstance } from 'fastify';
 import { CreateImageBody } from '../../../../shared/src/api.js';
 import { ImageDeleteQuery, ImageParams } from '../../../../shared/src/openapi.js';
-import { createGoldenImage, listGoldenImages, removeGoldenImage, type GoldenDeps, type GoldenImage } from '../../images/golden.js';
+import {
+  captureGoldenImage,
+  checkGoldenImage,
+  listGoldenImages,
+  removeGoldenImage,
+  type CreateGoldenOptions,
+  type GoldenDeps,
+  type GoldenImage,
+} from '../../images/golden.js';
 import { assertNameInWorkspace } from '../../images/rules.js';
+import type { ResourceJobs } from '../../jobs/resource-jobs.js';
 import { assertWorkspaceScope } from '../auth.js';
 import { callerOf } from '../caller.js';
 import { apiError } from '../http-error.js';
+import { accepted } from './job-routes.js';
 import { requireNodeScope } from './machines.js';
 import { requireJson } from './workspace-routes.js';
 
 /**
  * `/v1/images`: golden images from workspaces, as `warmstart image`. The
- * naming rules are checked by the agent (400 INVALID_IMAGE_NAME, ...); a
- * push uses the agent's cache registry and credentials, and a failed push
- * still answers 201 with the local image and `push.status` failed/timeout.
+ * naming rules, the workspace and its owner are checked before the job is
+ * accepted (400 INVALID_IMAGE_NAME, 404, 409, 403, ...); the audit, commit
+ * and push run as a job (202, read at `/v1/jobs/:jobId`). A push uses the
+ * agent's cache registry and credentials; a failed push still ends the job
+ * `done` with the local image and `push.status` failed/timeout.
  */
-export function registerImageRoutes(app: FastifyInstance, deps: GoldenDeps, accepting: () => boolean): void {
+export function registerImageRoutes(app: FastifyInstance, deps: GoldenDeps, jobs: ResourceJobs, accepting: () => boolean): void {
   const refuseWhenShuttingDown = async (): Promise<void> => {
     if (!accepting()) throw apiError('SHUTTING_DOWN', 'the agent is shutting down and makes no new images');
   };
@@ -34,8 +46,7 @@ export function registerImageRoutes(app: FastifyInstance, deps: GoldenDeps, acce
     async (request, reply) => {
       const b = request.body;
       const scoped = callerOf(request.principal).scope === 'workspace';
-      // Awaited in the request, like machine up: a commit (and a push) takes a while, not a job.
-      const result = await createGoldenImage(deps, {
+      const options: CreateGoldenOptions = {
         workspaceId: b.workspaceId,
         name: b.name,
         tag: b.tag ?? null,
@@ -45,8 +56,21 @@ export function registerImageRoutes(app: FastifyInstance, deps: GoldenDeps, acce
         scoped,
         push: b.push === true,
         withWorkspace: b.withWorkspace === true,
+      };
+      const checked = await checkGoldenImage(deps, options);
+      const view = await jobs.submit({
+        kind: 'image',
+        target: `image ${checked.ref}`,
+        request: {
+          workspaceId: checked.plan.workspaceId,
+          name: checked.plan.name,
+          tag: checked.plan.tag,
+          push: options.push === true,
+          withWorkspace: options.withWorkspace === true,
+        },
+        run: (progress) => captureGoldenImage(deps, checked, options, progress),
       });
-      return reply.code(201).send(result);
+      return accepted(reply, view);
     },
   );
 

@@ -1,11 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { CreateMachineBody, type MachineUpResult } from '../../../../shared/src/api.js';
+import { CreateMachineBody } from '../../../../shared/src/api.js';
 import { BackendQuery, MachineParams } from '../../../../shared/src/openapi.js';
 import type { BackendName, Machine, MachineImage, SnapshotBackend } from '../../backends/backend.js';
+import type { ResourceJobs } from '../../jobs/resource-jobs.js';
 import { cacheList } from '../../machines/cache.js';
-import { machineSnapshotUp, type BackendTiming } from '../../machines/machine-snapshot.js';
-import { machineUp, type PostLaunchHook } from '../../machines/machine-up.js';
+import { checkMachineInput, checkMachineUp, machineJobRequest, runMachineUp, type MachineJobInput } from '../../machines/machine-job.js';
+import type { BackendTiming } from '../../machines/machine-snapshot.js';
+import type { PostLaunchHook } from '../../machines/machine-up.js';
 import { apiError } from '../http-error.js';
+import { accepted } from './job-routes.js';
 import { requireJson } from './workspace-routes.js';
 
 /** What the machine and snapshot routes need from the agent. */
@@ -33,8 +36,12 @@ export async function requireNodeScope(request: FastifyRequest): Promise<void> {
   }
 }
 
-/** `/v1/machines`: `machine up`, list, remove, and the provisioned-image cache, per backend. */
-export function registerMachineRoutes(app: FastifyInstance, deps: MachineRouteDeps, accepting: () => boolean): void {
+/**
+ * `/v1/machines`: `machine up` as an accepted job (202, read at
+ * `/v1/jobs/:jobId`: a miss provisions, which may take minutes), list,
+ * remove, and the provisioned-image cache, per backend.
+ */
+export function registerMachineRoutes(app: FastifyInstance, deps: MachineRouteDeps, jobs: ResourceJobs, accepting: () => boolean): void {
   const refuseWhenShuttingDown = async (): Promise<void> => {
     if (!accepting()) throw apiError('SHUTTING_DOWN', 'the agent is shutting down and starts no new machines');
   };
@@ -48,22 +55,31 @@ export function registerMachineRoutes(app: FastifyInstance, deps: MachineRouteDe
     },
     async (request, reply) => {
       const body = request.body;
-      const backend = await deps.backends(body.backend);
-      // No job queue: the request simply awaits the whole `machine up` (a
-      // miss provisions, which may take minutes), so clients need a long
-      // timeout. A client that goes away does not stop it; a failure removes
-      // the half-made machine, as on the CLI.
-      const inputs = {
+      // Validate first, then accept: what can be refused now is refused with
+      // its 4xx (or 503 for a backend that is not there) and nothing is made.
+      const input: MachineJobInput = {
         name: body.name,
         base: body.base,
+        snapshot: body.snapshot ?? null,
         ...(body.provision !== undefined ? { provision: { path: 'provision (request body)', content: Buffer.from(body.provision, 'utf8') } } : {}),
         files: (body.files ?? []).map((f) => ({ path: f.path, content: Buffer.from(f.content, 'base64') })),
       };
-      const result: MachineUpResult =
-        body.snapshot !== undefined
-          ? await machineSnapshotUp(backend, { ...inputs, snapshot: body.snapshot, lastTiming: () => deps.lastTiming?.(body.backend, body.name) })
-          : await machineUp(backend, { ...inputs, ...(deps.postLaunch ? { postLaunch: deps.postLaunch } : {}) });
-      return reply.code(201).send(result);
+      checkMachineInput(input);
+      const backend = await deps.backends(body.backend);
+      await checkMachineUp(backend, input);
+      // A client that goes away does not stop the job; a failure removes the half-made machine, as on the CLI.
+      const view = await jobs.submit({
+        kind: 'machine',
+        target: `machine ${body.name} on ${body.backend}`,
+        request: machineJobRequest(backend, input),
+        run: (progress) =>
+          runMachineUp(backend, input, {
+            progress,
+            ...(deps.postLaunch ? { postLaunch: deps.postLaunch } : {}),
+            lastTiming: () => deps.lastTiming?.(body.backend, body.name),
+          }),
+      });
+      return accepted(reply, view);
     },
   );
 
