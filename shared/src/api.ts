@@ -75,6 +75,13 @@ export const WorkspaceView = z.object({
   updatedAt: z.string(),
 });
 
+/**
+ * `POST /v1/workspaces` answered 200: the POST repeated the one that queued
+ * this workspace (the same body from the same caller, or the same
+ * `Idempotency-Key`), so nothing new was queued; docs/api.md "Idempotency".
+ */
+export const ExistingWorkspaceView = WorkspaceView.extend({ existing: z.literal(true) });
+
 export const WorkspaceList = z.object({ workspaces: z.array(WorkspaceView) });
 
 export const Health = z.object({
@@ -98,7 +105,6 @@ export const ApiError = z.object({
   validations: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
 });
 
-/** One line of `GET /v1/workspaces/:id/events` (NDJSON). */
 /**
  * Every phase a job can go through, in about the order they run (the
  * result's `timings` uses the same names, plus `ready`). docs/how-it-works.md
@@ -128,9 +134,20 @@ export const PhaseName = z.enum([
   'clean-up',
 ]);
 
-const EventBase = { ts: z.string(), workspaceId: z.string() };
+const EventBase = {
+  ts: z.string(),
+  workspaceId: z.string(),
+  /**
+   * The event's place in its workspace's history: stamped when it is
+   * recorded, it only grows across the runs of one id, restarts and the
+   * trimming of old log lines (agent/src/events/event-seq.ts). Numbers can be
+   * skipped (dropped log lines, an event the disk refused); none is used
+   * twice. `GET /v1/workspaces/:id/events?after=<seq>` resumes after one.
+   */
+  seq: z.number().int().positive(),
+};
 
-/** One thing that happened to a workspace, by `type`. */
+/** One thing that happened to a workspace, by `type`: one line of `GET /v1/workspaces/:id/events` (NDJSON). */
 export const WorkspaceEventSchema = z.discriminatedUnion('type', [
   z.object({ ...EventBase, type: z.literal('phase-start'), phase: PhaseName }),
   z.object({ ...EventBase, type: z.literal('phase-end'), phase: PhaseName, ms: z.number(), status: z.enum(['ok', 'failed']) }),
@@ -143,6 +160,13 @@ export const WorkspaceEventSchema = z.discriminatedUnion('type', [
   /** the background push settled; `text` is its reason */
   z.object({ ...EventBase, type: z.literal('push'), status: PushResult.shape.status, ms: z.number().optional(), text: z.string().optional() }),
 ]);
+
+/**
+ * A line of the events stream that is not an event: written while the
+ * stream is idle, so proxies and clients see the connection alive. It has
+ * no `seq`; clients skip it.
+ */
+export const EventStreamKeepalive = z.object({ type: z.literal('keepalive') }).strict();
 
 /** Body of the ready / provisioning-failed callbacks to the control plane. */
 export const CallbackBody = z.object({
@@ -246,6 +270,8 @@ export const SnapshotView = z.object({ machine: z.string(), name: z.string(), cr
 export const SnapshotList = z.object({ snapshots: z.array(SnapshotView) });
 export const SnapshotRestored = z.object({ machine: z.string(), name: z.string(), restored: z.literal(true) });
 export const SnapshotDeleted = z.object({ machine: z.string(), name: z.string(), deleted: z.literal(true) });
+/** `POST /v1/machines/:name/snapshots?backend=`: the machine is in the path, the backend in the query. */
+export const CreateSnapshotBody = z.object({ name: SnapshotName }).strict();
 
 /**
  * `POST /v1/images`: a golden image from a running workspace, as `warmstart
@@ -291,9 +317,104 @@ export const CreateImageResult = z.object({
   push: PushResult,
 });
 
+// ---- jobs of POST /v1/machines and POST /v1/images (issue 16) ----
+
+/** A machine or image job: accepted with 202, then read at `/v1/jobs/:jobId` and `/v1/jobs/:jobId/events`. */
+export const JobId = z.string().uuid();
+/** `running` from the 202 on; `done` with a result or `failed` with an error at the end. */
+export const JobStatus = z.enum(['running', 'done', 'failed']);
+/** The phases of machine and image jobs, in about the order they run (docs/machines.md "Jobs"). */
+export const JobPhase = z.enum([
+  'lookup',
+  'launch',
+  'boot',
+  'restore',
+  'files',
+  'provision',
+  'capture',
+  'post-launch',
+  'snapshot',
+  'audit',
+  'commit',
+  'push',
+]);
+
+/** What a machine job was asked; the provision script and the files stay in memory only (they may hold secrets). */
+export const MachineJobRequest = z.object({
+  backend: BackendName,
+  name: z.string(),
+  base: z.string(),
+  snapshot: z.string().nullable(),
+  /** how many files were given */
+  files: z.number().int().nonnegative(),
+  /** whether a provision script was given */
+  provision: z.boolean(),
+});
+
+/** What an image job was asked, the tag resolved (`latest` when none was given). */
+export const ImageJobRequest = z.object({
+  workspaceId: z.string(),
+  name: z.string(),
+  tag: z.string(),
+  push: z.boolean(),
+  withWorkspace: z.boolean(),
+});
+
+const JobViewBase = {
+  id: JobId,
+  status: JobStatus,
+  /** set when `failed`: the stable code, `AGENT_RESTARTED` for a job the agent was stopped in the middle of */
+  error: ErrorResult.nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  finishedAt: z.string().nullable(),
+};
+export const MachineJobView = z.object({
+  ...JobViewBase,
+  kind: z.literal('machine'),
+  request: MachineJobRequest,
+  result: MachineUpResult.nullable(),
+});
+/** `result.push.status` says how the push went: a failed push still leaves the job `done` with the local image. */
+export const ImageJobView = z.object({ ...JobViewBase, kind: z.literal('image'), request: ImageJobRequest, result: CreateImageResult.nullable() });
+export const JobView = z.discriminatedUnion('kind', [MachineJobView, ImageJobView]);
+
+/** `seq` counts from 1 per job; `GET /v1/jobs/:jobId/events?after=<seq>` resumes after one (as the workspace events do). */
+const JobEventBase = { ts: z.string(), jobId: JobId, seq: z.number().int().positive() };
+
+/**
+ * One line of `GET /v1/jobs/:jobId/events` (NDJSON), by `type`. A quiet
+ * stream also carries EventStreamKeepalive lines, which are not events.
+ */
+export const JobEventSchema = z.discriminatedUnion('type', [
+  /** the job's status: `running` first, `done` or `failed` (with `code` and `text`) last */
+  z.object({ ...JobEventBase, type: z.literal('status'), status: JobStatus, code: ErrorCodeSchema.optional(), text: z.string().optional() }),
+  z.object({ ...JobEventBase, type: z.literal('phase-start'), phase: JobPhase }),
+  z.object({ ...JobEventBase, type: z.literal('phase-end'), phase: JobPhase, ms: z.number().int().nonnegative(), status: z.enum(['ok', 'failed']) }),
+  /** something the agent decided or noticed, in words (a cache hit, the path taken) */
+  z.object({ ...JobEventBase, type: z.literal('note'), text: z.string(), phase: JobPhase.optional() }),
+  /** an image job's push settled; `text` is its reason */
+  z.object({
+    ...JobEventBase,
+    type: z.literal('push'),
+    status: PushResult.shape.status,
+    ms: z.number().int().nonnegative().optional(),
+    text: z.string().optional(),
+  }),
+]);
+
+export type JobStatus = z.infer<typeof JobStatus>;
+export type JobPhase = z.infer<typeof JobPhase>;
+export type MachineJobRequest = z.infer<typeof MachineJobRequest>;
+export type ImageJobRequest = z.infer<typeof ImageJobRequest>;
+export type JobView = z.infer<typeof JobView>;
+export type JobEvent = z.infer<typeof JobEventSchema>;
+export type CreateSnapshotBody = z.infer<typeof CreateSnapshotBody>;
+
 export type CreateWorkspaceBody = z.infer<typeof CreateWorkspaceBody>;
 export type WorkspaceStatus = z.infer<typeof WorkspaceStatus>;
 export type WorkspaceView = z.infer<typeof WorkspaceView>;
+export type ExistingWorkspaceView = z.infer<typeof ExistingWorkspaceView>;
 export type Health = z.infer<typeof Health>;
 export type Readiness = z.infer<typeof Readiness>;
 export type ApiError = z.infer<typeof ApiError>;

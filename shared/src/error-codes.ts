@@ -44,7 +44,12 @@ export const ERROR_CODES = [
   'HOST_ACCESS_DENIED',
   'WORKSPACE_NOT_FOUND',
   'PREBUILD_NOT_FOUND',
+  // a machine or image job (`/v1/jobs/:jobId`) this node does not know, or the caller may not see
+  'JOB_NOT_FOUND',
   'WORKSPACE_EXISTS',
+  // an Idempotency-Key this caller already used for another request (HTTP 422), or one whose request is still at work (409)
+  'IDEMPOTENCY_KEY_REUSED',
+  'IDEMPOTENCY_KEY_IN_USE',
   'JOB_CANCELLED',
   'AGENT_RESTARTED',
   'SHUTTING_DOWN',

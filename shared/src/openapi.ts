@@ -6,14 +6,26 @@ import {
   CreateImageResult,
   CreateMachineBody,
   CreatePrebuildBody,
+  CreateSnapshotBody,
   CreateWorkspaceBody,
+  EventStreamKeepalive,
+  ExistingWorkspaceView,
   GoldenImageList,
   GoldenImageView,
   Health,
+  ImageJobRequest,
+  ImageJobView,
+  JobEventSchema,
+  JobId,
+  JobPhase,
+  JobStatus,
+  JobView,
   Readiness,
   MachineCacheList,
   MachineFileBody,
   MachineImageView,
+  MachineJobRequest,
+  MachineJobView,
   MachineList,
   MachineName,
   MachineRemoved,
@@ -24,6 +36,7 @@ import {
   SnapshotBody,
   SnapshotDeleted,
   SnapshotList,
+  SnapshotName,
   SnapshotRestored,
   SnapshotView,
   WorkspaceEventSchema,
@@ -45,9 +58,13 @@ export const DeleteWorkspaceQuery = z.object({ purge: z.enum(['true', 'false']).
 export const BackendQuery = z.object({ backend: BackendName });
 /** Path parameters of `/v1/machines/:name`. */
 export const MachineParams = z.object({ name: MachineName });
-/** Query of `GET /v1/snapshots`. */
+/** Path parameters of `/v1/machines/:name/snapshots/:snapshot...`. */
+export const MachineSnapshotParams = z.object({ name: MachineName, snapshot: SnapshotName });
+/** Path parameters of `/v1/jobs/:jobId...` (not `id`: the auth hook reads that as a workspace id). */
+export const JobParams = z.object({ jobId: JobId });
+/** Query of `GET /v1/snapshots` (deprecated). */
 export const SnapshotListQuery = z.object({ backend: BackendName, machine: MachineName });
-/** Query of `DELETE /v1/snapshots`. */
+/** Query of `DELETE /v1/snapshots` (deprecated). */
 export const SnapshotDeleteQuery = z.object({ backend: BackendName, machine: MachineName, name: MachineName });
 /** Path parameters and query of `DELETE /v1/images/:name` (the name rules are checked by the agent). */
 export const ImageParams = z.object({ name: z.string().min(1).max(128) });
@@ -57,6 +74,8 @@ export type WorkspaceParams = z.infer<typeof WorkspaceParams>;
 export type DeleteWorkspaceQuery = z.infer<typeof DeleteWorkspaceQuery>;
 export type BackendQuery = z.infer<typeof BackendQuery>;
 export type MachineParams = z.infer<typeof MachineParams>;
+export type MachineSnapshotParams = z.infer<typeof MachineSnapshotParams>;
+export type JobParams = z.infer<typeof JobParams>;
 export type SnapshotListQuery = z.infer<typeof SnapshotListQuery>;
 export type SnapshotDeleteQuery = z.infer<typeof SnapshotDeleteQuery>;
 export type ImageParams = z.infer<typeof ImageParams>;
@@ -66,10 +85,12 @@ export type ImageDeleteQuery = z.infer<typeof ImageDeleteQuery>;
 const COMPONENTS: Record<string, z.ZodType> = {
   CreateWorkspaceBody,
   WorkspaceView,
+  ExistingWorkspaceView,
   WorkspaceList,
   WorkspaceId,
   WorkspaceStatus,
   WorkspaceEvent: WorkspaceEventSchema,
+  EventStreamKeepalive,
   Health,
   Readiness,
   ApiError,
@@ -88,6 +109,7 @@ const COMPONENTS: Record<string, z.ZodType> = {
   MachineImageView,
   MachineCacheList,
   SnapshotBody,
+  CreateSnapshotBody,
   SnapshotView,
   SnapshotList,
   SnapshotRestored,
@@ -96,6 +118,15 @@ const COMPONENTS: Record<string, z.ZodType> = {
   CreateImageResult,
   GoldenImageView,
   GoldenImageList,
+  JobId,
+  JobStatus,
+  JobPhase,
+  MachineJobRequest,
+  ImageJobRequest,
+  MachineJobView,
+  ImageJobView,
+  JobView,
+  JobEvent: JobEventSchema,
   CreatePrebuildBody,
   PrebuildId,
   PrebuildView,
@@ -128,7 +159,10 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'missing or invalid bearer token',
   403: 'the token is not valid for this workspace',
   404: 'no such workspace',
-  409: 'a workspace with this id exists (a failed one, or one deleted without purge, is prepared again on its volume instead)',
+  409:
+    'WORKSPACE_EXISTS: a workspace with this id exists and this is not a repeat of the request that made it (a failed one, or one deleted without purge, is prepared again on its volume instead); ' +
+    'WORKSPACE_CONFLICT: it holds another repository; IDEMPOTENCY_KEY_IN_USE: a request with this Idempotency-Key is still at work',
+  422: 'IDEMPOTENCY_KEY_REUSED: this caller used the Idempotency-Key for another request (another body or workspace)',
   413: 'body larger than the limit (64 KiB)',
   415: 'Content-Type is not application/json',
   503: 'the agent is shutting down and takes no new jobs',
@@ -140,9 +174,10 @@ const BACKEND_ERROR_TEXT: Record<number, string> = {
   ...ERROR_TEXT,
   403: 'the token is scoped to a workspace (or the workspace has another owner)',
   404: 'MACHINE_NOT_FOUND, IMAGE_NOT_FOUND, SNAPSHOT_NOT_FOUND or WORKSPACE_NOT_FOUND',
-  409: 'BACKEND_PRECONDITION (name taken, wrong state) or WORKSPACE_NOT_RUNNING',
+  409: 'BACKEND_PRECONDITION (name taken, wrong state, a job already at work on it) or WORKSPACE_NOT_RUNNING',
   501: 'BACKEND_UNSUPPORTED: the backend has no such operation',
   503: 'BACKEND_UNAVAILABLE, or the agent is shutting down',
+  507: 'STATE_WRITE_FAILED: the agent could not write the job record (its disk is full); nothing was started',
 };
 
 function errorsWith(texts: Record<number, string>, statuses: number[]): JsonObject {
@@ -159,21 +194,31 @@ function backendErrors(...statuses: number[]): JsonObject {
 
 const query = (name: string, schema: JsonObject, required = true): JsonObject => ({ name, in: 'query', required, schema });
 
-/** `/v1/machines`, `/v1/snapshots`, `/v1/images`. */
+/** `/v1/machines` (snapshots under each machine), `/v1/images`, their jobs, and the deprecated `/v1/snapshots`. */
 function machinePaths(): JsonObject {
   const backend = query('backend', ref('BackendName'));
   const machine = query('machine', ref('MachineName'));
+  const name = { name: 'name', in: 'path', required: true, schema: ref('MachineName') };
+  const snapshot = { name: 'snapshot', in: 'path', required: true, schema: ref('MachineName') };
   const ok = (description: string, schema: string): JsonObject => ({ '200': { description, content: json(schema) } });
+  const acceptedJob = (schema: string): JsonObject => ({
+    '202': {
+      description: 'accepted: the job runs in the background; read it at the Location (GET /v1/jobs/{jobId}) and follow /v1/jobs/{jobId}/events',
+      headers: { Location: { description: '/v1/jobs/{jobId}', schema: { type: 'string' } } },
+      content: json(schema),
+    },
+  });
+  const deprecated = 'Deprecated: use /v1/machines/{name}/snapshots; kept for existing clients.';
   return {
     '/v1/machines': {
       post: {
         operationId: 'machineUp',
-        summary: 'A provisioned machine, from the cache when the same inputs were provisioned before (waits until it is up)',
+        summary: 'Make a provisioned machine (from the cache when the same inputs were provisioned before): an accepted job',
+        description:
+          'Checked before the 202: the body, that the backend answers, that the name is free (or, with `snapshot`, that the machine has it) and that the backend has state snapshots when one is named. ' +
+          "Anything after is the job's: `failed` with a stable `error.code` (IMAGE_NOT_FOUND for a missing base, BACKEND_ERROR for a failing provision script, ...).",
         requestBody: { required: true, content: json('CreateMachineBody') },
-        responses: {
-          '201': { description: 'the machine is up', content: json('MachineUpResult') },
-          ...backendErrors(400, 401, 403, 404, 409, 413, 415, 501, 503),
-        },
+        responses: { ...acceptedJob('MachineJobView'), ...backendErrors(400, 401, 403, 409, 413, 415, 501, 503, 507) },
       },
       get: {
         operationId: 'listMachines',
@@ -192,13 +237,56 @@ function machinePaths(): JsonObject {
     '/v1/machines/{name}': {
       delete: {
         operationId: 'deleteMachine',
-        parameters: [{ name: 'name', in: 'path', required: true, schema: ref('MachineName') }, backend],
+        parameters: [name, backend],
         responses: { ...ok('the machine is gone', 'MachineRemoved'), ...backendErrors(400, 401, 403, 404, 409, 501, 503) },
+      },
+    },
+    '/v1/machines/{name}/snapshots': {
+      post: {
+        operationId: 'createMachineSnapshot',
+        summary: 'Take a state snapshot of the machine (409 when it has one of that name or is in a state the backend cannot snapshot)',
+        parameters: [name, backend],
+        requestBody: { required: true, content: json('CreateSnapshotBody') },
+        responses: {
+          '201': {
+            description: 'the snapshot',
+            headers: { Location: { description: '/v1/machines/{name}/snapshots/{snapshot}?backend=', schema: { type: 'string' } } },
+            content: json('SnapshotView'),
+          },
+          ...backendErrors(400, 401, 403, 404, 409, 413, 415, 501, 503),
+        },
+      },
+      get: {
+        operationId: 'listMachineSnapshots',
+        parameters: [name, backend],
+        responses: { ...ok("the machine's snapshots", 'SnapshotList'), ...backendErrors(400, 401, 403, 404, 501, 503) },
+      },
+    },
+    '/v1/machines/{name}/snapshots/{snapshot}': {
+      get: {
+        operationId: 'getMachineSnapshot',
+        parameters: [name, snapshot, backend],
+        responses: { ...ok('the snapshot', 'SnapshotView'), ...backendErrors(400, 401, 403, 404, 501, 503) },
+      },
+      delete: {
+        operationId: 'deleteMachineSnapshot',
+        parameters: [name, snapshot, backend],
+        responses: { ...ok('the snapshot is gone', 'SnapshotDeleted'), ...backendErrors(400, 401, 403, 404, 409, 501, 503) },
+      },
+    },
+    '/v1/machines/{name}/snapshots/{snapshot}/restore': {
+      post: {
+        operationId: 'restoreMachineSnapshot',
+        summary: 'Bring the machine back to the snapshot (no body)',
+        parameters: [name, snapshot, backend],
+        responses: { ...ok('the machine runs from the snapshot', 'SnapshotRestored'), ...backendErrors(400, 401, 403, 404, 409, 415, 501, 503) },
       },
     },
     '/v1/snapshots': {
       post: {
         operationId: 'createSnapshot',
+        deprecated: true,
+        description: deprecated,
         requestBody: { required: true, content: json('SnapshotBody') },
         responses: {
           '201': { description: 'the snapshot', content: json('SnapshotView') },
@@ -207,11 +295,15 @@ function machinePaths(): JsonObject {
       },
       get: {
         operationId: 'listSnapshots',
+        deprecated: true,
+        description: deprecated,
         parameters: [backend, machine],
         responses: { ...ok("the machine's snapshots", 'SnapshotList'), ...backendErrors(400, 401, 403, 404, 501, 503) },
       },
       delete: {
         operationId: 'deleteSnapshot',
+        deprecated: true,
+        description: deprecated,
         parameters: [backend, machine, query('name', ref('MachineName'))],
         responses: { ...ok('the snapshot is gone', 'SnapshotDeleted'), ...backendErrors(400, 401, 403, 404, 409, 501, 503) },
       },
@@ -219,6 +311,8 @@ function machinePaths(): JsonObject {
     '/v1/snapshots/restore': {
       post: {
         operationId: 'restoreSnapshot',
+        deprecated: true,
+        description: deprecated,
         requestBody: { required: true, content: json('SnapshotBody') },
         responses: {
           ...ok('the machine runs from the snapshot', 'SnapshotRestored'),
@@ -229,15 +323,14 @@ function machinePaths(): JsonObject {
     '/v1/images': {
       post: {
         operationId: 'createGoldenImage',
-        summary: 'Commit a running workspace as a golden image (pushed to the cache registry with push: true)',
+        summary: 'Commit a running workspace as a golden image (pushed to the cache registry with push: true): an accepted job',
         description:
+          'Checked before the 202: the names, that the workspace runs, the owner. ' +
           'A token scoped to one workspace (a JWT with a workspace claim) may capture that workspace only (403 FORBIDDEN) and name images ' +
-          '`<workspaceId>` or `<workspaceId>-...` only (403 IMAGE_NAME_FORBIDDEN); its `owner` is ignored: the image carries the owner recorded on the workspace.',
+          '`<workspaceId>` or `<workspaceId>-...` only (403 IMAGE_NAME_FORBIDDEN); its `owner` is ignored: the image carries the owner recorded on the workspace. ' +
+          'A failed push leaves the job `done` with the local image and `result.push.status` failed or timeout.',
         requestBody: { required: true, content: json('CreateImageBody') },
-        responses: {
-          '201': { description: 'the image; a failed push is reported in push, the local image is kept', content: json('CreateImageResult') },
-          ...backendErrors(400, 401, 403, 404, 409, 413, 415, 503),
-        },
+        responses: { ...acceptedJob('ImageJobView'), ...backendErrors(400, 401, 403, 404, 409, 413, 415, 503, 507) },
       },
       get: {
         operationId: 'listGoldenImages',
@@ -253,6 +346,39 @@ function machinePaths(): JsonObject {
           query('tag', { type: 'string', default: 'latest' }, false),
         ],
         responses: { ...ok('the removed image', 'GoldenImageView'), ...backendErrors(400, 401, 403, 404) },
+      },
+    },
+  };
+}
+
+/** `/v1/jobs/{jobId}`: the jobs of POST /v1/machines and POST /v1/images. */
+function jobPaths(): JsonObject {
+  const jobId = { name: 'jobId', in: 'path', required: true, schema: ref('JobId') };
+  const texts = {
+    ...ERROR_TEXT,
+    404: 'JOB_NOT_FOUND: no such job on this node, or one the token may not see (a workspace-scoped token sees only the image jobs of its workspace)',
+  };
+  return {
+    '/v1/jobs/{jobId}': {
+      get: {
+        operationId: 'getJob',
+        summary: 'A machine or image job: running, done (with result) or failed (with error); AGENT_RESTARTED when the agent stopped in the middle',
+        parameters: [jobId],
+        responses: { '200': { description: 'the job', content: json('JobView') }, ...errorsWith(texts, [400, 401, 404]) },
+      },
+    },
+    '/v1/jobs/{jobId}/events': {
+      get: {
+        operationId: 'streamJobEvents',
+        summary: 'The events so far (past `after`), then new ones as they happen, until the job ends; a keepalive line when quiet',
+        parameters: [jobId, query('after', { type: 'integer', minimum: 0 }, false)],
+        responses: {
+          '200': {
+            description: 'newline-delimited JSON, one JobEvent per line, or a keepalive line {"type":"keepalive"} (no seq) while the job is quiet',
+            content: { 'application/x-ndjson': { schema: { oneOf: [ref('JobEvent'), ref('EventStreamKeepalive')] } } },
+          },
+          ...errorsWith(texts, [400, 401, 404]),
+        },
       },
     },
   };
@@ -300,11 +426,28 @@ function paths(): JsonObject {
     '/v1/workspaces': {
       post: {
         operationId: 'createWorkspace',
-        summary: 'Queue a workspace to be prepared',
+        summary: 'Queue a workspace to be prepared; a repeat of the request that made one is answered with it',
+        description:
+          'A POST that repeats the one that made a queued, creating, ready or recovery workspace (the same body, keys in any order, from the same caller) ' +
+          'is answered 200 with that workspace and `existing: true`, and queues nothing. With an Idempotency-Key, the same key from the same caller ' +
+          'with the same body is answered so in any status; with another body or workspace it is 422. The agent keeps SHA-256 digests of body and key, never the body.',
+        parameters: [
+          {
+            name: 'Idempotency-Key',
+            in: 'header',
+            required: false,
+            description: 'names this request, per caller: 1 to 255 visible ASCII characters, quoted (a structured-field string) or bare',
+            schema: { type: 'string', minLength: 1, maxLength: 257 },
+          },
+        ],
         requestBody: { required: true, content: json('CreateWorkspaceBody') },
         responses: {
+          '200': {
+            description: 'a repeat: the workspace the earlier request made, as it is now; nothing new queued',
+            content: json('ExistingWorkspaceView'),
+          },
           '202': { description: 'accepted and queued', content: json('WorkspaceView') },
-          ...errors(400, 401, 403, 409, 413, 415, 503, 507),
+          ...errors(400, 401, 403, 409, 413, 415, 422, 503, 507),
         },
       },
       get: {
@@ -330,17 +473,33 @@ function paths(): JsonObject {
       get: {
         operationId: 'streamWorkspaceEvents',
         summary: 'The events so far, then new ones as they happen, until the workspace reaches a terminal state',
-        parameters: [id],
+        description:
+          'Every event carries `seq`, which only grows for the workspace (across its runs and restarts of the agent); a client that read up to ' +
+          '`seq` N resumes with `?after=N` and gets exactly the events after it. While nothing happens, a `{"type":"keepalive"}` line ' +
+          '(EventStreamKeepalive, no seq) is written every 15 s; clients skip it.',
+        parameters: [
+          id,
+          query(
+            'after',
+            {
+              type: 'string',
+              pattern: '^[0-9]{1,16}$',
+              description: 'a seq: only events with a higher one (0: from the first); without it, a running job sends its own run',
+            },
+            false,
+          ),
+        ],
         responses: {
           '200': {
-            description: 'newline-delimited JSON, one WorkspaceEvent per line',
-            content: { 'application/x-ndjson': { schema: ref('WorkspaceEvent') } },
+            description: 'newline-delimited JSON: one WorkspaceEvent per line, and keepalive lines while idle',
+            content: { 'application/x-ndjson': { schema: { oneOf: [ref('WorkspaceEvent'), ref('EventStreamKeepalive')] } } },
           },
           ...errors(400, 401, 403, 404),
         },
       },
     },
     ...machinePaths(),
+    ...jobPaths(),
     ...prebuildPaths(),
   };
 }

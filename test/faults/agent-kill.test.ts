@@ -243,10 +243,14 @@ describe('the agent killed (SIGKILL) at each phase, restarted on the same state'
         expect(after.push?.reason).toMatch(/restarted/);
         const inv = await agentInvariants(second, [id], [volume]);
 
-        // A ready workspace is not prepared twice...
+        // A ready workspace is not prepared twice: the same POST is answered with it (from the record the
+        // first agent wrote), another body for the id is refused...
         const dup = await post(second, { id, repository: pushRepo, cache });
-        expect(dup.status).toBe(409);
-        expect(await dup.json()).toMatchObject({ code: 'WORKSPACE_EXISTS' });
+        expect(dup.status).toBe(200);
+        expect(await dup.json()).toMatchObject({ id, status: 'ready', existing: true, containerId: ready.containerId });
+        const other = await post(second, { id, repository: pushRepo, cache, lightweight: true });
+        expect(other.status).toBe(409);
+        expect(await other.json()).toMatchObject({ code: 'WORKSPACE_EXISTS' });
         // ...and the ref is not wedged: deleted and posted again, it is built and pushed.
         expect((await second.request(`/v1/workspaces/${id}?purge=true`, { method: 'DELETE' })).status).toBe(200);
         await accepted(second, { id, repository: pushRepo, cache });
@@ -311,8 +315,10 @@ describe('the agent killed (SIGKILL) at each phase, restarted on the same state'
         await sleep(1_500);
         const accepted200 = readyCalls().filter((c) => c.answered === 200).length;
         expect(accepted200).toBe(1);
+        // The control plane's retry of its POST after the restart: answered with the workspace, no second job or callback.
         const dup = await post(second, { id, repository: quickRepo, lightweight: true, callback });
-        expect(dup.status).toBe(409);
+        expect(dup.status).toBe(200);
+        expect(await dup.json()).toMatchObject({ id, status: 'ready', existing: true });
         const inv = await agentInvariants(second, [id], [volume]);
         await second.term();
         return `${refused.length} refused before the kill; after restart: ${after.status}, same container, callback accepted with the same Idempotency-Key (${readyCalls().length} attempts, ${accepted200} accepted); POST same id: ${dup.status}; ${inv}`;

@@ -101,6 +101,11 @@ describe('attack 7b: a build that prints without end', () => {
       .map((l) => JSON.parse(l) as WorkspaceEvent);
     const fileMarkers = onDisk.filter((e) => markerCount(e) !== null);
     expect(fileMarkers).toHaveLength(1);
+    // The numbers (seq) survive the trims and the history's drops: strictly increasing on disk and as followed.
+    for (const events of [onDisk, followed]) {
+      const seqs = events.map((e) => e.seq);
+      expect(seqs.every((s, i) => Number.isInteger(s) && (i === 0 || s! > seqs[i - 1]!))).toBe(true);
+    }
     const phases = (type: string): string[] => onDisk.filter((e) => e.type === type).map((e) => phaseOf(e) ?? '');
     // Every phase that started ended (phases overlap, so not in the same order).
     expect(phases('phase-end').sort()).toEqual(phases('phase-start').sort());

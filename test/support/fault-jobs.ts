@@ -65,14 +65,15 @@ export async function settled(agent: Agent, id: string, timeoutMs = 180_000): Pr
   return view;
 }
 
-/** The job's event log (the stream ends once the job has). */
+/** The job's event log (the stream ends once the job has), without the keepalive lines of a quiet stream. */
 export async function eventsOf(agent: Agent, id: string): Promise<WorkspaceEvent[]> {
   const r = await agent.request(`/v1/workspaces/${id}/events`);
   expect(r.status).toBe(200);
   return (await r.text())
     .split('\n')
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as WorkspaceEvent);
+    .map((l) => JSON.parse(l) as WorkspaceEvent | { type: 'keepalive' })
+    .filter((e): e is WorkspaceEvent => e.type !== 'keepalive');
 }
 
 /** DELETE ?purge=true: containers, volume and record go. */

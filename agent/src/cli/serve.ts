@@ -18,6 +18,9 @@ import { serveConfigFromEnv } from '../config/serve-config.js';
 import { LocalJobManager } from '../jobs/local-job-manager.js';
 import { heartbeatStats, outboxNotifier } from '../jobs/notifier.js';
 import { PrebuildManager } from '../jobs/prebuild-manager.js';
+import { ResourceJobs } from '../jobs/resource-jobs.js';
+import { ResourceJobStore } from '../jobs/resource-job-store.js';
+import { SecretSet } from '../events/events.js';
 import { WorkspaceLifecycle } from '../workspace/lifecycle.js';
 import { prepareWorkspace } from '../workspace/pipeline.js';
 import { sweepPrebuilds } from '../workspace/prebuild.js';
@@ -107,6 +110,15 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
       return [] as string[];
     });
     if (prebuildsLeft.length) logger.warn({ prebuilds: prebuildsLeft }, 'removed what interrupted prebuilds left');
+    // Machine and image jobs: kept under <state>/jobs; one the previous agent was stopped in is now failed (AGENT_RESTARTED).
+    const agentSecrets = new SecretSet();
+    agentSecrets.add(config.gitToken, config.registryPassword);
+    const resourceJobs = new ResourceJobs({
+      store: new ResourceJobStore(join(config.stateDir, 'jobs')),
+      logger,
+      scrub: (text) => agentSecrets.scrub(text),
+    });
+    await resourceJobs.load();
 
     const metrics = new PromMetrics({ version });
     // Callback files carry the control plane's token: the runtime dir (tmpfs), not the state dir.
@@ -147,6 +159,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
       machines,
       images: agent,
       prebuilds,
+      resourceJobs,
       engine: agent.engine,
       callbacksPending: () => outbox.pending(),
     });
@@ -167,6 +180,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
             // a source that fails: the prune runs anonymously and the registry's refusal is what it reports
             credentials: () => resolveCredentials(agent.credentialSources, parseCacheRegistry(cacheRegistry).host).catch(() => null),
             store: agent.store,
+            api: agent.oci,
             logger,
             metrics: metrics.registry,
           })
@@ -192,10 +206,14 @@ export async function serveCommand(argv: string[], io: Io): Promise<CommandResul
     await systemd.stopping(`draining: ${jobs.stats().running} running`);
     jobs.stopAccepting();
     prebuilds.stopAccepting();
+    resourceJobs.stopAccepting();
     jobs.cancelBuilds();
     prebuilds.cancelAll();
-    const drained = (await Promise.all([jobs.drain(serve.shutdownGraceMs), prebuilds.drain(serve.shutdownGraceMs)])).every(Boolean);
-    if (!drained) logger.warn('grace period over with pushes still running');
+    // Machine and image jobs cannot be cancelled halfway: they get the grace period; one still running is failed at the next start.
+    const drained = (
+      await Promise.all([jobs.drain(serve.shutdownGraceMs), prebuilds.drain(serve.shutdownGraceMs), resourceJobs.drain(serve.shutdownGraceMs)])
+    ).every(Boolean);
+    if (!drained) logger.warn({ machineAndImageJobs: resourceJobs.running() }, 'grace period over with pushes or jobs still running');
     const left = Math.max(1_000, serve.shutdownGraceMs - (Date.now() - t0));
     await outbox.flush?.(Math.min(left, 5_000));
     await outbox.stop();

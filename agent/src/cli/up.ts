@@ -2,6 +2,7 @@ import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import { createAgent } from '../agent.js';
 import { configFromEnv } from '../config/agent-config.js';
 import { describeError, WarmstartError } from '../errors.js';
+import { nextSeq, sequencingSink } from '../events/event-seq.js';
 import { teeSinks } from '../events/events.js';
 import { IllegalTransition, WorkspaceLifecycle } from '../workspace/lifecycle.js';
 import { prepareWorkspace } from '../workspace/pipeline.js';
@@ -74,7 +75,9 @@ export async function upCommand(argv: string[], io: Io): Promise<CommandResult> 
     const eventLog = agent.store.eventLog(request.workspaceId, {
       onLost: (e, err) => io.stderr(`warmstart: a ${e.type} event was not recorded: ${describeError(err)}\n`),
     });
-    const sink = teeSinks(progressSink(io.stderr, values.verbose === true), eventLog);
+    // Numbered on from the id's earlier runs, as the daemon numbers its jobs' events (events/event-seq.ts).
+    const firstSeq = nextSeq(await agent.store.readEvents(request.workspaceId));
+    const sink = sequencingSink(firstSeq, teeSinks(progressSink(io.stderr, values.verbose === true), eventLog));
     // The pipeline records nothing itself: the workspace's record goes through the lifecycle (workspace/lifecycle.ts).
     const lifecycle = new WorkspaceLifecycle(agent.store);
     const prepared = await prepareWorkspace(agent, request, sink, {

@@ -70,10 +70,16 @@ export function boundEvent(e: WorkspaceEvent, max = MAX_EVENT_TEXT_CHARS): { eve
   return { events, cut };
 }
 
-/** The one event standing in for `count` log lines dropped from `where`. */
-export function droppedMarker(template: Pick<WorkspaceEvent, 'ts' | 'workspaceId'>, count: number, where: string): WorkspaceEvent {
+/**
+ * The one event standing in for `count` log lines dropped from `where`. It
+ * takes the template's seq when it has one: the caller passes the first
+ * dropped line's (or an earlier marker's), so the marker sits in the
+ * numbering where the lines it stands for began (events/event-seq.ts).
+ */
+export function droppedMarker(template: Pick<WorkspaceEvent, 'ts' | 'workspaceId' | 'seq'>, count: number, where: string): WorkspaceEvent {
   const noun = count === 1 ? 'line' : 'lines';
-  return { ts: template.ts, workspaceId: template.workspaceId, type: 'note', text: `warmstart: ${count} earlier log ${noun} dropped (${where})` };
+  const text = `warmstart: ${count} earlier log ${noun} dropped (${where})`;
+  return { ts: template.ts, workspaceId: template.workspaceId, type: 'note', text, ...(template.seq !== undefined ? { seq: template.seq } : {}) };
 }
 
 /** How many lines a marker event says were dropped, or null for any other event. */

@@ -1,8 +1,17 @@
 import type { z } from 'zod';
 import type { PhaseName as PhaseNameSchema, WorkspaceEventSchema } from '../../../shared/src/api.js';
 
-/** One thing that happened to a workspace: a phase began or ended, a log line, a note, the outcome, the push (shared/src/api.ts). */
-export type WorkspaceEvent = z.infer<typeof WorkspaceEventSchema>;
+type Served = z.infer<typeof WorkspaceEventSchema>;
+type WithOptionalSeq<E> = E extends unknown ? Omit<E, 'seq'> & { seq?: number } : never;
+
+/**
+ * One thing that happened to a workspace: a phase began or ended, a log
+ * line, a note, the outcome, the push (shared/src/api.ts). Made without a
+ * `seq`; the recording sink (events/event-seq.ts) stamps it.
+ */
+export type WorkspaceEvent = WithOptionalSeq<Served>;
+/** An event as recorded and served: with its `seq`. */
+export type SequencedEvent = WorkspaceEvent & { seq: number };
 /** The names of a job's phases, one list (shared/src/api.ts PhaseName). */
 export type PhaseName = z.infer<typeof PhaseNameSchema>;
 /** The event types that carry text: what a redaction or a cut applies to. */

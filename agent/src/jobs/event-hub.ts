@@ -15,15 +15,17 @@ export interface JobEventsOptions {
 
 /**
  * The live events of one running job, kept in order for followers, who read
- * them by sequence number: one that joins late misses nothing that is still
- * kept, one that joins early waits without polling. Log lines past the cap
+ * them by sequence number (the event's own `seq`, events/event-seq.ts; one
+ * counted here for an event without): one that joins late misses nothing
+ * that is still kept, one that joins early waits without polling, one that
+ * resumes gets only what came after its last. Log lines past the cap
  * are dropped oldest first (a tenth of the cap at a time, so a flood costs
  * one array copy per batch, not per line); one marker event, where the first
  * dropped line was, says how many went. Other events are always kept.
  */
 export class JobEvents implements EventSink {
   private entries: Entry[] = [];
-  private nextSeq = 0;
+  private nextSeq = 1;
   private logLines = 0;
   private dropped = 0;
   private marker: Entry | null = null;
@@ -39,7 +41,7 @@ export class JobEvents implements EventSink {
 
   emit(event: WorkspaceEvent): void {
     if (this.closed) return;
-    this.entries.push({ seq: this.nextSeq++, event });
+    this.entries.push({ seq: event.seq ?? this.nextSeq++, event });
     if (event.type === 'log') {
       this.logLines += 1;
       if (this.logLines > this.maxLogLines) this.dropOldest(event);
@@ -58,12 +60,13 @@ export class JobEvents implements EventSink {
     this.wake();
   }
 
-  async *follow(signal: AbortSignal): AsyncGenerator<WorkspaceEvent> {
-    let after = -1;
+  /** Every kept event with a seq above `after` (0: all), then new ones as they come, until close or abort. */
+  async *follow(signal: AbortSignal, after = 0): AsyncGenerator<WorkspaceEvent> {
+    let last = after;
     while (!signal.aborted) {
-      for (let i = this.firstAfter(after); i < this.entries.length; i = this.firstAfter(after)) {
+      for (let i = this.firstAfter(last); i < this.entries.length; i = this.firstAfter(last)) {
         const entry = this.entries[i]!;
-        after = entry.seq;
+        last = entry.seq;
         yield entry.event;
       }
       if (this.closed) return;
@@ -111,7 +114,8 @@ export class JobEvents implements EventSink {
     this.logLines -= dropping;
     this.dropped += dropping;
     // A follower already past the marker has the lines it stands for.
-    this.marker!.event = droppedMarker(latest, this.dropped, 'in-memory event history');
+    const marker = this.marker!;
+    marker.event = droppedMarker({ ts: latest.ts, workspaceId: latest.workspaceId, seq: marker.event.seq }, this.dropped, 'in-memory event history');
     this.onBound?.('dropped-history', dropping);
   }
 

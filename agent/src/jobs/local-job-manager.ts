@@ -1,12 +1,14 @@
 import type { Logger } from 'pino';
-import type { CreateWorkspaceBody, WorkspaceView } from '../../../shared/src/api.js';
+import type { CreateWorkspaceBody, ExistingWorkspaceView, WorkspaceView } from '../../../shared/src/api.js';
 import type { WorkspaceResult } from '../../../shared/src/workspace-result.js';
 import { describeError, WarmstartError } from '../errors.js';
-import { boundEvent, type BoundListener } from '../events/event-bounds.js';
-import { teeSinks, type EventSink, type WorkspaceEvent } from '../events/events.js';
+import type { BoundListener } from '../events/event-bounds.js';
+import { between, nextSeq, sequencingSink } from '../events/event-seq.js';
+import { teeSinks, type WorkspaceEvent } from '../events/events.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { WorkspaceRecord } from '../state/workspace-store.js';
 import { removeWorkspaceContainers } from '../workspace/default-container.js';
+import { findRepeat, requestDigest, type RequestDigest } from '../workspace/idempotency.js';
 import { IllegalTransition, WorkspaceLifecycle } from '../workspace/lifecycle.js';
 import type { Pipeline, PipelineDeps } from '../workspace/pipeline.js';
 import { planJob } from '../workspace/plan.js';
@@ -14,7 +16,7 @@ import { removeWorkspace, workspaceVolume } from '../workspace/remove.js';
 import type { PrepareRequest } from '../workspace/request.js';
 import { JobEvents } from './event-hub.js';
 import { JobQueue, workspaceExists } from './job-queue.js';
-import type { Caller, JobManager } from './job-manager.js';
+import type { Caller, EventsOptions, JobManager, SubmitOptions } from './job-manager.js';
 import type { NotificationKind, Notifier } from './notifier.js';
 import { requestFromBody } from './request-from-body.js';
 import { toView } from './view.js';
@@ -41,6 +43,8 @@ interface Job {
   callback: CreateWorkspaceBody['callback'];
   controller: AbortController;
   events: JobEvents;
+  /** the seq of this run's first event: the log's earlier runs hold the ones below */
+  firstSeq: number;
   state: 'queued' | 'running' | 'pushing';
   /** DELETE arrived: the control plane asked for the end, it needs no callback */
   deleting: boolean;
@@ -59,6 +63,8 @@ interface Job {
 export class LocalJobManager implements JobManager {
   private readonly queue: JobQueue<Job>;
   private readonly lifecycle: WorkspaceLifecycle;
+  /** Idempotency-Key digests of POSTs at work now: a second POST with one is IDEMPOTENCY_KEY_IN_USE */
+  private readonly keysAtWork = new Set<string>();
 
   constructor(private readonly o: LocalJobManagerOptions) {
     this.lifecycle = o.lifecycle ?? new WorkspaceLifecycle(o.deps.store, { logger: o.logger });
@@ -76,29 +82,74 @@ export class LocalJobManager implements JobManager {
   }
 
   /**
-   * Records the workspace as `queued` and schedules its job. An id that
-   * exists is refused (409), except one with no job that `failed` or was
-   * deleted without purge (`deleting`, no DELETE at work on it): that is
-   * prepared again on its kept volume. A record that cannot be written
-   * refuses the request with STATE_WRITE_FAILED and leaves nothing behind.
+   * Records the workspace as `queued` and schedules its job. A POST that
+   * repeats the one that made a queued, running or ready workspace (same
+   * caller and body, or its Idempotency-Key) is answered with that workspace
+   * (workspace/idempotency.ts). Any other POST of an id that exists is
+   * refused (409), except one with no job that `failed` or was deleted
+   * without purge (`deleting`, no DELETE at work on it): that is prepared
+   * again on its kept volume. A record that cannot be written refuses the
+   * request with STATE_WRITE_FAILED and leaves nothing behind.
    */
-  async submit(body: CreateWorkspaceBody, caller?: Caller): Promise<WorkspaceView> {
+  async submit(body: CreateWorkspaceBody, caller?: Caller, options: SubmitOptions = {}): Promise<WorkspaceView | ExistingWorkspaceView> {
     this.queue.admit();
+    const digest = requestDigest(body, options.requester ?? 'node', options.idempotencyKey);
+    if (digest.key !== null) {
+      if (this.keysAtWork.has(digest.key)) {
+        throw new WarmstartError('IDEMPOTENCY_KEY_IN_USE', 'a request with this Idempotency-Key is still at work: try again shortly');
+      }
+      this.keysAtWork.add(digest.key);
+    }
+    try {
+      return (await this.repeated(body.id, digest)) ?? (await this.submitNew(body, digest, caller));
+    } finally {
+      if (digest.key !== null) this.keysAtWork.delete(digest.key);
+    }
+  }
+
+  /** The workspace a POST repeats the POST of, answered as it is now; null for a new request. */
+  private async repeated(id: string, digest: RequestDigest): Promise<ExistingWorkspaceView | null> {
+    const record = await findRepeat(this.o.deps.store, id, digest, (badId, err) =>
+      this.o.logger.warn({ workspaceId: badId, err: describeError(err) }, 'workspace record unreadable'),
+    );
+    return record ? { ...toView(record), existing: true } : null;
+  }
+
+  private async submitNew(body: CreateWorkspaceBody, digest: RequestDigest, caller?: Caller): Promise<WorkspaceView | ExistingWorkspaceView> {
     const request = requestFromBody(body, { allowLocalRepos: this.o.allowLocalRepos, maxPushTimeoutMs: this.o.deps.config.pushTimeoutMs }, caller);
     const plan = planJob(request, this.o.deps.config); // every input error, before anything is created
     if (body.callback) await this.o.notifier.checkCallback(body.callback.url);
     const id = plan.workspaceId;
-    const release = this.queue.claimForSubmit(id);
+    let release: () => void;
+    try {
+      release = this.queue.claimForSubmit(id);
+    } catch (err) {
+      // A job or POST holds the id: a twin of this POST, sent at once, may have just queued it.
+      const twin = await this.repeated(id, digest);
+      if (twin) return twin;
+      throw err;
+    }
     try {
       await this.lifecycle.flushUnsaved();
-      const spec = { id, repository: plan.repo.cloneUrl, configName: plan.configName, lightweight: plan.lightweight, owner: request.owner ?? null };
-      const { record, previous } = await this.lifecycle.queue(spec).catch((err: unknown) => {
-        if (err instanceof IllegalTransition) throw workspaceExists(id);
+      // Continue the numbering of the id's log (events/event-seq.ts), before the record says queued.
+      const firstSeq = nextSeq(await this.o.deps.store.readEvents(id));
+      const spec = {
+        id,
+        repository: plan.repo.cloneUrl,
+        configName: plan.configName,
+        lightweight: plan.lightweight,
+        owner: request.owner ?? null,
+        request: digest,
+      };
+      const queued = await this.lifecycle.queue(spec).catch(async (err: unknown) => {
+        if (err instanceof IllegalTransition) return (await this.repeated(id, digest)) ?? Promise.reject(workspaceExists(id));
         if (!(err instanceof WarmstartError && err.code === 'WORKSPACE_CONFLICT')) {
           this.o.logger.error({ workspaceId: id, err: describeError(err) }, 'could not record a new job; refused');
         }
         throw err;
       });
+      if ('existing' in queued) return queued;
+      const { record, previous } = queued;
       let resolveDone!: () => void;
       const done = new Promise<void>((r) => (resolveDone = r));
       const job: Job = {
@@ -107,6 +158,7 @@ export class LocalJobManager implements JobManager {
         callback: body.callback,
         controller: new AbortController(),
         events: new JobEvents({ onBound: this.countBound }),
+        firstSeq,
         state: 'queued',
         deleting: false,
         done,
@@ -167,17 +219,17 @@ export class LocalJobManager implements JobManager {
     }
   }
 
-  async *events(id: string, signal: AbortSignal): AsyncGenerator<WorkspaceEvent> {
+  async *events(id: string, signal: AbortSignal, options: EventsOptions = {}): AsyncGenerator<WorkspaceEvent> {
+    const { after } = options;
     const job = this.queue.get(id);
     if (job) {
-      yield* job.events.follow(signal);
+      // Resuming from before this run: the earlier runs' rest from the log, then this run's from its history.
+      if (after !== undefined && after < job.firstSeq - 1) yield* between(await this.o.deps.store.readEvents(id), after, job.firstSeq);
+      if (!signal.aborted) yield* job.events.follow(signal, after ?? 0);
       return;
     }
     // A job of an earlier run, or one that is over: what the log holds.
-    for (const e of await this.o.deps.store.readEvents(id)) {
-      if (signal.aborted) return;
-      yield e;
-    }
+    yield* between(await this.o.deps.store.readEvents(id), after ?? 0);
   }
 
   stats(): { running: number; queued: number; pushing: number; activeWorkspaces: string[] } {
@@ -208,8 +260,8 @@ export class LocalJobManager implements JobManager {
     try {
       log.info('job started');
       metrics.jobStatus('creating');
-      const sink = cutLongText(
-        this.countBound,
+      const sink = sequencingSink(
+        job.firstSeq,
         teeSinks(
           job.events,
           deps.store.eventLog(job.id, {
@@ -225,6 +277,7 @@ export class LocalJobManager implements JobManager {
             },
           },
         ),
+        this.countBound,
       );
       const prepared = await this.o.pipeline(deps, job.request, sink, {
         signal: job.controller.signal,
@@ -350,15 +403,4 @@ export class LocalJobManager implements JobManager {
     this.queue.forget(job);
     job.resolveDone();
   }
-}
-
-/** Splits log chunks into lines and cuts each text to the cap (events/event-bounds.ts) once, before the history and the log see them; counts the cuts. */
-function cutLongText(onBound: BoundListener, inner: EventSink): EventSink {
-  return {
-    emit: (e) => {
-      const { events, cut } = boundEvent(e);
-      if (cut > 0) onBound('cut', cut);
-      for (const one of events) inner.emit(one);
-    },
-  };
 }

@@ -1,24 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { fastify, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Logger } from 'pino';
 import type { GoldenDeps } from '../images/golden.js';
 import type { JobManager } from '../jobs/job-manager.js';
 import type { PrebuildManager } from '../jobs/prebuild-manager.js';
+import { ResourceJobs } from '../jobs/resource-jobs.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createAuthHook, type AuthOptions } from './auth.js';
 import { apiError, clientErrorResponse, handleError, handleNotFound } from './http-error.js';
 import { createLogger } from './logger.js';
 import { registerEventsRoute } from './routes/events-route.js';
 import { registerImageRoutes } from './routes/images.js';
+import { registerJobRoutes } from './routes/job-routes.js';
 import { registerMachineRoutes, type MachineRouteDeps } from './routes/machines.js';
 import { registerPrebuildRoutes } from './routes/prebuild-routes.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { registerSystemRoutes } from './routes/system-routes.js';
 import { registerWorkspaceRoutes } from './routes/workspace-routes.js';
 import type { TlsOptions } from './tls.js';
-import { zodValidatorCompiler } from './validation.js';
+import { jsonSerializerCompiler, zodValidatorCompiler } from './validation.js';
 import type { DockerEngine } from '../docker/engine.js';
 
 /** Everything the HTTP API needs; buildServer fills in the rest. */
@@ -47,9 +49,20 @@ export interface ServerOptions {
   engine?: Pick<DockerEngine, 'version'>;
   /** Prebuilds: `/v1/prebuilds` exists only when given. */
   prebuilds?: PrebuildManager;
+  /** Quiet time before an events stream gets a keepalive line; default 15 s (routes/events-route.ts). */
+  eventsKeepaliveMs?: number;
+  /** The jobs of `POST /v1/machines` and `POST /v1/images` (`/v1/jobs`); default: kept in memory only. */
+  resourceJobs?: ResourceJobs;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+type CompilersFactory = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>;
+/** fastify types these factories by ajv's and fast-json-stringify's own function types; ours return zod results and JSON text. */
+const OWN_COMPILERS = {
+  buildValidator: () => zodValidatorCompiler,
+  buildSerializer: () => jsonSerializerCompiler,
+} as unknown as CompilersFactory;
 
 /** The agent's HTTP API as a fastify instance, routes registered, not listening. */
 export function buildServer(options: ServerOptions): FastifyInstance {
@@ -80,6 +93,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     },
     // Node answers an HTTP/1.1 request without Host with a bare 400; the hook below does it in our shape.
     http: { requireHostHeader: false },
+    // Route schemas are zod schemas and no route declares a response schema:
+    // fastify's default compilers would load ajv and fast-json-stringify for
+    // nothing, about 6 MB of a daemon's memory (test/bench/README.md).
+    schemaController: { compilersFactory: OWN_COMPILERS },
     ...(logger === false ? { logger: false } : { loggerInstance: logger }),
   };
   // The https variant differs only in its server type (https.Server); routes,
@@ -126,13 +143,17 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     ...(options.callbacksPending ? { callbacksPending: options.callbacksPending } : {}),
   });
   registerWorkspaceRoutes(app, options.jobs);
-  registerEventsRoute(app, options.jobs);
+  registerEventsRoute(app, options.jobs, options.eventsKeepaliveMs === undefined ? {} : { keepaliveMs: options.eventsKeepaliveMs });
   const accepting = (): boolean => options.jobs.accepting;
-  if (options.machines) {
-    registerMachineRoutes(app, options.machines, accepting);
-    registerSnapshotRoutes(app, options.machines);
+  if (options.machines || options.images) {
+    const resourceJobs = options.resourceJobs ?? new ResourceJobs({ store: null, logger: app.log });
+    registerJobRoutes(app, resourceJobs, options.eventsKeepaliveMs === undefined ? {} : { keepaliveMs: options.eventsKeepaliveMs });
+    if (options.machines) {
+      registerMachineRoutes(app, options.machines, resourceJobs, accepting);
+      registerSnapshotRoutes(app, options.machines);
+    }
+    if (options.images) registerImageRoutes(app, options.images, resourceJobs, accepting);
   }
-  if (options.images) registerImageRoutes(app, options.images, accepting);
   if (options.prebuilds) registerPrebuildRoutes(app, options.prebuilds, accepting);
   return app;
 }

@@ -13,8 +13,12 @@ export function apiError(code: ErrorCode, message: string, options?: ErrorOption
 const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   WORKSPACE_CONFLICT: 409,
   WORKSPACE_EXISTS: 409,
+  // a key is one request: used again with another body it cannot be processed (422); its first request still at work (409)
+  IDEMPOTENCY_KEY_REUSED: 422,
+  IDEMPOTENCY_KEY_IN_USE: 409,
   WORKSPACE_NOT_FOUND: 404,
   PREBUILD_NOT_FOUND: 404,
+  JOB_NOT_FOUND: 404,
   NOT_FOUND: 404,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,

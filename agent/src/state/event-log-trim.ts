@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { droppedMarker, markerCount } from '../events/event-bounds.js';
+import { numbered } from '../events/event-seq.js';
 import type { WorkspaceEvent } from '../events/events.js';
 import { writeFileAtomic } from './atomic-file.js';
 
@@ -8,26 +9,33 @@ import { writeFileAtomic } from './atomic-file.js';
  * MAX_EVENT_LOG_BYTES) down to `targetBytes`: its oldest log lines go, every
  * other event stays, and one marker event, where the first dropped line was,
  * counts every line dropped so far (an earlier marker's count carried on).
+ * Sequence numbers stay as they were (events/event-seq.ts): lines from before
+ * they existed get theirs written in, and the marker takes the earlier
+ * marker's, or the first dropped line's.
  * Atomic: a reader sees the old file or the new one. Resolves with the new
  * size in bytes and how many lines this call dropped.
  */
 export async function trimEventLog(path: string, targetBytes: number): Promise<{ size: number; dropped: number }> {
   const lines = (await readFile(path, 'utf8')).split('\n').filter((l) => l.trim() !== '');
-  const parsed = lines.flatMap((line) => {
+  const read = lines.flatMap((line) => {
     try {
       return [{ line, event: JSON.parse(line) as WorkspaceEvent }];
     } catch {
       return []; // a torn line after a crash: not worth keeping
     }
   });
+  const seqs = numbered(read.map((p) => p.event));
+  const parsed = read.map((p, i) => (p.event.seq === seqs[i]!.seq ? p : { line: JSON.stringify(seqs[i]), event: seqs[i]! }));
   let before = 0;
   let markerAt = -1;
+  let earlier: WorkspaceEvent | null = null;
   let template: WorkspaceEvent | null = null;
   const rest: typeof parsed = [];
   for (const p of parsed) {
     const count = markerCount(p.event);
     if (count !== null && markerAt === -1) {
       before = count;
+      earlier = p.event;
       markerAt = rest.length;
       continue;
     }
@@ -51,7 +59,9 @@ export async function trimEventLog(path: string, targetBytes: number): Promise<{
   }
   const out = kept.map((p) => p.line);
   if (markerAt !== -1) {
-    const marker = droppedMarker(template ?? parsed[0]!.event, before + dropped, 'events.ndjson cap');
+    const first = template ?? parsed[0]!.event;
+    const seq = earlier?.seq ?? first.seq;
+    const marker = droppedMarker({ ts: first.ts, workspaceId: first.workspaceId, seq }, before + dropped, 'events.ndjson cap');
     out.splice(Math.min(markerAt, out.length), 0, JSON.stringify(marker));
   }
   const text = out.length ? `${out.join('\n')}\n` : '';

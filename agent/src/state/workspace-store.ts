@@ -30,6 +30,12 @@ export interface WorkspaceRecord {
    * written before it existed.
    */
   owner?: string | null;
+  /**
+   * Digests of the POST that queued this run (workspace/idempotency.ts), so a
+   * repeat of it is answered with this workspace. Digests only: the body held
+   * secrets. Absent for runs of the CLI and records written before it existed.
+   */
+  request?: { body: string; key: string | null };
   createdAt: string;
   updatedAt: string;
 }
@@ -238,33 +244,71 @@ export class WorkspaceStore {
     let made = false;
     /** the log's length after the last whole line, once known */
     let size: number | null = null;
+    /** events emitted and not yet handed to a write, in order */
+    let pending: WorkspaceEvent[] = [];
+    let drainQueued = false;
+    /**
+     * Appends every event emitted since the last drain with as few writes
+     * as the cap allows (one, unless a trim falls in between): a build logs
+     * hundreds of lines, and an open, a write and a close per line kept the
+     * event loop and libuv's threads busy for as long as the build ran.
+     */
+    const drain = async (): Promise<void> => {
+      drainQueued = false;
+      const batch = pending;
+      pending = [];
+      let chunk: Buffer[] = [];
+      let chunkEvents: WorkspaceEvent[] = [];
+      let chunkBytes = 0;
+      const write = async (): Promise<void> => {
+        if (chunk.length === 0) return;
+        const data = Buffer.concat(chunk, chunkBytes);
+        const events = chunkEvents;
+        chunk = [];
+        chunkEvents = [];
+        chunkBytes = 0;
+        try {
+          await appendFile(path, data, { mode: 0o600 });
+          size! += data.length;
+        } catch (err) {
+          // A full disk can take part of the write: cut it off, so the log holds whole lines only
+          // (these events are lost; the ones after them, once there is room, are not).
+          await truncate(path, size!).catch(() => undefined); // the append's error is the one to report
+          for (const e of events) bounds.onLost?.(e, err);
+        }
+      };
+      let next = 0;
+      try {
+        if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
+        made = true;
+        size ??= (await unlessMissing(stat(path), null))?.size ?? 0;
+        for (; next < batch.length; next++) {
+          const e = batch[next]!;
+          const line = Buffer.from(`${JSON.stringify(e)}\n`);
+          if (e.type === 'log' && size + chunkBytes + line.length > maxBytes) {
+            await write();
+            const trimmed = await trimEventLog(path, Math.floor(maxBytes / 2));
+            size = trimmed.size;
+            if (trimmed.dropped > 0) bounds.onBound?.('dropped-file', trimmed.dropped);
+          }
+          chunk.push(line);
+          chunkEvents.push(e);
+          chunkBytes += line.length;
+        }
+        await write();
+      } catch (err) {
+        // The directory, the log's size or a trim failed: what was not written yet is lost.
+        for (const e of [...chunkEvents, ...batch.slice(next)]) bounds.onLost?.(e, err);
+      }
+    };
     return {
       emit: (emitted: WorkspaceEvent) => {
         // One event per line, each cut to the cap (already so when the job manager did it first).
-        for (const e of boundEvent(emitted).events) {
-          // Not awaited: emit is synchronous; a lost append goes to onLost, and flush() waits for the queue.
-          void this.appends
-            .run(id, async () => {
-              if (!made) await mkdir(dir, { recursive: true, mode: 0o700 });
-              made = true;
-              size ??= (await unlessMissing(stat(path), null))?.size ?? 0;
-              const line = Buffer.from(`${JSON.stringify(e)}\n`);
-              if (e.type === 'log' && size + line.length > maxBytes) {
-                const trimmed = await trimEventLog(path, Math.floor(maxBytes / 2));
-                size = trimmed.size;
-                if (trimmed.dropped > 0) bounds.onBound?.('dropped-file', trimmed.dropped);
-              }
-              try {
-                await appendFile(path, line, { mode: 0o600 });
-                size += line.length;
-              } catch (err) {
-                // A full disk can take part of a line: cut it off, so the log holds whole lines only
-                // (the event is lost; the ones after it, once there is room, are not).
-                await truncate(path, size).catch(() => undefined); // the append's error is the one to report
-                throw err;
-              }
-            })
-            .catch((err: unknown) => bounds.onLost?.(e, err));
+        pending.push(...boundEvent(emitted).events);
+        // emit is synchronous: the write is queued, save() and flush() wait for the queue.
+        if (!drainQueued) {
+          drainQueued = true;
+          void this.appends.run(id, drain);
         }
       },
       flush: () => this.appends.idle(id),

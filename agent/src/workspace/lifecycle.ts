@@ -3,6 +3,7 @@ import type { PushResult, WorkspaceResult } from '../../../shared/src/workspace-
 import { WarmstartError } from '../errors.js';
 import type { WorkspaceRecord, WorkspaceStatus, WorkspaceStore } from '../state/workspace-store.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
+import type { RequestDigest } from './idempotency.js';
 
 /** What a workspace is, from its plan (workspace/plan.ts): what a new record is made of. */
 export interface WorkspaceSpec {
@@ -13,6 +14,8 @@ export interface WorkspaceSpec {
   lightweight: boolean;
   /** the caller's subject; a record that exists keeps the owner it was created with */
   owner: string | null;
+  /** digests of the POST that asks for this run (workspace/idempotency.ts); none for the CLI */
+  request?: RequestDigest;
 }
 
 export type Transition = 'queue' | 'start' | 'startForeground' | 'settle' | 'pushSettled' | 'fail' | 'interrupt' | 'recheck' | 'deleting' | 'purge';
@@ -252,6 +255,8 @@ export class WorkspaceLifecycle {
       result: null,
       // Recorded once, at creation: a workspace prepared again keeps its first owner.
       owner: previous ? (previous.owner ?? null) : spec.owner,
+      // Of this run's POST only: a run of the CLI, or a POST without it, is no repeat of an earlier POST.
+      ...(spec.request ? { request: spec.request } : {}),
       createdAt: previous?.createdAt ?? now,
       updatedAt: now,
     };

@@ -10,12 +10,16 @@
  * - input: 400 listing every field error, unknown field, malformed JSON,
  *   413 over 64 KiB, local repositories refused unless allowed;
  * - lifecycle: 202 queued → ready with the cache ref `warmstart cache ref`
- *   prints and the push done; 409; list; 404; DELETE ?purge=true;
+ *   prints and the push done; a repeated POST (same body, or the same
+ *   Idempotency-Key) answered 200 with the existing workspace, another body
+ *   409, the key with another body 422; list; 404; DELETE ?purge=true;
  * - after a wipe, a daemon job and a CLI `up` of the same repository give
  *   the same cache result, and the daemon's view carries every field of the
  *   CLI's JSON result;
  * - the events stream of a running job: every phase with its duration, then
- *   the outcome, then the end of the stream;
+ *   the outcome, then the end of the stream; numbered on across two runs of
+ *   one id, and resumed after a disconnect with `?after=` without a
+ *   duplicate or a gap;
  * - /v1/openapi.json, /metrics; no secret in the output or the state dir.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -49,13 +53,48 @@ type View = Record<string, unknown> & {
   push: Record<string, unknown> & { status: string; ref: string | null };
   timings: Record<string, number>;
 };
-type Ev = { ts: string; workspaceId: string; type: string; phase?: string; ms?: number; status?: string; text?: string };
+type Ev = { ts: string; workspaceId: string; seq: number; type: string; phase?: string; ms?: number; status?: string; text?: string };
 
 const json = (body: unknown): RequestInit => ({
   method: 'POST',
   headers: { 'content-type': 'application/json' },
   body: typeof body === 'string' ? body : JSON.stringify(body),
 });
+
+/** A POST with an Idempotency-Key. */
+const keyed = (body: unknown, key: string): RequestInit => ({
+  ...json(body),
+  headers: { 'content-type': 'application/json', 'idempotency-key': key },
+});
+
+/**
+ * Reads an events stream line by line; `stop` is asked after each event (keepalive lines are skipped) and
+ * ends the read by hanging up. Resolves with the events read and whether the stream ended by itself.
+ */
+async function readEvents(res: Response, stop: (e: Ev, all: Ev[]) => boolean = () => false): Promise<{ events: Ev[]; ended: boolean }> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const events: Ev[] = [];
+  let buffered = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { events, ended: true };
+    buffered += decoder.decode(value, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line.trim() === '') continue;
+      const e = JSON.parse(line) as Ev;
+      if (e.type === 'keepalive') continue;
+      events.push(e);
+      if (stop(e, events)) {
+        await reader.cancel();
+        return { events, ended: false };
+      }
+    }
+  }
+}
 
 /** Every file under dir, recursively (symlinks not followed). */
 async function filesUnder(dir: string): Promise<string[]> {
@@ -272,22 +311,32 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     expect(await volumeExists(`warmstart-ws-${run}-local`)).toBe(false);
   });
 
-  it('202 then ready with the cache ref the CLI prints and the cache pushed; 409; list; 404; DELETE ?purge=true', async () => {
+  it('202 then ready with the cache ref the CLI prints and the cache pushed; a repeated POST 200 with the workspace, another body 409, the key reused 422; list; 404; DELETE ?purge=true', async () => {
     const body = {
       id: ids.first,
       repository: repo,
       cache: { registry: cacheRegistry, username: tb.registryUser, password: tb.registryPassword },
     };
-    const created = await agent.request('/v1/workspaces', json(body));
+    const created = await agent.request('/v1/workspaces', keyed(body, `${run}-first-post`));
     expect(created.status).toBe(202);
     const accepted = (await created.json()) as View;
     expect(accepted.id).toBe(ids.first);
     expect(['queued', 'creating']).toContain(accepted.status);
+    expect(accepted).not.toHaveProperty('existing');
     expect(JSON.stringify(accepted)).not.toContain(tb.registryPassword);
 
-    const dup = await agent.request('/v1/workspaces', json(body));
-    expect(dup.status).toBe(409);
-    expect(await dup.json()).toMatchObject({ code: 'WORKSPACE_EXISTS' });
+    // The same body again (keys in another order, no key): the workspace there is the answer, not a second job.
+    const reordered = { cache: body.cache, repository: body.repository, id: body.id };
+    const dup = await agent.request('/v1/workspaces', json(reordered));
+    expect(dup.status).toBe(200);
+    expect(await dup.json()).toMatchObject({ id: ids.first, existing: true, createdAt: accepted.createdAt });
+    // Another body for the id is still refused; the key with another body is 422.
+    const other = await agent.request('/v1/workspaces', json({ ...body, lightweight: true }));
+    expect(other.status).toBe(409);
+    expect(await other.json()).toMatchObject({ code: 'WORKSPACE_EXISTS' });
+    const reused = await agent.request('/v1/workspaces', keyed({ ...body, noPush: true }, `${run}-first-post`));
+    expect(reused.status).toBe(422);
+    expect(await reused.json()).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
 
     const ready = (await waitForStatus(agent, ids.first, ['ready', 'recovery', 'failed'])) as View;
     expect(ready.status, JSON.stringify(ready.error)).toBe('ready');
@@ -298,8 +347,10 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     const settled = await waitForPush(agent, ids.first);
     expect(settled.push).toMatchObject({ status: 'pushed', ref: cacheRef, reason: null });
 
-    // After ready a duplicate is still 409, not a second job.
-    expect((await agent.request('/v1/workspaces', json(body))).status).toBe(409);
+    // After ready a repeat (by its key) is answered with the ready workspace, still not a second job.
+    const later = await agent.request('/v1/workspaces', keyed(body, `${run}-first-post`));
+    expect(later.status).toBe(200);
+    expect(await later.json()).toMatchObject({ id: ids.first, status: 'ready', existing: true, push: { status: 'pushed' } });
 
     const list = (await (await agent.request('/v1/workspaces')).json()) as { workspaces: View[] };
     expect(list.workspaces.map((w) => w.id)).toEqual([ids.first]);
@@ -448,7 +499,7 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
   });
 
   // After the metrics test, whose counts are of the jobs above.
-  it('DELETE without purge keeps the volume; the same id posted again is prepared on it with the work kept', async () => {
+  it('DELETE without purge keeps the volume; the same id posted again is prepared on it with the work kept; its events numbered on and resumed after a disconnect', async () => {
     const volume = `warmstart-ws-${ids.kept}`;
     const body = { id: ids.kept, repository: repo };
     expect((await agent.request('/v1/workspaces', json(body))).status).toBe(202);
@@ -476,17 +527,48 @@ describe('warmstart serve: the HTTP API (real process, engine, registry)', () =>
     expect(await volumeExists(volume)).toBe(true);
     expect(await (await agent.request(`/v1/workspaces/${ids.kept}`)).json()).toMatchObject({ status: 'deleting' });
 
+    const firstRun = (await readEvents(await agent.request(`/v1/workspaces/${ids.kept}/events`))).events;
     const again = await agent.request('/v1/workspaces', json(body));
     expect(again.status, await again.clone().text()).toBe(202);
+
+    // Follow the second run, hang up after a few events, come back with after=<last seq read>.
+    const early = await readEvents(await agent.request(`/v1/workspaces/${ids.kept}/events`), (_e, read) => read.length === 3);
+    expect(early.ended).toBe(false);
+    const lastRead = early.events.at(-1)!.seq;
+    const resumed = await agent.request(`/v1/workspaces/${ids.kept}/events?after=${lastRead}`);
+    expect(resumed.status).toBe(200);
+    const rest = await readEvents(resumed);
+    expect(rest.ended).toBe(true);
     const second = (await waitForStatus(agent, ids.kept, ['ready', 'recovery', 'failed'])) as View;
     expect(second.status, JSON.stringify(second.error)).toBe('ready');
+    // The run's numbers go on from the first run's; what was read twice over the two connections is exactly the run, once each.
+    const read = [...early.events, ...rest.events];
+    expect(read[0]!.seq).toBe(firstRun.at(-1)!.seq + 1);
+    expect(read.map((e) => e.seq)).toEqual(read.map((_e, i) => read[0]!.seq + i));
+    expect(read.at(-1)!.type).toBe('outcome');
+    await waitForPush(agent, ids.kept);
+    // The log, once the job has let go of the id (its push event is recorded after its live history closed).
+    let stored: Ev[] = [];
+    for (let tries = 0; tries < 40 && !stored.some((e) => e.type === 'push' && e.seq > read.at(-1)!.seq); tries++) {
+      if (tries > 0) await new Promise((r) => setTimeout(r, 250));
+      stored = (await readEvents(await agent.request(`/v1/workspaces/${ids.kept}/events?after=0`))).events;
+    }
+    expect(stored.slice(0, firstRun.length)).toEqual(firstRun);
+    expect(stored.slice(firstRun.length, firstRun.length + read.length)).toEqual(read);
+    // after= on a finished workspace: the log's rest (here the second run's push).
+    const tail = (await readEvents(await agent.request(`/v1/workspaces/${ids.kept}/events?after=${read.at(-1)!.seq}`))).events;
+    expect(tail).toEqual(stored.slice(firstRun.length + read.length));
+    expect(tail.map((e) => e.type)).toContain('push');
+    expect((await agent.request(`/v1/workspaces/${ids.kept}/events?after=-1`)).status).toBe(400);
+
     expect(second.containerId).not.toBe(first.containerId);
     expect(second.createdAt).toBe(first.createdAt);
     expect(await readFromVolume(volume, 'notes.txt', tb.baseImage)).toBe('unsaved-work');
     const events = await (await agent.request(`/v1/workspaces/${ids.kept}/events`)).text();
     expect(events).toContain(`volume ${volume} exists: keeping its contents`);
-    // Ready again, it is an id in use: 409 as before.
-    expect((await agent.request('/v1/workspaces', json(body))).status).toBe(409);
+    // Ready again: the same POST is answered with it (200), another body is refused (409).
+    expect((await agent.request('/v1/workspaces', json(body))).status).toBe(200);
+    expect((await agent.request('/v1/workspaces', json({ ...body, configName: 'other' }))).status).toBe(409);
   });
 
   it('per-job controls: noCache, noPush and a pushTimeoutSeconds no longer than the node allows; the result says what was applied', async () => {

@@ -113,7 +113,7 @@ async function settled(): Promise<void> {
 }
 
 describe('LocalJobManager: which POSTs it takes', () => {
-  it('a failed workspace is prepared again (keeping createdAt); a ready one is 409; a failed one of another repository is a conflict', async () => {
+  it('a failed workspace is prepared again (keeping createdAt); a ready one is 409 for another body; a failed one of another repository is a conflict', async () => {
     pipelineThatSucceeds();
     const createdAt = '2024-01-01T00:00:00.000Z';
     const failed = {
@@ -131,7 +131,7 @@ describe('LocalJobManager: which POSTs it takes', () => {
     expect(view).toMatchObject({ id: 'w1', status: 'queued', createdAt, error: null });
     await settled();
     expect((await jobs.get('w1'))?.status).toBe('ready');
-    await expect(jobs.submit(body('w1'))).rejects.toMatchObject({ code: 'WORKSPACE_EXISTS' });
+    await expect(jobs.submit(body('w1', { lightweight: true }))).rejects.toMatchObject({ code: 'WORKSPACE_EXISTS' });
 
     await store.save({ ...failed, id: 'w2', repository: 'https://example.test/acme/other.git' });
     await expect(jobs.submit(body('w2'))).rejects.toMatchObject({ code: 'WORKSPACE_CONFLICT' });
@@ -177,13 +177,19 @@ describe('LocalJobManager: which POSTs it takes', () => {
     expect(prepare).toHaveBeenCalledTimes(1);
   });
 
-  it('two POSTs of one id at the same moment make one job', async () => {
+  it('two POSTs of one id at the same moment make one job (the other is answered with it, or 409 while it is being recorded)', async () => {
     pipelineThatSucceeds();
-    const both = await Promise.allSettled([jobs.submit(body('w')), jobs.submit(body('w'))]);
+    const both = await Promise.allSettled([jobs.submit(body('w')), jobs.submit(body('w', { lightweight: true }))]);
     expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
     expect((both.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject({ code: 'WORKSPACE_EXISTS' });
+    const twins = await Promise.allSettled([jobs.submit(body('t')), jobs.submit(body('t'))]);
+    const answers = twins.map((r) =>
+      r.status === 'fulfilled' ? ('existing' in r.value ? 'existing' : 'queued') : (r.reason as WarmstartError).code,
+    );
+    expect(answers).toContain('queued');
+    expect(['existing', 'WORKSPACE_EXISTS']).toContain(answers.find((a) => a !== 'queued'));
     await settled();
-    expect(prepare).toHaveBeenCalledTimes(1);
+    expect(prepare).toHaveBeenCalledTimes(2);
   });
 });
 

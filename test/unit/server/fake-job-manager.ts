@@ -1,18 +1,23 @@
-import type { CreateWorkspaceBody, WorkspaceStatus, WorkspaceView } from '../../../shared/src/api.js';
-import type { WorkspaceEvent } from '../../../agent/src/events/events.js';
-import type { JobManager } from '../../../agent/src/jobs/job-manager.js';
+import type { CreateWorkspaceBody, ExistingWorkspaceView, WorkspaceStatus, WorkspaceView } from '../../../shared/src/api.js';
+import type { SequencedEvent } from '../../../agent/src/events/events.js';
+import type { Caller, EventsOptions, JobManager, SubmitOptions } from '../../../agent/src/jobs/job-manager.js';
 import { apiError } from '../../../agent/src/server/http-error.js';
+import { repeatOf, requestDigest, type RequestDigest } from '../../../agent/src/workspace/idempotency.js';
 import { assertSameRepository, isLegal } from '../../../agent/src/workspace/lifecycle.js';
 
 /** Statuses with no job at work: event streams end there (a DELETE ends the job too). */
 const TERMINAL: ReadonlySet<WorkspaceStatus> = new Set(['ready', 'recovery', 'failed', 'deleting']);
 
-/** An event as a test writes it: one of the kinds (the Omit taken per kind), without the stamp `emit` adds. */
-type EventBody<E = WorkspaceEvent> = E extends unknown ? Omit<E, 'ts' | 'workspaceId'> : never;
+/** An event as a test writes it: one of the kinds (the Omit taken per kind), without the stamps `emit` adds. */
+type EventBody<E = SequencedEvent> = E extends unknown ? Omit<E, 'ts' | 'workspaceId' | 'seq'> : never;
 
 interface Entry {
   view: WorkspaceView;
-  events: WorkspaceEvent[];
+  /** what the real record keeps of the POST that queued it (agent/src/workspace/idempotency.ts) */
+  request: RequestDigest;
+  events: SequencedEvent[];
+  /** the next event's seq: numbering goes on across the runs of an id, as the real log's does */
+  nextSeq: number;
   wake: Array<() => void>;
 }
 
@@ -21,14 +26,18 @@ interface Entry {
  * refuses (duplicate id, another repository on a kept id, unknown id, not
  * accepting) with the same codes, and takes what it takes: a `failed` id or
  * one deleted without purge is prepared again, by the real lifecycle's rules
- * (agent/src/workspace/lifecycle.ts). It runs no jobs: tests move
- * workspaces along with `emit` and `finish`.
+ * (agent/src/workspace/lifecycle.ts), and a repeated POST is answered with
+ * the workspace by the real rules (agent/src/workspace/idempotency.ts). It
+ * runs no jobs: tests move workspaces along with `emit` and `finish`; events
+ * are numbered as the real agent numbers them, and `after` resumes.
  */
 export class FakeJobManager implements JobManager {
   private readonly entries = new Map<string, Entry>();
   private accept = true;
   /** Signals handed to `events`, to see that the server aborts them. */
   readonly signals: AbortSignal[] = [];
+  /** The `after` of each `events` call, as the route passed it. */
+  readonly afters: Array<number | undefined> = [];
   submitted: CreateWorkspaceBody[] = [];
   /** Make a method throw, to test the error handler. */
   failWith: Error | null = null;
@@ -41,9 +50,15 @@ export class FakeJobManager implements JobManager {
     this.accept = false;
   }
 
-  async submit(body: CreateWorkspaceBody): Promise<WorkspaceView> {
+  async submit(body: CreateWorkspaceBody, _caller?: Caller, options: SubmitOptions = {}): Promise<WorkspaceView | ExistingWorkspaceView> {
     if (!this.accept) throw apiError('SHUTTING_DOWN', 'the agent is shutting down');
-    const existing = this.entries.get(body.id)?.view ?? null;
+    const request = requestDigest(body, options.requester ?? 'node', options.idempotencyKey);
+    const asRecord = (e: Entry) => ({ id: e.view.id, status: e.view.status, request: e.request });
+    const keyHolder = request.key === null ? undefined : [...this.entries.values()].find((e) => e.request.key === request.key);
+    const current = this.entries.get(body.id);
+    const repeat = repeatOf(body.id, request, keyHolder ? asRecord(keyHolder) : null, current ? asRecord(current) : null);
+    if (repeat) return { ...structuredClone(this.entries.get(repeat.id)!.view), existing: true };
+    const existing = current?.view ?? null;
     if (existing && !isLegal('queue', existing.status)) throw apiError('WORKSPACE_EXISTS', `workspace ${body.id} exists`);
     assertSameRepository(existing, body.repository);
     this.submitted.push(body);
@@ -65,7 +80,7 @@ export class FakeJobManager implements JobManager {
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     };
-    this.entries.set(body.id, { view, events: [], wake: [] });
+    this.entries.set(body.id, { view, request, events: [], nextSeq: current?.nextSeq ?? 1, wake: [] });
     return structuredClone(view);
   }
 
@@ -91,12 +106,17 @@ export class FakeJobManager implements JobManager {
     return view;
   }
 
-  async *events(id: string, signal: AbortSignal): AsyncIterable<WorkspaceEvent> {
+  async *events(id: string, signal: AbortSignal, options: EventsOptions = {}): AsyncIterable<SequencedEvent> {
     const entry = this.require(id);
     this.signals.push(signal);
+    this.afters.push(options.after);
+    const after = options.after ?? 0;
     let next = 0;
     while (!signal.aborted) {
-      while (next < entry.events.length) yield entry.events[next++]!;
+      while (next < entry.events.length) {
+        const e = entry.events[next++]!;
+        if (e.seq > after) yield e;
+      }
       if (TERMINAL.has(entry.view.status)) return;
       await new Promise<void>((resolve) => {
         entry.wake.push(resolve);
@@ -118,7 +138,7 @@ export class FakeJobManager implements JobManager {
   /** Test control: append an event and wake followers. */
   emit(id: string, event: EventBody): void {
     const entry = this.require(id);
-    entry.events.push({ ts: new Date().toISOString(), workspaceId: id, ...event });
+    entry.events.push({ ts: new Date().toISOString(), workspaceId: id, seq: entry.nextSeq++, ...event } as SequencedEvent);
     this.wakeAll(entry);
   }
 

@@ -11,7 +11,10 @@ describe('logging', () => {
     const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 
     expect((await app.inject({ method: 'POST', url: '/v1/workspaces', headers, payload: validBody('a') })).statusCode).toBe(202);
-    expect((await app.inject({ method: 'POST', url: '/v1/workspaces', headers, payload: validBody('a') })).statusCode).toBe(409);
+    // A repeat is answered with the workspace; another body for the id is refused.
+    expect((await app.inject({ method: 'POST', url: '/v1/workspaces', headers, payload: validBody('a') })).statusCode).toBe(200);
+    const other = { ...validBody('a'), configName: 'other' };
+    expect((await app.inject({ method: 'POST', url: '/v1/workspaces', headers, payload: other })).statusCode).toBe(409);
     const invalid = { ...validBody('b'), cache: { registry: 'ghcr.io', password: 'registry-password-123', extra: 1 } };
     expect((await app.inject({ method: 'POST', url: '/v1/workspaces', headers, payload: invalid })).statusCode).toBe(400);
     expect((await app.inject({ method: 'GET', url: '/v1/workspaces', headers: { authorization: `Bearer ${TOKEN}x` } })).statusCode).toBe(401);

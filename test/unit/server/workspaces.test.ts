@@ -16,15 +16,15 @@ describe('POST /v1/workspaces', () => {
     expect(res.body).not.toContain('registry-password-123');
   });
 
-  it('409 WORKSPACE_EXISTS for an id already there', async () => {
+  it('409 WORKSPACE_EXISTS for an id already there with another body (the same body is a repeat: idempotency.test.ts)', async () => {
     const { app } = testServer();
     expect((await post(app, validBody('dup'))).statusCode).toBe(202);
-    const res = await post(app, validBody('dup'));
+    const res = await post(app, { ...validBody('dup'), lightweight: true });
     expect(res.statusCode).toBe(409);
     expect(res.json()).toEqual({ code: 'WORKSPACE_EXISTS', message: 'workspace dup exists' });
   });
 
-  it('202 again for an id that failed or was deleted without purge (as the real job manager); 409 while ready, and for another repository', async () => {
+  it('202 again for an id that failed or was deleted without purge (as the real job manager); while ready 200 for a repeat, 409 for another body; 409 for another repository', async () => {
     const { app, jobs } = testServer();
     expect((await post(app, validBody('again'))).statusCode).toBe(202);
     jobs.finish('again', 'failed');
@@ -33,7 +33,8 @@ describe('POST /v1/workspaces', () => {
     expect(afterFailure.json()).toMatchObject({ id: 'again', status: 'queued', error: null });
 
     jobs.finish('again', 'ready');
-    expect((await post(app, validBody('again'))).statusCode).toBe(409);
+    expect((await post(app, validBody('again'))).statusCode).toBe(200);
+    expect((await post(app, { ...validBody('again'), configName: 'other' })).statusCode).toBe(409);
     const deleted = await app.inject({ method: 'DELETE', url: '/v1/workspaces/again', headers: AUTH });
     expect(deleted.json()).toMatchObject({ id: 'again', status: 'deleting' });
     const afterDelete = await post(app, validBody('again'));

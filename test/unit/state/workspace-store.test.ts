@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
  * appended to) takes half of what it is given and then fails with ENOSPC, as a
  * write on a full tmpfs does. Everything else is the real file system.
  */
-const disk = vi.hoisted(() => ({ full: false }));
+const disk = vi.hoisted(() => ({ full: false, appends: 0 }));
 vi.mock('node:fs/promises', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:fs/promises')>();
   const open: typeof real.open = async (...args: Parameters<typeof real.open>) => {
@@ -24,6 +24,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     });
   };
   const appendFile: typeof real.appendFile = async (path, data, options) => {
+    disk.appends++;
     if (!disk.full) return real.appendFile(path, data, options);
     const bytes = Buffer.from(data as string | Uint8Array);
     await real.appendFile(path, bytes.subarray(0, Math.floor(bytes.length / 2)), options);
@@ -179,6 +180,27 @@ describe('WorkspaceStore when a record cannot be written', () => {
     next.emit(ev('four'));
     await next.flush();
     expect((await store.readEvents('ws')).map((e) => ('text' in e ? e.text : undefined))).toEqual(['one', 'three', 'four']);
+  });
+
+  it('the event log writes what was emitted together in one append, in order, and before a record saved after it', async () => {
+    const store = new WorkspaceStore(dir);
+    const log = store.eventLog('ws');
+    const ev = (i: number) => ({ ts: '2024-01-01T00:00:00.000Z', workspaceId: 'ws', type: 'log' as const, text: `line ${i}` });
+    disk.appends = 0;
+    for (let i = 0; i < 500; i++) log.emit(ev(i));
+    await store.save(record('ws', 'ready'));
+    // one append for the 500 lines, not one each; all there once the record is
+    expect(disk.appends).toBe(1);
+    const texts = (await store.readEvents('ws')).map((e) => ('text' in e ? e.text : undefined));
+    expect(texts).toEqual(Array.from({ length: 500 }, (_, i) => `line ${i}`));
+    // emitted while a write is under way: the next append, after it
+    log.emit(ev(500));
+    await new Promise((resolve) => setImmediate(resolve));
+    log.emit(ev(501));
+    log.emit(ev(502));
+    await log.flush();
+    expect(disk.appends).toBeLessThanOrEqual(3);
+    expect((await store.readEvents('ws')).slice(-3).map((e) => ('text' in e ? e.text : undefined))).toEqual(['line 500', 'line 501', 'line 502']);
   });
 
   it('list leaves out a record it cannot read and says which, with why', async () => {

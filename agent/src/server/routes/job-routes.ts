@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { JobEvent, JobView } from '../../../../shared/src/api.js';
+import type { JobView } from '../../../../shared/src/api.js';
 import { JobParams } from '../../../../shared/src/openapi.js';
 import { parseAfter } from '../../events/event-seq.js';
 import { jobVisible, type ResourceJobs } from '../../jobs/resource-jobs.js';
 import { apiError } from '../http-error.js';
-import { DEFAULT_EVENTS_KEEPALIVE_MS, KEEPALIVE_LINE } from './events-route.js';
+import { DEFAULT_EVENTS_KEEPALIVE_MS, ndjson } from './events-route.js';
 
 /** Where a job is read: the `Location` of the 202 that accepted it. */
 export function jobLocation(id: string): string {
@@ -24,46 +24,6 @@ function visibleJob(jobs: ResourceJobs, request: FastifyRequest, id: string): Jo
   const scopedTo = p?.kind === 'jwt' ? p.workspace : undefined;
   if (view === null || !jobVisible(view, scopedTo)) throw apiError('JOB_NOT_FOUND', `no job ${id} on this node`);
   return view;
-}
-
-/**
- * The events as NDJSON lines, with the workspace stream's keepalive line
- * (events-route.ts) after every `ms` without one, so proxies that cut idle
- * connections keep the stream open. The pending `next()` is kept across a
- * keepalive, so no event is lost or read twice.
- */
-async function* ndjson(source: AsyncIterable<JobEvent>, ms: number, signal: AbortSignal, onStart: () => void): AsyncGenerator<string> {
-  onStart();
-  try {
-    yield* lines(source, ms);
-  } catch (err) {
-    // After the 200 a failure can only cut the stream short (as in events-route.ts).
-    if (!signal.aborted) throw err;
-  }
-}
-
-async function* lines(source: AsyncIterable<JobEvent>, ms: number): AsyncGenerator<string> {
-  const it = source[Symbol.asyncIterator]();
-  let pending = it.next();
-  void pending.catch(() => undefined); // a rejection is seen by the race below; this only keeps it from counting as unhandled meanwhile
-  try {
-    for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const quiet = new Promise<'quiet'>((resolve) => (timer = setTimeout(() => resolve('quiet'), ms)));
-      const next = await Promise.race([pending, quiet]).finally(() => clearTimeout(timer));
-      if (next === 'quiet') {
-        yield KEEPALIVE_LINE;
-        continue;
-      }
-      if (next.done) return;
-      pending = it.next();
-      void pending.catch(() => undefined);
-      yield `${JSON.stringify(next.value)}\n`;
-    }
-  } finally {
-    // The reader went away: the follower ends at the aborted signal, and a pending next() settles then.
-    void Promise.resolve(it.return?.()).catch(() => undefined);
-  }
 }
 
 /**
@@ -103,7 +63,7 @@ export function registerJobRoutes(app: FastifyInstance, jobs: ResourceJobs, opti
         if (!reply.raw.headersSent) reply.raw.flushHeaders();
       };
       const events = jobs.events(jobId, after, controller.signal);
-      const body = Readable.from(ndjson(events, keepaliveMs, controller.signal, flushHeaders), { objectMode: false });
+      const body = Readable.from(ndjson(events, controller.signal, keepaliveMs, flushHeaders), { objectMode: false });
       return reply
         .code(200)
         .header('content-type', 'application/x-ndjson; charset=utf-8')

@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CreateWorkspaceBody, type WorkspaceView } from '../../../../shared/src/api.js';
 import { DeleteWorkspaceQuery, WorkspaceParams } from '../../../../shared/src/openapi.js';
 import type { JobManager } from '../../jobs/job-manager.js';
-import { assertWorkspaceScope } from '../auth.js';
+import { parseIdempotencyKey } from '../../workspace/idempotency.js';
+import { assertWorkspaceScope, type Principal } from '../auth.js';
 import { callerOf } from '../caller.js';
 import { apiError } from '../http-error.js';
 
@@ -14,6 +15,17 @@ export async function requireJson(request: FastifyRequest): Promise<void> {
 
 export function workspaceNotFound(id: string): Error {
   return apiError('WORKSPACE_NOT_FOUND', `no workspace ${id}`);
+}
+
+/**
+ * Who a POST comes from, for matching its repeats (workspace/idempotency.ts):
+ * the holders of the static token are one caller; a JWT is its subject and
+ * the workspace its claim limits it to. One caller's body or key never
+ * answers another's.
+ */
+export function requesterOf(principal: Principal | null): string {
+  if (principal?.kind !== 'jwt') return principal?.kind ?? 'none';
+  return `jwt ${JSON.stringify([principal.subject ?? null, principal.workspace ?? null])}`;
 }
 
 /** Create, list, read and delete workspaces; handlers see only authenticated, validated input. */
@@ -30,7 +42,12 @@ export function registerWorkspaceRoutes(app: FastifyInstance, jobs: JobManager):
       onRequest: [refuseWhenShuttingDown, requireJson],
       preHandler: async (request) => assertWorkspaceScope(request.principal, request.body.id),
     },
-    async (request, reply) => reply.code(202).send(await jobs.submit(request.body, callerOf(request.principal))),
+    async (request, reply) => {
+      const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
+      const view = await jobs.submit(request.body, callerOf(request.principal), { requester: requesterOf(request.principal), idempotencyKey });
+      // 202: queued now; 200: the workspace an earlier POST made, `existing: true` (docs/api.md "Idempotency").
+      return reply.code('existing' in view ? 200 : 202).send(view);
+    },
   );
 
   app.get('/v1/workspaces', async (request): Promise<{ workspaces: WorkspaceView[] }> => {
