@@ -7,6 +7,7 @@ import { AuditLastSequencer } from './faults/sequencer.js';
 // The fault suite (`npm run test:faults`) runs after both, one file at a time:
 // it restarts the engine, fills disks and kills agents, which nothing else may
 // see; its secret audit runs last, over everything the suite left behind.
+// The release test (`npm run test:release`) comes after all of them.
 export default defineConfig({
   test: {
     sequence: { sequencer: AuditLastSequencer },
@@ -51,6 +52,22 @@ export default defineConfig({
           testTimeout: 300_000,
           hookTimeout: 300_000,
           sequence: { groupOrder: 2 },
+        },
+      },
+      {
+        test: {
+          // The release on a bare Debian 12 node (test/release/bare-node.test.ts):
+          // builds the release tarball, boots a debootstrapped root filesystem
+          // as containers of the testbed's engine and prepares the example
+          // there. Last and alone: it builds features on the shared engine, as
+          // the integration and security tests do, and needs the engine the
+          // fault suite restarts.
+          name: 'release',
+          include: ['test/release/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 600_000,
+          sequence: { groupOrder: 3 },
         },
       },
     ],

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseResult, runCli, testEnv, type CliRun } from '../support/cli.js';
+import { CLI, parseResult, runCli, testEnv, type CliRun } from '../support/cli.js';
 import { cleanUp, containersWithLabel, readFromVolume, volumeExists } from '../support/docker.js';
 import { makeRepo, runId } from '../support/repos.js';
 import { loadTestbed, node2Env } from '../support/testbed.js';
@@ -186,5 +186,16 @@ describe('warmstart --version', () => {
     const r = await runCli(['--version']);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(pkg.version);
+  });
+});
+
+describe('the built command', () => {
+  it('run through its own #! line takes --env-file as its own option, not Node’s', async () => {
+    // Node reads --env-file even after the script's name unless `--` ends its options;
+    // the #! line passes it (agent/src/cli/main.ts), as bin/warmstart of a release does.
+    const { execa } = await import('execa');
+    const r = await execa(CLI, ['--env-file', 'none', '--version'], { reject: false, env: { PATH: process.env.PATH ?? '' } });
+    expect({ exit: r.exitCode, out: r.stdout, err: r.stderr }).toMatchObject({ exit: 0, err: '' });
+    expect(r.stdout).toMatch(/^\d+\.\d+\.\d+/);
   });
 });

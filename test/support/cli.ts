@@ -18,7 +18,7 @@ export interface CliRun {
 /** Runs `warmstart ...` as a user would: a separate process, real env, optional stdin. */
 export async function runCli(args: string[], o: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliRun> {
   const t0 = performance.now();
-  const r = await execa(process.execPath, [CLI, ...args], {
+  const r = await execa(process.execPath, ['--', CLI, ...args], {
     env: { ...o.env },
     extendEnv: true,
     reject: false,

@@ -50,7 +50,7 @@ export async function startAgent(base: Record<string, string>, o: StartOptions =
   let out = '';
   // forceKillAfterDelay off: term() must see how the agent ends by itself (a
   // drain may rightly take longer than execa's default 5 s before SIGKILL).
-  const proc = execa(process.execPath, [CLI, 'serve'], {
+  const proc = execa(process.execPath, ['--', CLI, 'serve'], {
     env,
     extendEnv: true,
     reject: false,

@@ -27,6 +27,10 @@ command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# test/integration/registry/registry-tls.test.ts makes its test CA and certificates with it
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+# the bare-node test (test/release/rootfs.sh) makes a Debian 12 root filesystem with it
+command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 # node 2: its own bridge, and the keys that check the next release's archive
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need_pkgs+=(debian-archive-keyring)

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 import { main } from './commands.js';
 import { EXIT } from './output.js';
 

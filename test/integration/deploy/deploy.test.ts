@@ -247,11 +247,11 @@ describe('warmstart.service', () => {
 });
 
 describe('cloud-init.yaml', () => {
-  it('is #cloud-config, writes the env file 0600 and runs install.sh', async () => {
+  it('is #cloud-config, writes the env file 0600 and runs install.sh --from the release it fetches (test/release/bare-node.test.ts runs it)', async () => {
     const text = await readFile(join(ROOT, 'deploy/cloud-init.yaml'), 'utf8');
     expect(text.split('\n')[0]).toBe('#cloud-config');
     expect(text).toMatch(/- path: \/etc\/warmstart\/env\n\s+owner: root:root\n\s+permissions: '0600'/);
-    expect(text).toContain('bash /opt/warmstart-src/deploy/install.sh');
+    expect(text).toContain('bash "$dir/$name/deploy/install.sh" --from "$tgz"');
   });
 
   it('writes an apt configuration that apt itself reads: retries, a lock timeout, connection timeouts', async () => {

@@ -704,34 +704,58 @@ const rawCase: fc.Arbitrary<HttpCase> = fc
     mutation,
   }));
 
-/** Bodies that pass validation, sent as a well-behaved client would: the handlers behind it run. */
-const validCase: fc.Arbitrary<HttpCase> = fc
-  .record({
-    spec: fc.constantFrom<[string, fc.Arbitrary<unknown>]>(
-      ['/v1/workspaces', validWorkspaceBody],
-      ['/v1/workspaces', validWorkspaceBody],
-      ['/v1/workspaces', validWorkspaceBody],
-      ['/v1/machines', validMachineBody],
-      ['/v1/snapshots', validSnapshotBody],
-      ['/v1/snapshots/restore', validSnapshotBody],
-      ['/v1/images', validImageBody],
-    ),
-  })
-  .chain(({ spec: [route, body] }) =>
-    body.map((value): HttpCase => ({
-      family: `valid ${route}`,
-      method: 'POST',
-      route,
-      params: {},
-      query: null,
+/** Requests that pass validation, sent as a well-behaved client would: the handlers behind it run. */
+interface ValidSpec {
+  method: string;
+  route: string;
+  params?: fc.Arbitrary<Record<string, Param>>;
+  query?: fc.Arbitrary<Array<[string, Param]>>;
+  body?: fc.Arbitrary<unknown>;
+}
+const validBackend = fc.constantFrom('docker', 'lima', 'incus', 'cloud-hypervisor');
+const validBackendQuery = validBackend.map((b): Array<[string, Param]> => [['backend', { value: b, ours: false, how: 'plain' }]]);
+const validMachineParams = fc.record({ name: oursMachine, snapshot: fc.constantFrom<Param>({ value: 'snap', ours: false, how: 'plain' }) });
+const VALID: ValidSpec[] = [
+  { method: 'POST', route: '/v1/workspaces', body: validWorkspaceBody },
+  { method: 'POST', route: '/v1/workspaces', body: validWorkspaceBody },
+  { method: 'POST', route: '/v1/workspaces', body: validWorkspaceBody },
+  { method: 'POST', route: '/v1/machines', body: validMachineBody },
+  { method: 'POST', route: '/v1/images', body: validImageBody },
+  { method: 'POST', route: '/v1/machines/{name}/snapshots', params: validMachineParams, query: validBackendQuery, body: validCreateSnapshotBody },
+  { method: 'GET', route: '/v1/machines/{name}/snapshots/{snapshot}', params: validMachineParams, query: validBackendQuery },
+  { method: 'DELETE', route: '/v1/machines/{name}/snapshots/{snapshot}', params: validMachineParams, query: validBackendQuery },
+  // Deprecated, still served.
+  { method: 'POST', route: '/v1/snapshots', body: validSnapshotBody },
+  { method: 'POST', route: '/v1/snapshots/restore', body: validSnapshotBody },
+  {
+    method: 'DELETE',
+    route: '/v1/snapshots',
+    query: fc
+      .tuple(validBackendQuery, oursMachine)
+      .map(([b, m]): Array<[string, Param]> => [...b, ['machine', m], ['name', { value: 'snap', ours: false, how: 'plain' }]]),
+  },
+];
+const validCase: fc.Arbitrary<HttpCase> = fc.constantFrom(...VALID).chain((spec) =>
+  fc
+    .record({
+      params: spec.params ?? fc.constant({}),
+      query: spec.query ?? fc.constant(null),
+      body: spec.body ?? fc.constant(undefined),
+    })
+    .map(({ params, query, body }): HttpCase => ({
+      family: `valid ${spec.method} ${spec.route}`,
+      method: spec.method,
+      route: spec.route,
+      params,
+      query,
       auth: 'valid',
-      contentType: 'application/json',
+      contentType: body === undefined ? null : 'application/json',
       headers: [],
-      body: { kind: 'json', value },
+      body: body === undefined ? { kind: 'none' } : { kind: 'json', value: body },
       transport: 'fetch',
       mutation: 'none',
     })),
-  );
+);
 
 /** The whole mix. */
 export const httpCase: fc.Arbitrary<HttpCase> = fc.oneof(
