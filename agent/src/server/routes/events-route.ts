@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { WorkspaceParams } from '../../../../shared/src/openapi.js';
 import { parseAfter } from '../../events/event-seq.js';
 import type { JobManager } from '../../jobs/job-manager.js';
@@ -58,19 +58,52 @@ export async function* ndjson<E>(events: AsyncIterable<E>, signal: AbortSignal, 
 }
 
 /**
- * `GET /v1/workspaces/:id/events[?after=<seq>]`: NDJSON, one event per line,
- * written as it happens, with keepalive lines while it is quiet. `after`
- * resumes a stream: only events with a higher `seq` (events/event-seq.ts).
- * The job manager's iterator gets a signal that aborts when the client goes
- * away or the server closes, so no follower outlives its reader.
+ * Streams of events for a server's routes: each gets a signal that aborts
+ * when its client goes away or the server closes, so no follower outlives
+ * its reader. Workspace events (below) and job events (job-routes.ts).
  */
-export function registerEventsRoute(app: FastifyInstance, jobs: JobManager, options: EventsRouteOptions = {}): void {
-  const keepaliveMs = options.keepaliveMs ?? DEFAULT_EVENTS_KEEPALIVE_MS;
+export function eventStreams(
+  app: FastifyInstance,
+  keepaliveMs: number,
+): <E>(reply: FastifyReply, follow: (signal: AbortSignal) => AsyncIterable<E>) => FastifyReply {
   const open = new Set<AbortController>();
   app.addHook('preClose', async () => {
     for (const controller of open) controller.abort();
   });
+  return (reply, follow) => {
+    const controller = new AbortController();
+    open.add(controller);
+    reply.raw.once('close', () => {
+      controller.abort();
+      open.delete(controller);
+    });
+    // fastify sets the headers just before it starts reading the stream;
+    // send them then, so a follower of a quiet workspace sees the 200 at once.
+    const flushHeaders = (): void => {
+      if (!reply.raw.headersSent) reply.raw.flushHeaders();
+    };
+    const body = Readable.from(ndjson(follow(controller.signal), controller.signal, keepaliveMs, flushHeaders), { objectMode: false });
+    return (
+      reply
+        .code(200)
+        .header('content-type', 'application/x-ndjson; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .header('x-accel-buffering', 'no')
+        // A stream holds its connection for minutes; close it after, rather than
+        // leave an idle keep-alive socket that would hold up server.close().
+        .header('connection', 'close')
+        .send(body)
+    );
+  };
+}
 
+/**
+ * `GET /v1/workspaces/:id/events[?after=<seq>]`: NDJSON, one event per line,
+ * written as it happens, with keepalive lines while it is quiet. `after`
+ * resumes a stream: only events with a higher `seq` (events/event-seq.ts).
+ */
+export function registerEventsRoute(app: FastifyInstance, jobs: JobManager, options: EventsRouteOptions = {}): void {
+  const stream = eventStreams(app, options.keepaliveMs ?? DEFAULT_EVENTS_KEEPALIVE_MS);
   app.get<{ Params: WorkspaceParams; Querystring: Record<string, unknown> }>(
     '/v1/workspaces/:id/events',
     { schema: { params: WorkspaceParams } },
@@ -81,30 +114,7 @@ export function registerEventsRoute(app: FastifyInstance, jobs: JobManager, opti
       const after = rawAfter === undefined ? undefined : parseAfter(rawAfter);
       if (after === null) throw apiError('INVALID_ARGUMENT', 'after must be a seq: one whole number from 0, given once');
       if ((await jobs.get(id)) === null) throw workspaceNotFound(id);
-      const controller = new AbortController();
-      open.add(controller);
-      reply.raw.once('close', () => {
-        controller.abort();
-        open.delete(controller);
-      });
-      // fastify sets the headers just before it starts reading the stream;
-      // send them then, so a follower of a quiet workspace sees the 200 at once.
-      const flushHeaders = (): void => {
-        if (!reply.raw.headersSent) reply.raw.flushHeaders();
-      };
-      const events = jobs.events(id, controller.signal, after === undefined ? {} : { after });
-      const body = Readable.from(ndjson(events, controller.signal, keepaliveMs, flushHeaders), { objectMode: false });
-      return (
-        reply
-          .code(200)
-          .header('content-type', 'application/x-ndjson; charset=utf-8')
-          .header('cache-control', 'no-store')
-          .header('x-accel-buffering', 'no')
-          // A stream holds its connection for minutes; close it after, rather than
-          // leave an idle keep-alive socket that would hold up server.close().
-          .header('connection', 'close')
-          .send(body)
-      );
+      return stream(reply, (signal) => jobs.events(id, signal, after === undefined ? {} : { after }));
     },
   );
 }

@@ -1,11 +1,10 @@
-import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { JobView } from '../../../../shared/src/api.js';
 import { JobParams } from '../../../../shared/src/openapi.js';
 import { parseAfter } from '../../events/event-seq.js';
 import { jobVisible, type ResourceJobs } from '../../jobs/resource-jobs.js';
 import { apiError } from '../http-error.js';
-import { DEFAULT_EVENTS_KEEPALIVE_MS, ndjson } from './events-route.js';
+import { DEFAULT_EVENTS_KEEPALIVE_MS, eventStreams } from './events-route.js';
 
 /** Where a job is read: the `Location` of the 202 that accepted it. */
 export function jobLocation(id: string): string {
@@ -34,11 +33,7 @@ function visibleJob(jobs: ResourceJobs, request: FastifyRequest, id: string): Jo
  * not `id`: the auth hook reads `id` as a workspace id (auth.ts).
  */
 export function registerJobRoutes(app: FastifyInstance, jobs: ResourceJobs, options: { keepaliveMs?: number } = {}): void {
-  const keepaliveMs = options.keepaliveMs ?? DEFAULT_EVENTS_KEEPALIVE_MS;
-  const open = new Set<AbortController>();
-  app.addHook('preClose', async () => {
-    for (const controller of open) controller.abort();
-  });
+  const stream = eventStreams(app, options.keepaliveMs ?? DEFAULT_EVENTS_KEEPALIVE_MS);
 
   app.get<{ Params: JobParams }>('/v1/jobs/:jobId', { schema: { params: JobParams } }, async (request): Promise<JobView> =>
     visibleJob(jobs, request, request.params.jobId),
@@ -53,24 +48,7 @@ export function registerJobRoutes(app: FastifyInstance, jobs: ResourceJobs, opti
       const after = request.query.after === undefined ? 0 : parseAfter(request.query.after);
       if (after === null) throw apiError('INVALID_ARGUMENT', 'after must be a seq: one whole number from 0, given once');
       visibleJob(jobs, request, jobId);
-      const controller = new AbortController();
-      open.add(controller);
-      reply.raw.once('close', () => {
-        controller.abort();
-        open.delete(controller);
-      });
-      const flushHeaders = (): void => {
-        if (!reply.raw.headersSent) reply.raw.flushHeaders();
-      };
-      const events = jobs.events(jobId, after, controller.signal);
-      const body = Readable.from(ndjson(events, controller.signal, keepaliveMs, flushHeaders), { objectMode: false });
-      return reply
-        .code(200)
-        .header('content-type', 'application/x-ndjson; charset=utf-8')
-        .header('cache-control', 'no-store')
-        .header('x-accel-buffering', 'no')
-        .header('connection', 'close')
-        .send(body);
+      return stream(reply, (signal) => jobs.events(jobId, after, signal));
     },
   );
 }
