@@ -209,7 +209,7 @@ describe('warmstart serve: SIGTERM during a push (real engine, registry, devcont
     expect(code, s.agent.output().slice(-3000)).toBe(0);
     expect(ms, 'exit after SIGTERM took too long').toBeLessThan(2_000 + 5_000);
     expect(ms).toBeGreaterThanOrEqual(1_900); // it did wait for the push
-    expect(s.agent.output()).toMatch(/grace period over with pushes still running/);
+    expect(s.agent.output()).toMatch(/grace period over with pushes or jobs still running/);
     expect(s.agent.output()).toMatch(/"msg":"stopped"/); // the last log line was not lost to the exit
     const bytesAtExit = s.proxy.bytesUp();
 
