@@ -38,6 +38,21 @@ export async function procStatusKb(pid: number, field: 'VmHWM' | 'VmRSS'): Promi
   }
 }
 
+/**
+ * The main thread's scheduler times (/proc/<pid>/task/<pid>/schedstat): ms on
+ * a CPU, and ms runnable but waiting for one. For a node process the main
+ * thread is the event loop: the first is the work it did, the second how long
+ * a busy machine kept it from running. Null when the process is gone.
+ */
+export async function mainThreadSchedMs(pid: number): Promise<{ cpuMs: number; waitMs: number } | null> {
+  try {
+    const [run, wait] = (await readFile(`/proc/${pid}/task/${pid}/schedstat`, 'utf8')).trim().split(/\s+/).map(Number);
+    return { cpuMs: run! / 1e6, waitMs: wait! / 1e6 };
+  } catch {
+    return null;
+  }
+}
+
 async function childrenOf(pid: number): Promise<number[]> {
   const out: number[] = [];
   try {

@@ -12,8 +12,11 @@
  * a ratio is the median of the per-pair ratios (run i of A / run i of B).
  * Then `warmstart serve`: RSS idle and with 3 jobs, /health p99 while 2 build.
  *
- * Usage: node dist/test/bench/run.js [--runs N] [--quick] [--out FILE] [--wait-quiet SECONDS]
+ * Usage: node dist/test/bench/run.js [--runs N] [--only ROWS] [--serve-runs K] [--quick] [--out FILE] [--wait-quiet SECONDS]
  *   --runs N     runs per case (default 5, or BENCH_RUNS)
+ *   --only ROWS  run only these groups of rows, comma-separated: cases, serve, pinning, signature, lxd (default all)
+ *   --serve-runs K  measure `warmstart serve` K times (default 1); its rows are then medians over the K
+ *   --serve-node-args=ARGS  node options for the measured daemon, space-separated (e.g. --serve-node-args="--cpu-prof --cpu-prof-dir=DIR")
  *   --quick      shrink the fixture's sleeps and layer: a smoke test of the harness, NOT the real fixture
  *   --out FILE   where to write the results (default bench/results.json)
  *   --wait-quiet wait up to SECONDS for other workloads (tests, builds) on this machine to end first
@@ -32,7 +35,7 @@ import { sh } from './proc.js';
 import { Registry } from './registry.js';
 import { measurePinning, pinRow, type PinMeasurement } from './pin.js';
 import { measureSignatureCheck, signatureRow, type SignatureMeasurement } from './signature.js';
-import { measureServe, type ServeMeasurement } from './serve.js';
+import { measureServe, medianServe, serveRow, type ServeMeasurement } from './serve.js';
 import { median, pairRatio, round, type PairRatio } from './stats.js';
 import { devcontainerUp, pullAndRun, warmstartUp, type RunRecord, type Tools } from './warmstart.js';
 
@@ -100,6 +103,24 @@ function goal(name: string, value: number | null, target: number, unit: string, 
   };
 }
 
+/** Groups of rows `--only` can pick; every group runs by default. */
+const ROW_GROUPS = ['cases', 'serve', 'pinning', 'signature', 'lxd'] as const;
+type RowGroup = (typeof ROW_GROUPS)[number];
+const USAGE =
+  'usage: node dist/test/bench/run.js [--runs N] [--only cases,serve,pinning,signature,lxd] [--serve-runs K] [--serve-node-args=ARGS] [--quick] [--out FILE] [--wait-quiet SECONDS]\n';
+
+/** `--only a,b`: the groups asked for, each checked against ROW_GROUPS. */
+function rowGroups(text: string | undefined): Set<RowGroup> {
+  if (text === undefined) return new Set(ROW_GROUPS);
+  const asked = text
+    .split(',')
+    .map((g) => g.trim())
+    .filter((g) => g !== '');
+  const unknown = asked.filter((g) => !(ROW_GROUPS as readonly string[]).includes(g));
+  if (asked.length === 0 || unknown.length > 0) throw new Error(`--only takes some of ${ROW_GROUPS.join(', ')}, got ${JSON.stringify(text)}`);
+  return new Set(asked as RowGroup[]);
+}
+
 const secs = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '—' : `${(ms / 1000).toFixed(2)}s`);
 const clock = (ms: number): string => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}`;
 
@@ -113,14 +134,22 @@ async function main(): Promise<number> {
       quick: { type: 'boolean' },
       out: { type: 'string' },
       'wait-quiet': { type: 'string' },
+      only: { type: 'string' },
+      'serve-runs': { type: 'string' },
+      'serve-node-args': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/test/bench/run.js [--runs N] [--quick] [--out FILE] [--wait-quiet SECONDS]\n');
+    process.stdout.write(USAGE);
     return 0;
   }
+  const only = rowGroups(values.only);
+  const serveRunsText = values['serve-runs'] ?? '1';
+  const serveRuns = Number(serveRunsText);
+  if (!Number.isInteger(serveRuns) || serveRuns < 1 || serveRuns > 20)
+    throw new Error(`--serve-runs takes a whole number 1..20, got ${serveRunsText}`);
   const runsText = values.runs ?? process.env.BENCH_RUNS ?? '5';
   const N = Number(runsText);
   if (!Number.isInteger(N) || N < 1 || N > 50) throw new Error(`--runs takes a whole number 1..50, got ${runsText}`);
@@ -230,6 +259,7 @@ async function main(): Promise<number> {
     }
     return rec;
   };
+  const serves: ServeMeasurement[] = [];
   let serve: ServeMeasurement | null = null;
   let pinning: PinMeasurement | null = null;
   let signature: SignatureMeasurement | null = null;
@@ -314,7 +344,7 @@ async function main(): Promise<number> {
   if (before.length) warn(`other workloads are running on this machine at the start (timings will be disturbed): ${before.slice(0, 3).join(' | ')}`);
   let exitCode = 0;
   try {
-    for (let i = 1; i <= N; i++) {
+    for (let i = 1; i <= (only.has('cases') ? N : 0); i++) {
       const iterStart = performance.now();
       const ns = `${runId}-c${i}`;
       namespaces.add(ns);
@@ -425,45 +455,58 @@ async function main(): Promise<number> {
       if (i === 1 && N > 1 && projected > BUDGET_MS - 60_000) warn(`projected total ${clock(projected)} is close to or over the 25-minute budget`);
     }
 
-    // warmstart serve: memory and /health under load.
-    await freshNode();
-    log('warmstart serve: idle 5 s, then 3 small jobs (2 build at once)');
-    const serveT0 = performance.now();
-    const serveNs = `${runId}-serve`;
-    namespaces.add(serveNs);
-    serve = await measureServe({
-      cli: tools.cli,
-      workDir,
-      runId,
-      baseImage: tb.baseImage,
-      env: { ...warmEnv(null) },
-      registry: tb.registry,
-      registryUser: tb.registryUser,
-      registryPassword: tb.registryPassword,
-      namespace: serveNs,
-      quick,
-      workspaceIds,
-      timeoutMs: 240_000,
-    });
-    log(
-      `serve: idle ${serve.idleRssMb} MB, peak with 3 jobs ${serve.jobsPeakRssMb} MB (VmHWM ${serve.hwmMb} MB); ` +
-        `/health p99 ${serve.health.p99Ms} ms over ${serve.health.count} GETs with 2 builds; jobs ${serve.jobs.map((j) => `${j.status}/${j.cacheHit}/${j.push}`).join(' ')}`,
-    );
-    for (const e of serve.errors) warn(`serve: ${e}`);
-    const serveOthers = watch.seenBetween(serveT0, performance.now());
-    if (serveOthers.length) warn(`serve: other workloads ran on this machine meanwhile: ${serveOthers.slice(0, 3).join(' | ')}`);
-    for (const j of serve.jobs) if (j.status !== 'ready') warn(`serve job ${j.id} ended ${j.status}`);
+    // warmstart serve: memory and /health under load, --serve-runs times from a fresh node each.
+    for (let k = 1; k <= (only.has('serve') ? serveRuns : 0); k++) {
+      await freshNode();
+      log(`warmstart serve${serveRuns > 1 ? ` (${k}/${serveRuns})` : ''}: idle 20 s, then 3 small jobs (2 build at once)`);
+      const serveT0 = performance.now();
+      const serveNs = `${runId}-serve${k}`;
+      namespaces.add(serveNs);
+      const one = await measureServe({
+        cli: tools.cli,
+        workDir,
+        runId,
+        attempt: k,
+        baseImage: tb.baseImage,
+        env: { ...warmEnv(null) },
+        registry: tb.registry,
+        registryUser: tb.registryUser,
+        registryPassword: tb.registryPassword,
+        namespace: serveNs,
+        quick,
+        workspaceIds,
+        timeoutMs: 240_000,
+        nodeArgs: (values['serve-node-args'] ?? '').split(' ').filter((a) => a !== ''),
+      });
+      log(serveRow(one));
+      for (const e of one.errors) warn(`serve: ${e}`);
+      const serveOthers = watch.seenBetween(serveT0, performance.now());
+      if (serveOthers.length) {
+        one.contention = serveOthers;
+        warn(`serve: other workloads ran on this machine meanwhile: ${serveOthers.slice(0, 3).join(' | ')}`);
+      }
+      for (const j of one.jobs) if (j.status !== 'ready') warn(`serve job ${j.id} ended ${j.status}${j.error ? `: ${j.error}` : ''}`);
+      serves.push(one);
+    }
+    serve = medianServe(serves);
+    if (serve && serves.length > 1) log(`serve, medians over ${serves.length} runs: ${serveRow(serve)}`);
 
     // Pinning bases and remote features (manifest HEADs beside the content key): what it adds to a start.
-    pinning = await measurePinning({ runs: 20, baseImage: tb.baseImage });
-    log(pinRow(pinning));
+    if (only.has('pinning')) {
+      pinning = await measurePinning({ runs: 20, baseImage: tb.baseImage });
+      log(pinRow(pinning));
+    }
 
     // Checking a cache image's signature, as a start with WARMSTART_CACHE_TRUSTED_KEYS does (moving + exact tag).
-    signature = await measureSignatureCheck({ runs: 20, registry: tb.registry, username: tb.registryUser, password: tb.registryPassword });
-    log(signatureRow(signature));
+    if (only.has('signature')) {
+      signature = await measureSignatureCheck({ runs: 20, registry: tb.registry, username: tb.registryUser, password: tb.registryPassword });
+      log(signatureRow(signature));
+    }
 
     // machine up on a cache hit vs the raw launch of the same image, on real LXD.
-    if (tb.lxd) {
+    if (!only.has('lxd')) {
+      // not asked for
+    } else if (tb.lxd) {
       log('machine up (incus backend on LXD): cache hit vs raw lxc launch');
       lxd = await benchMachineUpHit({
         socket: tb.lxd.socket,
@@ -530,7 +573,7 @@ async function main(): Promise<number> {
   const goals: Goal[] = [
     ...ratioDefs.map(([name, , , g]) => goal(name, ratios[name]!.median, g, 'ratio (median of per-pair ratios)')),
     goal('peak RSS of warmstart up', upRssMax, 150, 'MB', 'the largest VmHWM of the warmstart process over every warmstart up run of the bench'),
-    goal('warmstart serve RSS idle', serve?.idleRssMb ?? null, 80, 'MB'),
+    goal('warmstart serve RSS idle', serve?.idleRssMb ?? null, 80, 'MB', 'VmRSS 5 s after /health first answered'),
     goal('warmstart serve RSS with 3 jobs', serve?.jobsPeakRssMb ?? null, 150, 'MB'),
     goal('/health p99 during 2 builds', serve?.health.p99Ms ?? null, 20, 'ms'),
     goal(
@@ -611,6 +654,18 @@ async function main(): Promise<number> {
       serveVmHWMMb: serve?.hwmMb ?? null,
       serveJobs: serve?.jobs ?? [],
       serveJobsWallMs: serve?.jobsWallMs ?? null,
+      serveEventLoopDelay: serve?.eventLoopDelay ?? null,
+      serveMainThread: serve?.mainThread ?? null,
+      serveIdleSettledRssMb: serve?.idleSettledRssMb ?? null,
+      serveRuns: serves.map((r) => ({
+        idleRssMb: r.idleRssMb,
+        idleSettledRssMb: r.idleSettledRssMb,
+        jobsPeakRssMb: r.jobsPeakRssMb,
+        healthP99Ms: r.health.p99Ms,
+        eventLoopDelay: r.eventLoopDelay,
+        mainThread: r.mainThread,
+        contention: r.contention ?? [],
+      })),
     },
     health: serve?.health ?? null,
     lxdMachineUp: lxd,
@@ -623,6 +678,8 @@ async function main(): Promise<number> {
     meta: {
       runId,
       runsPerCase: N,
+      rows: [...only],
+      serveRuns: serves.length,
       quick,
       fixture: quick
         ? 'QUICK: sleeps 1 s, 5 MB layer (not the real fixture)'
@@ -637,7 +694,7 @@ async function main(): Promise<number> {
       engine,
       devcontainersCli: cliVersion,
       registry: tb.registry,
-      serveLogTail: serve && serve.errors.length ? serve.log : undefined,
+      serveLogTail: serves.find((r) => r.errors.length > 0 || r.jobs.some((j) => j.status !== 'ready'))?.log,
       otherWorkloads: {
         atStart: before,
         contendedRuns: CASES.filter((c) => c !== 'push-on').flatMap((c) => cases[c].filter((r) => r.contention).map((r) => `${c}#${r.i}`)),
@@ -690,7 +747,9 @@ async function main(): Promise<number> {
   );
   out.push(`results: ${outFile}`);
   process.stdout.write(`${out.join('\n')}\n`);
-  const failed = CASES.some((c) => cases[c].length < N || cases[c].some((r) => !r.ok));
+  const failed =
+    (only.has('cases') && CASES.some((c) => cases[c].length < N || cases[c].some((r) => !r.ok))) ||
+    (only.has('serve') && serves.some((r) => r.errors.length > 0 || r.jobs.some((j) => j.status !== 'ready')));
   return exitCode || (failed ? 1 : 0);
 }
 

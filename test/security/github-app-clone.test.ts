@@ -1,10 +1,12 @@
 /**
- * A GitHub App clones GitHub repositories when a job brings no token: an
- * installation token asked for that one repository with `contents: read`,
- * kept in memory only. The App's API is a stand-in that refuses what GitHub
- * refuses (JWT, installation, permissions, repositories); the git server is
- * real (git http-backend over HTTPS) and accepts a token only for the
- * repository it was issued for. Real agent, engine and git.
+ * A GitHub App clones GitHub repositories when a job brings no token: the
+ * agent asks GitHub which installation covers the repository, then for an
+ * installation token for that one repository with `contents: read`, kept in
+ * memory only; a repository outside the installation gets no token at all.
+ * The App's API is a stand-in that refuses what GitHub refuses (JWT,
+ * installation, permissions, repositories); the git server is real (git
+ * http-backend over HTTPS) and accepts a token only for the repository it
+ * was issued for. Real agent, engine and git.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
@@ -23,7 +25,7 @@ import { loadTestbed } from '../support/testbed.js';
 
 const tb = loadTestbed();
 const run = runId('secapp');
-const ids = { ok: `${run}-ok`, refused: `${run}-refused` };
+const ids = { ok: `${run}-ok`, refused: `${run}-refused`, foreign: `${run}-foreign` };
 const APP_ID = '31337';
 const INSTALLATION = '4242';
 
@@ -43,10 +45,13 @@ describe('a GitHub App clones the repository it is installed on, with a token fo
     scratch = await mkdtemp(join(tmpdir(), 'warmstart-secapp-'));
     const source = await makeRepo('small', { runId: run, baseImage: tb.baseImage });
     for (const name of ['app', 'other']) await addBareRepo(source, join(scratch, 'git'), 'acme', name);
+    // Another account's repository of the same name: the App is not installed there.
+    await addBareRepo(source, join(scratch, 'git'), 'evil', 'app');
     granting = await startGithubApiStandIn({
       appId: APP_ID,
       key: pem,
       installationId: INSTALLATION,
+      account: 'acme',
       granted: { contents: 'read', packages: 'write' },
       repositories: ['app', 'other'],
     });
@@ -55,6 +60,7 @@ describe('a GitHub App clones the repository it is installed on, with a token fo
       appId: APP_ID,
       key: pem,
       installationId: INSTALLATION,
+      account: 'acme',
       granted: { metadata: 'read' },
       repositories: ['app'],
     });
@@ -100,11 +106,16 @@ describe('a GitHub App clones the repository it is installed on, with a token fo
     return (await waitForStatus(a, id, ['ready', 'recovery', 'failed'])) as unknown as View;
   }
 
-  it('asks for contents: read on that repository alone, clones with it, and the token is nowhere afterwards', async () => {
+  it('looks the repository up, asks for contents: read on it alone, clones with it, and the token is nowhere afterwards', async () => {
     const view = await prepare(agent, ids.ok, `${git.url}/acme/app.git`);
     expect(view, JSON.stringify(view.error)).toMatchObject({ status: 'ready', profile: 'lightweight' });
+    expect(granting.requests.filter((r) => r.route === 'get-repo-installation')).toEqual([
+      { route: 'get-repo-installation', repository: 'acme/app', status: 200, body: {} },
+    ]);
     const cloneAsks = granting.requests.filter((r) => (r.body.permissions as Record<string, string> | undefined)?.contents);
-    expect(cloneAsks).toEqual([{ installationId: INSTALLATION, status: 201, body: { repositories: ['app'], permissions: { contents: 'read' } } }]);
+    expect(cloneAsks).toEqual([
+      { route: 'create-token', installationId: INSTALLATION, status: 201, body: { repositories: ['app'], permissions: { contents: 'read' } } },
+    ]);
     const token = granting.issued.find((t) => t.repositories?.includes('app'))!.token;
     // It opened that repository, and would not open another one of the same installation.
     expect(git.requests.some((r) => r.path.startsWith('/acme/app.git/') && r.auth === 'ok' && r.status === 200)).toBe(true);
@@ -136,11 +147,11 @@ describe('a GitHub App clones the repository it is installed on, with a token fo
     const view = await prepare(stingyAgent, ids.refused, `${git.url}/acme/app.git`);
     expect(view.status).toBe('failed');
     expect(view.error?.code).toBe('GIT_CLONE_FAILED');
-    expect(stingy.requests.filter((r) => r.status === 422).length).toBeGreaterThanOrEqual(2);
+    expect(stingy.requests.filter((r) => r.route === 'create-token' && r.status === 422).length).toBeGreaterThanOrEqual(2);
     expect(stingy.issued).toEqual([]);
     const events = await (await stingyAgent.request(`/v1/workspaces/${ids.refused}/events`)).text();
     expect(events).toContain(
-      `no GitHub App token for acme/app, cloning without one: GITHUB_APP_AUTH_FAILED: GitHub App installation ${INSTALLATION} does not grant contents: read on app`,
+      `no GitHub App token for acme/app, cloning without one: GITHUB_APP_AUTH_FAILED: GitHub App installation ${INSTALLATION} does not grant contents: read on acme/app`,
     );
     // At start-up the daemon logged that its registry token is refused too, as an error naming what to grant.
     const log = stingyAgent.output();
@@ -149,5 +160,24 @@ describe('a GitHub App clones the repository it is installed on, with a token fo
     expect(JSON.parse(line!)).toMatchObject({ level: 50 });
     expect(line).toContain('does not grant packages: write');
     expect(line).toContain('The permissions requested are not granted to this installation.');
+  });
+
+  it('a repository of an account the App is not installed on gets no token: GitHub is asked which installation covers it, and nothing more', async () => {
+    const before = granting.issued.length;
+    const view = await prepare(agent, ids.foreign, `${git.url}/evil/app.git`);
+    expect(view.status).toBe('failed');
+    expect(view.error?.code).toBe('GIT_CLONE_FAILED');
+    expect(granting.requests.filter((r) => r.repository === 'evil/app')).toEqual([
+      { route: 'get-repo-installation', repository: 'evil/app', status: 404, body: {} },
+    ]);
+    // No token was minted for it (not even one for acme/app, whose name it shares), and git saw no token for evil/app.
+    expect(granting.issued.length).toBe(before);
+    const evilGit = git.requests.filter((r) => r.path.startsWith('/evil/app.git/'));
+    expect(evilGit.length).toBeGreaterThan(0);
+    expect(evilGit.every((r) => r.auth === 'none')).toBe(true);
+    const events = await (await agent.request(`/v1/workspaces/${ids.foreign}/events`)).text();
+    expect(events).toContain(
+      'no GitHub App token for evil/app, cloning without one: GITHUB_APP_AUTH_FAILED: the GitHub App is not installed on evil/app',
+    );
   });
 });

@@ -1,13 +1,22 @@
 /**
- * A stand-in for the part of GitHub's REST API a GitHub App uses to get an
- * installation token: `POST /app/installations/{id}/access_tokens`. It
- * refuses what GitHub refuses, with GitHub's status codes:
+ * A stand-in for the part of GitHub's REST API a GitHub App uses:
  *
- * - 401 when the App JWT is missing, not RS256, not signed by the App's key,
- *   issued for another App, expired, or valid for more than 10 minutes;
- * - 404 for an installation it does not know;
- * - 422 when a permission is asked for that the installation was not granted
- *   (or at a higher level), or a repository that is not in the installation.
+ * - `POST /app/installations/{id}/access_tokens` (an installation token),
+ * - `GET /app/installations/{id}` (the installation),
+ * - `GET /repos/{owner}/{repo}/installation` (which installation covers a
+ *   repository).
+ *
+ * It refuses what GitHub refuses, with GitHub's status codes:
+ *
+ * - 401 on every route when the App JWT is missing, not RS256, not signed by
+ *   the App's key, issued for another App, expired, or valid for more than
+ *   10 minutes (an installation token in its place is no JWT either);
+ * - 404 for an installation it does not know, and for a repository the
+ *   installation does not cover (another account, or not among its
+ *   repositories);
+ * - 422 when a token is asked with a permission the installation was not
+ *   granted (or at a higher level, or an unknown level), or with a
+ *   repository that is not in the installation.
  *
  * It issues a fresh `ghs_` token per request, remembers which repositories
  * (if named) and permissions each one carries, and records every request
@@ -25,26 +34,45 @@ export interface IssuedToken {
   permissions: Record<string, string>;
 }
 
-export interface TokenRequest {
-  installationId: string;
+export interface ApiRequest {
+  route: 'create-token' | 'get-installation' | 'get-repo-installation' | 'unknown';
+  /** the installation named in the path (create-token, get-installation) */
+  installationId?: string;
+  /** owner/repo (get-repo-installation) */
+  repository?: string;
   status: number;
-  /** the request's body, as sent (it holds no secret) */
+  /** the request's body, as sent (it holds no secret); {} for a GET */
   body: Record<string, unknown>;
 }
 
 export interface GithubApiStandIn {
   /** `http://127.0.0.1:<port>` */
   url: string;
-  requests: TokenRequest[];
+  requests: ApiRequest[];
   issued: IssuedToken[];
   /** whether `token` was issued and may read `repository` (name) */
   allows(token: string, repository: string): boolean;
   close(): Promise<void>;
 }
 
-const LEVEL: Record<string, number> = { read: 1, write: 2, admin: 3 };
+export interface GithubApiStandInOptions {
+  appId: string;
+  /** the App's public key (PEM), or its private key, whose public half is used */
+  key: string;
+  installationId: string;
+  /** the account (user or organization login) the App is installed on */
+  account: string;
+  /** what the installation grants */
+  granted: Record<string, 'read' | 'write' | 'admin'>;
+  /** repository names (of `account`) the installation covers */
+  repositories: string[];
+}
 
-function jwtProblem(header: string | undefined, appId: string, key: KeyObject): string | null {
+const LEVEL: Record<string, number> = { read: 1, write: 2, admin: 3 };
+const DOCS = 'https://docs.github.com/rest';
+
+/** Why GitHub would refuse this Authorization header as an App JWT, or null when it accepts it. */
+export function jwtProblem(header: string | undefined, appId: string, key: KeyObject): string | null {
   const m = /^Bearer\s+([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/i.exec(header ?? '');
   if (!m) return 'A JSON web token could not be decoded';
   const [, h, p, sig] = m;
@@ -77,67 +105,85 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
-export async function startGithubApiStandIn(o: {
-  appId: string;
-  /** the App's public key (PEM), or its private key, whose public half is used */
-  key: string;
-  installationId: string;
-  /** what the installation grants */
-  granted: Record<string, 'read' | 'write' | 'admin'>;
-  /** repository names the installation covers */
-  repositories: string[];
-}): Promise<GithubApiStandIn> {
+type Route = { route: ApiRequest['route']; installationId?: string; owner?: string; repo?: string };
+
+function routeOf(method: string | undefined, path: string): Route {
+  let m = /^\/app\/installations\/([^/]+)\/access_tokens$/.exec(path);
+  if (m && method === 'POST') return { route: 'create-token', installationId: decodeURIComponent(m[1]!) };
+  m = /^\/app\/installations\/([^/]+)$/.exec(path);
+  if (m && method === 'GET') return { route: 'get-installation', installationId: decodeURIComponent(m[1]!) };
+  m = /^\/repos\/([^/]+)\/([^/]+)\/installation$/.exec(path);
+  if (m && method === 'GET') return { route: 'get-repo-installation', owner: decodeURIComponent(m[1]!), repo: decodeURIComponent(m[2]!) };
+  return { route: 'unknown' };
+}
+
+export async function startGithubApiStandIn(o: GithubApiStandInOptions): Promise<GithubApiStandIn> {
   const publicKey = createPublicKey(o.key);
-  const requests: TokenRequest[] = [];
+  const requests: ApiRequest[] = [];
   const issued: IssuedToken[] = [];
+  const installation = (): Record<string, unknown> => ({
+    id: Number(o.installationId),
+    app_id: Number(o.appId),
+    account: { login: o.account, type: 'Organization' },
+    permissions: o.granted,
+    repository_selection: 'selected',
+  });
+  // GitHub logins and repository names are case-insensitive.
+  const covers = (owner: string, repo: string): boolean =>
+    owner.toLowerCase() === o.account.toLowerCase() && o.repositories.some((r) => r.toLowerCase() === repo.toLowerCase());
+
   const server: Server = createServer((req, res) => {
     void (async () => {
       const text = await readBody(req);
       const send = (status: number, body: Record<string, unknown>): void => {
         res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
       };
-      const m = /^\/app\/installations\/([^/]+)\/access_tokens$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
-      if (req.method !== 'POST' || !m) return send(404, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' });
+      const r = routeOf(req.method, new URL(req.url ?? '/', 'http://x').pathname);
       let body: Record<string, unknown> = {};
       try {
         body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
       } catch {
         body = { unparsable: true };
       }
-      const record = (status: number): void => void requests.push({ installationId: m[1]!, status, body });
+      const answer = (status: number, reply: Record<string, unknown>): void => {
+        requests.push({
+          route: r.route,
+          ...(r.installationId !== undefined ? { installationId: r.installationId } : {}),
+          ...(r.owner !== undefined ? { repository: `${r.owner}/${r.repo}` } : {}),
+          status,
+          body,
+        });
+        send(status, reply);
+      };
+      if (r.route === 'unknown') return answer(404, { message: 'Not Found', documentation_url: DOCS });
       const problem = jwtProblem(req.headers.authorization, o.appId, publicKey);
-      if (problem) {
-        record(401);
-        return send(401, { message: problem, documentation_url: 'https://docs.github.com/rest' });
+      if (problem) return answer(401, { message: problem, documentation_url: DOCS });
+
+      if (r.route === 'get-repo-installation') {
+        if (!covers(r.owner!, r.repo!)) return answer(404, { message: 'Not Found', documentation_url: DOCS });
+        return answer(200, installation());
       }
-      if (m[1] !== o.installationId) {
-        record(404);
-        return send(404, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' });
-      }
+      if (r.installationId !== o.installationId) return answer(404, { message: 'Not Found', documentation_url: DOCS });
+      if (r.route === 'get-installation') return answer(200, installation());
+
       const asked = (body.permissions ?? {}) as Record<string, string>;
       for (const [perm, level] of Object.entries(asked)) {
         const have = o.granted[perm];
         if (!have || (LEVEL[level] ?? 99) > (LEVEL[have] ?? 0)) {
-          record(422);
-          return send(422, {
-            message: 'The permissions requested are not granted to this installation.',
-            documentation_url: 'https://docs.github.com/rest',
-          });
+          return answer(422, { message: 'The permissions requested are not granted to this installation.', documentation_url: DOCS });
         }
       }
       const names = Array.isArray(body.repositories) ? (body.repositories as unknown[]).map(String) : null;
-      if (names && names.some((n) => !o.repositories.includes(n))) {
-        record(422);
-        return send(422, {
+      if (names && names.some((n) => !covers(o.account, n))) {
+        return answer(422, {
           message: 'There is at least one repository that does not exist or is not accessible to the parent installation.',
-          documentation_url: 'https://docs.github.com/rest',
+          documentation_url: DOCS,
         });
       }
       const token = `ghs_${randomBytes(18).toString('base64url')}`;
       const permissions = Object.keys(asked).length > 0 ? asked : o.granted;
       issued.push({ token, repositories: names, permissions });
-      record(201);
-      send(201, {
+      answer(201, {
         token,
         expires_at: new Date(Date.now() + 3_600_000).toISOString(),
         permissions,

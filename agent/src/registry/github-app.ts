@@ -1,11 +1,15 @@
 /**
- * GitHub App installation tokens as ghcr.io credentials (docs/how-it-works.md "Registry
- * credentials", step 2). The token is cached by us, not by @octokit/auth-app,
- * because we need an injectable clock and a refresh margin before expiry.
+ * GitHub App installation tokens as ghcr.io credentials and as clone tokens
+ * (docs/how-it-works.md "Registry credentials", step 2). Every call to GitHub
+ * goes through Octokit's typed endpoints, signed with the App's JWT by
+ * @octokit/auth-app; the tokens are cached by us, not by auth-app, because we
+ * need an injectable clock and a refresh margin before expiry. This module is
+ * imported only where a GitHub App is configured (agent.ts), so a node
+ * without one never loads Octokit.
  */
 import { createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createAppAuth, type StrategyOptions } from '@octokit/auth-app';
+import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import { WarmstartError } from '../errors.js';
 import { GHCR_HOST, type CredentialScope, type CredentialSource, type RegistryCredentials } from './credentials.js';
@@ -13,22 +17,23 @@ import { GHCR_HOST, type CredentialScope, type CredentialSource, type RegistryCr
 /** The only registry an installation token is good for. */
 export { GHCR_HOST };
 
-/** Options of {@link githubAppCredentials}. */
+/** Options of {@link githubApp}. */
 export interface GithubAppCredentialsOptions {
   appId: string | number;
   /** PEM, PKCS#1 or PKCS#8 */
   privateKey: string;
+  /** a whole number: GitHub's id of the App's installation on an account */
   installationId: string | number;
   /** ms since epoch; injectable so tests can move time */
   now?: () => number;
   /** fetch a new token this long before the old one expires; default 5 min */
   refreshMarginMs?: number;
-  /** timeout of the token request; default 15 s */
+  /** timeout of each call to GitHub; default 15 s */
   timeoutMs?: number;
   /** GitHub API base, for GitHub Enterprise Server; default https://api.github.com */
   baseUrl?: string;
-  /** replaces the HTTP layer entirely (tests); baseUrl/timeoutMs then do not apply */
-  request?: StrategyOptions['request'];
+  /** the HTTP layer (tests); default the global fetch. The timeout applies to it too. */
+  fetch?: typeof fetch;
   /**
    * `repository` (default): a job's registry token is limited to the job's
    * repository when it is one of the installation's (a token per repository,
@@ -45,43 +50,102 @@ export const CLONE_PERMISSIONS = { contents: 'read' } as const;
 
 const DEFAULT_REFRESH_MARGIN_MS = 5 * 60_000;
 const DEFAULT_TIMEOUT_MS = 15_000;
+/** How long a repository's installation, once looked up, is taken as known. */
+const LOOKUP_TTL_MS = 10 * 60_000;
+/** Tokens and lookups kept per repository; a node serves a bounded set of repositories at a time. */
+const MAX_CACHED = 256;
 
 interface CachedToken {
   token: string;
   expiresAtMs: number;
 }
 
+/** A repository on GitHub, as a job names it. */
+export interface GithubRepository {
+  owner: string;
+  name: string;
+}
+
 /** The App's two uses: registry credentials for ghcr.io, and clone tokens for single repositories. */
 export interface GithubApp {
   registry: CredentialSource;
   /**
-   * A fresh installation token for cloning one repository of the
-   * installation's account (`contents: read`, that repository only). Never
-   * cached: it lives as long as the job's clone needs it, in memory.
+   * A fresh installation token for cloning one repository (`contents: read`,
+   * that repository only). GitHub is asked first which installation of the
+   * App covers the repository: a repository of another account, or one the
+   * installation does not include, gets no token. Never cached: it lives as
+   * long as the job's clone needs it, in memory.
    */
-  cloneToken(repositoryName: string, signal?: AbortSignal): Promise<string>;
+  cloneToken(repository: GithubRepository, signal?: AbortSignal): Promise<string>;
 }
+
+/** The installation-token call: `POST /app/installations/{id}/access_tokens`. */
+type TokenAsk = { repositories?: string[]; permissions: Record<string, 'read' | 'write'> };
 
 /** Both uses of one App (see {@link GithubApp}). */
 export function githubApp(opts: GithubAppCredentialsOptions): GithubApp {
-  const auth = createAppAuth({
-    appId: opts.appId,
-    privateKey: opts.privateKey,
-    installationId: opts.installationId,
-    request: opts.request ?? quietRequest(opts.baseUrl, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS),
-  });
+  const installationId = Number(opts.installationId);
+  if (!Number.isSafeInteger(installationId) || installationId <= 0) {
+    throw new WarmstartError(
+      'INVALID_ARGUMENT',
+      `WARMSTART_GITHUB_INSTALLATION_ID must be a whole number, got ${JSON.stringify(String(opts.installationId).slice(0, 40))}`,
+    );
+  }
+  const octokit = appClient(opts);
+  const now = opts.now ?? Date.now;
+
+  const createToken = async (ask: TokenAsk, signal?: AbortSignal): Promise<CachedToken> => {
+    const { data } = await octokit.rest.apps.createInstallationAccessToken({
+      installation_id: installationId,
+      ...ask,
+      ...(signal ? { request: { signal } } : {}),
+    });
+    const expiresAtMs = Date.parse(data.expires_at);
+    if (!data.token || Number.isNaN(expiresAtMs)) {
+      throw new WarmstartError('GITHUB_APP_AUTH_FAILED', 'GitHub returned no usable installation token', {
+        detail: 'response lacked token or expires_at',
+      });
+    }
+    return { token: data.token, expiresAtMs };
+  };
+
+  /** owner/name (lower case) -> the installation GitHub said covers it, and when */
+  const lookups = new Map<string, { installationId: number; atMs: number }>();
+  const repositoryInstallation = async (repo: GithubRepository, signal?: AbortSignal): Promise<number> => {
+    const key = `${repo.owner}/${repo.name}`.toLowerCase();
+    const known = lookups.get(key);
+    if (known && now() - known.atMs < LOOKUP_TTL_MS) return known.installationId;
+    const { data } = await octokit.rest.apps.getRepoInstallation({ owner: repo.owner, repo: repo.name, ...(signal ? { request: { signal } } : {}) });
+    if (lookups.size >= MAX_CACHED) lookups.delete(lookups.keys().next().value!);
+    lookups.set(key, { installationId: data.id, atMs: now() });
+    return data.id;
+  };
+
   return {
-    registry: registrySource(auth, opts),
-    async cloneToken(repositoryName, signal) {
+    registry: registrySource(createToken, opts),
+    async cloneToken(repo, signal) {
       signal?.throwIfAborted();
-      const asked = `contents: read on ${repositoryName}`;
+      const full = `${repo.owner}/${repo.name}`;
+      const asked = `contents: read on ${full}`;
+      let coveredBy: number;
       try {
-        const result = await auth({ type: 'installation', refresh: true, repositoryNames: [repositoryName], permissions: CLONE_PERMISSIONS });
-        if (!result.token)
-          throw new WarmstartError('GITHUB_APP_AUTH_FAILED', 'GitHub returned no usable installation token', { detail: 'response lacked a token' });
-        return result.token;
+        coveredBy = await repositoryInstallation(repo, signal);
       } catch (err) {
-        throw toAuthError(err, opts.installationId, asked);
+        throw toAuthError(err, installationId, asked, full);
+      }
+      if (coveredBy !== installationId) {
+        throw new WarmstartError(
+          'GITHUB_APP_AUTH_FAILED',
+          `${full} is in installation ${coveredBy} of the GitHub App, not in ${installationId}, the one this agent uses`,
+          {
+            detail: `GET /repos/${full}/installation: id ${coveredBy}`,
+          },
+        );
+      }
+      try {
+        return (await createToken({ repositories: [repo.name], permissions: CLONE_PERMISSIONS }, signal)).token;
+      } catch (err) {
+        throw toAuthError(err, installationId, asked);
       }
     },
   };
@@ -98,10 +162,7 @@ export function githubAppCredentials(opts: GithubAppCredentialsOptions): Credent
   return githubApp(opts).registry;
 }
 
-/** Tokens kept per repository (and '' for the installation-wide one); a node serves a bounded set of repositories at a time. */
-const MAX_CACHED_TOKENS = 256;
-
-function registrySource(auth: ReturnType<typeof createAppAuth>, opts: GithubAppCredentialsOptions): CredentialSource {
+function registrySource(createToken: (ask: TokenAsk) => Promise<CachedToken>, opts: GithubAppCredentialsOptions): CredentialSource {
   const now = opts.now ?? Date.now;
   const margin = opts.refreshMarginMs ?? DEFAULT_REFRESH_MARGIN_MS;
   const perRepository = (opts.registryScope ?? 'repository') === 'repository';
@@ -113,17 +174,7 @@ function registrySource(auth: ReturnType<typeof createAppAuth>, opts: GithubAppC
 
   const fetchToken = async (repository: string): Promise<CachedToken> => {
     try {
-      // refresh: auth-app keeps its own LRU (59 min on the real clock); we
-      // only get here when *we* decided the token is too old, so bypass it.
-      const narrow = repository === '' ? {} : { repositoryNames: [repository] };
-      const result = await auth({ type: 'installation', refresh: true, ...narrow, permissions: REGISTRY_PERMISSIONS });
-      const expiresAtMs = Date.parse(result.expiresAt);
-      if (!result.token || Number.isNaN(expiresAtMs)) {
-        throw new WarmstartError('GITHUB_APP_AUTH_FAILED', 'GitHub returned no usable installation token', {
-          detail: 'response lacked token or expires_at',
-        });
-      }
-      return { token: result.token, expiresAtMs };
+      return await createToken({ ...(repository === '' ? {} : { repositories: [repository] }), permissions: REGISTRY_PERMISSIONS });
     } catch (err) {
       throw toAuthError(err, opts.installationId, repository === '' ? 'packages: write' : `packages: write on ${repository}`);
     }
@@ -136,7 +187,7 @@ function registrySource(auth: ReturnType<typeof createAppAuth>, opts: GithubAppC
     if (!pending) {
       pending = fetchToken(repository)
         .then((t) => {
-          if (cached.size >= MAX_CACHED_TOKENS) cached.delete(cached.keys().next().value!);
+          if (cached.size >= MAX_CACHED) cached.delete(cached.keys().next().value!);
           cached.set(repository, t);
           return t;
         })
@@ -159,7 +210,7 @@ function registrySource(auth: ReturnType<typeof createAppAuth>, opts: GithubAppC
     } catch (err) {
       if (!(err instanceof WarmstartError && /^HTTP (404|422)\b/.test(err.detail ?? ''))) throw err;
       // Not asked again for this repository while the process lives (an installation changes rarely; a restart asks anew).
-      if (unscopable.size >= MAX_CACHED_TOKENS) unscopable.clear();
+      if (unscopable.size >= MAX_CACHED) unscopable.clear();
       unscopable.add(repository);
       return current('');
     }
@@ -214,27 +265,38 @@ export async function loadPrivateKey(path: string): Promise<string> {
 }
 
 /**
- * Octokit's request, pointed at baseUrl, with a timeout on every call and a
- * silent log (its error log line is noise next to our own error).
+ * Octokit authenticated as the App: auth-app signs every `/app/...` and
+ * `/repos/{owner}/{repo}/installation` call with a fresh JWT (and retries
+ * once with GitHub's clock on a 401 that says the clocks differ). No
+ * installation id is given to auth-app, so it can never mint or cache an
+ * installation token of its own. Every call gets a timeout on top of the
+ * caller's signal, and Octokit's log is silent (its error lines are noise
+ * next to our own error).
  */
-function quietRequest(baseUrl: string | undefined, timeoutMs: number): StrategyOptions['request'] {
+function appClient(opts: GithubAppCredentialsOptions): Octokit {
   const silent = (): void => {};
-  const octokit = new Octokit({
-    ...(baseUrl ? { baseUrl } : {}),
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  return new Octokit({
+    authStrategy: createAppAuth,
+    auth: { appId: opts.appId, privateKey: opts.privateKey },
+    ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {}),
     log: { debug: silent, info: silent, warn: silent, error: silent },
     request: {
-      fetch: (input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, signal: AbortSignal.timeout(timeoutMs) }),
+      fetch: (input: string | URL | Request, init?: RequestInit) => {
+        const timeout = AbortSignal.timeout(timeoutMs);
+        return (opts.fetch ?? globalThis.fetch)(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout });
+      },
     },
   });
-  return octokit.request as StrategyOptions['request'];
 }
 
 /**
- * Maps whatever auth-app threw to GITHUB_APP_AUTH_FAILED. We keep only the
+ * Maps whatever Octokit threw to GITHUB_APP_AUTH_FAILED. We keep only the
  * status and GitHub's own message: the octokit error carries the request
  * (headers, JWT-bearing options) and must not travel on as `cause`.
+ * `lookedUp` names the repository when the call was its installation lookup.
  */
-function toAuthError(err: unknown, installationId: string | number, asked: string): WarmstartError {
+function toAuthError(err: unknown, installationId: string | number, asked: string, lookedUp?: string): WarmstartError {
   if (err instanceof WarmstartError) return err;
   const e = err as { status?: unknown; response?: { data?: unknown }; message?: unknown; name?: unknown };
   const status = typeof e.status === 'number' ? e.status : undefined;
@@ -249,12 +311,14 @@ function toAuthError(err: unknown, installationId: string | number, asked: strin
     message =
       status === 401
         ? 'GitHub rejected the App JWT (wrong app id or private key, or clock skew)'
-        : status === 404
-          ? `GitHub App installation ${installationId} not found`
-          : status === 422
-            ? // GitHub's answer when the installation lacks a permission or a repository that was asked for.
-              `GitHub App installation ${installationId} does not grant ${asked}: give the App that permission and accept it in the installation (or install it on that repository)`
-            : `GitHub refused an installation token for installation ${installationId}`;
+        : status === 404 && lookedUp !== undefined
+          ? `the GitHub App is not installed on ${lookedUp} (or the repository does not exist): no token asked for`
+          : status === 404
+            ? `GitHub App installation ${installationId} not found`
+            : status === 422
+              ? // GitHub's answer when the installation lacks a permission or a repository that was asked for.
+                `GitHub App installation ${installationId} does not grant ${asked}: give the App that permission and accept it in the installation (or install it on that repository)`
+              : `GitHub refused an installation token for installation ${installationId}`;
     detail = `HTTP ${status}${ghMessage ? `: ${scrub(ghMessage)}` : ''}`;
   } else {
     message = 'could not reach GitHub for an installation token';

@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
 
 /** JWTs signed by the control plane, checked against its published keys. */
 export interface JwtAuthOptions {
@@ -18,18 +18,25 @@ export interface JwtAuthOptions {
 export type JwtVerifier = (token: string) => Promise<JWTPayload>;
 
 export function createJwtVerifier(options: JwtAuthOptions): JwtVerifier {
-  const keys = createRemoteJWKSet(new URL(options.jwksUrl));
-  return async (token) => {
-    const { payload } = await jwtVerify(token, keys, {
-      audience: options.audience,
-      issuer: options.issuer,
-      // jwtVerify checks exp only when present; a token without one would never expire.
-      requiredClaims: ['exp'],
-      ...(options.algorithms ? { algorithms: options.algorithms } : {}),
-      ...(options.clockToleranceSeconds ? { clockTolerance: options.clockToleranceSeconds } : {}),
-    });
-    return payload;
+  const jwksUrl = new URL(options.jwksUrl);
+  // jose is loaded with the first token, not with the agent: a node without JWT auth never loads it.
+  let verify: Promise<JwtVerifier> | null = null;
+  const load = async (): Promise<JwtVerifier> => {
+    const { createRemoteJWKSet, jwtVerify } = await import('jose');
+    const keys = createRemoteJWKSet(jwksUrl);
+    return async (token) => {
+      const { payload } = await jwtVerify(token, keys, {
+        audience: options.audience,
+        issuer: options.issuer,
+        // jwtVerify checks exp only when present; a token without one would never expire.
+        requiredClaims: ['exp'],
+        ...(options.algorithms ? { algorithms: options.algorithms } : {}),
+        ...(options.clockToleranceSeconds ? { clockTolerance: options.clockToleranceSeconds } : {}),
+      });
+      return payload;
+    };
   };
+  return async (token) => (await (verify ??= load()))(token);
 }
 
 /** A JWS compact serialisation: three base64url parts. */

@@ -1,4 +1,4 @@
-import type { FastifySchemaCompiler } from 'fastify';
+import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
 import { z } from 'zod';
 
 /** One field error of a 400 reply. */
@@ -33,3 +33,10 @@ export const zodValidatorCompiler: FastifySchemaCompiler<z.ZodType> = ({ schema 
     return result.success ? { value: result.data } : { error: result.error };
   };
 };
+
+/**
+ * Responses are plain JSON: no route declares a response schema, so this is
+ * what fastify would be handed for one (app.ts: in place of its
+ * fast-json-stringify compiler, which is then never loaded).
+ */
+export const jsonSerializerCompiler: FastifySerializerCompiler<unknown> = () => (data: unknown) => JSON.stringify(data);

@@ -188,17 +188,62 @@ describe('githubAppCredentials', () => {
 });
 
 describe('what the App asks GitHub for', () => {
-  it('the registry token asks for packages: write and nothing else; a clone token for contents: read on one repository', async () => {
+  it('the registry token asks for packages: write and nothing else; a clone token for contents: read on one repository, after its lookup', async () => {
     const bodies: unknown[] = [];
+    const seen: string[] = [];
     const scope = nock(API)
       .post('/app/installations/9/access_tokens', (b: unknown) => (bodies.push(b), true))
       .times(2)
-      .reply(201, { token: 'ghs_registry_or_clone', expires_at: new Date(Date.now() + HOUR).toISOString() });
+      .reply(201, { token: 'ghs_registry_or_clone', expires_at: new Date(Date.now() + HOUR).toISOString() })
+      .get('/repos/acme/app/installation')
+      .reply(function () {
+        seen.push(String(this.req.headers.authorization));
+        return [200, { id: 9, account: { login: 'acme' } }];
+      });
     const app = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9 });
     expect((await app.registry.get('ghcr.io'))?.password).toBe('ghs_registry_or_clone');
-    expect(await app.cloneToken('app')).toBe('ghs_registry_or_clone');
+    expect(await app.cloneToken({ owner: 'acme', name: 'app' })).toBe('ghs_registry_or_clone');
     expect(scope.isDone()).toBe(true);
     expect(bodies).toEqual([{ permissions: { packages: 'write' } }, { repositories: ['app'], permissions: { contents: 'read' } }]);
+    // The lookup is the App's own call, signed with its JWT.
+    expect(String(verifyJwt(seen[0]!.split(' ')[1]!, publicKey).iss)).toBe(String(APP_ID));
+  });
+
+  it("a repository's installation is looked up once for a while; one of another installation, or none, gets no token", async () => {
+    let clock = Date.now();
+    const scope = nock(API)
+      .get('/repos/acme/app/installation')
+      .times(2)
+      .reply(200, { id: 9 })
+      .post('/app/installations/9/access_tokens')
+      .times(3)
+      .reply(201, () => ({ token: 'ghs_clone', expires_at: new Date(Date.now() + HOUR).toISOString() }))
+      .get('/repos/other/app/installation')
+      .reply(200, { id: 77 })
+      .get('/repos/evil/app/installation')
+      .reply(404, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' });
+    const app = githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: 9, now: () => clock });
+    expect(await app.cloneToken({ owner: 'acme', name: 'app' })).toBe('ghs_clone');
+    expect(await app.cloneToken({ owner: 'Acme', name: 'App' })).toBe('ghs_clone'); // the same repository: no second lookup
+    clock += 11 * 60_000; // the lookup is old: asked again
+    expect(await app.cloneToken({ owner: 'acme', name: 'app' })).toBe('ghs_clone');
+
+    const other = (await app.cloneToken({ owner: 'other', name: 'app' }).catch((e: unknown) => e)) as WarmstartError;
+    expect(other).toMatchObject({
+      code: 'GITHUB_APP_AUTH_FAILED',
+      message: 'other/app is in installation 77 of the GitHub App, not in 9, the one this agent uses',
+    });
+    const evil = (await app.cloneToken({ owner: 'evil', name: 'app' }).catch((e: unknown) => e)) as WarmstartError;
+    expect(evil).toMatchObject({ code: 'GITHUB_APP_AUTH_FAILED', detail: 'HTTP 404: Not Found' });
+    expect(evil.message).toContain('the GitHub App is not installed on evil/app');
+    // every interceptor used: three tokens for acme/app, none for the other two
+    expect(scope.isDone()).toBe(true);
+  });
+
+  it('an installation id that is not a whole number is a configuration error', () => {
+    expect(() => githubApp({ appId: APP_ID, privateKey: pkcs1, installationId: '12abc' })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('WARMSTART_GITHUB_INSTALLATION_ID') }),
+    );
   });
 
   it("a job's registry token is narrowed to its repository, one token per repository; installation-wide when the API cannot narrow it or when asked", async () => {
@@ -257,8 +302,9 @@ describe('what the App asks GitHub for', () => {
       'GitHub App installation 9 does not grant packages: write: give the App that permission and accept it in the installation (or install it on that repository)',
     );
     expect(registry.detail).toBe(`HTTP 422: ${notGranted.message}`);
-    const clone = (await app.cloneToken('app').catch((e: unknown) => e)) as WarmstartError;
-    expect(clone.message).toContain('does not grant contents: read on app');
+    nock(API).get('/repos/acme/app/installation').reply(200, { id: 9 });
+    const clone = (await app.cloneToken({ owner: 'acme', name: 'app' }).catch((e: unknown) => e)) as WarmstartError;
+    expect(clone.message).toContain('does not grant contents: read on acme/app');
   });
 });
 

@@ -1,7 +1,8 @@
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { ApiError, Health, Readiness } from '../../../shared/src/api.js';
 import { PromMetrics } from '../../../agent/src/metrics/prom-metrics.js';
-import { AUTH, testServer } from './harness.js';
+import { AUTH, memoryLogger, testServer } from './harness.js';
 
 describe('system routes', () => {
   it('GET /health reports status, version and uptime', async () => {
@@ -92,6 +93,56 @@ describe('system routes', () => {
     expect(body).toContain('warmstart_callbacks_pending 2');
   });
 
+  it("GET /metrics: the event loop's delay since the last scrape, so a loop held for 150 ms shows as such", async () => {
+    const metrics = new PromMetrics({ version: '9.9.9-test' });
+    const { app } = testServer({ metrics });
+    const gauge = (body: string, name: string): number => {
+      const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(body);
+      expect(m, `${name} in /metrics`).not.toBeNull();
+      return Number(m![1]);
+    };
+    // A scrape closes the window: the next one covers only what follows it.
+    await app.inject({ method: 'GET', url: '/metrics', headers: AUTH });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const quiet = (await app.inject({ method: 'GET', url: '/metrics', headers: AUTH })).body;
+    expect(gauge(quiet, 'nodejs_eventloop_lag_max_seconds')).toBeLessThan(0.1);
+
+    // (node's histogram drops the first tick after a reset: hold the loop a few ticks later)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const until = performance.now() + 150;
+    while (performance.now() < until) {
+      // the loop is held, as a synchronous parse or hash would hold it
+    }
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const held = (await app.inject({ method: 'GET', url: '/metrics', headers: AUTH })).body;
+    expect(gauge(held, 'nodejs_eventloop_lag_max_seconds')).toBeGreaterThanOrEqual(0.14);
+    expect(gauge(held, 'nodejs_eventloop_lag_p99_seconds')).toBeGreaterThanOrEqual(0.14);
+    for (const name of ['nodejs_eventloop_lag_p50_seconds', 'nodejs_eventloop_lag_p90_seconds', 'nodejs_eventloop_lag_seconds']) {
+      expect(gauge(held, name)).toBeGreaterThanOrEqual(0);
+    }
+  });
+
+  it('probes leave no access-log lines (still counted in the metrics); other requests do', async () => {
+    const { logger, output } = memoryLogger();
+    const metrics = new PromMetrics({ processMetrics: false });
+    const { app } = testServer({ logger, metrics });
+    for (let i = 0; i < 3; i++) {
+      expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+      expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    }
+    await app.inject({ method: 'GET', url: '/v1/workspaces', headers: AUTH });
+    const lines = output()
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as { msg: string; req?: { url: string }; res?: unknown });
+    const accessLines = lines.filter((l) => l.msg === 'incoming request' || l.msg === 'request completed');
+    expect(accessLines.length).toBe(2);
+    expect(lines.filter((l) => l.msg === 'incoming request').map((l) => l.req?.url)).toEqual(['/v1/workspaces']);
+    const body = (await app.inject({ method: 'GET', url: '/metrics', headers: AUTH })).body;
+    expect(body).toContain('warmstart_http_requests_total{method="GET",route="/health",status="200"} 3');
+    expect(body).toContain('warmstart_http_requests_total{method="GET",route="/readyz",status="200"} 3');
+  });
+
   it('GET /v1/openapi.json serves the generated document', async () => {
     const { app } = testServer();
     const res = await app.inject({ method: 'GET', url: '/v1/openapi.json', headers: AUTH });
@@ -101,6 +152,17 @@ describe('system routes', () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.info.version).toBe('9.9.9-test');
     expect(Object.keys(doc.paths)).toContain('/v1/workspaces/{id}/events');
+  });
+
+  it("validates with the agent's own zod compiler: fastify's ajv and fast-json-stringify compilers are never loaded", async () => {
+    const { app } = testServer();
+    const bad = await app.inject({ method: 'GET', url: '/v1/workspaces/Not_A_Valid_Id!', headers: AUTH });
+    expect(bad.statusCode).toBe(400);
+    expect(ApiError.parse(bad.json()).code).toBe('INVALID_REQUEST');
+    expect((await app.inject({ method: 'GET', url: '/health' })).json()).toMatchObject({ status: 'ok' });
+    const loaded = Object.keys(createRequire(import.meta.url).cache);
+    expect(loaded.some((k) => k.includes('/node_modules/fastify/'))).toBe(true);
+    expect(loaded.filter((k) => /\/node_modules\/(ajv|@fastify\/ajv-compiler|@fastify\/fast-json-stringify-compiler)\//.test(k))).toEqual([]);
   });
 
   it('gives every response an x-request-id', async () => {

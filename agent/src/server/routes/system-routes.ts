@@ -19,18 +19,28 @@ export interface SystemRouteDeps {
 /** How long `/readyz` waits for the engine before it calls it not ready. */
 const ENGINE_CHECK_MS = 2_000;
 
+/**
+ * Probes are asked every few seconds by a load balancer or systemd's
+ * watchdog: no "incoming request" / "request completed" line for each (two
+ * log lines, each serialized and redacted on the event loop, per probe).
+ * Their warnings and errors are still logged, and every answer is counted in
+ * `warmstart_http_requests_total`.
+ */
+const PROBE = { logLevel: 'warn' } as const;
+
 /** `/health` and `/readyz` (public), `/metrics`, `/v1/openapi.json`. */
 export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps): void {
-  const openapi = buildOpenApiDocument(deps.version);
+  // Built on the first request, not at start-up: converting every schema to JSON Schema costs memory and time an agent may never need.
+  let openapi: ReturnType<typeof buildOpenApiDocument> | null = null;
 
-  app.get('/health', async (): Promise<Health> => ({
+  app.get('/health', PROBE, async (): Promise<Health> => ({
     status: deps.jobs.accepting ? 'ok' : 'shutting-down',
     version: deps.version,
     uptimeSeconds: Math.max(0, Math.floor((Date.now() - deps.startedAt) / 1000)),
   }));
 
   // Liveness says the process is up; readiness says it takes jobs now: 503 while draining or with the engine away.
-  app.get('/readyz', async (_request, reply) => {
+  app.get('/readyz', PROBE, async (_request, reply) => {
     const reasons: { check: 'draining' | 'engine'; message: string }[] = [];
     if (!deps.jobs.accepting) reasons.push({ check: 'draining', message: 'the agent is shutting down and takes no new jobs' });
     if (deps.engineAnswers) {
@@ -53,7 +63,7 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
     return reply.type(contentType).send(body);
   });
 
-  app.get('/v1/openapi.json', async () => openapi);
+  app.get('/v1/openapi.json', async () => (openapi ??= buildOpenApiDocument(deps.version)));
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
