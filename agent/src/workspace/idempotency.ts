@@ -39,8 +39,24 @@ const sha256 = (text: string): string => `sha256:${createHash('sha256').update(t
  */
 export function requestDigest(body: CreateWorkspaceBody, requester: string, idempotencyKey?: string | null): RequestDigest {
   return {
-    body: sha256(canonicalJson({ requester, body })),
+    body: sha256(canonicalJson({ requester, body: withoutSecrets(body) })),
     key: idempotencyKey ? sha256(canonicalJson({ requester, idempotencyKey })) : null,
+  };
+}
+
+/**
+ * The body as a repeat is judged: each secret only as "given". A control
+ * plane that retries with a freshly minted git token or callback token (a
+ * GitHub installation token lasts an hour) is asking for the same workspace;
+ * the first run's credentials were already used. And the record's digest
+ * then holds no secret bytes at all, not even hashed.
+ */
+function withoutSecrets(body: CreateWorkspaceBody): unknown {
+  return {
+    ...body,
+    ...(body.gitToken === undefined ? {} : { gitToken: true }),
+    ...(body.cache?.password === undefined ? {} : { cache: { ...body.cache, password: true } }),
+    ...(body.callback === undefined ? {} : { callback: { ...body.callback, token: true } }),
   };
 }
 

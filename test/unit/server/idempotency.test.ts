@@ -46,14 +46,27 @@ describe('POST /v1/workspaces repeated with the same body', () => {
     expect(jobs.submitted).toHaveLength(1);
   });
 
-  it('another body for the id is still 409 WORKSPACE_EXISTS, down to one secret', async () => {
+  it('a retry with fresh secrets (git token, registry password, callback token) is the same request: 200', async () => {
+    const { app, jobs } = testServer();
+    const first = validBody('ws-1');
+    expect((await post(app, first)).statusCode).toBe(202);
+    const fresh = {
+      ...first,
+      gitToken: 'a-freshly-minted-git-token',
+      cache: { registry: 'ghcr.io', username: 'bot', password: 'a-fresh-password' },
+      callback: { url: 'https://cp.example/api', token: 'a-fresh-callback-token' },
+    };
+    const again = await post(app, fresh);
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ id: 'ws-1', existing: true });
+    expect(jobs.submitted).toHaveLength(1);
+  });
+
+  it('another body for the id is still 409 WORKSPACE_EXISTS, down to whether a secret is given', async () => {
     const { app } = testServer();
+    const { gitToken: _given, ...withoutToken } = validBody('ws-1');
     expect((await post(app, validBody('ws-1'))).statusCode).toBe(202);
-    for (const other of [
-      { ...validBody('ws-1'), gitToken: 'another-git-token' },
-      { ...validBody('ws-1'), noPush: true },
-      { id: 'ws-1', repository: 'octo/hello' },
-    ]) {
+    for (const other of [withoutToken, { ...validBody('ws-1'), noPush: true }, { id: 'ws-1', repository: 'octo/hello' }]) {
       const res = await post(app, other);
       expect(res.statusCode).toBe(409);
       expect(res.json()).toMatchObject({ code: 'WORKSPACE_EXISTS' });
