@@ -380,7 +380,9 @@ write_wrapper() {
 # warmstart: written by deploy/install.sh (re-run it to update); runs the agent
 # installed in $LIB with the node it was installed for.
 # "--": node would take warmstart's own --env-file for its option otherwise.
-exec '$NODE' -- '$LIB/$ENTRY' "\$@"
+# WARMSTART_NODE_OPTIONS: node options for the agent alone (the unit sets them).
+set -f
+exec '$NODE' \${WARMSTART_NODE_OPTIONS:-} -- '$LIB/$ENTRY' "\$@"
 EOF
   chmod 0755 "$tmp"
   mv -f "$tmp" "$BIN"

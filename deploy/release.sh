@@ -129,7 +129,11 @@ done
 root=$(cd -P -- "$(dirname -- "$self")/.." && pwd) || exit 1
 # "--" first: node reads an --env-file even among the script's own arguments
 # (it stops at "--"), and warmstart has an --env-file of its own.
-exec "$root/runtime/bin/node" -- "$root/dist/agent/src/cli/main.js" "$@"
+# WARMSTART_NODE_OPTIONS: node options for the agent alone (the unit sets
+# them); unlike NODE_OPTIONS they do not reach the node tools it runs.
+set -f
+# shellcheck disable=SC2086 # options, split on spaces
+exec "$root/runtime/bin/node" ${WARMSTART_NODE_OPTIONS:-} -- "$root/dist/agent/src/cli/main.js" "$@"
 EOF
 chmod 0755 "$STAGE/bin/warmstart"
 

@@ -16,12 +16,13 @@
  *   --runs N     runs per case (default 5, or BENCH_RUNS)
  *   --only ROWS  run only these groups of rows, comma-separated: cases, serve, pinning, signature, lxd (default all)
  *   --serve-runs K  measure `warmstart serve` K times (default 1); its rows are then medians over the K
- *   --serve-node-args=ARGS  node options for the measured daemon, space-separated (e.g. --serve-node-args="--cpu-prof --cpu-prof-dir=DIR")
+ *   --serve-node-args=ARGS  node options for the measured daemon, space-separated (e.g. --serve-node-args="--cpu-prof --cpu-prof-dir=DIR");
+ *                           default: the unit's WARMSTART_NODE_OPTIONS
  *   --quick      shrink the fixture's sleeps and layer: a smoke test of the harness, NOT the real fixture
  *   --out FILE   where to write the results (default bench/results.json)
  *   --wait-quiet wait up to SECONDS for other workloads (tests, builds) on this machine to end first
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +107,12 @@ function goal(name: string, value: number | null, target: number, unit: string, 
 /** Groups of rows `--only` can pick; every group runs by default. */
 const ROW_GROUPS = ['cases', 'serve', 'pinning', 'signature', 'lxd'] as const;
 type RowGroup = (typeof ROW_GROUPS)[number];
+/** The node options the unit gives the daemon (deploy/warmstart.service), so the serve rows measure it as it runs on a node. */
+async function unitNodeOptions(): Promise<string> {
+  const unit = await readFile(join(ROOT, 'deploy', 'warmstart.service'), 'utf8');
+  return /^Environment=WARMSTART_NODE_OPTIONS=(.*)$/m.exec(unit)?.[1] ?? '';
+}
+
 const USAGE =
   'usage: node dist/test/bench/run.js [--runs N] [--only cases,serve,pinning,signature,lxd] [--serve-runs K] [--serve-node-args=ARGS] [--quick] [--out FILE] [--wait-quiet SECONDS]\n';
 
@@ -476,7 +483,7 @@ async function main(): Promise<number> {
         quick,
         workspaceIds,
         timeoutMs: 240_000,
-        nodeArgs: (values['serve-node-args'] ?? '').split(' ').filter((a) => a !== ''),
+        nodeArgs: (values['serve-node-args'] ?? (await unitNodeOptions())).split(' ').filter((a) => a !== ''),
       });
       log(serveRow(one));
       for (const e of one.errors) warn(`serve: ${e}`);

@@ -231,6 +231,16 @@ describe('install.sh --from on a bare Debian 12 node', () => {
     const info = JSON.parse(j.stdout) as { version: string; node: string; devcontainersCli: string | null; engine: { version: string } | null };
     expect(info.version).toBe(pkg.version);
     expect(info.node).toBe(`v${pkg.config.releaseNode}`);
+    // The commit it was made from, from its release.json (no .git on a node).
+    const made = JSON.parse((await inside(node, 'cat /usr/local/lib/warmstart/release.json')).stdout) as { commit: string | null };
+    expect(made.commit).toMatch(/^[0-9a-f]{40}$/);
+    expect((info as { commit?: unknown }).commit).toBe(made.commit);
+    // WARMSTART_NODE_OPTIONS (the unit's) reaches the bundled node, and only as node's own options.
+    const opts = await inside(node, 'WARMSTART_NODE_OPTIONS="--max-semi-space-size=2 --no-such-node-option" warmstart --version');
+    expect(opts.code, show(opts)).not.toBe(0);
+    expect(opts.stderr).toContain('--no-such-node-option');
+    const semi = await inside(node, 'WARMSTART_NODE_OPTIONS=--max-semi-space-size=2 warmstart --version');
+    expect(semi.code, show(semi)).toBe(0);
     // A supported runtime: Node marks its LTS releases with a codename.
     const lts = await inside(node, '/usr/local/lib/warmstart/runtime/bin/node -p "process.release.lts || \'none\'"');
     expect(lts.code, show(lts)).toBe(0);

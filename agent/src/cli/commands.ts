@@ -2,6 +2,7 @@ import { WarmstartError } from '../errors.js';
 import { withEnvFile } from './env-file.js';
 import { EXIT, processIo, type Io } from './output.js';
 import { devcontainersCliVersion, packageCommit, packageVersion } from './version.js';
+import { withTimeout } from '../util/with-timeout.js';
 
 // Each command is loaded when it is called: `up` must not pay for the
 // daemon's HTTP server, and every start counts.
@@ -143,9 +144,7 @@ async function versionReport(): Promise<Record<string, unknown>> {
   try {
     const { DockerodeEngine } = await import('../docker/dockerode-engine.js');
     const engine = new DockerodeEngine();
-    const asked = engine.versions();
-    const late = new Promise<never>((_r, reject) => setTimeout(() => reject(new Error('no answer within 3 s')), 3_000).unref());
-    const v = await Promise.race([asked, late]);
+    const v = await withTimeout(engine.versions(), 3_000);
     return { ...base, engine: { version: v.version, apiVersion: v.apiVersion } };
   } catch (err) {
     const { describeError } = await import('../errors.js');

@@ -2,8 +2,14 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The project's root (where its package.json is), found from wherever this file runs (src or dist); null when not found. */
+let root: { dir: string; version: string } | null | undefined;
+
+/** The project's root (where its package.json is), found once from wherever this file runs (src, dist or a release); null when not found. */
 function packageRoot(): { dir: string; version: string } | null {
+  return root === undefined ? (root = findPackageRoot()) : root;
+}
+
+function findPackageRoot(): { dir: string; version: string } | null {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     try {
@@ -22,7 +28,11 @@ export function packageVersion(): string {
   return packageRoot()?.version ?? '0.0.0';
 }
 
-/** The commit of a git checkout the agent runs from (HEAD, through one symbolic ref); null for an installed copy. */
+/**
+ * The commit the agent was made from: HEAD of the git checkout it runs from
+ * (through one symbolic ref), or the one a release records in its
+ * release.json (deploy/release.sh); null for other installed copies.
+ */
 export function packageCommit(root = packageRoot()?.dir): string | null {
   if (!root) return null;
   const read = (p: string): string | null => {
@@ -33,7 +43,7 @@ export function packageCommit(root = packageRoot()?.dir): string | null {
     }
   };
   const head = read('HEAD');
-  if (head === null) return null;
+  if (head === null) return releaseCommit(root);
   const ref = /^ref: (refs\/[^\s]+)$/.exec(head)?.[1];
   if (!ref) return /^[0-9a-f]{40,64}$/.test(head) ? head : null;
   const direct = read(ref);
@@ -56,5 +66,15 @@ export function devcontainersCliVersion(root = packageRoot()?.dir): string | nul
     );
   } catch {
     return null; // not installed beside it: `doctor` says so
+  }
+}
+
+/** The commit in a release's release.json, when it names one. */
+function releaseCommit(root: string): string | null {
+  try {
+    const commit = (JSON.parse(readFileSync(join(root, 'release.json'), 'utf8')) as { commit?: unknown }).commit;
+    return typeof commit === 'string' && /^[0-9a-f]{40,64}$/.test(commit) ? commit : null;
+  } catch {
+    return null; // not a release
   }
 }

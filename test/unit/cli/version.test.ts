@@ -54,3 +54,21 @@ describe('version', () => {
     }
   });
 });
+
+describe('the commit of an installed release', () => {
+  it('is the one its release.json records (deploy/release.sh); anything else there is no commit', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'warmstart-release-root-'));
+    try {
+      expect(packageCommit(dir)).toBeNull();
+      const commit = 'a'.repeat(40);
+      await writeFile(join(dir, 'release.json'), JSON.stringify({ version: '0.1.0', commit }));
+      expect(packageCommit(dir)).toBe(commit);
+      await writeFile(join(dir, 'release.json'), JSON.stringify({ version: '0.1.0', commit: 'not a commit; rm -rf /' }));
+      expect(packageCommit(dir)).toBeNull();
+      await writeFile(join(dir, 'release.json'), '{ broken');
+      expect(packageCommit(dir)).toBeNull();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -4,6 +4,7 @@ import { describeError } from '../../errors.js';
 import { buildOpenApiDocument } from '../../../../shared/src/openapi.js';
 import type { JobManager } from '../../jobs/job-manager.js';
 import type { Metrics } from '../../metrics/metrics.js';
+import { withTimeout } from '../../util/with-timeout.js';
 
 export interface SystemRouteDeps {
   jobs: JobManager;
@@ -64,12 +65,4 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
   });
 
   app.get('/v1/openapi.json', async () => (openapi ??= buildOpenApiDocument(deps.version)));
-}
-
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
