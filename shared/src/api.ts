@@ -378,6 +378,8 @@ export const MachineJobView = z.object({
 /** `result.push.status` says how the push went: a failed push still leaves the job `done` with the local image. */
 export const ImageJobView = z.object({ ...JobViewBase, kind: z.literal('image'), request: ImageJobRequest, result: CreateImageResult.nullable() });
 export const JobView = z.discriminatedUnion('kind', [MachineJobView, ImageJobView]);
+/** `GET /v1/jobs`: the machine and image jobs this node keeps that the caller may see, newest first. */
+export const JobList = z.object({ jobs: z.array(JobView) });
 
 /** `seq` counts from 1 per job; `GET /v1/jobs/:jobId/events?after=<seq>` resumes after one (as the workspace events do). */
 const JobEventBase = { ts: z.string(), jobId: JobId, seq: z.number().int().positive() };
@@ -408,6 +410,7 @@ export type JobPhase = z.infer<typeof JobPhase>;
 export type MachineJobRequest = z.infer<typeof MachineJobRequest>;
 export type ImageJobRequest = z.infer<typeof ImageJobRequest>;
 export type JobView = z.infer<typeof JobView>;
+export type JobList = z.infer<typeof JobList>;
 export type JobEvent = z.infer<typeof JobEventSchema>;
 export type CreateSnapshotBody = z.infer<typeof CreateSnapshotBody>;
 

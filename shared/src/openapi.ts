@@ -19,6 +19,7 @@ import {
   JobId,
   JobPhase,
   JobStatus,
+  JobList,
   JobView,
   Readiness,
   MachineCacheList,
@@ -125,6 +126,7 @@ const COMPONENTS: Record<string, z.ZodType> = {
   ImageJobRequest,
   MachineJobView,
   ImageJobView,
+  JobList,
   JobView,
   JobEvent: JobEventSchema,
   CreatePrebuildBody,
@@ -359,6 +361,13 @@ function jobPaths(): JsonObject {
     404: 'JOB_NOT_FOUND: no such job on this node, or one the token may not see (a workspace-scoped token sees only the image jobs of its workspace)',
   };
   return {
+    '/v1/jobs': {
+      get: {
+        operationId: 'listJobs',
+        summary: 'The machine and image jobs this node keeps (the running ones and the last 200 finished) that the token may see, newest first',
+        responses: { '200': { description: 'the jobs', content: json('JobList') }, ...errors(401) },
+      },
+    },
     '/v1/jobs/{jobId}': {
       get: {
         operationId: 'getJob',

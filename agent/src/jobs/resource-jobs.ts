@@ -143,6 +143,11 @@ export class ResourceJobs {
     return entry ? structuredClone(entry.published.view) : null;
   }
 
+  /** Every job this node keeps, newest first. */
+  list(): JobView[] {
+    return [...this.entries.values()].map((e) => structuredClone(e.published.view)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
   /** The job's events with a seq above `after` (0: all), then new ones until the job ends or `signal` aborts. */
   async *events(id: string, after: number, signal: AbortSignal): AsyncGenerator<JobEvent> {
     const entry = this.entries.get(id);

@@ -508,6 +508,7 @@ const ROUTES: RouteSpec[] = [
   { route: '/v1/machines/{name}/snapshots/{snapshot}', methods: ['GET', 'DELETE'], body: false, query: backendQuery },
   // A restore takes no body (an empty object at most).
   { route: '/v1/machines/{name}/snapshots/{snapshot}/restore', methods: ['POST'], body: false, query: backendQuery },
+  { route: '/v1/jobs', methods: ['GET'], body: false },
   { route: '/v1/jobs/{jobId}', methods: ['GET'], body: false },
   { route: '/v1/jobs/{jobId}/events', methods: ['GET'], body: false, query: afterQuery },
   // Deprecated, still served.

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyRequest, LightMyRequestResponse } from 'fa
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JobEventSchema, JobView, MachineUpResult, type JobEvent } from '../../../shared/src/api.js';
+import { JobEventSchema, JobList, JobView, MachineUpResult, type JobEvent } from '../../../shared/src/api.js';
 import type { BackendName, ExecResult, SnapshotBackend } from '../../../agent/src/backends/backend.js';
 import type { DockerEngine } from '../../../agent/src/docker/engine.js';
 import { WarmstartError } from '../../../agent/src/errors.js';
@@ -425,6 +425,16 @@ describe('GET /v1/jobs/:jobId', () => {
       const other = await s.get(`/v1/jobs/${image.id}`, wsB);
       expect(other.statusCode).toBe(404);
       expect(other.json().code).toBe('JOB_NOT_FOUND');
+      // The list holds what each may see.
+      const ids = async (headers: Record<string, string>) => {
+        const r = await s.get('/v1/jobs', headers);
+        expect(r.statusCode).toBe(200);
+        return JobList.parse(r.json()).jobs.map((j) => j.id);
+      };
+      expect((await ids(node)).sort()).toEqual([image.id, machine.id].sort());
+      expect(await ids(wsA)).toEqual([image.id]);
+      expect(await ids(wsB)).toEqual([]);
+      expect((await s.get('/v1/jobs', {})).statusCode).toBe(401);
       // machines themselves stay node-wide
       expect((await s.post('/v1/machines', up(), { ...wsA, 'content-type': 'application/json' })).statusCode).toBe(403);
     });

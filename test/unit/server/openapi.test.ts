@@ -76,6 +76,7 @@ describe('buildOpenApiDocument', () => {
         'GET /v1/machines/{name}/snapshots/{snapshot}',
         'DELETE /v1/machines/{name}/snapshots/{snapshot}',
         'POST /v1/machines/{name}/snapshots/{snapshot}/restore',
+        'GET /v1/jobs',
         'GET /v1/jobs/{jobId}',
         'GET /v1/jobs/{jobId}/events',
         'POST /v1/snapshots',

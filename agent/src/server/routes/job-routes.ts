@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { JobView } from '../../../../shared/src/api.js';
+import type { JobList, JobView } from '../../../../shared/src/api.js';
 import { JobParams } from '../../../../shared/src/openapi.js';
 import { parseAfter } from '../../events/event-seq.js';
 import { jobVisible, type ResourceJobs } from '../../jobs/resource-jobs.js';
@@ -16,12 +16,16 @@ export function accepted(reply: FastifyReply, view: JobView): FastifyReply {
   return reply.code(202).header('location', jobLocation(view.id)).send(view);
 }
 
+/** The workspace a caller's token is scoped to (a JWT's workspace claim); undefined for a node-wide token. */
+function scopeOf(request: FastifyRequest): string | undefined {
+  const p = request.principal;
+  return p?.kind === 'jwt' ? p.workspace : undefined;
+}
+
 /** The job, if the caller may see it (resource-jobs.ts jobVisible); 404 JOB_NOT_FOUND otherwise. */
 function visibleJob(jobs: ResourceJobs, request: FastifyRequest, id: string): JobView {
   const view = jobs.get(id);
-  const p = request.principal;
-  const scopedTo = p?.kind === 'jwt' ? p.workspace : undefined;
-  if (view === null || !jobVisible(view, scopedTo)) throw apiError('JOB_NOT_FOUND', `no job ${id} on this node`);
+  if (view === null || !jobVisible(view, scopeOf(request))) throw apiError('JOB_NOT_FOUND', `no job ${id} on this node`);
   return view;
 }
 
@@ -34,6 +38,11 @@ function visibleJob(jobs: ResourceJobs, request: FastifyRequest, id: string): Jo
  */
 export function registerJobRoutes(app: FastifyInstance, jobs: ResourceJobs, options: { keepaliveMs?: number } = {}): void {
   const stream = eventStreams(app, options.keepaliveMs ?? DEFAULT_EVENTS_KEEPALIVE_MS);
+
+  app.get('/v1/jobs', async (request): Promise<JobList> => {
+    const scopedTo = scopeOf(request);
+    return { jobs: jobs.list().filter((view) => jobVisible(view, scopedTo)) };
+  });
 
   app.get<{ Params: JobParams }>('/v1/jobs/:jobId', { schema: { params: JobParams } }, async (request): Promise<JobView> =>
     visibleJob(jobs, request, request.params.jobId),
