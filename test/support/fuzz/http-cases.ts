@@ -735,6 +735,12 @@ const VALID: ValidSpec[] = [
       .tuple(validBackendQuery, oursMachine)
       .map(([b, m]): Array<[string, Param]> => [...b, ['machine', m], ['name', { value: 'snap', ours: false, how: 'plain' }]]),
   },
+  {
+    method: 'GET',
+    route: '/v1/snapshots',
+    query: fc.tuple(validBackendQuery, oursMachine).map(([b, m]): Array<[string, Param]> => [...b, ['machine', m]]),
+  },
+  { method: 'GET', route: '/v1/machines/{name}/snapshots', params: validMachineParams, query: validBackendQuery },
 ];
 const validCase: fc.Arbitrary<HttpCase> = fc.constantFrom(...VALID).chain((spec) =>
   fc
