@@ -1,6 +1,25 @@
 import { JobEventSchema, JobView, type JobEvent } from '../../shared/src/api.js';
 import type { Agent } from './serve.js';
 
+/** The events of a machine job that launches, copies files, provisions and captures (shortened: type, then phase and outcome), in order. */
+export const PROVISIONED_MACHINE_EVENTS = [
+  'status running',
+  'phase-start lookup',
+  'phase-end lookup ok',
+  'note',
+  'phase-start launch',
+  'phase-end launch ok',
+  'phase-start files',
+  'phase-end files ok',
+  'phase-start provision',
+  'phase-end provision ok',
+  'phase-start capture',
+  'phase-end capture ok',
+  'phase-start post-launch',
+  'phase-end post-launch ok',
+  'status done',
+];
+
 /** The 202 of POST /v1/machines or /v1/images: the job, its Location checked. */
 export async function acceptedJob(res: Response): Promise<JobView> {
   const text = await res.text();

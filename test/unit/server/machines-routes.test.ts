@@ -22,6 +22,7 @@ import type { AuthOptions } from '../../../agent/src/server/auth.js';
 import { requireNodeScope } from '../../../agent/src/server/routes/machines.js';
 import { FakeBackend, withSnapshots } from '../machines/fake-backend.js';
 import { AUTH, JSON_AUTH, testServer } from './harness.js';
+import { PROVISIONED_MACHINE_EVENTS } from '../../support/jobs.js';
 
 const BASE = 'base-image';
 const SCRIPT = '#!/bin/sh\necho hi > /hi\n';
@@ -161,23 +162,7 @@ describe('POST /v1/machines: an accepted job', () => {
     const job = acceptedJob(await post('/v1/machines', up()));
     await settled(app, job.id);
     const all = await events(app, job.id);
-    expect(all.map(shortly)).toEqual([
-      'status running',
-      'phase-start lookup',
-      'phase-end lookup ok',
-      'note',
-      'phase-start launch',
-      'phase-end launch ok',
-      'phase-start files',
-      'phase-end files ok',
-      'phase-start provision',
-      'phase-end provision ok',
-      'phase-start capture',
-      'phase-end capture ok',
-      'phase-start post-launch',
-      'phase-end post-launch ok',
-      'status done',
-    ]);
+    expect(all.map(shortly)).toEqual(PROVISIONED_MACHINE_EVENTS);
     expect(all.map((e) => e.seq)).toEqual(all.map((_e, i) => i + 1));
     expect(all.every((e) => e.jobId === job.id)).toBe(true);
     expect(all.find((e) => e.type === 'note')).toMatchObject({ text: expect.stringMatching(/^cache miss: provisioning from base-image/) });
