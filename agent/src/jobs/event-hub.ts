@@ -1,5 +1,6 @@
 import { droppedMarker, MAX_HISTORY_LOG_LINES, type BoundListener } from '../events/event-bounds.js';
 import type { EventSink, WorkspaceEvent } from '../events/events.js';
+import { Wakeup } from '../util/wakeup.js';
 
 interface Entry {
   seq: number;
@@ -29,7 +30,7 @@ export class JobEvents implements EventSink {
   private logLines = 0;
   private dropped = 0;
   private marker: Entry | null = null;
-  private waiters: Array<() => void> = [];
+  private readonly waiters = new Wakeup();
   private closed = false;
   private readonly maxLogLines: number;
   private readonly onBound: BoundListener | undefined;
@@ -70,14 +71,7 @@ export class JobEvents implements EventSink {
         yield entry.event;
       }
       if (this.closed) return;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        this.waiters.push(done);
-        signal.addEventListener('abort', done, { once: true });
-      });
+      await this.waiters.wait(signal);
     }
   }
 
@@ -120,8 +114,6 @@ export class JobEvents implements EventSink {
   }
 
   private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    waiters.forEach((w) => w());
+    this.waiters.wake();
   }
 }

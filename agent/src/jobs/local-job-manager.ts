@@ -20,6 +20,7 @@ import type { Caller, EventsOptions, JobManager, SubmitOptions } from './job-man
 import type { NotificationKind, Notifier } from './notifier.js';
 import { requestFromBody } from './request-from-body.js';
 import { toView } from './view.js';
+import { settlesWithin } from '../util/with-timeout.js';
 
 export interface LocalJobManagerOptions {
   deps: PipelineDeps;
@@ -243,9 +244,7 @@ export class LocalJobManager implements JobManager {
 
   /** Resolves when every job, pushes included, is over, or after `ms`. */
   async drain(ms: number): Promise<boolean> {
-    const all = Promise.all(this.queue.all().map((j) => j.done)).then(() => true);
-    const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
-    return Promise.race([all, timeout]);
+    return settlesWithin(Promise.all(this.queue.all().map((j) => j.done)), ms);
   }
 
   /** A build slot for a prebuild (jobs/prebuild-manager.ts): see JobQueue.buildSlot. */

@@ -7,6 +7,7 @@ import type { PipelineDeps } from '../workspace/deps.js';
 import { runPrebuild } from '../workspace/prebuild.js';
 import { planPrebuild, type PrebuildRequest } from '../workspace/prebuild-plan.js';
 import { parseRepository } from '../workspace/repository.js';
+import { settlesWithin } from '../util/with-timeout.js';
 
 /** Where prebuilds get a build slot: the workspace jobs' (LocalJobManager.buildSlot). */
 export interface BuildSlots {
@@ -94,9 +95,7 @@ export class PrebuildManager {
 
   /** Resolves when every prebuild is over, or after `ms`. */
   async drain(ms: number): Promise<boolean> {
-    const all = Promise.all([...this.entries.values()].map((e) => e.done)).then(() => true);
-    const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
-    return Promise.race([all, timeout]);
+    return settlesWithin(Promise.all([...this.entries.values()].map((e) => e.done)), ms);
   }
 
   private async run(entry: Entry, request: PrebuildRequest): Promise<void> {

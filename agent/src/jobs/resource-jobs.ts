@@ -4,6 +4,8 @@ import type { JobEvent, JobView } from '../../../shared/src/api.js';
 import { describeError, toErrorBody, WarmstartError, type ErrorBody } from '../errors.js';
 import type { JobProgress } from './job-progress.js';
 import type { ResourceJobStore, StoredJob } from './resource-job-store.js';
+import { Wakeup } from '../util/wakeup.js';
+import { settlesWithin } from '../util/with-timeout.js';
 
 type Kind = JobView['kind'];
 type ViewOf<K extends Kind> = Extract<JobView, { kind: K }>;
@@ -44,7 +46,7 @@ interface Entry {
    * restart no seq it saw stands for another event.
    */
   published: { view: JobView; events: number };
-  waiters: Array<() => void>;
+  waiters: Wakeup;
   done: Promise<void>;
   writing: Promise<void> | null;
   dirty: boolean;
@@ -156,14 +158,7 @@ export class ResourceJobs {
     while (!signal.aborted) {
       while (next < entry.published.events) yield entry.events[next++]!;
       if (entry.published.view.status !== 'running') return;
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          signal.removeEventListener('abort', wake);
-          resolve();
-        };
-        entry.waiters.push(wake);
-        signal.addEventListener('abort', wake, { once: true });
-      });
+      await entry.waiters.wait(signal);
     }
   }
 
@@ -174,9 +169,7 @@ export class ResourceJobs {
 
   /** Resolves true when every running job is over (its record written), false after `ms`. */
   async drain(ms: number): Promise<boolean> {
-    const all = Promise.all([...this.entries.values()].map((e) => e.done)).then(() => true);
-    const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
-    return Promise.race([all, timeout]);
+    return settlesWithin(Promise.all([...this.entries.values()].map((e) => e.done)), ms);
   }
 
   private async run<K extends Kind>(entry: Entry, spec: JobSpec<K>): Promise<void> {
@@ -246,9 +239,7 @@ export class ResourceJobs {
   /** Readers see the view and the first `events` events from now on; followers wake. */
   private publish(entry: Entry, view: JobView, events: number): void {
     entry.published = { view, events };
-    const waiters = entry.waiters;
-    entry.waiters = [];
-    waiters.forEach((w) => w());
+    entry.waiters.wake();
   }
 
   /**
@@ -327,7 +318,7 @@ function newEntry(view: JobView, events: JobEvent[]): Entry {
     view,
     events,
     published: { view: structuredClone(view), events: events.length },
-    waiters: [],
+    waiters: new Wakeup(),
     done: Promise.resolve(),
     writing: null,
     dirty: false,
